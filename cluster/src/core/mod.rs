@@ -1,0 +1,495 @@
+//! The sans-IO cluster core: the whole Redis Cluster protocol as a deterministic state machine.
+//!
+//! The core never reads a clock, opens a socket or spawns a task. The caller (the tokio
+//! runtime, or the simulator in [`crate::sim`]) feeds it inputs, each with `now`, a
+//! monotonic millisecond count:
+//!
+//! - [`Core::handle_message`] / [`Core::handle_datagram`]: a bus message from a peer,
+//! - [`Core::handle_tick`]: the cron, every [`TICK_INTERVAL_MS`] (or at [`Core::poll_timeout`]),
+//! - [`Core::handle_command`]: an admin command (meet, add slots, failover, ...),
+//! - [`Core::handle_link_event`] and [`Core::handle_replication_status`]: runtime facts.
+//!
+//! After each input the caller drains [`Core::poll_output`] **in order** until it returns
+//! `None`. The queue holds [`Output::Transmit`], [`Output::SaveConfig`] and [`Output::Event`]
+//! in the order they must take effect: a `SaveConfig` that records a vote, `lastVoteEpoch` or
+//! an epoch bump always precedes the transmits that depend on it, so the runtime must finish
+//! (fsync) each `SaveConfig` before sending the transmits queued after it.
+//!
+//! Layout, one concern per file: [`node`] (ids, flags, records), [`slots`] (slot table),
+//! [`wire`] (messages and encoding), `gossip` (ping schedule, MEET/handshake, gossip),
+//! `failure` (PFAIL/FAIL), `failover` (elections, votes, manual failover), `epochs`
+//! (config rules 1-2, UPDATE, collisions), `replica_migration`, `state` (cluster_state),
+//! `admin` (commands), [`rng`], `timers`; [`views`] and [`persist`] render read-only views.
+
+pub mod node;
+pub mod persist;
+pub mod rng;
+pub mod slots;
+pub mod views;
+pub mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use node::{NodeFlags, NodeId, NodeRecord};
+use rng::Rng;
+use slots::{Slot, SlotRange, SlotState, SlotTable};
+use wire::{Message, MessageType};
+
+/// Period of the cron ([`Core::handle_tick`]), in milliseconds.
+pub const TICK_INTERVAL_MS: u64 = 100;
+
+/// The node's configuration. Defaults are Redis's except where the README says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `cluster-node-timeout`: silence after which a node is PFAIL, in ms (≥ 100).
+    pub node_timeout_ms: u64,
+    /// `cluster-replica-validity-factor`: 0 disables the data-age check.
+    pub replica_validity_factor: u64,
+    /// `repl-ping-replica-period` in ms: part of the data-age bound.
+    pub repl_ping_replica_period_ms: u64,
+    /// `cluster-migration-barrier`: replicas a master keeps before one may migrate away.
+    pub migration_barrier: u32,
+    /// `cluster-require-full-coverage`: the cluster is down when any slot is uncovered.
+    pub require_full_coverage: bool,
+    /// `cluster-allow-reads-when-down`.
+    pub allow_reads_when_down: bool,
+    /// `cluster-allow-replica-migration`.
+    pub allow_replica_migration: bool,
+    /// `cluster-replica-no-failover`: this replica never starts an automatic failover.
+    pub replica_no_failover: bool,
+    /// `cluster-blacklist-ttl` in ms: how long a forgotten node may not be re-added.
+    pub blacklist_ttl_ms: u64,
+    /// Manual failover deadline in ms (Redis: 5000).
+    pub manual_failover_timeout_ms: u64,
+    /// How long a master must stay orphaned before a replica migrates to it, in ms.
+    pub replica_migration_delay_ms: u64,
+    /// A starting master stays `fail` this long to learn newer config first, in ms.
+    pub writable_delay_ms: u64,
+    /// Push a new PFAIL to every master at once instead of waiting for random pings.
+    pub fast_failure_push: bool,
+    /// Seed of the core's generator (node id when none is given, gossip picks, jitter).
+    pub rng_seed: u64,
+    /// This node's id; `None` draws a random one.
+    pub myself_id: Option<NodeId>,
+    /// Announced IP or host name.
+    pub ip: String,
+    /// Announced hostname (may be empty).
+    pub hostname: String,
+    /// Client (data) port.
+    pub client_port: u16,
+    /// Cluster bus port.
+    pub bus_port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_timeout_ms: 15_000,
+            replica_validity_factor: 10,
+            repl_ping_replica_period_ms: 10_000,
+            migration_barrier: 1,
+            require_full_coverage: true,
+            allow_reads_when_down: false,
+            allow_replica_migration: true,
+            replica_no_failover: false,
+            blacklist_ttl_ms: 60_000,
+            manual_failover_timeout_ms: 5_000,
+            replica_migration_delay_ms: 5_000,
+            writable_delay_ms: 2_000,
+            fast_failure_push: true,
+            rng_seed: 0,
+            myself_id: None,
+            ip: "127.0.0.1".to_string(),
+            hostname: String::new(),
+            client_port: 6379,
+            bus_port: 16379,
+        }
+    }
+}
+
+/// The cluster state as CLUSTER INFO reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClusterState {
+    /// Serving.
+    Ok,
+    /// Not serving keyed commands (uncovered slots, minority, or starting up).
+    #[default]
+    Fail,
+}
+
+/// A node's role, as reported in [`Event::RoleChanged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serves its slots.
+    Master,
+    /// Replicates the given master.
+    Replica {
+        /// The master to replicate from.
+        master: NodeId,
+    },
+}
+
+/// Something the host should know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This node's role changed (start or stop replicating).
+    RoleChanged(Role),
+    /// The owner of a range of slots changed in this node's view (`None`: unassigned).
+    SlotOwnerChanged {
+        /// The slots.
+        range: SlotRange,
+        /// The new owner.
+        owner: Option<NodeId>,
+    },
+    /// A node became FAIL.
+    NodeFailed(NodeId),
+    /// A node's FAIL flag was cleared.
+    NodeRecovered(NodeId),
+    /// `cluster_state` changed.
+    ClusterStateChanged(ClusterState),
+}
+
+/// Where a message goes: by bus address, and by id once known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Bus address, `host:port`.
+    pub address: String,
+    /// The node's id, `None` during a handshake (MEET to an address).
+    pub id: Option<NodeId>,
+}
+
+/// One thing the caller must do, in queue order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send a bus message.
+    Transmit {
+        /// Destination.
+        to: Peer,
+        /// The message.
+        message: Message,
+    },
+    /// Persist this configuration (atomically, with fsync) before handling later outputs.
+    SaveConfig(NodesConf),
+    /// Tell the host.
+    Event(Event),
+}
+
+/// A node's persistent configuration: what nodes.conf holds.
+///
+/// The persist module renders and parses it; [`Core::restore`] starts from it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodesConf {
+    /// Every known node, myself included (handshake nodes excluded).
+    pub nodes: Vec<NodeRecord>,
+    /// Slot ownership as (range, owner).
+    pub slot_owners: Vec<(SlotRange, NodeId)>,
+    /// Myself's migrating slots and their targets.
+    pub migrating: Vec<(Slot, NodeId)>,
+    /// Myself's importing slots and their sources.
+    pub importing: Vec<(Slot, NodeId)>,
+    /// `currentEpoch`.
+    pub current_epoch: u64,
+    /// `lastVoteEpoch`.
+    pub last_vote_epoch: u64,
+}
+
+/// Why a saved configuration cannot start a node. Nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// No node carries the `myself` flag.
+    #[error("the saved configuration has no node flagged myself")]
+    NoMyself,
+    /// A slot owner is not among the saved nodes.
+    #[error("slots are owned by {0}, which is not among the saved nodes")]
+    UnknownSlotOwner(NodeId),
+}
+
+/// Message counters as CLUSTER INFO shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Messages sent, indexed by [`MessageType::index`].
+    pub sent: [u64; MessageType::COUNT],
+    /// Messages received, indexed by [`MessageType::index`].
+    pub received: [u64; MessageType::COUNT],
+    /// Messages dropped because they did not decode or validate.
+    pub malformed_dropped: u64,
+}
+
+impl Stats {
+    /// Total messages sent.
+    pub fn total_sent(&self) -> u64 {
+        self.sent.iter().sum()
+    }
+
+    /// Total messages received.
+    pub fn total_received(&self) -> u64 {
+        self.received.iter().sum()
+    }
+}
+
+/// The cluster protocol state machine of one node. See the module docs for the contract.
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    myself: NodeId,
+    nodes: BTreeMap<NodeId, NodeRecord>,
+    slots: SlotTable,
+    current_epoch: u64,
+    last_vote_epoch: u64,
+    state: ClusterState,
+    stats: Stats,
+    #[allow(dead_code)] // drawn from by gossip and elections
+    rng: Rng,
+    outputs: VecDeque<Output>,
+    /// Forgotten nodes and when their ban ends (`now` ms).
+    blacklist: BTreeMap<NodeId, u64>,
+    now_ms: u64,
+}
+
+impl Core {
+    /// A new node knowing only itself: a master with no slots and epochs 0.
+    pub fn new(config: Config, now_ms: u64) -> Core {
+        let mut rng = Rng::new(config.rng_seed);
+        let myself = config.myself_id.unwrap_or_else(|| NodeId::random(&mut rng));
+        let mut record = NodeRecord::new(
+            myself,
+            &config.ip,
+            config.client_port,
+            config.bus_port,
+            now_ms,
+        );
+        record.hostname = config.hostname.clone();
+        record.flags = NodeFlags::MYSELF | NodeFlags::MASTER;
+        record.shard_id = Some(myself);
+        let mut nodes = BTreeMap::new();
+        nodes.insert(myself, record);
+        Core {
+            config,
+            myself,
+            nodes,
+            slots: SlotTable::new(),
+            current_epoch: 0,
+            last_vote_epoch: 0,
+            state: ClusterState::Fail,
+            stats: Stats::default(),
+            rng,
+            outputs: VecDeque::new(),
+            blacklist: BTreeMap::new(),
+            now_ms,
+        }
+    }
+
+    /// This node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This node's id.
+    pub fn myself_id(&self) -> NodeId {
+        self.myself
+    }
+
+    /// This node's record.
+    pub fn myself(&self) -> &NodeRecord {
+        // The record for myself is inserted at construction and never removed.
+        &self.nodes[&self.myself]
+    }
+
+    /// Every known node, myself and handshake nodes included, in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values()
+    }
+
+    /// The record of `id`, if known.
+    pub fn node(&self, id: &NodeId) -> Option<&NodeRecord> {
+        self.nodes.get(id)
+    }
+
+    /// `currentEpoch`.
+    pub fn current_epoch(&self) -> u64 {
+        self.current_epoch
+    }
+
+    /// `lastVoteEpoch`.
+    pub fn last_vote_epoch(&self) -> u64 {
+        self.last_vote_epoch
+    }
+
+    /// The configEpoch a view shows for `id`: its own for a master, its master's for a replica.
+    pub fn node_epoch(&self, id: &NodeId) -> u64 {
+        let Some(record) = self.nodes.get(id) else {
+            return 0;
+        };
+        match record.master_id.and_then(|master| self.nodes.get(&master)) {
+            Some(master) if record.is_replica() => master.config_epoch,
+            _ => record.config_epoch,
+        }
+    }
+
+    /// The owner of `slot` in this node's view.
+    pub fn slot_owner(&self, slot: Slot) -> Option<NodeId> {
+        self.slots.owner(slot)
+    }
+
+    /// This node's migration state for `slot`.
+    pub fn slot_state(&self, slot: Slot) -> SlotState {
+        self.slots.state(slot)
+    }
+
+    /// The whole slot table (owners, counts, open slots).
+    pub fn slot_table(&self) -> &SlotTable {
+        &self.slots
+    }
+
+    /// The slots `id` owns, as ranges.
+    pub fn slots_of(&self, id: &NodeId) -> Vec<SlotRange> {
+        self.slots.ranges_of(id)
+    }
+
+    /// `cluster_state`.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.state
+    }
+
+    /// Message counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The latest `now` the core has seen, in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The replicas of `master` in id order.
+    pub fn replicas_of(&self, master: &NodeId) -> impl Iterator<Item = &NodeRecord> {
+        let master = *master;
+        self.nodes
+            .values()
+            .filter(move |node| node.is_replica() && node.master_id == Some(master))
+    }
+
+    /// The persistent configuration as it is now (handshake nodes excluded).
+    pub fn snapshot(&self) -> NodesConf {
+        NodesConf {
+            nodes: self
+                .nodes
+                .values()
+                .filter(|node| !node.in_handshake())
+                .cloned()
+                .collect(),
+            slot_owners: self.slots.owner_ranges(),
+            migrating: self.slots.migrating().collect(),
+            importing: self.slots.importing().collect(),
+            current_epoch: self.current_epoch,
+            last_vote_epoch: self.last_vote_epoch,
+        }
+    }
+
+    /// True while `id` is banned by FORGET (it may not be re-added from gossip).
+    pub fn is_blacklisted(&self, id: &NodeId) -> bool {
+        self.blacklist
+            .get(id)
+            .is_some_and(|until_ms| *until_ms > self.now_ms)
+    }
+
+    /// Restarts a node from its saved configuration: same id, epochs, nodes and slots.
+    ///
+    /// Other nodes start with a fresh liveness clock (`now_ms`) so that no one is
+    /// declared failing for the time the node was down; their FAIL flags are kept.
+    pub fn restore(config: Config, conf: NodesConf, now_ms: u64) -> Result<Core, RestoreError> {
+        let myself = conf
+            .nodes
+            .iter()
+            .find(|node| node.flags.contains(NodeFlags::MYSELF))
+            .ok_or(RestoreError::NoMyself)?
+            .id;
+        let mut core = Core::new(
+            Config {
+                myself_id: Some(myself),
+                ..config
+            },
+            now_ms,
+        );
+        core.nodes.clear();
+        for mut record in conf.nodes {
+            record.ping_sent_ms = 0;
+            record.pong_received_ms = 0;
+            record.data_received_ms = now_ms;
+            record.created_ms = now_ms;
+            record.failure_reports.clear();
+            record
+                .flags
+                .remove(NodeFlags::PFAIL | NodeFlags::HANDSHAKE | NodeFlags::MEET);
+            if record.id != myself {
+                record.flags.remove(NodeFlags::MYSELF);
+            }
+            core.nodes.insert(record.id, record);
+        }
+        for (range, owner) in conf.slot_owners {
+            if !core.nodes.contains_key(&owner) {
+                return Err(RestoreError::UnknownSlotOwner(owner));
+            }
+            for slot in range.slots() {
+                core.slots.set_owner(slot, Some(owner));
+            }
+        }
+        for (slot, target) in conf.migrating {
+            core.slots.set_state(slot, SlotState::Migrating(target));
+        }
+        for (slot, source) in conf.importing {
+            core.slots.set_state(slot, SlotState::Importing(source));
+        }
+        core.current_epoch = conf.current_epoch;
+        core.last_vote_epoch = conf.last_vote_epoch;
+        Ok(core)
+    }
+
+    /// The next output to act on, in order; `None` when the queue is empty.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_core_is_a_slotless_master_knowing_itself() {
+        let core = Core::new(Config::default(), 0);
+        assert_eq!(core.nodes().count(), 1);
+        assert!(core.myself().is_master());
+        assert!(core.myself().flags.contains(NodeFlags::MYSELF));
+        assert_eq!(core.current_epoch(), 0);
+        assert_eq!(core.cluster_state(), ClusterState::Fail);
+    }
+
+    #[test]
+    fn restore_keeps_id_epochs_and_slots() {
+        let mut core = Core::new(Config::default(), 0);
+        for slot in 0..10 {
+            core.slots.set_owner(slot, Some(core.myself));
+        }
+        core.current_epoch = 5;
+        core.last_vote_epoch = 4;
+        let conf = core.snapshot();
+        let restored = Core::restore(Config::default(), conf.clone(), 1000).unwrap();
+        assert_eq!(restored.myself_id(), core.myself_id());
+        assert_eq!(restored.current_epoch(), 5);
+        assert_eq!(restored.last_vote_epoch(), 4);
+        assert_eq!(
+            restored.slots_of(&core.myself_id()),
+            core.slots_of(&core.myself_id())
+        );
+        assert_eq!(restored.snapshot().slot_owners, conf.slot_owners);
+    }
+
+    #[test]
+    fn restore_without_myself_fails() {
+        assert_eq!(
+            Core::restore(Config::default(), NodesConf::default(), 0).err(),
+            Some(RestoreError::NoMyself)
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Read-only views of the core in Redis's exact formats: CLUSTER NODES, SLOTS, SHARDS, INFO.
