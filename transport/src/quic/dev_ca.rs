@@ -1,0 +1,102 @@
+//! A development cluster CA made with `rcgen`: issues node certificates so a cluster (or a
+//! test) can run mutual TLS without an external PKI. Not for production: the CA key lives in
+//! memory and is never rotated.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::quic::tls::{NodeIdentity, TlsConfigError, TrustAnchor};
+use crate::quic::CLUSTER_SERVER_NAME_DEFAULT;
+
+/// A self-signed cluster CA that signs node certificates.
+pub struct DevCertificateAuthority {
+    certificate: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn generation_error(error: rcgen::Error) -> TlsConfigError {
+    TlsConfigError::Generate(error.to_string())
+}
+
+impl DevCertificateAuthority {
+    /// Generates a new CA key pair (ECDSA P-256) and self-signed CA certificate.
+    pub fn generate() -> Result<DevCertificateAuthority, TlsConfigError> {
+        let key = KeyPair::generate().map_err(generation_error)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generation_error)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "slotkv development cluster CA");
+        let certificate = params.self_signed(&key).map_err(generation_error)?;
+        Ok(DevCertificateAuthority { certificate, key })
+    }
+
+    /// The trust anchor every node of the cluster should be configured with.
+    pub fn trust_anchor(&self) -> TrustAnchor {
+        TrustAnchor::from_der(vec![self.certificate.der().clone()])
+    }
+
+    /// The CA certificate as PEM (to write a `ca.pem` for other processes).
+    pub fn certificate_pem(&self) -> String {
+        self.certificate.pem()
+    }
+
+    /// Issues a node certificate for the cluster server name
+    /// ([`CLUSTER_SERVER_NAME_DEFAULT`]) and `localhost`, valid for server and client auth.
+    pub fn issue_node_identity(&self) -> Result<NodeIdentity, TlsConfigError> {
+        let names = vec![
+            CLUSTER_SERVER_NAME_DEFAULT.to_string(),
+            "localhost".to_string(),
+        ];
+        let key = KeyPair::generate().map_err(generation_error)?;
+        let mut params = CertificateParams::new(names).map_err(generation_error)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "slotkv node");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let certificate = params
+            .signed_by(&key, &self.certificate, &self.key)
+            .map_err(generation_error)?;
+        let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok(NodeIdentity::from_der(
+            vec![certificate.der().clone()],
+            private_key,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quic::tls::{client_config, server_config};
+
+    #[test]
+    fn issued_identities_build_client_and_server_configs() {
+        let authority = DevCertificateAuthority::generate().unwrap();
+        let identity = authority.issue_node_identity().unwrap();
+        assert!(server_config(&identity, &authority.trust_anchor()).is_ok());
+        assert!(client_config(&identity, &authority.trust_anchor()).is_ok());
+    }
+
+    #[test]
+    fn the_ca_pem_round_trips_into_a_trust_anchor() {
+        let authority = DevCertificateAuthority::generate().unwrap();
+        assert!(TrustAnchor::from_pem(authority.certificate_pem().as_bytes()).is_ok());
+        assert!(matches!(
+            TrustAnchor::from_pem(b"not pem"),
+            Err(TlsConfigError::NoCertificate)
+        ));
+    }
+}

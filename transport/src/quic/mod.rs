@@ -1,0 +1,313 @@
+//! QUIC transport (`quinn` 0.11, rustls with `ring`, ALPN `slotkv/1`, mutual TLS).
+//!
+//! Each node dials one QUIC connection per peer it sends to and opens one bidirectional stream
+//! per channel on it; the first byte of a stream is the channel tag, then length-delimited
+//! frames follow. QUIC's per-stream flow control keeps a stalled `Bulk` stream from delaying
+//! `Bus`. Peers authenticate each other with certificates from the cluster CA (`tls.rs`);
+//! `dev_ca.rs` makes such a CA for development and tests.
+
+mod dev_ca;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+pub use dev_ca::DevCertificateAuthority;
+pub use tls::{NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL};
+
+use crate::{
+    framed_byte_link, Accept, AcceptedLink, Channel, FrameLimits, FramedLink, LinkError, Listener,
+    PeerAddr, Transport,
+};
+
+/// The name every node certificate carries and every client verifies by default.
+pub const CLUSTER_SERVER_NAME_DEFAULT: &str = "slotkv-node";
+/// Streams a peer may have open on one connection (three channels plus reconnect slack).
+const STREAMS_PER_CONNECTION_MAX: u32 = 16;
+/// Accepted links waiting for the endpoint before stream acceptance waits.
+const ACCEPT_QUEUE_LINKS_MAX: usize = 64;
+
+/// QUIC transport settings.
+#[derive(Clone, Debug)]
+pub struct QuicConfig {
+    /// This node's certificate chain and key.
+    pub identity: NodeIdentity,
+    /// The cluster CA that peers' certificates must chain to.
+    pub trust: TrustAnchor,
+    /// The DNS name peers' certificates must carry (default [`CLUSTER_SERVER_NAME_DEFAULT`]).
+    pub server_name: String,
+    /// A connection silent this long is closed (default 10 000 ms).
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval, below `idle_timeout_ms` (default 2 000 ms).
+    pub keep_alive_interval_ms: u64,
+    /// Limit on reading a new stream's channel tag (default 5 000 ms).
+    pub stream_open_timeout_ms: u64,
+}
+
+impl QuicConfig {
+    /// Settings with this identity and trust anchor and default bounds.
+    pub fn new(identity: NodeIdentity, trust: TrustAnchor) -> QuicConfig {
+        QuicConfig {
+            identity,
+            trust,
+            server_name: CLUSTER_SERVER_NAME_DEFAULT.to_string(),
+            idle_timeout_ms: 10_000,
+            keep_alive_interval_ms: 2_000,
+            stream_open_timeout_ms: 5_000,
+        }
+    }
+}
+
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+
+/// The QUIC [`Transport`]. One value per endpoint: `listen` creates the UDP socket that
+/// `connect` also dials from.
+pub struct QuicTransport {
+    server_config: quinn::ServerConfig,
+    client_config: quinn::ClientConfig,
+    server_name: String,
+    stream_open_timeout_ms: u64,
+    endpoint: Mutex<Option<quinn::Endpoint>>,
+    connections: Mutex<HashMap<SocketAddr, ConnectionSlot>>,
+}
+
+impl QuicTransport {
+    /// Builds the TLS and QUIC settings; fails if the certificates or key are unusable.
+    pub fn new(config: QuicConfig) -> Result<QuicTransport, TlsConfigError> {
+        let transport = Arc::new(transport_config(&config)?);
+        let server_tls = tls::server_config(&config.identity, &config.trust)?;
+        let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
+            .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server_config.transport_config(Arc::clone(&transport));
+        let client_tls = tls::client_config(&config.identity, &config.trust)?;
+        let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)
+            .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+        Ok(QuicTransport {
+            server_config,
+            client_config,
+            server_name: config.server_name,
+            stream_open_timeout_ms: config.stream_open_timeout_ms,
+            endpoint: Mutex::new(None),
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The live connection to `address`, dialing one if needed (one dial at a time per peer).
+    async fn connection_to(&self, address: SocketAddr) -> Result<quinn::Connection, LinkError> {
+        let slot = Arc::clone(self.connections.lock().entry(address).or_default());
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot
+            .as_ref()
+            .filter(|connection| connection.close_reason().is_none())
+        {
+            return Ok(connection.clone());
+        }
+        let endpoint = self.endpoint.lock().clone().ok_or_else(|| {
+            LinkError::Unreachable("the QUIC transport must listen before it connects".to_string())
+        })?;
+        let connecting = endpoint
+            .connect(address, &self.server_name)
+            .map_err(|error| LinkError::Unreachable(format!("cannot dial {address}: {error}")))?;
+        let connection = connecting.await.map_err(connection_error)?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+impl Drop for QuicTransport {
+    fn drop(&mut self) {
+        if let Some(endpoint) = self.endpoint.lock().take() {
+            endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        }
+    }
+}
+
+fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, TlsConfigError> {
+    let idle = quinn::IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
+        .map_err(|error| TlsConfigError::Rustls(format!("idle_timeout_ms: {error}")))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(Duration::from_millis(config.keep_alive_interval_ms)))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(STREAMS_PER_CONNECTION_MAX))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    Ok(transport)
+}
+
+/// Maps a QUIC connection failure to a link error a person can act on.
+fn connection_error(error: quinn::ConnectionError) -> LinkError {
+    match error {
+        quinn::ConnectionError::TimedOut => {
+            LinkError::Unreachable("the QUIC peer did not answer (timed out)".to_string())
+        }
+        quinn::ConnectionError::LocallyClosed => LinkError::LocalClose,
+        quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::Reset => {
+            LinkError::PeerClosed
+        }
+        other => LinkError::Tls(other.to_string()),
+    }
+}
+
+/// The link error behind an I/O error raised by a QUIC stream, if it carries one.
+pub(crate) fn link_error_from_io(error: &std::io::Error) -> Option<LinkError> {
+    let inner = error.get_ref()?;
+    let lost = match (
+        inner.downcast_ref::<quinn::ReadError>(),
+        inner.downcast_ref::<quinn::WriteError>(),
+    ) {
+        (Some(quinn::ReadError::ConnectionLost(lost)), _) => lost,
+        (_, Some(quinn::WriteError::ConnectionLost(lost))) => lost,
+        (Some(quinn::ReadError::Reset(_)), _) | (_, Some(quinn::WriteError::Stopped(_))) => {
+            return Some(LinkError::PeerClosed);
+        }
+        _ => return None,
+    };
+    Some(connection_error(lost.clone()))
+}
+
+impl Transport for QuicTransport {
+    fn listen<'a>(
+        &'a self,
+        local: &'a PeerAddr,
+        limits: FrameLimits,
+    ) -> BoxFuture<'a, Result<Box<dyn Listener>, LinkError>> {
+        Box::pin(async move {
+            let mut endpoint =
+                quinn::Endpoint::server(self.server_config.clone(), local.resolve().await?)?;
+            endpoint.set_default_client_config(self.client_config.clone());
+            let bound = PeerAddr::from(endpoint.local_addr()?);
+            *self.endpoint.lock() = Some(endpoint.clone());
+            let (accepted, queue) = mpsc::channel(ACCEPT_QUEUE_LINKS_MAX);
+            let timeout_ms = self.stream_open_timeout_ms;
+            let task = tokio::spawn(run_listener(endpoint.clone(), limits, timeout_ms, accepted));
+            let listener: Box<dyn Listener> = Box::new(QuicListener {
+                local: bound,
+                queue,
+                task,
+                endpoint,
+            });
+            Ok(listener)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        peer: &'a PeerAddr,
+        channel: Channel,
+        limits: FrameLimits,
+    ) -> BoxFuture<'a, Result<FramedLink, LinkError>> {
+        Box::pin(async move {
+            let connection = self.connection_to(peer.resolve().await?).await?;
+            let (mut send, receive) = connection.open_bi().await.map_err(connection_error)?;
+            send.write_all(&[channel.tag()])
+                .await
+                .map_err(|error| match error {
+                    quinn::WriteError::ConnectionLost(lost) => connection_error(lost),
+                    other => LinkError::Io(other.to_string()),
+                })?;
+            Ok(framed_byte_link(receive, send, channel, limits))
+        })
+    }
+}
+
+struct QuicListener {
+    local: PeerAddr,
+    queue: mpsc::Receiver<Accept>,
+    task: tokio::task::JoinHandle<()>,
+    endpoint: quinn::Endpoint,
+}
+
+impl Drop for QuicListener {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+}
+
+impl Listener for QuicListener {
+    fn local_addr(&self) -> PeerAddr {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, Option<Accept>> {
+        Box::pin(self.queue.recv())
+    }
+}
+
+async fn run_listener(
+    endpoint: quinn::Endpoint,
+    limits: FrameLimits,
+    timeout_ms: u64,
+    accepted: mpsc::Sender<Accept>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Some(incoming) = endpoint.accept().await {
+        let accepted = accepted.clone();
+        connections.spawn(async move {
+            let remote = incoming.remote_address().to_string();
+            match incoming.await {
+                Ok(connection) => {
+                    serve_connection(connection, remote, limits, timeout_ms, accepted).await
+                }
+                Err(error) => {
+                    let reason = connection_error(error);
+                    let _ = accepted.send(Accept::Rejected { remote, reason }).await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// Accepts the streams of one connection, each becoming one link once its tag is read.
+async fn serve_connection(
+    connection: quinn::Connection,
+    remote: String,
+    limits: FrameLimits,
+    timeout_ms: u64,
+    accepted: mpsc::Sender<Accept>,
+) {
+    while let Ok((send, mut receive)) = connection.accept_bi().await {
+        let tag = tokio::time::timeout(Duration::from_millis(timeout_ms), receive.read_u8()).await;
+        let outcome = match tag {
+            Ok(Ok(tag)) => match Channel::from_tag(tag) {
+                Some(channel) => {
+                    let link = framed_byte_link(receive, send, channel, limits);
+                    Accept::Link(AcceptedLink {
+                        channel,
+                        remote: remote.clone(),
+                        link,
+                    })
+                }
+                None => Accept::Rejected {
+                    remote: remote.clone(),
+                    reason: LinkError::Protocol(format!("unknown channel tag {tag}")),
+                },
+            },
+            Ok(Err(error)) => Accept::Rejected {
+                remote: remote.clone(),
+                reason: LinkError::from(error),
+            },
+            Err(_) => Accept::Rejected {
+                remote: remote.clone(),
+                reason: LinkError::Timeout {
+                    what: "reading a stream's channel tag",
+                    after_ms: timeout_ms,
+                },
+            },
+        };
+        if accepted.send(outcome).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Certificates and rustls configuration for the QUIC transport.
+//!
+//! Mutual TLS 1.3 with the `ring` provider passed explicitly to every builder (no process-wide
+//! provider is installed): the server requires a client certificate chaining to the cluster
+//! CA, and the client verifies the server against the same CA and the cluster server name.
+//! Certificates come from PEM files, PEM bytes or DER.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+/// The ALPN protocol every slotkv QUIC connection negotiates.
+pub const ALPN_PROTOCOL: &[u8] = b"slotkv/1";
+
+/// Why certificates or TLS settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {cause}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The operating system's reason.
+        cause: std::io::Error,
+    },
+    /// The PEM input is malformed.
+    #[error("malformed PEM: {0}")]
+    Pem(String),
+    /// The input holds no certificate.
+    #[error("no certificate found in the PEM input")]
+    NoCertificate,
+    /// The input holds no private key.
+    #[error("no private key found in the PEM input")]
+    NoPrivateKey,
+    /// rustls refused the certificates, key or settings.
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(String),
+    /// Generating a development certificate failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+}
+
+/// A node's certificate chain (leaf first) and private key.
+pub struct NodeIdentity {
+    cert_chain: Vec<CertificateDer<'static>>,
+    private_key: PrivateKeyDer<'static>,
+}
+
+impl Clone for NodeIdentity {
+    fn clone(&self) -> NodeIdentity {
+        NodeIdentity {
+            cert_chain: self.cert_chain.clone(),
+            private_key: self.private_key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeIdentity {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "NodeIdentity({} certificates, <key redacted>)",
+            self.cert_chain.len()
+        )
+    }
+}
+
+impl NodeIdentity {
+    /// An identity from DER certificates (leaf first) and a DER private key.
+    pub fn from_der(
+        cert_chain: Vec<CertificateDer<'static>>,
+        private_key: PrivateKeyDer<'static>,
+    ) -> NodeIdentity {
+        NodeIdentity {
+            cert_chain,
+            private_key,
+        }
+    }
+
+    /// An identity from PEM bytes: a certificate chain and a PKCS#8, PKCS#1 or SEC1 key.
+    pub fn from_pem(
+        cert_chain_pem: &[u8],
+        private_key_pem: &[u8],
+    ) -> Result<NodeIdentity, TlsConfigError> {
+        let cert_chain = certificates_from_pem(cert_chain_pem)?;
+        let private_key = rustls_pemfile::private_key(&mut &private_key_pem[..])
+            .map_err(|error| TlsConfigError::Pem(error.to_string()))?
+            .ok_or(TlsConfigError::NoPrivateKey)?;
+        Ok(NodeIdentity {
+            cert_chain,
+            private_key,
+        })
+    }
+
+    /// An identity from PEM files.
+    pub fn from_pem_files(
+        cert_chain_path: &Path,
+        private_key_path: &Path,
+    ) -> Result<NodeIdentity, TlsConfigError> {
+        NodeIdentity::from_pem(&read(cert_chain_path)?, &read(private_key_path)?)
+    }
+}
+
+/// The certificates a node trusts: the cluster CA (one or more roots).
+#[derive(Clone, Debug)]
+pub struct TrustAnchor {
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl TrustAnchor {
+    /// Trusts these DER CA certificates.
+    pub fn from_der(roots: Vec<CertificateDer<'static>>) -> TrustAnchor {
+        TrustAnchor { roots }
+    }
+
+    /// Trusts the CA certificates in PEM bytes.
+    pub fn from_pem(roots_pem: &[u8]) -> Result<TrustAnchor, TlsConfigError> {
+        Ok(TrustAnchor {
+            roots: certificates_from_pem(roots_pem)?,
+        })
+    }
+
+    /// Trusts the CA certificates in a PEM file.
+    pub fn from_pem_file(path: &Path) -> Result<TrustAnchor, TlsConfigError> {
+        TrustAnchor::from_pem(&read(path)?)
+    }
+
+    fn root_store(&self) -> Result<Arc<RootCertStore>, TlsConfigError> {
+        let mut store = RootCertStore::empty();
+        for root in &self.roots {
+            store.add(root.clone()).map_err(rustls_error)?;
+        }
+        Ok(Arc::new(store))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsConfigError> {
+    std::fs::read(path).map_err(|cause| TlsConfigError::Read {
+        path: path.display().to_string(),
+        cause,
+    })
+}
+
+fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certificates = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsConfigError::Pem(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    Ok(certificates)
+}
+
+fn rustls_error(error: impl std::fmt::Display) -> TlsConfigError {
+    TlsConfigError::Rustls(error.to_string())
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server side: TLS 1.3, our identity, client certificates required against `trust`.
+pub(crate) fn server_config(
+    identity: &NodeIdentity,
+    trust: &TrustAnchor,
+) -> Result<rustls::ServerConfig, TlsConfigError> {
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, provider())
+            .build()
+            .map_err(rustls_error)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_error)?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(
+            identity.cert_chain.clone(),
+            identity.private_key.clone_key(),
+        )
+        .map_err(rustls_error)?;
+    config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
+    Ok(config)
+}
+
+/// The client side: TLS 1.3, the server verified against `trust`, our identity presented.
+pub(crate) fn client_config(
+    identity: &NodeIdentity,
+    trust: &TrustAnchor,
+) -> Result<rustls::ClientConfig, TlsConfigError> {
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        trust.root_store()?,
+        provider(),
+    )
+    .build()
+    .map_err(rustls_error)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(rustls_error)?
+        .with_webpki_verifier(server_verifier)
+        .with_client_auth_cert(
+            identity.cert_chain.clone(),
+            identity.private_key.clone_key(),
+        )
+        .map_err(rustls_error)?;
+    config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,239 @@
+//! TCP transport: one TCP connection per (peer, channel), `TCP_NODELAY`, the HMAC-SHA256
+//! cluster handshake (`handshake.rs`) before any frame, then length-delimited frames.
+//!
+//! One connection per channel means a stalled `Bulk` reader only fills its own socket
+//! buffers; the `Bus` connection keeps flowing. Handshakes run in their own tasks, bounded in
+//! number and time, so a slow or hostile client never stops the listener serving others.
+
+mod handshake;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use ring::hmac;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::{
+    framed_byte_link, Accept, AcceptedLink, Channel, ConfigError, FrameLimits, FramedLink,
+    LinkError, Listener, PeerAddr, Transport,
+};
+
+/// Shortest cluster secret accepted, in bytes.
+pub const CLUSTER_SECRET_BYTES_MIN: usize = 16;
+/// Accepted links waiting for the endpoint to take them before the listener stops accepting.
+const ACCEPT_QUEUE_LINKS_MAX: usize = 64;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_RETRY_DELAY_MS: u64 = 100;
+
+/// The secret every node of a cluster shares; only nodes that know it can connect.
+#[derive(Clone)]
+pub struct ClusterSecret {
+    key: hmac::Key,
+}
+
+impl ClusterSecret {
+    /// Wraps a secret of at least [`CLUSTER_SECRET_BYTES_MIN`] bytes.
+    pub fn new(secret: Vec<u8>) -> Result<ClusterSecret, ConfigError> {
+        if secret.len() < CLUSTER_SECRET_BYTES_MIN {
+            return Err(ConfigError {
+                field: "cluster_secret",
+                problem: format!("must be at least {CLUSTER_SECRET_BYTES_MIN} bytes"),
+            });
+        }
+        Ok(ClusterSecret {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+        })
+    }
+}
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ClusterSecret(<redacted>)")
+    }
+}
+
+/// TCP transport settings.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// The cluster secret proven by both sides of every connection.
+    pub cluster_secret: ClusterSecret,
+    /// Limit on the whole handshake, each side (default 5 000 ms).
+    pub handshake_timeout_ms: u64,
+    /// Inbound handshakes running at once; further connections are closed at once and reported
+    /// (default 64).
+    pub handshakes_in_flight_max: usize,
+}
+
+impl TcpConfig {
+    /// Settings with the given secret and default bounds.
+    pub fn new(cluster_secret: ClusterSecret) -> TcpConfig {
+        TcpConfig {
+            cluster_secret,
+            handshake_timeout_ms: 5_000,
+            handshakes_in_flight_max: 64,
+        }
+    }
+}
+
+/// The TCP [`Transport`].
+pub struct TcpTransport {
+    config: Arc<TcpConfig>,
+}
+
+impl TcpTransport {
+    /// A transport using `config`.
+    pub fn new(config: TcpConfig) -> TcpTransport {
+        TcpTransport {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn listen<'a>(
+        &'a self,
+        local: &'a PeerAddr,
+        limits: FrameLimits,
+    ) -> BoxFuture<'a, Result<Box<dyn Listener>, LinkError>> {
+        Box::pin(async move {
+            let listener = TcpListener::bind(local.resolve().await?).await?;
+            let bound = PeerAddr::from(listener.local_addr()?);
+            let (accepted, queue) = mpsc::channel(ACCEPT_QUEUE_LINKS_MAX);
+            let task = tokio::spawn(run_listener(
+                listener,
+                Arc::clone(&self.config),
+                limits,
+                accepted,
+            ));
+            let handle: Box<dyn Listener> = Box::new(TcpListenerHandle {
+                local: bound,
+                queue,
+                task,
+            });
+            Ok(handle)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        peer: &'a PeerAddr,
+        channel: Channel,
+        limits: FrameLimits,
+    ) -> BoxFuture<'a, Result<FramedLink, LinkError>> {
+        Box::pin(async move {
+            let address = peer.resolve().await?;
+            let mut stream = TcpStream::connect(address).await.map_err(|error| {
+                LinkError::Unreachable(format!("cannot connect to {peer}: {error}"))
+            })?;
+            stream.set_nodelay(true)?;
+            let after_ms = self.config.handshake_timeout_ms;
+            let key = &self.config.cluster_secret.key;
+            tokio::time::timeout(
+                Duration::from_millis(after_ms),
+                handshake::dial(&mut stream, key, channel),
+            )
+            .await
+            .map_err(|_| LinkError::Timeout {
+                what: "authenticating",
+                after_ms,
+            })??;
+            let (reader, writer) = stream.into_split();
+            Ok(framed_byte_link(reader, writer, channel, limits))
+        })
+    }
+}
+
+struct TcpListenerHandle {
+    local: PeerAddr,
+    queue: mpsc::Receiver<Accept>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TcpListenerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener for TcpListenerHandle {
+    fn local_addr(&self) -> PeerAddr {
+        self.local.clone()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, Option<Accept>> {
+        Box::pin(self.queue.recv())
+    }
+}
+
+async fn run_listener(
+    listener: TcpListener,
+    config: Arc<TcpConfig>,
+    limits: FrameLimits,
+    accepted: mpsc::Sender<Accept>,
+) {
+    let handshakes = Arc::new(Semaphore::new(config.handshakes_in_flight_max));
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(%error, "TCP accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
+                continue;
+            }
+        };
+        let remote = remote.to_string();
+        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+            let reason = LinkError::Overloaded("too many handshakes in flight".to_string());
+            if accepted
+                .send(Accept::Rejected { remote, reason })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        };
+        let (config, accepted) = (Arc::clone(&config), accepted.clone());
+        tokio::spawn(async move {
+            let outcome = handle_inbound_connection(stream, remote, &config, limits).await;
+            drop(permit);
+            let _ = accepted.send(outcome).await;
+        });
+    }
+}
+
+async fn handle_inbound_connection(
+    mut stream: TcpStream,
+    remote: String,
+    config: &TcpConfig,
+    limits: FrameLimits,
+) -> Accept {
+    let after_ms = config.handshake_timeout_ms;
+    let authenticated = async {
+        stream.set_nodelay(true)?;
+        let handshake = handshake::accept(&mut stream, &config.cluster_secret.key);
+        tokio::time::timeout(Duration::from_millis(after_ms), handshake)
+            .await
+            .map_err(|_| LinkError::Timeout {
+                what: "authenticating",
+                after_ms,
+            })?
+    };
+    match authenticated.await {
+        Ok(channel) => {
+            let (reader, writer) = stream.into_split();
+            let link = framed_byte_link(reader, writer, channel, limits);
+            Accept::Link(AcceptedLink {
+                channel,
+                remote,
+                link,
+            })
+        }
+        Err(reason) => Accept::Rejected { remote, reason },
+    }
+}
