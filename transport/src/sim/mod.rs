@@ -43,11 +43,20 @@ struct NetState {
     latency_ms: u64,
     jitter_ms: u64,
     links: Vec<Weak<SimLink>>,
+    /// Links made so far per (dialer, acceptor, channel): part of each link's seed.
+    generations: HashMap<(String, String, u8), u64>,
 }
 
 struct NetShared {
     state: Mutex<NetState>,
-    rng: Mutex<SplitMix64>,
+    seed: u64,
+}
+
+/// FNV-1a, to fold names into link seeds.
+fn fold_name(hash: u64, name: &str) -> u64 {
+    name.bytes().fold(hash, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl NetState {
@@ -76,12 +85,11 @@ impl NetState {
 }
 
 impl FateSource for NetShared {
-    fn frame_fate(&self, from: &str, to: &str, droppable: bool) -> FrameFate {
+    fn frame_fate(&self, from: &str, to: &str, droppable: bool, rng: &mut SplitMix64) -> FrameFate {
         let state = self.state.lock();
         if let Some(reason) = state.unreachable_reason(from, to) {
             return FrameFate::Sever(reason);
         }
-        let mut rng = self.rng.lock();
         if droppable && state.drop_percent > 0 && rng.below_or_equal(99) < state.drop_percent {
             return FrameFate::Drop;
         }
@@ -97,12 +105,14 @@ pub struct SimNet {
 }
 
 impl SimNet {
-    /// An empty, healthy network whose drops and jitter follow `seed`.
+    /// An empty, healthy network whose drops and jitter follow `seed`. Each direction of each
+    /// link draws from its own generator, derived from the seed, the two node names, the
+    /// channel and how many such links came before, so a replay sees the same faults per link.
     pub fn new(seed: u64) -> SimNet {
         SimNet {
             shared: Arc::new(NetShared {
                 state: Mutex::new(NetState::default()),
-                rng: Mutex::new(SplitMix64::new(seed)),
+                seed,
             }),
         }
     }
@@ -210,6 +220,7 @@ impl SimNet {
         if let Some(reason) = state.unreachable_reason(dialer, peer) {
             return Err(reason);
         }
+        let seed = self.next_link_seed(&mut state, dialer, peer, channel);
         let Some(registration) = state.listeners.get(peer) else {
             return Err(LinkError::Unreachable(format!(
                 "no simulated node listens as {peer}"
@@ -230,14 +241,11 @@ impl SimNet {
         }
         let link = SimLink::new(dialer.to_string(), peer.to_string());
         let fates: Arc<dyn FateSource> = Arc::clone(&self.shared) as Arc<dyn FateSource>;
-        let acceptor_limit = registration.limits.for_channel(channel);
-        let (dialer_end, acceptor_end) = link_pair(
-            &link,
-            fates,
-            channel,
+        let limits = (
             limits.for_channel(channel),
-            acceptor_limit,
+            registration.limits.for_channel(channel),
         );
+        let (dialer_end, acceptor_end) = link_pair(&link, fates, seed, channel, limits.0, limits.1);
         let accepted = Accept::Link(AcceptedLink {
             channel,
             remote: dialer.to_string(),
@@ -250,6 +258,23 @@ impl SimNet {
         })?;
         state.links.push(Arc::downgrade(&link));
         Ok(dialer_end)
+    }
+
+    /// The seed of a new link: the network seed mixed with both names, the channel and how
+    /// many links this dialer opened to this peer on this channel before.
+    fn next_link_seed(
+        &self,
+        state: &mut NetState,
+        dialer: &str,
+        peer: &str,
+        channel: Channel,
+    ) -> u64 {
+        let key = (dialer.to_string(), peer.to_string(), channel.tag());
+        let generation = state.generations.entry(key).or_insert(0);
+        *generation += 1;
+        let names = fold_name(fold_name(0xcbf2_9ce4_8422_2325, dialer), peer);
+        let mixed = self.shared.seed ^ names ^ (*generation << 8) ^ u64::from(channel.tag());
+        SplitMix64::new(mixed).next_u64()
     }
 }
 

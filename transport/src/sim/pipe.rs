@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::rng::SplitMix64;
 use crate::{Channel, FrameReader, FrameWriter, FramedLink, LinkError};
 
 /// Frames in flight per direction of a simulated link before the sender waits.
@@ -31,8 +32,10 @@ pub(crate) enum FrameFate {
 
 /// Decides the fate of each frame; implemented by the network state.
 pub(crate) trait FateSource: Send + Sync + 'static {
-    /// The fate of a frame from `from` to `to`. `droppable` is false for a link's first frame.
-    fn frame_fate(&self, from: &str, to: &str, droppable: bool) -> FrameFate;
+    /// The fate of a frame from `from` to `to`. `droppable` is false for a link's first frame;
+    /// `rng` is the sending direction's own generator, so fates do not depend on how tasks
+    /// interleave.
+    fn frame_fate(&self, from: &str, to: &str, droppable: bool, rng: &mut SplitMix64) -> FrameFate;
 }
 
 /// The shared state of one link (both directions): its endpoints and whether it was severed.
@@ -76,6 +79,7 @@ impl SimLink {
 pub(crate) fn link_pair(
     link: &Arc<SimLink>,
     fates: Arc<dyn FateSource>,
+    seed: u64,
     channel: Channel,
     dialer_frame_bytes_max: usize,
     acceptor_frame_bytes_max: usize,
@@ -89,7 +93,13 @@ pub(crate) fn link_pair(
             channel,
             dialer_frame_bytes_max,
         ),
-        writer: writer(to_acceptor, Arc::clone(link), Arc::clone(&fates), true),
+        writer: writer(
+            to_acceptor,
+            Arc::clone(link),
+            Arc::clone(&fates),
+            true,
+            seed,
+        ),
     };
     let acceptor_end = FramedLink {
         reader: reader(
@@ -98,7 +108,7 @@ pub(crate) fn link_pair(
             channel,
             acceptor_frame_bytes_max,
         ),
-        writer: writer(to_dialer, Arc::clone(link), fates, false),
+        writer: writer(to_dialer, Arc::clone(link), fates, false, !seed),
     };
     (dialer_end, acceptor_end)
 }
@@ -110,6 +120,7 @@ struct WriterState {
     from_dialer: bool,
     frames_sent: u64,
     last_due: Instant,
+    rng: SplitMix64,
 }
 
 fn writer(
@@ -117,6 +128,7 @@ fn writer(
     link: Arc<SimLink>,
     fates: Arc<dyn FateSource>,
     from_dialer: bool,
+    seed: u64,
 ) -> FrameWriter {
     let state = WriterState {
         pipe,
@@ -125,6 +137,7 @@ fn writer(
         from_dialer,
         frames_sent: 0,
         last_due: Instant::now(),
+        rng: SplitMix64::new(seed),
     };
     Box::pin(futures_util::sink::unfold(
         state,
@@ -138,7 +151,8 @@ fn writer(
             };
             let droppable = state.frames_sent > 0;
             state.frames_sent += 1;
-            let delay = match state.fates.frame_fate(from, to, droppable) {
+            let fate = state.fates.frame_fate(from, to, droppable, &mut state.rng);
+            let delay = match fate {
                 FrameFate::Drop => return Ok(state),
                 FrameFate::Sever(reason) => {
                     state.link.sever(reason.clone());
