@@ -6,3 +6,4 @@
 //! tokio runtime wires the same core to a transport and to the engine.
 
 pub mod core;
+pub mod sim;

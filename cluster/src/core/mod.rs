@@ -21,19 +21,32 @@
 //! (config rules 1-2, UPDATE, collisions), `replica_migration`, `state` (cluster_state),
 //! `admin` (commands), [`rng`], `timers`; [`views`] and [`persist`] render read-only views.
 
+pub mod admin;
+mod epochs;
+mod failover;
+mod failure;
+mod gossip;
 pub mod node;
 pub mod persist;
+mod replica_migration;
 pub mod rng;
 pub mod slots;
+mod state;
+mod timers;
 pub mod views;
 pub mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use admin::{AdminCommand, AdminError, AdminReply, FailoverMode, ResetMode, SetSlotAction};
+use failover::{FailoverState, ManualFailover};
+use state::StateTracker;
+use timers::Timers;
 
 use node::{NodeFlags, NodeId, NodeRecord};
 use rng::Rng;
 use slots::{Slot, SlotRange, SlotState, SlotTable};
-use wire::{Message, MessageType};
+use wire::{Body, Header, Message, MessageType, WireError};
 
 /// Period of the cron ([`Core::handle_tick`]), in milliseconds.
 pub const TICK_INTERVAL_MS: u64 = 100;
@@ -238,12 +251,37 @@ pub struct Core {
     last_vote_epoch: u64,
     state: ClusterState,
     stats: Stats,
-    #[allow(dead_code)] // drawn from by gossip and elections
     rng: Rng,
     outputs: VecDeque<Output>,
     /// Forgotten nodes and when their ban ends (`now` ms).
     blacklist: BTreeMap<NodeId, u64>,
     now_ms: u64,
+    timers: Timers,
+    failover: FailoverState,
+    manual: ManualFailover,
+    tracker: StateTracker,
+    replication: ReplicationStatus,
+    /// When each orphaned master was first seen orphaned (`now` ms).
+    orphaned_since: BTreeMap<NodeId, u64>,
+    /// When a PING was last (re)sent to each node, to pace re-sends of unanswered pings.
+    ping_attempt_ms: BTreeMap<NodeId, u64>,
+    /// Slots whose owner changed during the current input (for events).
+    changed_slots: BTreeSet<Slot>,
+    /// Non-critical config change waiting to be saved at the end of the input.
+    config_dirty: bool,
+    /// The slots advertised in our headers, recomputed after slot changes.
+    header_slots_cache: Option<Vec<SlotRange>>,
+}
+
+/// What the runtime last reported about replication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ReplicationStatus {
+    /// Our replication offset (master: written; replica: processed).
+    offset: u64,
+    /// For a replica: whether the link to the master is up.
+    master_link_up: bool,
+    /// Last time we heard from our master, or the link was reported up (`now` ms).
+    last_master_interaction_ms: u64,
 }
 
 impl Core {
@@ -276,6 +314,19 @@ impl Core {
             outputs: VecDeque::new(),
             blacklist: BTreeMap::new(),
             now_ms,
+            timers: Timers::new(now_ms),
+            failover: FailoverState::default(),
+            manual: ManualFailover::default(),
+            tracker: StateTracker::default(),
+            replication: ReplicationStatus {
+                last_master_interaction_ms: now_ms,
+                ..ReplicationStatus::default()
+            },
+            orphaned_since: BTreeMap::new(),
+            ping_attempt_ms: BTreeMap::new(),
+            changed_slots: BTreeSet::new(),
+            config_dirty: false,
+            header_slots_cache: None,
         }
     }
 
@@ -448,6 +499,260 @@ impl Core {
     /// The next output to act on, in order; `None` when the queue is empty.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// True when this node may accept writes: a master, `cluster_state` ok, not paused
+    /// for a manual failover.
+    pub fn accepts_writes(&self) -> bool {
+        self.myself().is_master() && self.state == ClusterState::Ok && !self.manual.is_paused()
+    }
+
+    /// The master this node replicates, if it is a replica.
+    pub fn my_master(&self) -> Option<NodeId> {
+        let myself = self.myself();
+        myself.master_id.filter(|_| myself.is_replica())
+    }
+
+    /// Bytes arrived from a peer: decodes, then handles the message; a malformed message
+    /// is dropped and counted in [`Stats::malformed_dropped`].
+    pub fn handle_datagram(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        bytes: &[u8],
+    ) -> Result<(), WireError> {
+        match wire::decode(bytes) {
+            Ok(message) => {
+                self.handle_message(now_ms, from, message);
+                Ok(())
+            }
+            Err(error) => {
+                self.stats.malformed_dropped += 1;
+                tracing::debug!(%from, %error, "dropped a malformed bus message");
+                Err(error)
+            }
+        }
+    }
+
+    /// A decoded bus message from the peer at bus address `from`.
+    pub fn handle_message(&mut self, now_ms: u64, from: &str, message: Message) {
+        self.advance(now_ms);
+        let message_type = message.body.message_type();
+        self.stats.received[message_type.index()] += 1;
+        let sender = message.header.sender;
+        if self.is_known(&sender) && sender != self.myself {
+            self.note_sender_header(&message.header);
+        }
+        match &message.body {
+            Body::Ping(_) | Body::Meet(_) | Body::Pong(_) => {
+                self.handle_ping_family(from, &message)
+            }
+            Body::Fail { node } => self.handle_fail_message(&sender, node),
+            Body::Update {
+                node,
+                config_epoch,
+                slots,
+            } => self.handle_update(&sender, node, *config_epoch, slots),
+            Body::FailoverAuthRequest => self.handle_auth_request(&message.header),
+            Body::FailoverAuthAck => self.handle_auth_ack(&message.header),
+            Body::MfStart => self.handle_mfstart(&sender),
+        }
+        self.handle_replica_failover();
+        self.finish_input();
+    }
+
+    /// The runtime's link to `peer` went up or down.
+    pub fn handle_link_event(&mut self, now_ms: u64, peer: &NodeId, up: bool) {
+        self.advance(now_ms);
+        if let Some(node) = self.nodes.get_mut(peer) {
+            if node.flags.contains(NodeFlags::MYSELF) {
+                return;
+            }
+            node.link = if up {
+                node::LinkState::Connected
+            } else {
+                node::LinkState::Disconnected
+            };
+        }
+        self.finish_input();
+    }
+
+    /// The runtime's replication report: our offset and, for a replica, whether the link
+    /// to the master is up.
+    pub fn handle_replication_status(&mut self, now_ms: u64, offset: u64, master_link_up: bool) {
+        self.advance(now_ms);
+        self.replication.offset = offset;
+        if master_link_up {
+            self.replication.last_master_interaction_ms = self.now_ms;
+        }
+        self.replication.master_link_up = master_link_up;
+        let myself = self.myself;
+        if let Some(record) = self.nodes.get_mut(&myself) {
+            record.repl_offset = offset;
+        }
+        self.handle_manual_failover_progress();
+        self.handle_replica_failover();
+        self.finish_input();
+    }
+
+    fn advance(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    fn is_known(&self, id: &NodeId) -> bool {
+        self.nodes.get(id).is_some_and(|node| !node.in_handshake())
+    }
+
+    /// Header processing common to every message from a known node: liveness, epochs,
+    /// replication offset.
+    fn note_sender_header(&mut self, header: &Header) {
+        let now = self.now_ms;
+        if header.current_epoch > self.current_epoch {
+            self.current_epoch = header.current_epoch;
+            self.config_dirty = true;
+        }
+        let is_my_master = self.my_master() == Some(header.sender);
+        let Some(node) = self.nodes.get_mut(&header.sender) else {
+            return;
+        };
+        node.data_received_ms = now;
+        node.repl_offset = header.repl_offset;
+        if header.config_epoch > node.config_epoch {
+            node.config_epoch = header.config_epoch;
+            self.config_dirty = true;
+        }
+        if is_my_master {
+            self.replication.last_master_interaction_ms = now;
+        }
+    }
+
+    /// Is `id` a master owning at least one slot (a voter)?
+    fn is_voting_master(&self, id: &NodeId) -> bool {
+        self.nodes.get(id).is_some_and(NodeRecord::is_master) && self.slots.count_of(id) > 0
+    }
+
+    /// `cluster_size`: masters owning at least one slot.
+    fn cluster_size(&self) -> usize {
+        self.slots
+            .owners_with_counts()
+            .filter(|(id, _)| self.nodes.get(id).is_some_and(NodeRecord::is_master))
+            .count()
+    }
+
+    /// Votes or reports needed: a majority of [`Core::cluster_size`].
+    fn quorum(&self) -> usize {
+        self.cluster_size() / 2 + 1
+    }
+
+    fn set_slot_owner(&mut self, slot: Slot, owner: Option<NodeId>) {
+        if self.slots.set_owner(slot, owner) != owner {
+            self.changed_slots.insert(slot);
+            self.header_slots_cache = None;
+            self.config_dirty = true;
+        }
+    }
+
+    /// The header of every message we send.
+    fn header(&mut self) -> Header {
+        let myself = self.myself().clone();
+        let master = self.my_master();
+        let slot_owner = master.unwrap_or(self.myself);
+        let slots = match &self.header_slots_cache {
+            Some(cached) => cached.clone(),
+            None => {
+                let computed = self.slots.ranges_of(&slot_owner);
+                self.header_slots_cache = Some(computed.clone());
+                computed
+            }
+        };
+        Header {
+            sender: self.myself,
+            current_epoch: self.current_epoch,
+            config_epoch: self.node_epoch(&self.myself),
+            repl_offset: self.replication.offset,
+            flags: myself.flags,
+            master_id: master,
+            slots,
+            ip: myself.ip,
+            hostname: myself.hostname,
+            client_port: myself.client_port,
+            bus_port: myself.bus_port,
+            cluster_ok: self.state == ClusterState::Ok,
+            mflags: self.manual.header_mflags(),
+            shard_id: myself.shard_id,
+        }
+    }
+
+    fn send_to_peer(&mut self, to: Peer, body: Body) {
+        self.stats.sent[body.message_type().index()] += 1;
+        let message = Message {
+            header: self.header(),
+            body,
+        };
+        self.outputs.push_back(Output::Transmit { to, message });
+    }
+
+    /// Sends `body` to a known node (ignored for unknown ids and for myself).
+    fn send(&mut self, to: NodeId, body: Body) {
+        if to == self.myself {
+            return;
+        }
+        let Some(node) = self.nodes.get(&to) else {
+            return;
+        };
+        let peer = Peer {
+            address: node.bus_address(),
+            id: (!node.in_handshake()).then_some(to),
+        };
+        self.send_to_peer(peer, body);
+    }
+
+    /// Every known node except myself and handshake nodes.
+    fn other_known_nodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|node| {
+                node.id != self.myself
+                    && !node.in_handshake()
+                    && !node.flags.contains(NodeFlags::NOADDR)
+            })
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// Persists the configuration now, ahead of any transmit queued after this call.
+    fn save_config_now(&mut self) {
+        self.config_dirty = false;
+        let snapshot = self.snapshot();
+        self.outputs.push_back(Output::SaveConfig(snapshot));
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// End of every input: refresh the cluster state, flush slot events and pending saves.
+    fn finish_input(&mut self) {
+        self.update_cluster_state();
+        if !self.changed_slots.is_empty() {
+            let changed = std::mem::take(&mut self.changed_slots);
+            let mut runs: Vec<(SlotRange, Option<NodeId>)> = Vec::new();
+            for slot in changed {
+                let owner = self.slots.owner(slot);
+                match runs.last_mut() {
+                    Some((range, last)) if *last == owner && range.end + 1 == slot => {
+                        range.end = slot
+                    }
+                    _ => runs.push((SlotRange::single(slot), owner)),
+                }
+            }
+            for (range, owner) in runs {
+                self.emit(Event::SlotOwnerChanged { range, owner });
+            }
+        }
+        if self.config_dirty {
+            self.save_config_now();
+        }
     }
 }
 

@@ -1,0 +1,250 @@
+//! Configuration propagation (5.5 and 6 of the spec): rules 1 and 2, UPDATE messages,
+//! configEpoch collisions and bumps without consensus.
+//!
+//! A master's header advertises its slots with its configEpoch. Rule 1 binds unassigned
+//! slots to the claimer; rule 2 rebinds a slot whose owner has a strictly smaller
+//! configEpoch. A claim older than what we know earns the claimer an UPDATE. A master
+//! that loses all its slots to one node becomes that node's replica. Two masters with the
+//! same configEpoch resolve it: the one with the smaller id bumps.
+
+use crate::core::gossip::PingKind;
+use crate::core::node::{NodeFlags, NodeId};
+use crate::core::slots::{slots_of_ranges, SlotRange, SlotState};
+use crate::core::wire::{Body, Header};
+use crate::core::{Core, Event, Role};
+
+impl Core {
+    /// Rules 1-2 and the reverse (UPDATE) check for the slots in a ping-family header.
+    pub(super) fn apply_sender_slots(&mut self, header: &Header) {
+        let sender = header.sender;
+        let claimer = header.master_id.unwrap_or(sender);
+        if !self.claims_differ(&claimer, &header.slots) {
+            return;
+        }
+        if header.master_id.is_none() {
+            self.update_slots_config_with(sender, header.config_epoch, &header.slots);
+        }
+        self.send_update_if_stale(sender, header.config_epoch, &header.slots);
+    }
+
+    /// True when `ranges` is not exactly the set of slots we bind to `claimer`.
+    fn claims_differ(&self, claimer: &NodeId, ranges: &[SlotRange]) -> bool {
+        let claimed: usize = ranges.iter().map(SlotRange::len).sum();
+        claimed != self.slots.count_of(claimer)
+            || slots_of_ranges(ranges).any(|slot| self.slots.owner(slot) != Some(*claimer))
+    }
+
+    /// The claimer advertises slots we know a newer owner for: send it one UPDATE.
+    fn send_update_if_stale(&mut self, sender: NodeId, claimed_epoch: u64, ranges: &[SlotRange]) {
+        for slot in slots_of_ranges(ranges) {
+            let Some(owner) = self.slots.owner(slot) else {
+                continue;
+            };
+            if owner == sender || Some(owner) == self.nodes.get(&sender).and_then(|n| n.master_id) {
+                continue;
+            }
+            let owner_epoch = self.nodes.get(&owner).map_or(0, |node| node.config_epoch);
+            if owner_epoch > claimed_epoch {
+                let slots = self.slots.ranges_of(&owner);
+                self.send(
+                    sender,
+                    Body::Update {
+                        node: owner,
+                        config_epoch: owner_epoch,
+                        slots,
+                    },
+                );
+                return;
+            }
+        }
+    }
+
+    /// `clusterUpdateSlotsConfigWith`: rebinds slots by rules 1 and 2 and follows the
+    /// consequences for this node (losing every slot makes it a replica of the claimer).
+    pub(super) fn update_slots_config_with(
+        &mut self,
+        claimer: NodeId,
+        claimer_epoch: u64,
+        ranges: &[SlotRange],
+    ) {
+        if claimer == self.myself {
+            return;
+        }
+        let current_master = self.my_master().unwrap_or(self.myself);
+        let mut lost_to_claimer = false;
+        for slot in slots_of_ranges(ranges) {
+            let owner = self.slots.owner(slot);
+            if owner == Some(claimer) || matches!(self.slots.state(slot), SlotState::Importing(_)) {
+                continue;
+            }
+            let owner_epoch = owner
+                .and_then(|id| self.nodes.get(&id))
+                .map_or(0, |node| node.config_epoch);
+            if owner.is_none() || owner_epoch < claimer_epoch {
+                if owner == Some(current_master) {
+                    lost_to_claimer = true;
+                }
+                if owner == Some(self.myself) {
+                    self.slots.set_state(slot, SlotState::Stable);
+                }
+                self.set_slot_owner(slot, Some(claimer));
+            }
+        }
+        self.fix_open_slots_after_update(claimer);
+        if lost_to_claimer && self.slots.count_of(&current_master) == 0 {
+            tracing::info!(new_master = %claimer, "lost every slot; following the new owner");
+            self.set_my_master(claimer);
+        }
+    }
+
+    /// A slot we were importing from `claimer` that it no longer claims becomes ours.
+    fn fix_open_slots_after_update(&mut self, claimer: NodeId) {
+        let finished: Vec<u16> = self
+            .slots
+            .importing()
+            .filter(|(slot, source)| *source == claimer && self.slots.owner(*slot) != Some(claimer))
+            .map(|(slot, _)| slot)
+            .collect();
+        if finished.is_empty() || !self.myself().is_master() {
+            return;
+        }
+        let myself = self.myself;
+        for slot in finished {
+            self.slots.set_state(slot, SlotState::Stable);
+            self.set_slot_owner(slot, Some(myself));
+        }
+        self.bump_epoch_without_consensus();
+        self.broadcast_pong();
+    }
+
+    /// Makes this node a replica of `master` (from rules, REPLICATE or migration).
+    pub(crate) fn set_my_master(&mut self, master: NodeId) {
+        let myself = self.myself;
+        if self.my_master() == Some(master) || master == myself {
+            return;
+        }
+        let mine: Vec<SlotRange> = self.slots.ranges_of(&myself);
+        for slot in slots_of_ranges(&mine) {
+            self.set_slot_owner(slot, None);
+        }
+        self.slots.clear_states();
+        self.set_node_role(myself, Some(master));
+        let shard = self.nodes.get(&master).and_then(|node| node.shard_id);
+        if let Some(record) = self.nodes.get_mut(&myself) {
+            record.shard_id = shard.or(Some(master));
+        }
+        self.manual = Default::default();
+        self.failover = Default::default();
+        self.replication.last_master_interaction_ms = self.now_ms;
+        self.header_slots_cache = None;
+        self.emit(Event::RoleChanged(Role::Replica { master }));
+        self.config_dirty = true;
+    }
+
+    /// An UPDATE: adopt the reported owner's newer configEpoch and slots.
+    pub(super) fn handle_update(
+        &mut self,
+        sender: &NodeId,
+        node: &NodeId,
+        config_epoch: u64,
+        ranges: &[SlotRange],
+    ) {
+        if !self.is_known(sender) {
+            return;
+        }
+        let Some(record) = self.nodes.get(node) else {
+            return;
+        };
+        if record.config_epoch >= config_epoch {
+            return;
+        }
+        if record.is_replica() {
+            self.set_node_role(*node, None);
+        }
+        if let Some(record) = self.nodes.get_mut(node) {
+            record.config_epoch = config_epoch;
+        }
+        self.update_slots_config_with(*node, config_epoch, ranges);
+    }
+
+    /// Two masters with the same configEpoch: the one with the smaller id bumps.
+    pub(super) fn handle_epoch_collision(&mut self, header: &Header) {
+        let myself = self.myself();
+        if header.master_id.is_some()
+            || !myself.is_master()
+            || header.config_epoch != myself.config_epoch
+            || header.sender <= self.myself
+        {
+            return;
+        }
+        self.current_epoch += 1;
+        let epoch = self.current_epoch;
+        let me = self.myself;
+        if let Some(record) = self.nodes.get_mut(&me) {
+            record.config_epoch = epoch;
+        }
+        self.header_slots_cache = None;
+        self.save_config_now();
+        tracing::info!(epoch, "configEpoch collision resolved by bumping");
+    }
+
+    /// `BumpWithoutConsensus`: a new configEpoch unless ours is already the maximum and
+    /// non-zero. Persisted before returning. Returns true when it bumped.
+    pub(crate) fn bump_epoch_without_consensus(&mut self) -> bool {
+        let max_epoch = self
+            .nodes
+            .values()
+            .map(|node| node.config_epoch)
+            .max()
+            .unwrap_or(0)
+            .max(self.current_epoch);
+        let my_epoch = self.myself().config_epoch;
+        let unique_max = self
+            .nodes
+            .values()
+            .filter(|node| node.config_epoch == max_epoch)
+            .count()
+            == 1;
+        if my_epoch != 0 && my_epoch == max_epoch && unique_max {
+            return false;
+        }
+        self.current_epoch += 1;
+        let epoch = self.current_epoch;
+        let me = self.myself;
+        if let Some(record) = self.nodes.get_mut(&me) {
+            record.config_epoch = epoch;
+        }
+        self.save_config_now();
+        true
+    }
+
+    /// After a config change that must spread fast (e.g. REPLICATE).
+    pub(crate) fn announce_config(&mut self) {
+        for id in self.other_known_nodes() {
+            self.send_ping(id, PingKind::Pong);
+        }
+    }
+
+    /// Drops every trace of `id` (FORGET): record, slots, and reports it made.
+    pub(crate) fn remove_node(&mut self, id: &NodeId) {
+        for range in self.slots.ranges_of(id) {
+            for slot in range.slots() {
+                self.set_slot_owner(slot, None);
+            }
+        }
+        self.nodes.remove(id);
+        self.ping_attempt_ms.remove(id);
+        self.orphaned_since.remove(id);
+        for node in self.nodes.values_mut() {
+            node.failure_reports.retain(|report| report.reporter != *id);
+        }
+        self.config_dirty = true;
+    }
+
+    /// True when `id` is known as a master.
+    pub(crate) fn is_master_node(&self, id: &NodeId) -> bool {
+        self.nodes
+            .get(id)
+            .is_some_and(|node| node.flags.contains(NodeFlags::MASTER))
+    }
+}

@@ -1,0 +1,389 @@
+//! Failover (5 of the spec): replica elections, master votes, and manual failover.
+//!
+//! A replica whose master is FAIL waits an election delay (fixed + random + rank × step),
+//! bumps currentEpoch, persists it, asks every master for a vote, and on a majority takes
+//! over its master's slots with the new configEpoch. A master grants one vote per epoch,
+//! at most one per failing master every 2 × node_timeout, and only if the requester's
+//! slots are not claimed by a newer configEpoch; the vote is persisted before the ACK.
+//! The delays scale with node_timeout (Redis: 500 ms + 0..500 ms + rank × 1 s whatever the
+//! timeout): `clamp(node_timeout/20, 50, 500)` ms fixed, as much random, and
+//! `clamp(node_timeout/10, 100, 1000)` ms per rank. Manual failover (default, FORCE,
+//! TAKEOVER) uses MFSTART and the PAUSED/FORCEACK message flags.
+
+use std::collections::BTreeSet;
+
+use crate::core::gossip::PingKind;
+use crate::core::node::{NodeFlags, NodeId};
+use crate::core::wire::{Body, Header, MFLAG_FORCEACK, MFLAG_PAUSED};
+use crate::core::{Core, Event, Role};
+
+/// Smallest election timeout, in ms (Redis: 2000).
+const AUTH_TIMEOUT_MIN_MS: u64 = 2000;
+/// Masters vote for one replica of a given master every this many node timeouts.
+const VOTE_INTERVAL_MULT: u64 = 2;
+/// A paused master pauses writes for this many manual-failover timeouts.
+const MANUAL_FAILOVER_PAUSE_MULT: u64 = 2;
+
+/// The replica side of an election.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FailoverState {
+    /// When the current attempt starts asking for votes (`now` ms), if one is scheduled.
+    auth_time_ms: Option<u64>,
+    /// The epoch of the attempt once the request went out.
+    auth_epoch: u64,
+    /// Whether the vote request went out.
+    auth_sent: bool,
+    /// Our rank when the attempt was scheduled.
+    rank: u64,
+    /// Masters that voted for this attempt.
+    voters: BTreeSet<NodeId>,
+}
+
+impl FailoverState {
+    /// The election start time when it is still ahead.
+    pub(crate) fn pending_deadline_ms(&self) -> Option<u64> {
+        self.auth_time_ms.filter(|_| !self.auth_sent)
+    }
+}
+
+/// Manual failover state on both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ManualFailover {
+    /// Deadline of the manual failover in progress (`now` ms).
+    end_ms: Option<u64>,
+    /// Replica side: the election may start (offsets matched, or FORCE).
+    can_start: bool,
+    /// Replica side: the paused master's frozen offset, once seen.
+    master_offset: Option<u64>,
+    /// Master side: the replica taking over; writes are paused meanwhile.
+    replica: Option<NodeId>,
+}
+
+impl ManualFailover {
+    /// True on a master paused for a manual failover.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// The replica a paused master keeps pinging.
+    pub(crate) fn paused_for_replica(&self) -> Option<NodeId> {
+        self.replica
+    }
+
+    pub(crate) fn header_mflags(&self) -> u8 {
+        let mut flags = 0;
+        if self.replica.is_some() {
+            flags |= MFLAG_PAUSED;
+        }
+        if self.can_start {
+            flags |= MFLAG_FORCEACK;
+        }
+        flags
+    }
+
+    pub(crate) fn note_master_paused_offset(&mut self, offset: u64) {
+        if self.end_ms.is_some() && self.master_offset.is_none() {
+            self.master_offset = Some(offset);
+        }
+    }
+}
+
+impl Core {
+    fn auth_timeout_ms(&self) -> u64 {
+        (self.config.node_timeout_ms * 2).max(AUTH_TIMEOUT_MIN_MS)
+    }
+
+    fn election_fixed_delay_ms(&self) -> u64 {
+        (self.config.node_timeout_ms / 20).clamp(50, 500)
+    }
+
+    fn election_rank_step_ms(&self) -> u64 {
+        (self.config.node_timeout_ms / 10).clamp(100, 1000)
+    }
+
+    /// Replicas of my master (NOFAILOVER ones excluded) ranked ahead of me: a greater
+    /// offset, or the same offset and a smaller id.
+    fn replica_rank(&self) -> u64 {
+        let Some(master) = self.my_master() else {
+            return 0;
+        };
+        let my_offset = self.replication.offset;
+        self.replicas_of(&master)
+            .filter(|node| node.id != self.myself && !node.flags.contains(NodeFlags::NOFAILOVER))
+            .filter(|node| {
+                node.repl_offset > my_offset
+                    || (node.repl_offset == my_offset && node.id < self.myself)
+            })
+            .count() as u64
+    }
+
+    /// Can this replica fail over automatically now? (master FAIL, data fresh enough...)
+    fn automatic_failover_allowed(&self, master: &NodeId) -> bool {
+        let Some(master_record) = self.nodes.get(master) else {
+            return false;
+        };
+        if !master_record.is_failed()
+            || self.slots.count_of(master) == 0
+            || self.config.replica_no_failover
+            || self.myself().flags.contains(NodeFlags::NOFAILOVER)
+        {
+            return false;
+        }
+        let factor = self.config.replica_validity_factor;
+        if factor == 0 {
+            return true;
+        }
+        let timeout_ms = self.config.node_timeout_ms;
+        let mut data_age_ms = self.now_ms - self.replication.last_master_interaction_ms;
+        if data_age_ms > timeout_ms {
+            data_age_ms -= timeout_ms;
+        }
+        data_age_ms <= self.config.repl_ping_replica_period_ms + timeout_ms * factor
+    }
+
+    /// The replica's election (`clusterHandleReplicaFailover`), run after every input.
+    pub(super) fn handle_replica_failover(&mut self) {
+        let Some(master) = self.my_master() else {
+            return;
+        };
+        let manual = self.manual.can_start;
+        if !manual && !self.automatic_failover_allowed(&master) {
+            return;
+        }
+        let now = self.now_ms;
+        let auth_timeout_ms = self.auth_timeout_ms();
+        let expired_for_retry = self
+            .failover
+            .auth_time_ms
+            .is_none_or(|time| now > time && now - time > auth_timeout_ms * 2);
+        if expired_for_retry {
+            self.schedule_election(manual);
+            return;
+        }
+        let Some(auth_time_ms) = self.failover.auth_time_ms else {
+            return;
+        };
+        if !self.failover.auth_sent && !manual {
+            let rank = self.replica_rank();
+            if rank > self.failover.rank {
+                let shift = (rank - self.failover.rank) * self.election_rank_step_ms();
+                self.failover.auth_time_ms = Some(auth_time_ms + shift);
+                self.failover.rank = rank;
+                return;
+            }
+        }
+        if now < auth_time_ms || now - auth_time_ms > auth_timeout_ms {
+            return;
+        }
+        if !self.failover.auth_sent {
+            self.request_votes();
+            return;
+        }
+        if self.failover.voters.len() >= self.quorum() {
+            self.win_election(master);
+        }
+    }
+
+    fn schedule_election(&mut self, manual: bool) {
+        let now = self.now_ms;
+        let rank = if manual { 0 } else { self.replica_rank() };
+        let delay_ms = if manual {
+            0
+        } else {
+            let fixed = self.election_fixed_delay_ms();
+            fixed + self.rng.below(fixed) + rank * self.election_rank_step_ms()
+        };
+        self.failover = FailoverState {
+            auth_time_ms: Some(now + delay_ms),
+            auth_epoch: 0,
+            auth_sent: false,
+            rank,
+            voters: BTreeSet::new(),
+        };
+        tracing::info!(delay_ms, rank, "election scheduled");
+        // Let the other replicas of my master learn my offset (for their rank).
+        if let Some(master) = self.my_master() {
+            let siblings: Vec<NodeId> = self
+                .replicas_of(&master)
+                .map(|node| node.id)
+                .filter(|id| *id != self.myself)
+                .collect();
+            for id in siblings {
+                self.send_ping(id, PingKind::Pong);
+            }
+        }
+        if manual {
+            self.handle_replica_failover();
+        }
+    }
+
+    /// Bumps currentEpoch, persists it, then asks every node (masters answer) for a vote.
+    fn request_votes(&mut self) {
+        self.current_epoch += 1;
+        self.failover.auth_epoch = self.current_epoch;
+        self.failover.auth_sent = true;
+        self.save_config_now();
+        tracing::info!(epoch = self.current_epoch, "requesting failover votes");
+        for id in self.other_known_nodes() {
+            self.send(id, Body::FailoverAuthRequest);
+        }
+    }
+
+    /// Takes over the old master's slots with the election's epoch and tells everyone.
+    fn win_election(&mut self, old_master: NodeId) {
+        let epoch = self.failover.auth_epoch;
+        tracing::info!(epoch, "won the election");
+        self.replace_my_master(old_master, Some(epoch));
+        self.failover = FailoverState::default();
+    }
+
+    /// Becomes master in place of `old_master` (election won, or TAKEOVER with `None`
+    /// after an epoch bump); persists, then broadcasts a PONG.
+    pub(crate) fn replace_my_master(&mut self, old_master: NodeId, epoch: Option<u64>) {
+        let myself = self.myself;
+        self.set_node_role(myself, None);
+        if let Some(record) = self.nodes.get_mut(&myself) {
+            record.shard_id = Some(myself);
+            if let Some(epoch) = epoch {
+                record.config_epoch = record.config_epoch.max(epoch);
+            }
+        }
+        for range in self.slots.ranges_of(&old_master) {
+            for slot in range.slots() {
+                self.set_slot_owner(slot, Some(myself));
+            }
+        }
+        self.manual = ManualFailover::default();
+        self.emit(Event::RoleChanged(Role::Master));
+        self.update_cluster_state();
+        self.save_config_now();
+        self.broadcast_pong();
+    }
+
+    /// A vote request (`clusterSendFailoverAuthIfNeeded`): grant only if every rule holds.
+    pub(super) fn handle_auth_request(&mut self, header: &Header) {
+        if let Err(reason) = self.check_vote(header) {
+            tracing::debug!(requester = %header.sender, reason, "vote denied");
+            return;
+        }
+        let now = self.now_ms;
+        self.last_vote_epoch = self.current_epoch;
+        if let Some(master) = header.master_id.and_then(|id| self.nodes.get_mut(&id)) {
+            master.voted_time_ms = now;
+        }
+        self.save_config_now();
+        tracing::info!(requester = %header.sender, epoch = self.current_epoch, "vote granted");
+        self.send(header.sender, Body::FailoverAuthAck);
+    }
+
+    fn check_vote(&self, header: &Header) -> Result<(), &'static str> {
+        if !self.is_voting_master(&self.myself) {
+            return Err("I am not a master with slots");
+        }
+        if !self.is_known(&header.sender) {
+            return Err("unknown requester");
+        }
+        if header.current_epoch < self.current_epoch {
+            return Err("request epoch is older than mine");
+        }
+        if self.last_vote_epoch == self.current_epoch {
+            return Err("already voted in this epoch");
+        }
+        let Some(master_id) = header.master_id else {
+            return Err("requester is a master");
+        };
+        let Some(master) = self.nodes.get(&master_id) else {
+            return Err("requester's master is unknown");
+        };
+        let force = header.mflags & MFLAG_FORCEACK != 0;
+        if !master.is_failed() && !force {
+            return Err("requester's master is not failing");
+        }
+        let interval_ms = self.config.node_timeout_ms * VOTE_INTERVAL_MULT;
+        if master.voted_time_ms != 0 && self.now_ms - master.voted_time_ms < interval_ms {
+            return Err("voted for a replica of this master recently");
+        }
+        for slot in crate::core::slots::slots_of_ranges(&header.slots) {
+            if let Some(owner) = self.slots.owner(slot) {
+                if self.node_epoch(&owner) > header.config_epoch {
+                    return Err("a slot is claimed with a newer configEpoch");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A vote: counted when it comes from a voting master for the current attempt.
+    pub(super) fn handle_auth_ack(&mut self, header: &Header) {
+        if self.failover.auth_sent
+            && self.is_voting_master(&header.sender)
+            && header.current_epoch >= self.failover.auth_epoch
+        {
+            self.failover.voters.insert(header.sender);
+        }
+    }
+
+    /// CLUSTER FAILOVER on a replica (default and FORCE; TAKEOVER is in `admin`).
+    pub(crate) fn start_manual_failover(&mut self, force: bool) {
+        let Some(master) = self.my_master() else {
+            return;
+        };
+        self.manual = ManualFailover {
+            end_ms: Some(self.now_ms + self.config.manual_failover_timeout_ms),
+            can_start: force,
+            master_offset: None,
+            replica: None,
+        };
+        self.failover = FailoverState::default();
+        if force {
+            self.handle_replica_failover();
+        } else {
+            self.send(master, Body::MfStart);
+        }
+    }
+
+    /// MFSTART from one of my replicas: pause writes and ping it with my frozen offset.
+    pub(super) fn handle_mfstart(&mut self, sender: &NodeId) {
+        let is_my_replica = self
+            .nodes
+            .get(sender)
+            .is_some_and(|node| node.is_replica() && node.master_id == Some(self.myself));
+        if !is_my_replica || !self.myself().is_master() {
+            return;
+        }
+        let pause_ms = self.config.manual_failover_timeout_ms * MANUAL_FAILOVER_PAUSE_MULT;
+        self.manual = ManualFailover {
+            end_ms: Some(self.now_ms + pause_ms),
+            can_start: false,
+            master_offset: None,
+            replica: Some(*sender),
+        };
+        tracing::info!(replica = %sender, "paused for a manual failover");
+        self.send_ping(*sender, PingKind::Ping);
+    }
+
+    /// Replica side: once our offset reaches the paused master's, the election may start.
+    pub(super) fn handle_manual_failover_progress(&mut self) {
+        if self.manual.can_start || self.manual.end_ms.is_none() {
+            return;
+        }
+        if let Some(master_offset) = self.manual.master_offset {
+            if self.replication.offset >= master_offset {
+                self.manual.can_start = true;
+                tracing::info!("manual failover: offsets match, starting the election");
+                self.failover = FailoverState::default();
+                self.handle_replica_failover();
+            }
+        }
+    }
+
+    /// Aborts a manual failover past its deadline (and unpauses a master).
+    pub(super) fn handle_manual_failover_timeout(&mut self) {
+        if let Some(end_ms) = self.manual.end_ms {
+            if self.now_ms > end_ms {
+                tracing::info!("manual failover timed out");
+                self.manual = ManualFailover::default();
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Failure detection (4 of the spec): PFAIL, failure reports, FAIL and its clearing.
+//!
+//! PFAIL is a node's local opinion: a PING is outstanding and nothing has been heard from
+//! the peer for node_timeout. Masters' gossip about PFAIL/FAIL nodes becomes failure
+//! reports, valid for 2 × node_timeout; when the reports plus our own opinion reach a
+//! majority of the slot-owning masters the node is FAIL and a FAIL message is broadcast.
+//! Unlike Redis, a master that newly marks a node PFAIL pings every other master at once
+//! ([`crate::core::Config::fast_failure_push`]) so reports gather within one round trip.
+
+use crate::core::gossip::PingKind;
+use crate::core::node::{FailureReport, NodeFlags, NodeId};
+use crate::core::wire::{Body, GossipEntry};
+use crate::core::{Core, Event};
+
+/// Failure reports stay valid for this many node timeouts.
+const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
+/// A master that owns slots keeps FAIL for at least this many node timeouts.
+const FAIL_UNDO_TIME_MULT: u64 = 2;
+
+impl Core {
+    /// Cron: mark as PFAIL every node with a ping outstanding and silent for node_timeout.
+    pub(super) fn detect_failures(&mut self) {
+        let now = self.now_ms;
+        let timeout_ms = self.config.node_timeout_ms;
+        let newly_failing: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| {
+                !node.flags.intersects(
+                    NodeFlags::MYSELF
+                        | NodeFlags::HANDSHAKE
+                        | NodeFlags::NOADDR
+                        | NodeFlags::PFAIL
+                        | NodeFlags::FAIL,
+                ) && node.ping_sent_ms != 0
+                    && now - node.data_received_ms > timeout_ms
+            })
+            .map(|node| node.id)
+            .collect();
+        for id in newly_failing {
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.flags.insert(NodeFlags::PFAIL);
+            }
+            tracing::debug!(node = %id, "marked PFAIL");
+            if self.config.fast_failure_push && self.is_voting_master(&self.myself) {
+                self.push_failure_report(&id);
+            }
+            self.mark_failing_if_needed(&id);
+        }
+    }
+
+    /// Sends a PING (whose gossip carries every PFAIL node) to every other voting master.
+    fn push_failure_report(&mut self, failing: &NodeId) {
+        let masters: Vec<NodeId> = self
+            .other_known_nodes()
+            .into_iter()
+            .filter(|id| id != failing && self.is_voting_master(id))
+            .collect();
+        for id in masters {
+            self.send_ping(id, PingKind::Ping);
+        }
+    }
+
+    /// A gossip entry from the voting master `reporter` about a known node.
+    pub(super) fn note_gossip_report(&mut self, reporter: &NodeId, entry: &GossipEntry) {
+        let now = self.now_ms;
+        let Some(node) = self.nodes.get_mut(&entry.id) else {
+            return;
+        };
+        if entry.flags.intersects(NodeFlags::PFAIL | NodeFlags::FAIL) {
+            match node
+                .failure_reports
+                .iter_mut()
+                .find(|report| report.reporter == *reporter)
+            {
+                Some(report) => report.time_ms = now,
+                None => node.failure_reports.push(FailureReport {
+                    reporter: *reporter,
+                    time_ms: now,
+                }),
+            }
+            self.mark_failing_if_needed(&entry.id);
+        } else {
+            node.failure_reports
+                .retain(|report| report.reporter != *reporter);
+        }
+    }
+
+    /// Valid failure reports about `id` from voting masters (expired ones are dropped).
+    pub(crate) fn count_failure_reports(&mut self, id: &NodeId) -> usize {
+        let validity_ms = self.config.node_timeout_ms * FAIL_REPORT_VALIDITY_MULT;
+        let now = self.now_ms;
+        let Some(node) = self.nodes.get_mut(id) else {
+            return 0;
+        };
+        node.failure_reports
+            .retain(|report| now - report.time_ms <= validity_ms);
+        let reporters: Vec<NodeId> = node.failure_reports.iter().map(|r| r.reporter).collect();
+        reporters
+            .iter()
+            .filter(|reporter| self.is_voting_master(reporter))
+            .count()
+    }
+
+    /// PFAIL + a majority of reports (ours included when we vote) ⇒ FAIL, broadcast.
+    fn mark_failing_if_needed(&mut self, id: &NodeId) {
+        let Some(node) = self.nodes.get(id) else {
+            return;
+        };
+        if !node.flags.contains(NodeFlags::PFAIL) || node.is_failed() {
+            return;
+        }
+        let mut failures = self.count_failure_reports(id);
+        if self.is_voting_master(&self.myself) {
+            failures += 1;
+        }
+        if failures < self.quorum() {
+            return;
+        }
+        self.set_fail(id);
+        tracing::info!(node = %id, failures, "marked FAIL");
+        for peer in self.other_known_nodes() {
+            self.send(peer, Body::Fail { node: *id });
+        }
+    }
+
+    fn set_fail(&mut self, id: &NodeId) {
+        let now = self.now_ms;
+        if let Some(node) = self.nodes.get_mut(id) {
+            node.flags.remove(NodeFlags::PFAIL);
+            node.flags.insert(NodeFlags::FAIL);
+            node.fail_time_ms = now;
+        }
+        self.config_dirty = true;
+        self.emit(Event::NodeFailed(*id));
+    }
+
+    /// A FAIL message: believe it (FAIL beats PFAIL) unless it is about us.
+    pub(super) fn handle_fail_message(&mut self, sender: &NodeId, failing: &NodeId) {
+        if !self.is_known(sender) || *failing == self.myself {
+            return;
+        }
+        let already = self.nodes.get(failing).is_none_or(|node| node.is_failed());
+        if already {
+            return;
+        }
+        self.set_fail(failing);
+    }
+
+    /// A PONG from a FAIL node: clear FAIL for replicas and slotless masters at once, and
+    /// for a master with slots only after 2 × node_timeout (no failover happened).
+    pub(super) fn clear_fail_if_needed(&mut self, id: &NodeId) {
+        let now = self.now_ms;
+        let undo_ms = self.config.node_timeout_ms * FAIL_UNDO_TIME_MULT;
+        let owns_slots = self.slots.count_of(id) > 0;
+        let Some(node) = self.nodes.get_mut(id) else {
+            return;
+        };
+        if !node.is_failed() {
+            return;
+        }
+        let clear = node.is_replica()
+            || (node.is_master() && !owns_slots)
+            || now - node.fail_time_ms > undo_ms;
+        if clear {
+            node.flags.remove(NodeFlags::FAIL);
+            node.fail_time_ms = 0;
+            self.config_dirty = true;
+            self.emit(Event::NodeRecovered(*id));
+        }
+    }
+}

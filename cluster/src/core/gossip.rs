@@ -1,0 +1,506 @@
+//! Ping scheduling, the gossip section, MEET and the handshake (3.5-3.7 of the spec).
+//!
+//! The cron pings a random node every second and anyone not heard from for
+//! node_timeout/2; every PING and MEET is answered by a PONG. Each PING/PONG/MEET carries
+//! `max(3, known/10)` random healthy nodes plus every PFAIL node, which is how failure
+//! reports and new members spread. A MEET creates a HANDSHAKE record under a temporary
+//! id; the first PONG from that address renames it to the peer's real id.
+
+use crate::core::node::{NodeFlags, NodeId, NodeRecord};
+use crate::core::wire::{Body, GossipEntry, Header, Message, MFLAG_PAUSED};
+use crate::core::Core;
+
+/// Random candidates examined by the once-a-second ping (Redis: 5).
+const RANDOM_PING_CANDIDATES: usize = 5;
+/// A handshake MEET/PING without reply is re-sent after this long, in ms.
+const HANDSHAKE_RESEND_MS: u64 = 500;
+/// Smallest handshake lifetime, in ms (Redis: `max(node_timeout, 1000)`).
+const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
+/// A gossiped pong time may be at most this far ahead of ours, in ms.
+const GOSSIP_PONG_FUTURE_TOLERANCE_MS: u64 = 500;
+
+/// Which kind of ping-family message to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PingKind {
+    Ping,
+    Pong,
+    Meet,
+}
+
+impl Core {
+    /// Starts a handshake with the node at `ip:bus_port` (CLUSTER MEET); false when one is
+    /// already pending for that address.
+    pub(crate) fn start_handshake(&mut self, ip: &str, client_port: u16, bus_port: u16) -> bool {
+        let pending = self
+            .nodes
+            .values()
+            .any(|node| node.in_handshake() && node.ip == ip && node.bus_port == bus_port);
+        if pending {
+            return false;
+        }
+        let id = NodeId::random(&mut self.rng);
+        let mut record = NodeRecord::new(id, ip, client_port, bus_port, self.now_ms);
+        record.flags = NodeFlags::HANDSHAKE | NodeFlags::MEET;
+        self.nodes.insert(id, record);
+        true
+    }
+
+    pub(super) fn expire_handshakes(&mut self) {
+        let lifetime_ms = self.config.node_timeout_ms.max(HANDSHAKE_TIMEOUT_MIN_MS);
+        let now = self.now_ms;
+        self.nodes
+            .retain(|_, node| !(node.in_handshake() && now - node.created_ms > lifetime_ms));
+    }
+
+    pub(super) fn expire_blacklist(&mut self) {
+        let now = self.now_ms;
+        self.blacklist.retain(|_, until_ms| *until_ms > now);
+    }
+
+    /// MEET (or PING for handshakes we did not start) to every handshake node not yet
+    /// contacted, or whose last attempt went unanswered for [`HANDSHAKE_RESEND_MS`].
+    pub(super) fn send_handshake_messages(&mut self) {
+        let now = self.now_ms;
+        let due: Vec<(NodeId, bool)> = self
+            .nodes
+            .values()
+            .filter(|node| node.in_handshake() || node.flags.contains(NodeFlags::MEET))
+            .filter(|node| node.ping_sent_ms == 0 || now - node.ping_sent_ms > HANDSHAKE_RESEND_MS)
+            .map(|node| (node.id, node.flags.contains(NodeFlags::MEET)))
+            .collect();
+        for (id, meet) in due {
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.ping_sent_ms = now;
+            }
+            let kind = if meet { PingKind::Meet } else { PingKind::Ping };
+            self.send_ping(id, kind);
+        }
+    }
+
+    /// Every tenth cron run: ping the node with the oldest PONG among a few random ones.
+    pub(super) fn ping_random_node(&mut self) {
+        let candidates: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| {
+                !node
+                    .flags
+                    .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE)
+                    && node.ping_sent_ms == 0
+            })
+            .map(|node| node.id)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let mut best: Option<(u64, NodeId)> = None;
+        for _ in 0..RANDOM_PING_CANDIDATES {
+            let id = candidates[self.rng.below(candidates.len() as u64) as usize];
+            let pong_ms = self.nodes.get(&id).map_or(0, |node| node.pong_received_ms);
+            if best.is_none_or(|(best_ms, _)| pong_ms < best_ms) {
+                best = Some((pong_ms, id));
+            }
+        }
+        if let Some((_, id)) = best {
+            self.send_ping(id, PingKind::Ping);
+        }
+    }
+
+    /// Pings every node without a PONG for node_timeout/2; re-sends an unanswered ping
+    /// after node_timeout/2 of silence (Redis reconnects the link); keeps pinging the
+    /// replica of a manual failover every tick.
+    pub(super) fn ping_due_nodes(&mut self) {
+        let now = self.now_ms;
+        let half_timeout_ms = self.config.node_timeout_ms / 2;
+        let manual_replica = self.manual.paused_for_replica();
+        let mut due = Vec::new();
+        for node in self.nodes.values() {
+            if node
+                .flags
+                .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE)
+            {
+                continue;
+            }
+            let idle = node.ping_sent_ms == 0 && now - node.pong_received_ms > half_timeout_ms;
+            let last_attempt = self.ping_attempt_ms.get(&node.id).copied().unwrap_or(0);
+            let unanswered = node.ping_sent_ms != 0
+                && now - last_attempt > half_timeout_ms
+                && now - node.data_received_ms > half_timeout_ms;
+            if idle || unanswered || manual_replica == Some(node.id) {
+                due.push(node.id);
+            }
+        }
+        for id in due {
+            self.send_ping(id, PingKind::Ping);
+        }
+    }
+
+    /// Sends a PING/PONG/MEET with a gossip section to `to`.
+    pub(crate) fn send_ping(&mut self, to: NodeId, kind: PingKind) {
+        let now = self.now_ms;
+        if kind != PingKind::Pong {
+            self.ping_attempt_ms.insert(to, now);
+            if let Some(node) = self.nodes.get_mut(&to) {
+                if node.ping_sent_ms == 0 {
+                    node.ping_sent_ms = now;
+                }
+            }
+        }
+        let gossip = self.build_gossip(&to);
+        let body = match kind {
+            PingKind::Ping => Body::Ping(gossip),
+            PingKind::Pong => Body::Pong(gossip),
+            PingKind::Meet => Body::Meet(gossip),
+        };
+        self.send(to, body);
+    }
+
+    /// Sends a PONG to every known node (config changes that must spread fast).
+    pub(crate) fn broadcast_pong(&mut self) {
+        for id in self.other_known_nodes() {
+            self.send_ping(id, PingKind::Pong);
+        }
+    }
+
+    fn gossip_entry(&self, node: &NodeRecord) -> GossipEntry {
+        GossipEntry {
+            id: node.id,
+            ip: node.ip.clone(),
+            client_port: node.client_port,
+            bus_port: node.bus_port,
+            flags: node.flags,
+            pong_age_ms: if node.pong_received_ms == 0 {
+                u64::MAX
+            } else {
+                self.now_ms.saturating_sub(node.pong_received_ms)
+            },
+            ping_pending: node.ping_sent_ms != 0,
+        }
+    }
+
+    /// `max(3, known/10)` random nodes (capped at known − 2), then every PFAIL node.
+    fn build_gossip(&mut self, receiver: &NodeId) -> Vec<GossipEntry> {
+        let known = self.nodes.len();
+        let wanted = (known / 10).max(3).min(known.saturating_sub(2));
+        let eligible = |core: &Core, node: &NodeRecord| {
+            node.id != core.myself
+                && node.id != *receiver
+                && !node
+                    .flags
+                    .intersects(NodeFlags::PFAIL | NodeFlags::HANDSHAKE | NodeFlags::NOADDR)
+                && !(node.link == crate::core::node::LinkState::Disconnected
+                    && core.slots.count_of(&node.id) == 0)
+        };
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let mut picked: Vec<NodeId> = Vec::with_capacity(wanted);
+        let mut attempts = wanted * 3;
+        while picked.len() < wanted && attempts > 0 {
+            attempts -= 1;
+            let id = ids[self.rng.below(ids.len() as u64) as usize];
+            if picked.contains(&id) || !eligible(self, &self.nodes[&id]) {
+                continue;
+            }
+            picked.push(id);
+        }
+        let mut entries: Vec<GossipEntry> = picked
+            .iter()
+            .map(|id| self.gossip_entry(&self.nodes[id]))
+            .collect();
+        for node in self.nodes.values() {
+            let failing = node.flags.contains(NodeFlags::PFAIL)
+                && !node
+                    .flags
+                    .intersects(NodeFlags::HANDSHAKE | NodeFlags::NOADDR);
+            if failing && node.id != *receiver {
+                entries.push(self.gossip_entry(node));
+            }
+        }
+        entries
+    }
+
+    /// PING, PONG and MEET (`clusterProcessPacket` for the ping family).
+    pub(super) fn handle_ping_family(&mut self, from: &str, message: &Message) {
+        let header = &message.header;
+        let gossip = message.body.gossip().unwrap_or_default();
+        let is_meet = matches!(message.body, Body::Meet(_));
+        let is_pong = matches!(message.body, Body::Pong(_));
+        let sender_known = self.is_known(&header.sender);
+        if !is_pong {
+            if is_meet && !sender_known {
+                self.accept_meet(from, header, gossip);
+            }
+            self.reply_pong(from, header);
+        }
+        if is_pong && !sender_known {
+            self.complete_handshake(header);
+            return;
+        }
+        if !sender_known || header.sender == self.myself {
+            return;
+        }
+        if is_pong {
+            self.handle_pong_liveness(&header.sender);
+        }
+        self.update_sender_address(from, header);
+        self.update_sender_role(header);
+        self.apply_sender_slots(header);
+        self.handle_manual_failover_header(header);
+        self.handle_epoch_collision(header);
+        self.process_gossip(&header.sender, gossip);
+    }
+
+    /// A PONG to whoever sent a PING or MEET, known or not.
+    fn reply_pong(&mut self, from: &str, header: &Header) {
+        if self.is_known(&header.sender) {
+            self.send_ping(header.sender, PingKind::Pong);
+            return;
+        }
+        let gossip = self.build_gossip(&header.sender);
+        let peer = crate::core::Peer {
+            address: sender_bus_address(from, header),
+            id: Some(header.sender),
+        };
+        self.send_to_peer(peer, Body::Pong(gossip));
+    }
+
+    /// A MEET from an unknown node: remember it as a handshake, trust its gossip.
+    fn accept_meet(&mut self, from: &str, header: &Header, gossip: &[GossipEntry]) {
+        let ip = sender_ip(from, header);
+        let pending = self
+            .nodes
+            .values()
+            .any(|node| node.in_handshake() && node.ip == ip && node.bus_port == header.bus_port);
+        if !pending {
+            let id = NodeId::random(&mut self.rng);
+            let mut record =
+                NodeRecord::new(id, &ip, header.client_port, header.bus_port, self.now_ms);
+            record.flags = NodeFlags::HANDSHAKE;
+            self.nodes.insert(id, record);
+        }
+        self.process_gossip_trusted(gossip);
+    }
+
+    /// First PONG from a handshake address: rename the record or merge it into a known one.
+    fn complete_handshake(&mut self, header: &Header) {
+        let handshake_id = self
+            .nodes
+            .values()
+            .find(|node| {
+                node.in_handshake() && node.ip == header.ip && node.bus_port == header.bus_port
+            })
+            .map(|node| node.id);
+        let Some(handshake_id) = handshake_id else {
+            return;
+        };
+        let Some(mut record) = self.nodes.remove(&handshake_id) else {
+            return;
+        };
+        self.ping_attempt_ms.remove(&handshake_id);
+        if self.nodes.contains_key(&header.sender)
+            || header.sender == self.myself
+            || self.is_blacklisted(&header.sender)
+        {
+            return;
+        }
+        record.id = header.sender;
+        record.flags.remove(NodeFlags::HANDSHAKE | NodeFlags::MEET);
+        record.flags.insert(role_flags(header));
+        record.master_id = header.master_id;
+        record.pong_received_ms = self.now_ms;
+        record.data_received_ms = self.now_ms;
+        record.ping_sent_ms = 0;
+        record.config_epoch = header.config_epoch;
+        record.shard_id = header.shard_id;
+        self.nodes.insert(header.sender, record);
+        self.config_dirty = true;
+        tracing::debug!(node = %header.sender, "handshake completed");
+    }
+
+    /// A PONG from a known node: it is alive.
+    fn handle_pong_liveness(&mut self, sender: &NodeId) {
+        let now = self.now_ms;
+        if let Some(node) = self.nodes.get_mut(sender) {
+            node.pong_received_ms = now;
+            node.ping_sent_ms = 0;
+            node.flags.remove(NodeFlags::MEET);
+            if node.flags.contains(NodeFlags::PFAIL) {
+                node.flags.remove(NodeFlags::PFAIL);
+            }
+        }
+        self.clear_fail_if_needed(sender);
+    }
+
+    fn update_sender_address(&mut self, from: &str, header: &Header) {
+        let ip = sender_ip(from, header);
+        if let Some(node) = self.nodes.get_mut(&header.sender) {
+            if node.ip != ip
+                || node.bus_port != header.bus_port
+                || node.client_port != header.client_port
+            {
+                node.ip = ip;
+                node.bus_port = header.bus_port;
+                node.client_port = header.client_port;
+                node.flags.remove(NodeFlags::NOADDR);
+                self.config_dirty = true;
+            }
+            node.hostname.clone_from(&header.hostname);
+        }
+    }
+
+    /// Role changes announced in a header: master ↔ replica, or a new master.
+    fn update_sender_role(&mut self, header: &Header) {
+        let sender = header.sender;
+        let Some(node) = self.nodes.get(&sender) else {
+            return;
+        };
+        let was_master = node.is_master();
+        let old_master = node.master_id;
+        match header.master_id {
+            None if !was_master || node.is_replica() => {
+                self.set_node_role(sender, None);
+            }
+            Some(master) if was_master || old_master != Some(master) => {
+                if was_master {
+                    // A master turned replica: its slots are no longer claimed by it.
+                    for range in self.slots.ranges_of(&sender) {
+                        for slot in range.slots() {
+                            self.set_slot_owner(slot, None);
+                        }
+                    }
+                }
+                self.set_node_role(sender, Some(master));
+            }
+            _ => {}
+        }
+        if let Some(node) = self.nodes.get_mut(&sender) {
+            if header.flags.contains(NodeFlags::NOFAILOVER) {
+                node.flags.insert(NodeFlags::NOFAILOVER);
+            } else {
+                node.flags.remove(NodeFlags::NOFAILOVER);
+            }
+            if let Some(shard) = header.shard_id {
+                node.shard_id = Some(shard);
+            }
+        }
+    }
+
+    /// Records `id` as a master (`None`) or as a replica of `master`.
+    pub(crate) fn set_node_role(&mut self, id: NodeId, master: Option<NodeId>) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            match master {
+                None => {
+                    node.flags.remove(NodeFlags::REPLICA);
+                    node.flags.insert(NodeFlags::MASTER);
+                    node.master_id = None;
+                }
+                Some(master) => {
+                    node.flags.remove(NodeFlags::MASTER);
+                    node.flags.insert(NodeFlags::REPLICA);
+                    node.master_id = Some(master);
+                }
+            }
+        }
+        if let Some(master) = master.and_then(|master| self.nodes.get_mut(&master)) {
+            master.flags.insert(NodeFlags::MIGRATE_TO);
+        }
+        self.config_dirty = true;
+    }
+
+    /// The gossip section of a message from a known node.
+    fn process_gossip(&mut self, sender: &NodeId, gossip: &[GossipEntry]) {
+        let sender_is_master = self.is_voting_master(sender);
+        for entry in gossip {
+            if entry.id == self.myself {
+                continue;
+            }
+            if self.nodes.contains_key(&entry.id) {
+                if sender_is_master {
+                    self.note_gossip_report(sender, entry);
+                }
+                self.adopt_gossiped_pong(entry);
+            } else {
+                self.learn_gossiped_node(entry);
+            }
+        }
+    }
+
+    /// The gossip of a MEET from an unknown node: only learns new nodes.
+    fn process_gossip_trusted(&mut self, gossip: &[GossipEntry]) {
+        for entry in gossip {
+            if entry.id != self.myself && !self.nodes.contains_key(&entry.id) {
+                self.learn_gossiped_node(entry);
+            }
+        }
+    }
+
+    fn learn_gossiped_node(&mut self, entry: &GossipEntry) {
+        if entry.flags.contains(NodeFlags::NOADDR) || self.is_blacklisted(&entry.id) {
+            return;
+        }
+        let mut record = NodeRecord::new(
+            entry.id,
+            &entry.ip,
+            entry.client_port,
+            entry.bus_port,
+            self.now_ms,
+        );
+        let kept = NodeFlags::MASTER | NodeFlags::REPLICA | NodeFlags::NOFAILOVER;
+        record.flags = NodeFlags(entry.flags.0 & kept.0);
+        self.nodes.insert(entry.id, record);
+        self.config_dirty = true;
+    }
+
+    /// Gossip says the node is healthy and we have no doubt about it: adopt its fresher
+    /// PONG time (saves pings in large clusters).
+    fn adopt_gossiped_pong(&mut self, entry: &GossipEntry) {
+        if entry.flags.intersects(NodeFlags::PFAIL | NodeFlags::FAIL)
+            || entry.pong_age_ms == u64::MAX
+        {
+            return;
+        }
+        let now = self.now_ms;
+        let Some(node) = self.nodes.get_mut(&entry.id) else {
+            return;
+        };
+        if node.ping_sent_ms != 0 || !node.failure_reports.is_empty() {
+            return;
+        }
+        let gossiped_ms = now.saturating_sub(entry.pong_age_ms);
+        if gossiped_ms > node.pong_received_ms
+            && gossiped_ms <= now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
+        {
+            node.pong_received_ms = gossiped_ms;
+        }
+    }
+
+    /// The manual-failover bits of a header from our master (its paused offset).
+    fn handle_manual_failover_header(&mut self, header: &Header) {
+        if self.my_master() == Some(header.sender) && header.mflags & MFLAG_PAUSED != 0 {
+            self.manual.note_master_paused_offset(header.repl_offset);
+        }
+    }
+}
+
+/// MASTER or REPLICA, as a header claims.
+pub(crate) fn role_flags(header: &Header) -> NodeFlags {
+    if header.master_id.is_some() {
+        NodeFlags::REPLICA
+    } else {
+        NodeFlags::MASTER
+    }
+}
+
+/// The sender's IP: announced, else the host part of the address it came from.
+fn sender_ip(from: &str, header: &Header) -> String {
+    if !header.ip.is_empty() {
+        return header.ip.clone();
+    }
+    match from.rsplit_once(':') {
+        Some((host, _)) => host.to_string(),
+        None => from.to_string(),
+    }
+}
+
+fn sender_bus_address(from: &str, header: &Header) -> String {
+    format!("{}:{}", sender_ip(from, header), header.bus_port)
+}

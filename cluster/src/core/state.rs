@@ -1,0 +1,91 @@
+//! `cluster_state` (9 of the spec): ok or fail, evaluated after every input.
+//!
+//! Fail when full coverage is required and a slot is unassigned or owned by a FAIL node,
+//! or when fewer than a majority of slot-owning masters are reachable (so a master cut
+//! off in a minority stops accepting writes about node_timeout after the cut). A master
+//! starts in fail for `writable_delay_ms`, and after being in a minority returns to ok
+//! only `clamp(node_timeout, 500, 5000)` ms after it last saw itself in the minority.
+
+use crate::core::node::NodeFlags;
+use crate::core::slots::SLOT_COUNT;
+use crate::core::{ClusterState, Core, Event};
+
+/// Bounds of the rejoin delay, in ms.
+const REJOIN_DELAY_MIN_MS: u64 = 500;
+const REJOIN_DELAY_MAX_MS: u64 = 5000;
+
+/// Memory of past evaluations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StateTracker {
+    /// First evaluation (`now` ms), for the startup writable delay.
+    first_evaluation_ms: Option<u64>,
+    /// Last time this node saw itself in a minority (`now` ms).
+    among_minority_ms: Option<u64>,
+}
+
+impl Core {
+    /// What the state would be, ignoring the delays.
+    fn evaluate_cluster_state(&mut self) -> ClusterState {
+        if self.config.require_full_coverage {
+            let uncovered = self.slots.assigned_count() < SLOT_COUNT;
+            let failed_owner = self.slots.owners_with_counts().any(|(id, _)| {
+                self.nodes
+                    .get(id)
+                    .is_none_or(|node| node.flags.contains(NodeFlags::FAIL))
+            });
+            if uncovered || failed_owner {
+                return ClusterState::Fail;
+            }
+        }
+        let mut size = 0;
+        let mut reachable = 0;
+        for (id, _) in self.slots.owners_with_counts() {
+            let Some(node) = self.nodes.get(id) else {
+                continue;
+            };
+            if !node.is_master() {
+                continue;
+            }
+            size += 1;
+            if !node.is_failing() {
+                reachable += 1;
+            }
+        }
+        if reachable < size / 2 + 1 {
+            self.tracker.among_minority_ms = Some(self.now_ms);
+            return ClusterState::Fail;
+        }
+        ClusterState::Ok
+    }
+
+    /// `clusterUpdateState`.
+    pub(crate) fn update_cluster_state(&mut self) {
+        let now = self.now_ms;
+        let first = *self.tracker.first_evaluation_ms.get_or_insert(now);
+        let is_master = self.myself().is_master();
+        if is_master
+            && self.state == ClusterState::Fail
+            && now - first < self.config.writable_delay_ms
+        {
+            return;
+        }
+        let new_state = self.evaluate_cluster_state();
+        if new_state == self.state {
+            return;
+        }
+        if new_state == ClusterState::Ok && is_master {
+            let rejoin_ms = self
+                .config
+                .node_timeout_ms
+                .clamp(REJOIN_DELAY_MIN_MS, REJOIN_DELAY_MAX_MS);
+            if let Some(minority_ms) = self.tracker.among_minority_ms {
+                if now - minority_ms < rejoin_ms {
+                    return;
+                }
+            }
+        }
+        tracing::info!(state = ?new_state, "cluster state changed");
+        self.state = new_state;
+        self.emit(Event::ClusterStateChanged(new_state));
+    }
+}

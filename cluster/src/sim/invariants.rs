@@ -1,0 +1,160 @@
+//! Safety invariants checked after every step, and convergence checked after healing.
+//!
+//! After every step: a node's currentEpoch and configEpoch never decrease, and no two
+//! live masters claim one slot with the same configEpoch. After healing and quiet time:
+//! every live node has the same slot map, every slot has exactly one owner (a live
+//! master that claims it), and no owner is FAIL in the eyes of a majority of live nodes.
+
+use crate::core::node::{NodeFlags, NodeId};
+use crate::core::slots::{SlotRange, SLOT_COUNT};
+use crate::core::NodesConf;
+use crate::sim::{SimError, Simulator};
+
+/// What the invariants remember between steps.
+#[derive(Debug, Clone)]
+pub(crate) struct InvariantState {
+    /// (currentEpoch, configEpoch) last seen per node.
+    epochs: Vec<(u64, u64)>,
+    /// Per node: (configEpoch, own slots) when it last saved as a master with slots.
+    claims: Vec<Option<(u64, Vec<SlotRange>)>>,
+}
+
+impl InvariantState {
+    pub(crate) fn new(node_count: usize) -> InvariantState {
+        InvariantState {
+            epochs: vec![(0, 0); node_count],
+            claims: vec![None; node_count],
+        }
+    }
+
+    /// A node saved its config: refresh its slot claim.
+    pub(crate) fn note_saved(&mut self, index: usize, conf: &NodesConf) {
+        let Some(myself) = conf
+            .nodes
+            .iter()
+            .find(|node| node.flags.contains(NodeFlags::MYSELF))
+        else {
+            return;
+        };
+        let ranges: Vec<SlotRange> = conf
+            .slot_owners
+            .iter()
+            .filter(|(_, owner)| *owner == myself.id)
+            .map(|(range, _)| *range)
+            .collect();
+        self.claims[index] =
+            (myself.is_master() && !ranges.is_empty()).then_some((myself.config_epoch, ranges));
+    }
+}
+
+fn overlap(left: &[SlotRange], right: &[SlotRange]) -> Option<u16> {
+    left.iter().find_map(|a| {
+        right
+            .iter()
+            .find(|b| a.start <= b.end && b.start <= a.end)
+            .map(|b| a.start.max(b.start))
+    })
+}
+
+impl Simulator {
+    /// Epoch monotonicity and unique claims, for the node that just handled an input.
+    pub(crate) fn check_step_invariants(&mut self, index: usize) -> Result<(), SimError> {
+        let Some(core) = self.core(index) else {
+            return Ok(());
+        };
+        let epochs = (core.current_epoch(), core.myself().config_epoch);
+        let (last_current, last_config) = self.invariants.epochs[index];
+        if epochs.0 < last_current || epochs.1 < last_config {
+            return Err(self.error(format!(
+                "n{index} epochs went back: currentEpoch {last_current} -> {}, configEpoch {last_config} -> {}",
+                epochs.0, epochs.1
+            )));
+        }
+        self.invariants.epochs[index] = epochs;
+        let Some((epoch, ranges)) = self.invariants.claims[index].clone() else {
+            return Ok(());
+        };
+        for other in self.live_nodes() {
+            if other == index {
+                continue;
+            }
+            if let Some((other_epoch, other_ranges)) = &self.invariants.claims[other] {
+                if *other_epoch == epoch {
+                    if let Some(slot) = overlap(&ranges, other_ranges) {
+                        return Err(self.error(format!(
+                            "n{index} and n{other} both claim slot {slot} with configEpoch {epoch}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a node's epoch history (after CLUSTER RESET HARD, which zeroes epochs).
+    pub fn forget_epoch_history(&mut self, index: usize) {
+        self.invariants.epochs[index] = (0, 0);
+        self.invariants.claims[index] = None;
+    }
+
+    /// After heal + quiet time: one agreed slot map, one live claiming owner per slot,
+    /// no owner failed in a majority's eyes.
+    pub fn check_converged(&self) -> Result<(), SimError> {
+        let live = self.live_nodes();
+        let Some(first) = live.first().and_then(|index| self.core(*index)) else {
+            return Err(self.error("no live node".to_string()));
+        };
+        let map = first.slot_table().owner_ranges();
+        for index in &live {
+            let Some(core) = self.core(*index) else {
+                continue;
+            };
+            if core.slot_table().owner_ranges() != map {
+                return Err(self.error(format!(
+                    "n{index} disagrees with n{} on the slot map",
+                    live[0]
+                )));
+            }
+        }
+        let assigned: usize = map.iter().map(|(range, _)| range.len()).sum();
+        if assigned != SLOT_COUNT {
+            return Err(self.error(format!("only {assigned} slots are assigned")));
+        }
+        let owners: std::collections::BTreeSet<NodeId> = map.iter().map(|(_, id)| *id).collect();
+        for owner in owners {
+            self.check_owner(&live, &owner)?;
+        }
+        Ok(())
+    }
+
+    fn check_owner(&self, live: &[usize], owner: &NodeId) -> Result<(), SimError> {
+        let Some(owner_index) = live
+            .iter()
+            .copied()
+            .find(|index| self.core(*index).map(|core| core.myself_id()) == Some(*owner))
+        else {
+            return Err(self.error(format!("slot owner {owner} is not a live node")));
+        };
+        let owner_core = self
+            .core(owner_index)
+            .ok_or_else(|| self.error("vanished".into()))?;
+        if !owner_core.myself().is_master() {
+            return Err(self.error(format!("slot owner n{owner_index} is not a master")));
+        }
+        let failed_in = live
+            .iter()
+            .filter(|index| {
+                self.core(**index)
+                    .and_then(|core| core.node(owner))
+                    .is_some_and(|node| node.is_failed())
+            })
+            .count();
+        if failed_in * 2 > live.len() {
+            return Err(self.error(format!(
+                "slot owner n{owner_index} is FAIL for {failed_in} of {} live nodes",
+                live.len()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! The deterministic simulator: N cores on a virtual clock over a seeded, faulty network.
+//!
+//! Everything random (message delay, loss, the cores' own seeds) derives from one seed, so
+//! a run replays exactly. The clock jumps to the earliest of the next delivery and the
+//! next core deadline; each step feeds one input to one core and routes its outputs:
+//! transmits go through the real wire encoding into the network, `SaveConfig` is kept as
+//! the node's "disk" (a restart restores from it), events go to the trace. Invariants are
+//! checked after every step (see [`invariants`]); a failure reports the seed, the replay
+//! command and the last events.
+//!
+//! Nodes are named `n<i>` with bus address `n<i>:17000`. Replication is faked: a master's
+//! offset grows by one per cron tick while it accepts writes, and a connected replica
+//! reports its master's offset.
+
+pub mod invariants;
+mod network;
+mod scenario;
+pub use scenario::FORMATION_TIMEOUT_MS;
+mod trace;
+
+use std::fmt;
+
+pub use network::NetworkConfig;
+pub use trace::{Trace, TRACE_CAPACITY_LINES};
+
+use crate::core::rng::Rng;
+use crate::core::slots::SlotRange;
+use crate::core::wire;
+use crate::core::{AdminCommand, Config, Core, NodesConf, Output};
+use invariants::InvariantState;
+use network::Network;
+
+/// Bus port of every simulated node.
+pub const SIM_BUS_PORT: u16 = 17000;
+/// Client port of every simulated node.
+pub const SIM_CLIENT_PORT: u16 = 7000;
+/// Default cap on simulation steps for one run.
+pub const DEFAULT_STEP_LIMIT: u64 = 50_000_000;
+
+/// Simulation parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub node_count: usize,
+    /// The one seed every random choice derives from.
+    pub seed: u64,
+    /// node_timeout of every core, in ms.
+    pub node_timeout_ms: u64,
+    /// Network behaviour.
+    pub network: NetworkConfig,
+    /// Stop with an error after this many steps.
+    pub step_limit: u64,
+    /// Trace lines kept for failure reports.
+    pub trace_capacity_lines: usize,
+}
+
+impl SimConfig {
+    /// `node_count` nodes, the given seed and node timeout, a lossless 1-10 ms network.
+    pub fn new(node_count: usize, seed: u64, node_timeout_ms: u64) -> SimConfig {
+        SimConfig {
+            node_count,
+            seed,
+            node_timeout_ms,
+            network: NetworkConfig::default(),
+            step_limit: DEFAULT_STEP_LIMIT,
+            trace_capacity_lines: TRACE_CAPACITY_LINES,
+        }
+    }
+}
+
+/// A failed run: what broke, the seed to replay it, and what led to it.
+#[derive(Debug, Clone)]
+pub struct SimError {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Virtual time of the failure, in ms.
+    pub now_ms: u64,
+    /// What went wrong.
+    pub reason: String,
+    /// The last events before it.
+    pub trace: String,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "simulation failed at {} ms with seed {}: {}\nreplay: SLOTKV_SIM_SEED={} cargo test --release -p slotkv-cluster --test random_faults\nlast events:\n{}",
+            self.now_ms, self.seed, self.reason, self.seed, self.trace
+        )
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// One simulated node: its core (absent while killed) and its "disk".
+#[derive(Debug)]
+struct SimNode {
+    core: Option<Core>,
+    config: Config,
+    saved: Option<NodesConf>,
+    /// Fake replication offset reported to the core.
+    offset: u64,
+    /// Last replication status reported: (offset, master link up).
+    reported: Option<(u64, bool)>,
+    restarts: u64,
+}
+
+/// The simulator. See the module docs.
+#[derive(Debug)]
+pub struct Simulator {
+    config: SimConfig,
+    now_ms: u64,
+    rng: Rng,
+    nodes: Vec<SimNode>,
+    network: Network,
+    trace: Trace,
+    steps: u64,
+    bytes_sent: Vec<u64>,
+    messages_sent: Vec<u64>,
+    invariants: InvariantState,
+}
+
+/// The bus address of node `index`.
+pub fn address_of(index: usize) -> String {
+    format!("n{index}:{SIM_BUS_PORT}")
+}
+
+fn index_of(address: &str) -> Option<usize> {
+    let host = address.split(':').next()?;
+    host.strip_prefix('n')?.parse().ok()
+}
+
+impl Simulator {
+    /// `config.node_count` fresh nodes, each knowing only itself.
+    pub fn new(config: SimConfig) -> Simulator {
+        let mut rng = Rng::new(config.seed);
+        let nodes = (0..config.node_count)
+            .map(|index| {
+                let core_config = Config {
+                    node_timeout_ms: config.node_timeout_ms,
+                    rng_seed: rng.next_u64(),
+                    ip: format!("n{index}"),
+                    client_port: SIM_CLIENT_PORT,
+                    bus_port: SIM_BUS_PORT,
+                    ..Config::default()
+                };
+                SimNode {
+                    core: Some(Core::new(core_config.clone(), 0)),
+                    config: core_config,
+                    saved: None,
+                    offset: 0,
+                    reported: None,
+                    restarts: 0,
+                }
+            })
+            .collect();
+        let count = config.node_count;
+        Simulator {
+            network: Network::new(config.network, count),
+            trace: Trace::new(config.trace_capacity_lines),
+            invariants: InvariantState::new(count),
+            bytes_sent: vec![0; count],
+            messages_sent: vec![0; count],
+            config,
+            now_ms: 0,
+            rng,
+            nodes,
+            steps: 0,
+        }
+    }
+
+    /// Virtual time, in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Number of nodes (live or not).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node `index`'s core, `None` while it is killed.
+    pub fn core(&self, index: usize) -> Option<&Core> {
+        self.nodes.get(index).and_then(|node| node.core.as_ref())
+    }
+
+    /// Indices of live nodes.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].core.is_some())
+            .collect()
+    }
+
+    /// The index of the node with `id`, if any node has it.
+    pub fn index_of_id(&self, id: &crate::core::node::NodeId) -> Option<usize> {
+        (0..self.nodes.len()).find(|index| {
+            self.nodes[*index]
+                .core
+                .as_ref()
+                .map(Core::myself_id)
+                .or_else(|| self.saved_id(*index))
+                == Some(*id)
+        })
+    }
+
+    fn saved_id(&self, index: usize) -> Option<crate::core::node::NodeId> {
+        let saved = self.nodes[index].saved.as_ref()?;
+        saved
+            .nodes
+            .iter()
+            .find(|node| node.flags.contains(crate::core::node::NodeFlags::MYSELF))
+            .map(|node| node.id)
+    }
+
+    /// Bus bytes sent by each node so far.
+    pub fn bytes_sent(&self) -> &[u64] {
+        &self.bytes_sent
+    }
+
+    /// Bus messages sent by each node so far.
+    pub fn messages_sent(&self) -> &[u64] {
+        &self.messages_sent
+    }
+
+    /// Steps executed so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Messages lost to drops and partitions so far.
+    pub fn dropped_messages(&self) -> u64 {
+        self.network.dropped
+    }
+
+    /// Changes the network's delay and loss.
+    pub fn set_network(&mut self, network: NetworkConfig) {
+        self.network.config = network;
+    }
+
+    /// Appends a line to the trace.
+    pub fn note(&mut self, line: String) {
+        let stamped = format!("{:>8} {line}", self.now_ms);
+        self.trace.push(stamped);
+    }
+
+    /// A failure at the current time with the trace so far.
+    pub fn error(&self, reason: String) -> SimError {
+        SimError {
+            seed: self.config.seed,
+            now_ms: self.now_ms,
+            reason,
+            trace: self.trace.render(),
+        }
+    }
+
+    /// Runs an admin command on node `index` and routes its outputs.
+    pub fn command(
+        &mut self,
+        index: usize,
+        command: AdminCommand,
+    ) -> Result<crate::core::AdminReply, SimError> {
+        let now = self.now_ms;
+        self.note(format!("n{index} admin {command:?}"));
+        let Some(core) = self
+            .nodes
+            .get_mut(index)
+            .and_then(|node| node.core.as_mut())
+        else {
+            return Err(self.error(format!("admin command to dead node n{index}")));
+        };
+        let reply = core
+            .handle_command(now, command)
+            .map_err(|error| self.error(format!("n{index} refused a command: {error}")));
+        self.drain(index)?;
+        reply
+    }
+
+    /// Kills node `index` (its saved config survives).
+    pub fn kill(&mut self, index: usize) {
+        self.note(format!("n{index} killed"));
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.core = None;
+            node.reported = None;
+        }
+    }
+
+    /// Restarts node `index` from its last saved config (or fresh if it never saved).
+    pub fn restart(&mut self, index: usize) -> Result<(), SimError> {
+        let now = self.now_ms;
+        let Some(node) = self.nodes.get_mut(index) else {
+            return Ok(());
+        };
+        if node.core.is_some() {
+            return Ok(());
+        }
+        node.restarts += 1;
+        let config = Config {
+            rng_seed: node.config.rng_seed.wrapping_add(node.restarts),
+            ..node.config.clone()
+        };
+        let core = match node.saved.clone() {
+            Some(saved) => Core::restore(config, saved, now)
+                .map_err(|error| format!("n{index} cannot restart: {error}")),
+            None => Ok(Core::new(config, now)),
+        };
+        match core {
+            Ok(core) => node.core = Some(core),
+            Err(reason) => return Err(self.error(reason)),
+        }
+        self.note(format!("n{index} restarted"));
+        Ok(())
+    }
+
+    /// Splits the network into the given groups (others form one more group).
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        self.note(format!("partition {groups:?}"));
+        self.network.partition(groups);
+    }
+
+    /// Reconnects everyone.
+    pub fn heal(&mut self) {
+        self.note("heal".to_string());
+        self.network.heal();
+    }
+
+    /// Runs until `now_ms + duration_ms`.
+    pub fn run_for(&mut self, duration_ms: u64) -> Result<(), SimError> {
+        let until_ms = self.now_ms + duration_ms;
+        while self.step(until_ms)? {}
+        self.now_ms = self.now_ms.max(until_ms);
+        Ok(())
+    }
+
+    /// Runs until `condition` holds (checked after every step) or `timeout_ms` passes;
+    /// returns whether it held.
+    pub fn run_until(
+        &mut self,
+        timeout_ms: u64,
+        mut condition: impl FnMut(&Simulator) -> bool,
+    ) -> Result<bool, SimError> {
+        let until_ms = self.now_ms + timeout_ms;
+        loop {
+            if condition(self) {
+                return Ok(true);
+            }
+            if !self.step(until_ms)? {
+                self.now_ms = self.now_ms.max(until_ms);
+                return Ok(condition(self));
+            }
+        }
+    }
+
+    /// One input to one core, if anything is due before `until_ms`; false otherwise.
+    fn step(&mut self, until_ms: u64) -> Result<bool, SimError> {
+        self.steps += 1;
+        if self.steps > self.config.step_limit {
+            return Err(self.error(format!("step limit {} reached", self.config.step_limit)));
+        }
+        let next_message = self.network.next_delivery_ms();
+        let next_timer = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| node.core.as_ref().map(|core| (core.poll_timeout(), index)))
+            .min();
+        let message_first = match (next_message, next_timer) {
+            (Some(message_ms), Some((timer_ms, _))) => message_ms <= timer_ms,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return Ok(false),
+        };
+        let at_ms = if message_first {
+            next_message.unwrap_or(until_ms)
+        } else {
+            next_timer.map_or(until_ms, |(timer_ms, _)| timer_ms)
+        };
+        if at_ms > until_ms {
+            return Ok(false);
+        }
+        self.now_ms = self.now_ms.max(at_ms);
+        let index = if message_first {
+            match self.deliver_next()? {
+                Some(index) => index,
+                None => return Ok(true),
+            }
+        } else {
+            let index = next_timer.map_or(0, |(_, index)| index);
+            self.tick_node(index)?;
+            index
+        };
+        self.check_step_invariants(index)?;
+        Ok(true)
+    }
+
+    fn deliver_next(&mut self) -> Result<Option<usize>, SimError> {
+        let now = self.now_ms;
+        let Some(message) = self.network.pop_due(now) else {
+            return Ok(None);
+        };
+        let to = message.to;
+        let from_address = address_of(message.from);
+        let Some(core) = self.nodes.get_mut(to).and_then(|node| node.core.as_mut()) else {
+            return Ok(None);
+        };
+        if let Err(error) = core.handle_datagram(now, &from_address, &message.bytes) {
+            return Err(self.error(format!("n{to} could not decode a message: {error}")));
+        }
+        self.drain(to)?;
+        Ok(Some(to))
+    }
+
+    /// Reports fake replication progress, then ticks the core.
+    fn tick_node(&mut self, index: usize) -> Result<(), SimError> {
+        let now = self.now_ms;
+        self.report_replication(index);
+        if let Some(core) = self.nodes[index].core.as_mut() {
+            core.handle_tick(now);
+        }
+        self.drain(index)
+    }
+
+    fn report_replication(&mut self, index: usize) {
+        let now = self.now_ms;
+        let Some(core) = self.nodes[index].core.as_ref() else {
+            return;
+        };
+        let status = match core.my_master() {
+            None => {
+                if core.accepts_writes() {
+                    self.nodes[index].offset += 1;
+                }
+                (self.nodes[index].offset, false)
+            }
+            Some(master) => {
+                let source = self.index_of_id(&master).filter(|source| {
+                    self.nodes[*source].core.is_some() && self.network.connected(index, *source)
+                });
+                match source {
+                    Some(source) => {
+                        let offset = self.nodes[source].offset;
+                        self.nodes[index].offset = offset;
+                        (offset, true)
+                    }
+                    None => (self.nodes[index].offset, false),
+                }
+            }
+        };
+        if self.nodes[index].reported != Some(status) {
+            self.nodes[index].reported = Some(status);
+            if let Some(core) = self.nodes[index].core.as_mut() {
+                core.handle_replication_status(now, status.0, status.1);
+            }
+        }
+    }
+
+    /// Routes node `index`'s outputs: transmits into the network, saves to its disk.
+    fn drain(&mut self, index: usize) -> Result<(), SimError> {
+        let now = self.now_ms;
+        loop {
+            let Some(output) = self.nodes[index].core.as_mut().and_then(Core::poll_output) else {
+                return Ok(());
+            };
+            match output {
+                Output::Transmit { to, message } => {
+                    let notable =
+                        !matches!(message.body, wire::Body::Ping(_) | wire::Body::Pong(_));
+                    let bytes = wire::encode(&message);
+                    self.bytes_sent[index] += bytes.len() as u64;
+                    self.messages_sent[index] += 1;
+                    let Some(target) = index_of(&to.address) else {
+                        continue;
+                    };
+                    if notable {
+                        let kind = message.body.message_type().stats_name();
+                        self.note(format!("n{index} -> n{target} {kind}"));
+                    }
+                    self.network.send(&mut self.rng, now, index, target, bytes);
+                }
+                Output::SaveConfig(conf) => {
+                    self.invariants.note_saved(index, &conf);
+                    self.nodes[index].saved = Some(conf);
+                }
+                Output::Event(event) => self.note(format!("n{index} {event:?}")),
+            }
+        }
+    }
+
+    /// Node `index` adds `ranges` to itself.
+    pub fn add_slots(&mut self, index: usize, ranges: Vec<SlotRange>) -> Result<(), SimError> {
+        self.command(index, AdminCommand::AddSlots(ranges))
+            .map(|_| ())
+    }
+}
