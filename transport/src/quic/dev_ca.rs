@@ -77,6 +77,23 @@ impl DevCertificateAuthority {
     }
 }
 
+/// A self-signed node certificate for development, to be trusted by pinning
+/// ([`TrustAnchor::pinned`] with every node's [`NodeIdentity::certificate`]).
+pub fn self_signed_node_identity() -> Result<NodeIdentity, TlsConfigError> {
+    let names = vec![
+        CLUSTER_SERVER_NAME_DEFAULT.to_string(),
+        "localhost".to_string(),
+    ];
+    let key = KeyPair::generate().map_err(generation_error)?;
+    let params = CertificateParams::new(names).map_err(generation_error)?;
+    let certificate = params.self_signed(&key).map_err(generation_error)?;
+    let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    Ok(NodeIdentity::from_der(
+        vec![certificate.der().clone()],
+        private_key,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! `dev_ca.rs` makes such a CA for development and tests.
 
 mod dev_ca;
+mod pinned;
 mod tls;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-pub use dev_ca::DevCertificateAuthority;
+pub use dev_ca::{self_signed_node_identity, DevCertificateAuthority};
 pub use tls::{NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL};
 
 use crate::{

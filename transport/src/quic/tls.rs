@@ -12,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use crate::quic::pinned::PinnedVerifier;
+
 /// The ALPN protocol every slotkv QUIC connection negotiates.
 pub const ALPN_PROTOCOL: &[u8] = b"slotkv/1";
 
@@ -69,6 +71,11 @@ impl std::fmt::Debug for NodeIdentity {
 }
 
 impl NodeIdentity {
+    /// The leaf certificate, to pin on other nodes ([`TrustAnchor::pinned`]).
+    pub fn certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.cert_chain.first()
+    }
+
     /// An identity from DER certificates (leaf first) and a DER private key.
     pub fn from_der(
         cert_chain: Vec<CertificateDer<'static>>,
@@ -104,23 +111,34 @@ impl NodeIdentity {
     }
 }
 
-/// The certificates a node trusts: the cluster CA (one or more roots).
+/// What a node trusts: a cluster CA, or an exact set of pinned node certificates.
 #[derive(Clone, Debug)]
 pub struct TrustAnchor {
-    roots: Vec<CertificateDer<'static>>,
+    certificates: Vec<CertificateDer<'static>>,
+    pinned: bool,
 }
 
 impl TrustAnchor {
-    /// Trusts these DER CA certificates.
+    /// Trusts certificates that chain to these DER CA certificates.
     pub fn from_der(roots: Vec<CertificateDer<'static>>) -> TrustAnchor {
-        TrustAnchor { roots }
+        TrustAnchor {
+            certificates: roots,
+            pinned: false,
+        }
     }
 
-    /// Trusts the CA certificates in PEM bytes.
+    /// Trusts certificates that chain to the CA certificates in PEM bytes.
     pub fn from_pem(roots_pem: &[u8]) -> Result<TrustAnchor, TlsConfigError> {
-        Ok(TrustAnchor {
-            roots: certificates_from_pem(roots_pem)?,
-        })
+        Ok(TrustAnchor::from_der(certificates_from_pem(roots_pem)?))
+    }
+
+    /// Trusts exactly these node certificates (pinning; see `pinned.rs`): a peer must present
+    /// one of them. Useful with self-signed certificates.
+    pub fn pinned(certificates: Vec<CertificateDer<'static>>) -> TrustAnchor {
+        TrustAnchor {
+            certificates,
+            pinned: true,
+        }
     }
 
     /// Trusts the CA certificates in a PEM file.
@@ -130,7 +148,7 @@ impl TrustAnchor {
 
     fn root_store(&self) -> Result<Arc<RootCertStore>, TlsConfigError> {
         let mut store = RootCertStore::empty();
-        for root in &self.roots {
+        for root in &self.certificates {
             store.add(root.clone()).map_err(rustls_error)?;
         }
         Ok(Arc::new(store))
@@ -162,19 +180,43 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+fn client_verifier(
+    trust: &TrustAnchor,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsConfigError> {
+    if trust.pinned {
+        let pinned = PinnedVerifier::new(trust.certificates.clone(), provider());
+        return Ok(Arc::new(pinned));
+    }
+    WebPkiClientVerifier::builder_with_provider(trust.root_store()?, provider())
+        .build()
+        .map_err(rustls_error)
+}
+
+fn server_verifier(
+    trust: &TrustAnchor,
+) -> Result<Arc<dyn rustls::client::danger::ServerCertVerifier>, TlsConfigError> {
+    if trust.pinned {
+        let pinned = PinnedVerifier::new(trust.certificates.clone(), provider());
+        return Ok(Arc::new(pinned));
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        trust.root_store()?,
+        provider(),
+    )
+    .build()
+    .map_err(rustls_error)?;
+    Ok(verifier)
+}
+
 /// The server side: TLS 1.3, our identity, client certificates required against `trust`.
 pub(crate) fn server_config(
     identity: &NodeIdentity,
     trust: &TrustAnchor,
 ) -> Result<rustls::ServerConfig, TlsConfigError> {
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(trust.root_store()?, provider())
-            .build()
-            .map_err(rustls_error)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(rustls_error)?
-        .with_client_cert_verifier(client_verifier)
+        .with_client_cert_verifier(client_verifier(trust)?)
         .with_single_cert(
             identity.cert_chain.clone(),
             identity.private_key.clone_key(),
@@ -189,16 +231,13 @@ pub(crate) fn client_config(
     identity: &NodeIdentity,
     trust: &TrustAnchor,
 ) -> Result<rustls::ClientConfig, TlsConfigError> {
-    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        trust.root_store()?,
-        provider(),
-    )
-    .build()
-    .map_err(rustls_error)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(rustls_error)?
-        .with_webpki_verifier(server_verifier)
+        // `dangerous` is only rustls' name for "bring your own verifier": both verifiers here
+        // check the peer (CA chain and name, or an exact pin); neither accepts anything.
+        .dangerous()
+        .with_custom_certificate_verifier(server_verifier(trust)?)
         .with_client_auth_cert(
             identity.cert_chain.clone(),
             identity.private_key.clone_key(),
