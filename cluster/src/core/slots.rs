@@ -137,6 +137,11 @@ impl SlotTable {
         previous
     }
 
+    /// True when both tables bind every slot to the same owner (states not compared).
+    pub fn same_owners(&self, other: &SlotTable) -> bool {
+        self.counts == other.counts && self.owners == other.owners
+    }
+
     /// Number of slots `node` owns.
     pub fn count_of(&self, node: &NodeId) -> usize {
         self.counts.get(node).copied().unwrap_or(0) as usize

@@ -340,9 +340,14 @@ impl Simulator {
         mut condition: impl FnMut(&Simulator) -> bool,
     ) -> Result<bool, SimError> {
         let until_ms = self.now_ms + timeout_ms;
+        // The condition is evaluated at most once per virtual millisecond.
+        let mut checked_at_ms = None;
         loop {
-            if condition(self) {
-                return Ok(true);
+            if checked_at_ms != Some(self.now_ms) {
+                checked_at_ms = Some(self.now_ms);
+                if condition(self) {
+                    return Ok(true);
+                }
             }
             if !self.step(until_ms)? {
                 self.now_ms = self.now_ms.max(until_ms);

@@ -84,14 +84,18 @@ impl Simulator {
         let Some(first) = live.first().and_then(|index| self.core(*index)) else {
             return false;
         };
-        let map = first.slot_table().owner_ranges();
-        live.iter().all(|index| {
+        let table = first.slot_table();
+        let all_ok = live.iter().all(|index| {
             self.core(*index).is_some_and(|core| {
                 core.cluster_state() == ClusterState::Ok
                     && core.slot_table().assigned_count() == SLOT_COUNT
-                    && core.slot_table().owner_ranges() == map
             })
-        })
+        });
+        all_ok
+            && live.iter().all(|index| {
+                self.core(*index)
+                    .is_some_and(|core| core.slot_table().same_owners(table))
+            })
     }
 
     /// Slot owner of `slot` according to node `index`.
