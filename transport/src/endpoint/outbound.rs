@@ -48,7 +48,7 @@ impl OutboundLink {
                         direction: Direction::Outbound,
                     });
                     let reason = self.drive(link, &mut queue).await;
-                    self.handle_closed(&reason);
+                    self.handle_closed(&reason, &mut queue);
                     reason
                 }
                 Err(error) => error,
@@ -140,7 +140,10 @@ impl OutboundLink {
         }
     }
 
-    fn handle_closed(&self, reason: &LinkError) {
+    /// Reports the close. On `Request` it also fails the outstanding requests and discards
+    /// the queued ones (their callers were just failed), so a request is never sent after its
+    /// caller was told the link closed.
+    fn handle_closed(&self, reason: &LinkError, queue: &mut mpsc::Receiver<Bytes>) {
         tracing::info!(peer = %self.peer, channel = %self.channel, %reason, "outbound link closed");
         self.emit(TransportEvent::Closed {
             peer: self.peer.clone(),
@@ -150,6 +153,7 @@ impl OutboundLink {
         });
         if self.channel == Channel::Request {
             self.pending.fail_all(&self.peer, reason);
+            while queue.try_recv().is_ok() {}
         }
     }
 

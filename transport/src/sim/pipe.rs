@@ -218,10 +218,14 @@ async fn next_frame(state: &mut ReaderState) -> Option<Result<Bytes, LinkError>>
         received = state.pipe.recv() => received,
     };
     let (due, frame) = received?;
-    tokio::select! {
-        biased;
-        () = severed.cancelled() => return state.link.severed_reason().map(Err),
-        () = tokio::time::sleep_until(due) => {}
+    // Without latency the frame is due already; a timer would round up to the next
+    // millisecond tick, so sleep only when there is time to wait.
+    if due > Instant::now() {
+        tokio::select! {
+            biased;
+            () = severed.cancelled() => return state.link.severed_reason().map(Err),
+            () = tokio::time::sleep_until(due) => {}
+        }
     }
     if frame.len() > state.frame_bytes_max {
         return Some(Err(LinkError::FrameTooLarge {
