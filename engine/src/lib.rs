@@ -1,7 +1,55 @@
 //! `slotkv-engine`: the per-slot in-memory store every slotkv node embeds.
 //!
-//! The engine knows keys and hash slots, never nodes. Slot math lives in [`slot`].
+//! The engine knows keys and hash slots, never nodes: the cluster routes a request to the node
+//! that owns the key's slot, and that node calls its [`Store`]. Layout, following a request:
+//!
+//! * [`slot`]: key → slot (CRC16-XMODEM with hash tags), the one home of slot math.
+//! * `store`: the [`Store`], 16384 slot tables each behind its own `RwLock`, the shared memory
+//!   and key counters, and the single write path every command goes through.
+//! * `table` and `entry`: one slot's hash table of compact entries (header, key and value in
+//!   one allocation behind an 8-byte pointer; reads hand out the value zero-copy).
+//! * `strings` and `keys`: the Redis commands, with typed [`options`] and one [`CommandError`].
+//! * `expire`, `evict`: the active expiry cycle and `maxmemory` eviction.
+//! * `slots`: count, list, export, import and drop a slot; replication primitives.
+//! * [`clock`]: time is an input ([`Clock`]); `removal`: keys the engine removed by itself
+//!   (expiry, eviction), for the owner to replicate.
 
+pub mod clock;
+mod config;
+mod entry;
+mod error;
+mod evict;
+mod expire;
+mod integer;
+mod keys;
+pub mod options;
+mod removal;
+mod rng;
 pub mod slot;
+mod slots;
+mod store;
+mod strings;
+mod table;
+#[cfg(test)]
+mod testing;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    EvictionPolicy, StoreConfig, DEFAULT_EVICTION_SAMPLES, DEFAULT_MAX_BYTES,
+    DEFAULT_REMOVAL_LOG_CAPACITY,
+};
+pub use error::CommandError;
+pub use expire::{
+    ActiveExpireBudget, ActiveExpireReport, ACTIVE_EXPIRE_REPEAT_PERCENT, ACTIVE_EXPIRE_SAMPLE_KEYS,
+};
+pub use keys::{TTL_MISSING_KEY, TTL_NO_EXPIRY};
+pub use options::{
+    ExpireCondition, ExpireTime, GetExExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome,
+};
+pub use removal::{Removal, RemovalCause};
 pub use slot::{crc16, hash_tag, key_slot, Slot, SLOT_COUNT};
+pub use slots::{
+    ExportBatch, ExportCursor, ExportLimits, ExportedEntry, ImportReport,
+    DEFAULT_EXPORT_MAX_BYTES_PER_BATCH, DEFAULT_EXPORT_MAX_KEYS_PER_BATCH,
+};
+pub use store::Store;

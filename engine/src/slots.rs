@@ -1,0 +1,235 @@
+//! Per-slot operations for the cluster: count, list, export in bounded batches, import, drop,
+//! and the replication primitives `apply_set` / `apply_del` that take absolute deadlines.
+//!
+//! Export order and cursor: a slot's live keys are exported in the order of `(hash, key)`,
+//! where `hash` is the store's key hash (fixed for the store's lifetime). The cursor is the last
+//! `(hash, key)` returned, so table resizes and concurrent writes cannot make it skip: every key
+//! present for the whole export is returned exactly once; keys written or deleted meanwhile may
+//! or may not be, and the caller covers them with its write log. Each batch scans the whole
+//! slot under its read lock (O(n log k) for n keys in the slot and k keys per batch).
+
+use std::collections::BinaryHeap;
+use std::num::NonZeroUsize;
+
+use bytes::Bytes;
+
+use crate::error::CommandError;
+use crate::slot::{Slot, SLOT_COUNT};
+use crate::store::{Change, Step, Store};
+
+/// Default bound on keys per export batch.
+pub const DEFAULT_EXPORT_MAX_KEYS_PER_BATCH: usize = 1_000;
+/// Default bound on key and value bytes per export batch.
+pub const DEFAULT_EXPORT_MAX_BYTES_PER_BATCH: usize = 1024 * 1024;
+
+/// Bounds of one export batch. A batch always holds at least one key when any is left, even if
+/// that key alone is larger than `max_bytes_per_batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Most keys in one batch.
+    pub max_keys_per_batch: NonZeroUsize,
+    /// Most key + value bytes in one batch (see the type's doc for the one-key exception).
+    pub max_bytes_per_batch: NonZeroUsize,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        Self {
+            max_keys_per_batch: NonZeroUsize::new(DEFAULT_EXPORT_MAX_KEYS_PER_BATCH)
+                .unwrap_or(NonZeroUsize::MIN),
+            max_bytes_per_batch: NonZeroUsize::new(DEFAULT_EXPORT_MAX_BYTES_PER_BATCH)
+                .unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// Where an export continues: after the `(hash, key)` last returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportCursor {
+    after: Option<(u64, Bytes)>,
+}
+
+impl ExportCursor {
+    /// The cursor of a new export.
+    pub fn start() -> Self {
+        Self::default()
+    }
+}
+
+/// One key of an export batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedEntry {
+    /// The key.
+    pub key: Bytes,
+    /// The value (zero-copy from the store).
+    pub value: Bytes,
+    /// Remaining TTL in ms at export time (at least 1); `None` for no TTL.
+    pub ttl_ms: Option<u64>,
+}
+
+/// One batch of a slot export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportBatch {
+    /// The keys of this batch, in export order.
+    pub entries: Vec<ExportedEntry>,
+    /// The cursor for the next batch, or `None` when the slot is exhausted.
+    pub next: Option<ExportCursor>,
+}
+
+/// What [`Store::import_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportReport {
+    /// Keys written.
+    pub imported: usize,
+    /// Keys skipped because their TTL had run out.
+    pub skipped_expired: usize,
+}
+
+fn check_slot(slot: Slot) -> Result<usize, CommandError> {
+    let index = usize::from(slot);
+    if index >= SLOT_COUNT {
+        return Err(CommandError::InvalidSlot);
+    }
+    Ok(index)
+}
+
+impl Store {
+    /// Keys in `slot` (CLUSTER COUNTKEYSINSLOT), counting expired keys not yet removed.
+    pub fn count_keys_in_slot(&self, slot: Slot) -> Result<usize, CommandError> {
+        Ok(self.slots[check_slot(slot)?].read().len())
+    }
+
+    /// Accounted memory of the keys in `slot`, in bytes.
+    pub fn slot_memory_bytes(&self, slot: Slot) -> Result<usize, CommandError> {
+        Ok(self.slots[check_slot(slot)?].read().memory_bytes())
+    }
+
+    /// Up to `max_keys` live keys of `slot` (CLUSTER GETKEYSINSLOT), in table order.
+    pub fn list_keys_in_slot(
+        &self,
+        slot: Slot,
+        max_keys: usize,
+    ) -> Result<Vec<Bytes>, CommandError> {
+        let index = check_slot(slot)?;
+        let now_ms = self.now().ms();
+        let table = self.slots[index].read();
+        Ok(table
+            .iter()
+            .filter(|entry| !entry.is_expired(now_ms))
+            .take(max_keys)
+            .map(|entry| Bytes::copy_from_slice(entry.key()))
+            .collect())
+    }
+
+    /// The next batch of `slot`'s live keys after `cursor` (see the module doc for the order
+    /// and the guarantee under concurrent writes).
+    pub fn export_slot(
+        &self,
+        slot: Slot,
+        cursor: &ExportCursor,
+        limits: ExportLimits,
+    ) -> Result<ExportBatch, CommandError> {
+        let index = check_slot(slot)?;
+        let now_ms = self.now().ms();
+        let max_keys = limits.max_keys_per_batch.get();
+        let table = self.slots[index].read();
+        let after = cursor.after.as_ref().map(|(hash, key)| (*hash, &key[..]));
+        let mut smallest: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(max_keys + 1);
+        let mut more = false;
+        for entry in table.iter() {
+            let position = (self.hash(entry.key()), entry.key());
+            if entry.is_expired(now_ms) || after.is_some_and(|after| position <= after) {
+                continue;
+            }
+            smallest.push(position);
+            if smallest.len() > max_keys {
+                smallest.pop();
+                more = true;
+            }
+        }
+        let mut entries = Vec::with_capacity(smallest.len());
+        let mut bytes = 0;
+        let mut last = None;
+        for (hash, key) in smallest.into_sorted_vec() {
+            let Some(entry) = table.get(hash, key) else {
+                continue;
+            };
+            let size = key.len() + entry.value().len();
+            if !entries.is_empty() && bytes + size > limits.max_bytes_per_batch.get() {
+                more = true;
+                break;
+            }
+            bytes += size;
+            entries.push(ExportedEntry {
+                key: Bytes::copy_from_slice(key),
+                value: Store::value_of(entry),
+                ttl_ms: entry.expire_at_ms().map(|deadline| deadline - now_ms),
+            });
+            last = Some(hash);
+        }
+        let next = match (more, last, entries.last()) {
+            (true, Some(hash), Some(entry)) => Some(ExportCursor {
+                after: Some((hash, entry.key.clone())),
+            }),
+            _ => None,
+        };
+        Ok(ExportBatch { entries, next })
+    }
+
+    /// Imports an export batch: each key is written (replacing any current value) with its
+    /// remaining TTL counted from this store's clock; keys whose TTL ran out are skipped.
+    ///
+    /// On error (e.g. OOM) the keys before the failing one stay imported; importing is
+    /// idempotent, so the caller may retry the whole batch.
+    pub fn import_batch(&self, entries: &[ExportedEntry]) -> Result<ImportReport, CommandError> {
+        let mut report = ImportReport::default();
+        for entry in entries {
+            if entry.ttl_ms == Some(0) {
+                report.skipped_expired += 1;
+                continue;
+            }
+            let now_ms = self.now().ms();
+            let deadline = entry.ttl_ms.map(|ttl_ms| now_ms.saturating_add(ttl_ms));
+            self.apply_set(&entry.key, &entry.value, deadline)?;
+            report.imported += 1;
+        }
+        Ok(report)
+    }
+
+    /// Replication primitive: writes `key` = `value` with an absolute deadline (`None` = no
+    /// TTL), unconditionally. A deadline at or before now removes the key instead.
+    pub fn apply_set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expire_at_ms: Option<u64>,
+    ) -> Result<(), CommandError> {
+        self.check_value_len(value.len())?;
+        self.write_key(key, |_, now| {
+            let change = match expire_at_ms {
+                Some(deadline) if deadline <= now.ms() => Change::Remove,
+                _ => Change::Put(self.new_entry(key, &[value], expire_at_ms, now)),
+            };
+            Ok(Step { change, reply: () })
+        })
+    }
+
+    /// Replication primitive: removes `key`; returns whether it existed.
+    pub fn apply_del(&self, key: &[u8]) -> Result<bool, CommandError> {
+        self.del(&[key]).map(|removed| removed > 0)
+    }
+
+    /// Removes every key of `slot` (fast: the table is swapped out under the lock and freed
+    /// after); returns how many keys there were. Not reported to the removal log.
+    pub fn drop_slot(&self, slot: Slot) -> Result<usize, CommandError> {
+        let index = check_slot(slot)?;
+        let mut table = self.slots[index].write();
+        let memory_bytes = table.memory_bytes();
+        let entries = table.take_all();
+        self.account_dropped(entries.len(), memory_bytes);
+        drop(table);
+        let count = entries.len();
+        drop(entries);
+        Ok(count)
+    }
+}

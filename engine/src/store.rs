@@ -1,0 +1,382 @@
+//! The [`Store`]: 16384 slot tables, each behind its own `RwLock`, plus the shared counters.
+//!
+//! Every command finds its key's slot with [`key_slot`], hashes the key once and takes only
+//! that slot's lock: readers share it, writers hold it for one change. The total memory and key
+//! counters are atomics updated by the change's delta. A write that needs memory reserves it
+//! before changing anything; when the reservation fails, the write releases its lock, evicts
+//! (or returns OOM) and retries, so no lock is ever held while another slot's is taken.
+
+use std::cell::Cell;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hashbrown::DefaultHashBuilder;
+use parking_lot::RwLock;
+
+use crate::clock::Clock;
+use crate::config::StoreConfig;
+use crate::entry::{Entry, MAX_PART_BYTES};
+use crate::error::CommandError;
+use crate::removal::{Removal, RemovalCause, RemovalLog};
+use crate::rng::SamplingRng;
+use crate::slot::{key_slot, Slot, SLOT_COUNT};
+use crate::table::SlotTable;
+
+/// Milliseconds per tick of the 16-bit LRU clock (it wraps after about 18 hours).
+pub(crate) const LRU_RESOLUTION_MS: u64 = 1_000;
+
+/// The per-slot in-memory key-value store. Cheap to share behind an `Arc`; every method takes
+/// `&self` and is safe to call from many threads.
+pub struct Store {
+    pub(crate) slots: Box<[RwLock<SlotTable>]>,
+    hasher: DefaultHashBuilder,
+    clock: Arc<dyn Clock>,
+    pub(crate) config: StoreConfig,
+    used_memory_bytes: AtomicUsize,
+    key_count: AtomicUsize,
+    removals: RemovalLog,
+    pub(crate) rng: SamplingRng,
+    pub(crate) expire_cursor: AtomicUsize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Store")
+            .field("keys", &self.dbsize())
+            .field("used_memory_bytes", &self.used_memory_bytes())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current time, read from the clock at most once per command.
+pub(crate) struct Now<'a> {
+    clock: &'a dyn Clock,
+    cached_ms: Cell<Option<u64>>,
+}
+
+impl Now<'_> {
+    pub(crate) fn ms(&self) -> u64 {
+        if let Some(now_ms) = self.cached_ms.get() {
+            return now_ms;
+        }
+        let now_ms = self.clock.now_ms();
+        self.cached_ms.set(Some(now_ms));
+        now_ms
+    }
+}
+
+/// What a planned write does to its key.
+pub(crate) enum Change {
+    Keep,
+    Put(Entry),
+    Remove,
+    /// Set (or with `None` clear) the TTL of the existing entry, in place when it has room.
+    SetExpire(Option<u64>),
+}
+
+/// A planned write and the reply the command gives if it is applied.
+pub(crate) struct Step<R> {
+    pub(crate) change: Change,
+    pub(crate) reply: R,
+}
+
+impl<R> Step<R> {
+    pub(crate) fn keep(reply: R) -> Self {
+        Self {
+            change: Change::Keep,
+            reply,
+        }
+    }
+}
+
+impl Store {
+    /// An empty store reading time from `clock`.
+    pub fn new(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
+        let slots = (0..SLOT_COUNT)
+            .map(|_| RwLock::new(SlotTable::default()))
+            .collect();
+        Self {
+            slots,
+            hasher: DefaultHashBuilder::default(),
+            clock,
+            removals: RemovalLog::new(config.removal_log_capacity),
+            rng: SamplingRng::new(config.rng_seed),
+            config,
+            used_memory_bytes: AtomicUsize::new(0),
+            key_count: AtomicUsize::new(0),
+            expire_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configuration the store was built with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Number of keys, including expired keys not yet removed (Redis DBSIZE).
+    pub fn dbsize(&self) -> usize {
+        self.key_count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes used by all entries as the engine accounts them: key, value, entry header and an
+    /// estimate of allocator and table overhead. Equals the sum of [`Store::slot_memory_bytes`]
+    /// when no write is in flight.
+    pub fn used_memory_bytes(&self) -> usize {
+        self.used_memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Takes up to `max_events` of the oldest events of the removal log.
+    pub fn drain_removals(&self, max_events: usize) -> Vec<Removal> {
+        self.removals.drain(max_events)
+    }
+
+    /// Removal events dropped because the log was full, since the store was created.
+    pub fn removals_dropped(&self) -> u64 {
+        self.removals.dropped()
+    }
+
+    pub(crate) fn now(&self) -> Now<'_> {
+        Now {
+            clock: &*self.clock,
+            cached_ms: Cell::new(None),
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The LRU clock to stamp on an access, or 0 when the policy does not use it.
+    pub(crate) fn lru_now(&self, now: &Now<'_>) -> u16 {
+        if self.config.eviction_policy.tracks_lru() {
+            (now.ms() / LRU_RESOLUTION_MS) as u16
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), CommandError> {
+        if key.len() > self.config.max_key_bytes.min(MAX_PART_BYTES) {
+            return Err(CommandError::KeyTooLarge);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_value_len(&self, len: usize) -> Result<(), CommandError> {
+        if len > self.config.max_value_bytes.min(MAX_PART_BYTES) {
+            return Err(CommandError::ValueTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Runs `read` on the live entry for `key`, refreshing its LRU clock; expires it lazily if
+    /// its TTL has passed. `None` if the key is absent or expired.
+    pub(crate) fn read_key<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&Entry, &Now<'_>) -> R,
+    ) -> Option<R> {
+        let slot = key_slot(key);
+        let hash = self.hash(key);
+        let now = self.now();
+        {
+            let table = self.slots[usize::from(slot)].read();
+            let entry = table.get(hash, key)?;
+            if entry
+                .expire_at_ms()
+                .is_none_or(|deadline| deadline > now.ms())
+            {
+                if self.config.eviction_policy.tracks_lru() {
+                    entry.touch(self.lru_now(&now));
+                }
+                return Some(read(entry, &now));
+            }
+        }
+        let mut table = self.slots[usize::from(slot)].write();
+        let expired = self.remove_if_expired(&mut table, slot, hash, key, &now);
+        drop(table);
+        drop(expired);
+        None
+    }
+
+    /// Removes `key` from the locked `table` if its TTL has passed, accounting and logging it.
+    pub(crate) fn remove_if_expired(
+        &self,
+        table: &mut SlotTable,
+        slot: Slot,
+        hash: u64,
+        key: &[u8],
+        now: &Now<'_>,
+    ) -> Option<Entry> {
+        let deadline = table.get(hash, key)?.expire_at_ms()?;
+        if deadline > now.ms() {
+            return None;
+        }
+        let removed = table.remove_key(hash, key)?;
+        self.account_removed(&removed);
+        self.removals.record(slot, key, RemovalCause::Expired);
+        Some(removed)
+    }
+
+    /// Logs a removal the engine decided on (expiry or eviction).
+    pub(crate) fn record_removal(&self, slot: Slot, key: &[u8], cause: RemovalCause) {
+        self.removals.record(slot, key, cause);
+    }
+
+    /// Updates the shared counters for an entry already taken out of its table.
+    pub(crate) fn account_removed(&self, entry: &Entry) {
+        self.used_memory_bytes
+            .fetch_sub(entry.memory_bytes(), Ordering::Relaxed);
+        self.key_count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Updates the shared counters after a whole slot was emptied.
+    pub(crate) fn account_dropped(&self, keys: usize, memory_bytes: usize) {
+        self.used_memory_bytes
+            .fetch_sub(memory_bytes, Ordering::Relaxed);
+        self.key_count.fetch_sub(keys, Ordering::Relaxed);
+    }
+
+    /// Reserves `growth` bytes of the memory budget; fails if that would pass `maxmemory`.
+    pub(crate) fn try_reserve(&self, growth: usize) -> bool {
+        let limit = self.config.max_memory_bytes;
+        if limit == 0 {
+            self.used_memory_bytes.fetch_add(growth, Ordering::Relaxed);
+            return true;
+        }
+        self.used_memory_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let wanted = used.checked_add(growth)?;
+                (wanted as u64 <= limit).then_some(wanted)
+            })
+            .is_ok()
+    }
+
+    /// Adds `growth` bytes without checking the limit (TTL bookkeeping, which Redis does not
+    /// refuse under OOM either).
+    pub(crate) fn add_memory_unchecked(&self, growth: usize) {
+        self.used_memory_bytes.fetch_add(growth, Ordering::Relaxed);
+    }
+
+    /// Returns `shrink` bytes to the memory budget.
+    pub(crate) fn release(&self, shrink: usize) {
+        self.used_memory_bytes.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_keys(&self, added: usize, removed: usize) {
+        if added > removed {
+            self.key_count.fetch_add(added - removed, Ordering::Relaxed);
+        } else if removed > added {
+            self.key_count.fetch_sub(removed - added, Ordering::Relaxed);
+        }
+    }
+
+    /// The core of every single-key write: lock the key's slot, expire the key lazily, let
+    /// `plan` decide the change from the live entry, reserve the memory it needs (evicting and
+    /// retrying without the lock if needed) and apply it. `plan` may run more than once.
+    pub(crate) fn write_key<R>(
+        &self,
+        key: &[u8],
+        mut plan: impl FnMut(Option<&Entry>, &Now<'_>) -> Result<Step<R>, CommandError>,
+    ) -> Result<R, CommandError> {
+        self.check_key(key)?;
+        let slot = key_slot(key);
+        let hash = self.hash(key);
+        let now = self.now();
+        loop {
+            let mut table = self.slots[usize::from(slot)].write();
+            let expired = self.remove_if_expired(&mut table, slot, hash, key, &now);
+            let existing = table.get(hash, key);
+            let step = plan(existing, &now)?;
+            let old_bytes = existing.map_or(0, Entry::memory_bytes);
+            let had_key = existing.is_some();
+            let replaced = match step.change {
+                Change::Keep => None,
+                Change::Remove => table.remove_key(hash, key),
+                Change::SetExpire(deadline) => {
+                    let before = table.memory_bytes();
+                    let rebuilt = table.set_expire(hash, key, deadline, |key| self.hash(key));
+                    let after = table.memory_bytes();
+                    drop(table);
+                    if after > before {
+                        self.add_memory_unchecked(after - before);
+                    } else {
+                        self.release(before - after);
+                    }
+                    drop((expired, rebuilt));
+                    return Ok(step.reply);
+                }
+                Change::Put(entry) => {
+                    let new_bytes = entry.memory_bytes();
+                    if new_bytes > old_bytes && !self.try_reserve(new_bytes - old_bytes) {
+                        drop(table);
+                        drop(expired);
+                        self.make_room()?;
+                        continue;
+                    }
+                    if old_bytes > new_bytes {
+                        self.release(old_bytes - new_bytes);
+                    }
+                    let replaced = table.put(hash, entry, |key| self.hash(key));
+                    self.add_keys(1, usize::from(had_key));
+                    drop(table);
+                    drop((expired, replaced));
+                    return Ok(step.reply);
+                }
+            };
+            drop(table);
+            if let Some(removed) = &replaced {
+                self.account_removed(removed);
+            }
+            drop((expired, replaced));
+            return Ok(step.reply);
+        }
+    }
+
+    /// Frees memory for a write that could not reserve it: evicts one key, or fails with OOM
+    /// under `noeviction` or when there is nothing left to evict.
+    pub(crate) fn make_room(&self) -> Result<(), CommandError> {
+        if self.evict_one() {
+            Ok(())
+        } else {
+            Err(CommandError::OutOfMemory)
+        }
+    }
+
+    /// The slot all `keys` hash to, or CROSSSLOT; `command` names the command for arity errors.
+    pub(crate) fn common_slot<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        command: &'static str,
+    ) -> Result<Slot, CommandError> {
+        let mut keys = keys.into_iter();
+        let Some(first) = keys.next() else {
+            return Err(CommandError::WrongArity { command });
+        };
+        let slot = key_slot(first);
+        if keys.any(|key| key_slot(key) != slot) {
+            return Err(CommandError::CrossSlot);
+        }
+        Ok(slot)
+    }
+
+    /// A new entry stamped with the current LRU clock.
+    pub(crate) fn new_entry(
+        &self,
+        key: &[u8],
+        value_parts: &[&[u8]],
+        expire_at_ms: Option<u64>,
+        now: &Now<'_>,
+    ) -> Entry {
+        Entry::new(key, value_parts, expire_at_ms, self.lru_now(now))
+    }
+
+    /// A value read out of an entry (zero-copy).
+    pub(crate) fn value_of(entry: &Entry) -> Bytes {
+        entry.value_bytes()
+    }
+}
