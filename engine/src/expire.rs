@@ -97,3 +97,70 @@ impl Store {
         drop(garbage);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_invariants, store};
+    use crate::{ExpireCondition, RemovalCause, SetOptions};
+
+    #[test]
+    fn lazy_expiry_on_read_removes_and_logs_the_key() {
+        let (store, clock) = store();
+        store.set(b"k", b"v", SetOptions::default()).unwrap();
+        store.pexpire(b"k", 100, ExpireCondition::Always).unwrap();
+        clock.advance_ms(99);
+        assert!(store.get(b"k").is_some());
+        clock.advance_ms(1);
+        assert_eq!(store.get(b"k"), None);
+        assert_eq!(store.dbsize(), 0);
+        let removals = store.drain_removals(10);
+        assert_eq!(removals.len(), 1);
+        assert_eq!(removals[0].cause, RemovalCause::Expired);
+        assert_eq!(&removals[0].key[..], b"k");
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn active_expiry_removes_unread_expired_keys_within_budget() {
+        let (store, clock) = store();
+        for i in 0..2_000u32 {
+            let key = i.to_be_bytes();
+            store.set(&key, b"v", SetOptions::default()).unwrap();
+            if i % 2 == 0 {
+                store.pexpire(&key, 1_000, ExpireCondition::Always).unwrap();
+            }
+        }
+        let budget = ActiveExpireBudget {
+            max_keys_sampled: 100,
+            max_slots_visited: SLOT_COUNT,
+        };
+        let report = store.active_expire(budget);
+        assert_eq!(report.keys_expired, 0, "nothing expired yet");
+        clock.advance_ms(1_000);
+        let report = store.active_expire(budget);
+        assert!(report.keys_sampled <= 100, "{report:?}");
+        assert!(report.keys_expired > 0, "{report:?}");
+        let mut rounds = 0;
+        while store.dbsize() > 1_000 {
+            store.active_expire(ActiveExpireBudget::default());
+            rounds += 1;
+            assert!(rounds < 1_000, "active expiry makes progress");
+        }
+        assert_eq!(store.dbsize(), 1_000);
+        assert_eq!(store.drain_removals(5_000).len(), 1_000);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn active_expiry_respects_the_slot_budget() {
+        let (store, _) = store();
+        let budget = ActiveExpireBudget {
+            max_keys_sampled: 1_000,
+            max_slots_visited: 10,
+        };
+        let report = store.active_expire(budget);
+        assert_eq!(report.slots_visited, 10);
+        assert_eq!(report.keys_sampled, 0);
+    }
+}

@@ -159,3 +159,181 @@ impl Store {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_invariants, store, START_MS};
+    use crate::SetOptions;
+
+    fn put(store: &Store, key: &[u8]) {
+        store.set(key, b"v", SetOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn del_and_exists_count_keys_in_one_slot() {
+        let (store, _) = store();
+        put(&store, b"{t}a");
+        put(&store, b"{t}b");
+        assert_eq!(store.exists(&[b"{t}a", b"{t}a", b"{t}z"]), Ok(2));
+        assert_eq!(store.del(&[b"{t}a", b"{t}b", b"{t}z"]), Ok(2));
+        assert_eq!(store.exists(&[b"{t}a"]), Ok(0));
+        assert_eq!(store.del(&[b"foo", b"bar"]), Err(CommandError::CrossSlot));
+        assert_eq!(
+            store.exists(&[]),
+            Err(CommandError::WrongArity { command: "exists" })
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn ttl_and_pttl_report_missing_persistent_and_remaining() {
+        let (store, clock) = store();
+        assert_eq!(store.ttl(b"k"), TTL_MISSING_KEY);
+        put(&store, b"k");
+        assert_eq!(store.pttl(b"k"), TTL_NO_EXPIRY);
+        assert_eq!(
+            store.pexpire(b"k", 2_400, ExpireCondition::Always),
+            Ok(true)
+        );
+        assert_eq!(store.pttl(b"k"), 2_400);
+        assert_eq!(store.ttl(b"k"), 2);
+        clock.advance_ms(900);
+        assert_eq!(store.ttl(b"k"), 2, "1500 ms rounds to 2 s");
+        assert_eq!(store.expire_at_ms(b"k"), Some(START_MS + 2_400));
+        clock.advance_ms(1_500);
+        assert_eq!(store.ttl(b"k"), TTL_MISSING_KEY);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn expire_nx_xx_gt_lt_on_keys_with_and_without_ttl() {
+        let (store, _) = store();
+        put(&store, b"k");
+        assert_eq!(
+            store.expire(b"k", 100, ExpireCondition::IfHasTtl),
+            Ok(false)
+        );
+        assert_eq!(store.expire(b"k", 100, ExpireCondition::IfLater), Ok(false));
+        assert_eq!(
+            store.expire(b"k", 100, ExpireCondition::IfHasTtlAndEarlier),
+            Ok(false)
+        );
+        assert_eq!(store.ttl(b"k"), -1);
+        assert_eq!(
+            store.expire(b"k", 100, ExpireCondition::IfEarlier),
+            Ok(true)
+        );
+        assert_eq!(store.ttl(b"k"), 100);
+        assert_eq!(store.expire(b"k", 50, ExpireCondition::IfNoTtl), Ok(false));
+        assert_eq!(store.expire(b"k", 50, ExpireCondition::IfLater), Ok(false));
+        assert_eq!(store.expire(b"k", 200, ExpireCondition::IfLater), Ok(true));
+        assert_eq!(
+            store.expire(b"k", 300, ExpireCondition::IfEarlier),
+            Ok(false)
+        );
+        assert_eq!(
+            store.expire(b"k", 150, ExpireCondition::IfHasTtlAndEarlier),
+            Ok(true)
+        );
+        assert_eq!(
+            store.expire(b"k", 160, ExpireCondition::IfHasTtlAndLater),
+            Ok(true)
+        );
+        assert_eq!(store.expire(b"k", 10, ExpireCondition::IfHasTtl), Ok(true));
+        assert_eq!(store.ttl(b"k"), 10);
+        assert_eq!(
+            store.expire(b"missing", 10, ExpireCondition::Always),
+            Ok(false)
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn expire_with_zero_negative_or_past_time_deletes_the_key() {
+        let (store, _) = store();
+        for (key, time) in [
+            (&b"a"[..], ExpireTime::Seconds(0)),
+            (b"b", ExpireTime::Seconds(-10)),
+            (b"c", ExpireTime::Milliseconds(-1)),
+            (b"d", ExpireTime::UnixSeconds(1)),
+            (b"e", ExpireTime::UnixMilliseconds(-5)),
+        ] {
+            put(&store, key);
+            assert_eq!(
+                store.expire_with(key, time, ExpireCondition::Always),
+                Ok(true)
+            );
+            assert_eq!(store.exists(&[key]), Ok(0), "{time:?}");
+        }
+        put(&store, b"f");
+        assert_eq!(store.expire(b"f", -1, ExpireCondition::IfHasTtl), Ok(false));
+        assert_eq!(
+            store.exists(&[b"f"]),
+            Ok(1),
+            "a failed condition deletes nothing"
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn expire_overflow_is_an_error() {
+        let (store, _) = store();
+        put(&store, b"k");
+        assert_eq!(
+            store.expire(b"k", i64::MAX, ExpireCondition::Always),
+            Err(CommandError::InvalidExpireTime { command: "expire" })
+        );
+        assert_eq!(
+            store.pexpire(b"k", i64::MAX, ExpireCondition::Always),
+            Err(CommandError::InvalidExpireTime { command: "pexpire" })
+        );
+        assert_eq!(
+            store.expireat(b"k", i64::MAX, ExpireCondition::Always),
+            Err(CommandError::InvalidExpireTime {
+                command: "expireat"
+            })
+        );
+        assert_eq!(store.ttl(b"k"), -1);
+    }
+
+    #[test]
+    fn expireat_and_pexpireat_are_absolute() {
+        let (store, _) = store();
+        put(&store, b"k");
+        let at = (START_MS / 1_000 + 60) as i64;
+        assert_eq!(store.expireat(b"k", at, ExpireCondition::Always), Ok(true));
+        assert_eq!(store.ttl(b"k"), 60);
+        let at_ms = (START_MS + 1_234) as i64;
+        assert_eq!(
+            store.pexpireat(b"k", at_ms, ExpireCondition::Always),
+            Ok(true)
+        );
+        assert_eq!(store.pttl(b"k"), 1_234);
+    }
+
+    #[test]
+    fn persist_removes_a_ttl_once() {
+        let (store, _) = store();
+        put(&store, b"k");
+        assert_eq!(store.persist(b"k"), Ok(false));
+        store.expire(b"k", 5, ExpireCondition::Always).unwrap();
+        assert_eq!(store.persist(b"k"), Ok(true));
+        assert_eq!(store.persist(b"k"), Ok(false));
+        assert_eq!(store.ttl(b"k"), -1);
+        assert_eq!(store.persist(b"missing"), Ok(false));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn flushall_empties_everything() {
+        let (store, _) = store();
+        for i in 0..500u32 {
+            put(&store, &i.to_be_bytes());
+        }
+        assert_eq!(store.flushall(), 500);
+        assert_eq!(store.dbsize(), 0);
+        assert_eq!(store.used_memory_bytes(), 0);
+        check_invariants(&store);
+    }
+}

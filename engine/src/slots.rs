@@ -233,3 +233,149 @@ impl Store {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_invariants, store, START_MS};
+    use crate::{key_slot, ExpireCondition, SetOptions};
+
+    fn tagged(i: u32) -> Vec<u8> {
+        format!("{{slot}}:{i}").into_bytes()
+    }
+
+    fn export_all(store: &Store, slot: Slot, limits: ExportLimits) -> Vec<ExportedEntry> {
+        let mut cursor = ExportCursor::start();
+        let mut all = Vec::new();
+        loop {
+            let batch = store.export_slot(slot, &cursor, limits).unwrap();
+            assert!(batch.entries.len() <= limits.max_keys_per_batch.get());
+            all.extend(batch.entries);
+            match batch.next {
+                Some(next) => cursor = next,
+                None => return all,
+            }
+        }
+    }
+
+    #[test]
+    fn count_list_and_drop_a_slot_touch_only_that_slot() {
+        let (store, _) = store();
+        for i in 0..300 {
+            store
+                .set(&tagged(i), b"value", SetOptions::default())
+                .unwrap();
+        }
+        store
+            .set(b"other", b"value", SetOptions::default())
+            .unwrap();
+        let slot = key_slot(b"{slot}");
+        assert_eq!(store.count_keys_in_slot(slot), Ok(300));
+        assert_eq!(store.list_keys_in_slot(slot, 10).unwrap().len(), 10);
+        assert_eq!(store.list_keys_in_slot(slot, 1_000).unwrap().len(), 300);
+        assert!(store.slot_memory_bytes(slot).unwrap() > 300 * 10);
+        assert_eq!(store.drop_slot(slot), Ok(300));
+        assert_eq!(store.count_keys_in_slot(slot), Ok(0));
+        assert_eq!(store.slot_memory_bytes(slot), Ok(0));
+        assert_eq!(store.dbsize(), 1);
+        assert!(store.get(b"other").is_some());
+        check_invariants(&store);
+        assert_eq!(
+            store.count_keys_in_slot(16_384),
+            Err(CommandError::InvalidSlot)
+        );
+    }
+
+    #[test]
+    fn export_returns_every_key_once_in_bounded_batches() {
+        let (store, _) = store();
+        for i in 0..1_000 {
+            store
+                .set(&tagged(i), &[b'v'; 50], SetOptions::default())
+                .unwrap();
+        }
+        let limits = ExportLimits {
+            max_keys_per_batch: NonZeroUsize::new(64).unwrap(),
+            max_bytes_per_batch: NonZeroUsize::new(2_000).unwrap(),
+        };
+        let exported = export_all(&store, key_slot(b"{slot}"), limits);
+        let mut keys: Vec<_> = exported.iter().map(|entry| entry.key.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 1_000);
+        assert_eq!(exported.len(), 1_000);
+    }
+
+    #[test]
+    fn a_key_larger_than_the_byte_bound_still_moves() {
+        let (store, _) = store();
+        store
+            .set(b"{slot}big", &[b'v'; 10_000], SetOptions::default())
+            .unwrap();
+        store
+            .set(b"{slot}small", b"v", SetOptions::default())
+            .unwrap();
+        let limits = ExportLimits {
+            max_keys_per_batch: NonZeroUsize::new(10).unwrap(),
+            max_bytes_per_batch: NonZeroUsize::new(100).unwrap(),
+        };
+        assert_eq!(export_all(&store, key_slot(b"{slot}"), limits).len(), 2);
+    }
+
+    #[test]
+    fn export_carries_remaining_ttl_and_import_restores_it() {
+        let (source, source_clock) = store();
+        source.set(b"{s}a", b"1", SetOptions::default()).unwrap();
+        source.set(b"{s}b", b"2", SetOptions::default()).unwrap();
+        source
+            .pexpire(b"{s}b", 5_000, ExpireCondition::Always)
+            .unwrap();
+        source.set(b"{s}c", b"3", SetOptions::default()).unwrap();
+        source
+            .pexpire(b"{s}c", 10, ExpireCondition::Always)
+            .unwrap();
+        source_clock.advance_ms(10);
+        let batch = source
+            .export_slot(
+                key_slot(b"{s}"),
+                &ExportCursor::start(),
+                ExportLimits::default(),
+            )
+            .unwrap();
+        assert_eq!(batch.entries.len(), 2, "expired keys are not exported");
+        assert!(batch.next.is_none());
+        let (target, target_clock) = store();
+        target_clock.set_ms(START_MS + 1_000_000);
+        let mut entries = batch.entries.clone();
+        entries.push(ExportedEntry {
+            key: Bytes::from_static(b"{s}gone"),
+            value: Bytes::from_static(b"x"),
+            ttl_ms: Some(0),
+        });
+        let report = target.import_batch(&entries).unwrap();
+        assert_eq!(
+            report,
+            ImportReport {
+                imported: 2,
+                skipped_expired: 1
+            }
+        );
+        assert_eq!(target.get(b"{s}a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(target.pttl(b"{s}b"), 4_990);
+        assert_eq!(target.pttl(b"{s}a"), -1);
+        check_invariants(&target);
+    }
+
+    #[test]
+    fn apply_set_uses_absolute_deadlines() {
+        let (store, _) = store();
+        store.apply_set(b"k", b"v", Some(START_MS + 500)).unwrap();
+        assert_eq!(store.pttl(b"k"), 500);
+        store.apply_set(b"k", b"v", Some(START_MS)).unwrap();
+        assert_eq!(store.get(b"k"), None, "a past deadline removes the key");
+        store.apply_set(b"k", b"w", None).unwrap();
+        assert_eq!(store.apply_del(b"k"), Ok(true));
+        assert_eq!(store.apply_del(b"k"), Ok(false));
+        check_invariants(&store);
+    }
+}
