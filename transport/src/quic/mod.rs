@@ -32,6 +32,8 @@ use crate::{
 pub const CLUSTER_SERVER_NAME_DEFAULT: &str = "slotkv-node";
 /// Streams a peer may have open on one connection (three channels plus reconnect slack).
 const STREAMS_PER_CONNECTION_MAX: u32 = 16;
+/// Connection attempts quinn holds before they are accepted or refused (handshakes pending).
+const INCOMING_CONNECTIONS_MAX: usize = 256;
 /// Accepted links waiting for the endpoint before stream acceptance waits.
 const ACCEPT_QUEUE_LINKS_MAX: usize = 64;
 
@@ -87,7 +89,9 @@ impl QuicTransport {
         let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
             .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server_config.transport_config(Arc::clone(&transport));
+        server_config
+            .transport_config(Arc::clone(&transport))
+            .max_incoming(INCOMING_CONNECTIONS_MAX);
         let client_tls = tls::client_config(&config.identity, &config.trust)?;
         let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)
             .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
@@ -270,7 +274,9 @@ async fn run_listener(
     }
 }
 
-/// Accepts the streams of one connection, each becoming one link once its tag is read.
+/// Accepts the streams of one connection; each becomes a link once its tag is read. Tags are
+/// read concurrently (at most `STREAMS_PER_CONNECTION_MAX` streams exist), so one silent
+/// stream never delays the others.
 async fn serve_connection(
     connection: quinn::Connection,
     remote: String,
@@ -278,37 +284,42 @@ async fn serve_connection(
     timeout_ms: u64,
     accepted: mpsc::Sender<Accept>,
 ) {
-    while let Ok((send, mut receive)) = connection.accept_bi().await {
-        let tag = tokio::time::timeout(Duration::from_millis(timeout_ms), receive.read_u8()).await;
-        let outcome = match tag {
-            Ok(Ok(tag)) => match Channel::from_tag(tag) {
-                Some(channel) => {
-                    let link = framed_byte_link(receive, send, channel, limits);
-                    Accept::Link(AcceptedLink {
-                        channel,
-                        remote: remote.clone(),
-                        link,
-                    })
-                }
-                None => Accept::Rejected {
-                    remote: remote.clone(),
-                    reason: LinkError::Protocol(format!("unknown channel tag {tag}")),
-                },
-            },
-            Ok(Err(error)) => Accept::Rejected {
-                remote: remote.clone(),
-                reason: LinkError::from(error),
-            },
-            Err(_) => Accept::Rejected {
-                remote: remote.clone(),
-                reason: LinkError::Timeout {
-                    what: "reading a stream's channel tag",
-                    after_ms: timeout_ms,
-                },
-            },
-        };
-        if accepted.send(outcome).await.is_err() {
-            return;
-        }
+    let mut streams = tokio::task::JoinSet::new();
+    while let Ok((send, receive)) = connection.accept_bi().await {
+        let (remote, accepted) = (remote.clone(), accepted.clone());
+        streams.spawn(async move {
+            let outcome = open_stream(send, receive, remote, limits, timeout_ms).await;
+            let _ = accepted.send(outcome).await;
+        });
+        while streams.try_join_next().is_some() {}
     }
+}
+
+async fn open_stream(
+    send: quinn::SendStream,
+    mut receive: quinn::RecvStream,
+    remote: String,
+    limits: FrameLimits,
+    timeout_ms: u64,
+) -> Accept {
+    let tag = tokio::time::timeout(Duration::from_millis(timeout_ms), receive.read_u8()).await;
+    let reason = match tag {
+        Ok(Ok(tag)) => match Channel::from_tag(tag) {
+            Some(channel) => {
+                let link = framed_byte_link(receive, send, channel, limits);
+                return Accept::Link(AcceptedLink {
+                    channel,
+                    remote,
+                    link,
+                });
+            }
+            None => LinkError::Protocol(format!("unknown channel tag {tag}")),
+        },
+        Ok(Err(error)) => LinkError::from(error),
+        Err(_) => LinkError::Timeout {
+            what: "reading a stream's channel tag",
+            after_ms: timeout_ms,
+        },
+    };
+    Accept::Rejected { remote, reason }
 }
