@@ -116,4 +116,27 @@ mod tests {
             Err(TlsConfigError::NoCertificate)
         ));
     }
+
+    #[test]
+    fn identities_load_from_pem_files_and_missing_files_are_reported() {
+        let authority = DevCertificateAuthority::generate().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec![CLUSTER_SERVER_NAME_DEFAULT.to_string()]).unwrap();
+        let certificate = params
+            .signed_by(&key, &authority.certificate, &authority.key)
+            .unwrap();
+        let directory = std::env::temp_dir().join(format!("slotkv-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let (cert_path, key_path) = (directory.join("node.pem"), directory.join("node.key"));
+        std::fs::write(&cert_path, certificate.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let identity = NodeIdentity::from_pem_files(&cert_path, &key_path).unwrap();
+        assert_eq!(identity.certificate(), Some(certificate.der()));
+        assert!(server_config(&identity, &authority.trust_anchor()).is_ok());
+        let missing = NodeIdentity::from_pem_files(&directory.join("absent.pem"), &key_path);
+        assert!(matches!(missing, Err(TlsConfigError::Read { .. })));
+        let no_key = NodeIdentity::from_pem(certificate.pem().as_bytes(), b"");
+        assert!(matches!(no_key, Err(TlsConfigError::NoPrivateKey)));
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 }
