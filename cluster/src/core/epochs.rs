@@ -22,16 +22,44 @@ impl Core {
             return;
         }
         if header.master_id.is_none() {
+            self.mark_unclaimed_slots(sender, &header.slots);
             self.update_slots_config_with(sender, header.config_epoch, &header.slots);
         }
         self.send_update_if_stale(sender, header.config_epoch, &header.slots);
     }
 
+    /// Slots bound to `owner` that its header no longer claims (Valkey's "owner not
+    /// claiming"): any claimer may take them by rule 1.
+    fn mark_unclaimed_slots(&mut self, owner: NodeId, claimed: &[SlotRange]) {
+        for range in self.slots.ranges_of(&owner) {
+            for slot in range.slots() {
+                let still_claimed = claimed
+                    .iter()
+                    .any(|claim| claim.start <= slot && slot <= claim.end);
+                if !still_claimed {
+                    self.slots.mark_unclaimed(slot);
+                }
+            }
+        }
+    }
+
     /// True when `ranges` is not exactly the set of slots we bind to `claimer`.
-    fn claims_differ(&self, claimer: &NodeId, ranges: &[SlotRange]) -> bool {
+    /// A match is cached until the slot table changes (most headers repeat themselves).
+    fn claims_differ(&mut self, claimer: &NodeId, ranges: &[SlotRange]) -> bool {
+        let version = self.slots.version();
+        if let Some((cached_version, cached_ranges)) = self.matching_claims.get(claimer) {
+            if *cached_version == version && cached_ranges.as_slice() == ranges {
+                return false;
+            }
+        }
         let claimed: usize = ranges.iter().map(SlotRange::len).sum();
-        claimed != self.slots.count_of(claimer)
-            || slots_of_ranges(ranges).any(|slot| self.slots.owner(slot) != Some(*claimer))
+        let differ = claimed != self.slots.count_of(claimer)
+            || slots_of_ranges(ranges).any(|slot| self.slots.owner(slot) != Some(*claimer));
+        if !differ {
+            self.matching_claims
+                .insert(*claimer, (version, ranges.to_vec()));
+        }
+        differ
     }
 
     /// The claimer advertises slots we know a newer owner for: send it one UPDATE.
@@ -40,6 +68,9 @@ impl Core {
             let Some(owner) = self.slots.owner(slot) else {
                 continue;
             };
+            if self.slots.is_unclaimed(slot) {
+                continue;
+            }
             if owner == sender || Some(owner) == self.nodes.get(&sender).and_then(|n| n.master_id) {
                 continue;
             }
@@ -80,7 +111,7 @@ impl Core {
             let owner_epoch = owner
                 .and_then(|id| self.nodes.get(&id))
                 .map_or(0, |node| node.config_epoch);
-            if owner.is_none() || owner_epoch < claimer_epoch {
+            if owner.is_none() || self.slots.is_unclaimed(slot) || owner_epoch < claimer_epoch {
                 if owner == Some(current_master) {
                     lost_to_claimer = true;
                 }

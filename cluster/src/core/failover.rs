@@ -305,7 +305,7 @@ impl Core {
         }
         for slot in crate::core::slots::slots_of_ranges(&header.slots) {
             if let Some(owner) = self.slots.owner(slot) {
-                if self.node_epoch(&owner) > header.config_epoch {
+                if !self.slots.is_unclaimed(slot) && self.node_epoch(&owner) > header.config_epoch {
                     return Err("a slot is claimed with a newer configEpoch");
                 }
             }

@@ -369,6 +369,10 @@ impl Core {
                     }
                 }
                 self.set_node_role(sender, Some(master));
+                if self.my_master() == Some(sender) && master != self.myself {
+                    // Sub-replica guard: follow my master to its new master.
+                    self.set_my_master(master);
+                }
             }
             _ => {}
         }

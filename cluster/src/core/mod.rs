@@ -271,6 +271,8 @@ pub struct Core {
     config_dirty: bool,
     /// The slots advertised in our headers, recomputed after slot changes.
     header_slots_cache: Option<Vec<SlotRange>>,
+    /// Per claimer: the slot-table version and claimed ranges last found to match.
+    matching_claims: BTreeMap<NodeId, (u64, Vec<SlotRange>)>,
 }
 
 /// What the runtime last reported about replication.
@@ -327,6 +329,7 @@ impl Core {
             changed_slots: BTreeSet::new(),
             config_dirty: false,
             header_slots_cache: None,
+            matching_claims: BTreeMap::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! slots does X own" is O(log n). Slot sets travel as sorted [`SlotRange`]s (a master with
 //! 5461 contiguous slots is one range), which is also how CLUSTER NODES prints them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bincode::{Decode, Encode};
 pub use slotkv_engine::slot::{Slot, SLOT_COUNT};
@@ -95,6 +95,11 @@ pub struct SlotTable {
     counts: BTreeMap<NodeId, u32>,
     migrating_to: BTreeMap<Slot, NodeId>,
     importing_from: BTreeMap<Slot, NodeId>,
+    /// Slots whose owner stopped claiming them: kept bound (no needless CLUSTERDOWN),
+    /// but any claimer may take them and they never justify an UPDATE.
+    unclaimed: BTreeSet<Slot>,
+    /// Bumped on every ownership change, so callers can cache comparisons.
+    version: u64,
 }
 
 impl Default for SlotTable {
@@ -111,6 +116,8 @@ impl SlotTable {
             counts: BTreeMap::new(),
             migrating_to: BTreeMap::new(),
             importing_from: BTreeMap::new(),
+            unclaimed: BTreeSet::new(),
+            version: 0,
         }
     }
 
@@ -122,6 +129,8 @@ impl SlotTable {
     /// Binds `slot` to `owner` (or unbinds it); returns the previous owner.
     pub fn set_owner(&mut self, slot: Slot, owner: Option<NodeId>) -> Option<NodeId> {
         let entry = self.owners.get_mut(slot as usize)?;
+        self.unclaimed.remove(&slot);
+        self.version += 1;
         let previous = std::mem::replace(entry, owner);
         if let Some(old) = previous {
             if let Some(count) = self.counts.get_mut(&old) {
@@ -135,6 +144,23 @@ impl SlotTable {
             *self.counts.entry(new).or_insert(0) += 1;
         }
         previous
+    }
+
+    /// Marks `slot` as no longer claimed by its owner (the binding stays).
+    pub fn mark_unclaimed(&mut self, slot: Slot) {
+        if self.owner(slot).is_some() && self.unclaimed.insert(slot) {
+            self.version += 1;
+        }
+    }
+
+    /// A counter that changes whenever ownership (or an unclaimed mark) changes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// True when the owner of `slot` stopped claiming it.
+    pub fn is_unclaimed(&self, slot: Slot) -> bool {
+        self.unclaimed.contains(&slot)
     }
 
     /// True when both tables bind every slot to the same owner (states not compared).

@@ -111,8 +111,9 @@ impl Simulator {
             };
             if core.slot_table().owner_ranges() != map {
                 return Err(self.error(format!(
-                    "n{index} disagrees with n{} on the slot map",
-                    live[0]
+                    "n{index} disagrees with n{} on the slot map\n{}",
+                    live[0],
+                    self.describe()
                 )));
             }
         }
@@ -125,6 +126,40 @@ impl Simulator {
             self.check_owner(&live, &owner)?;
         }
         Ok(())
+    }
+
+    /// Every live node's view: role, epochs, and slot owners (as node indices).
+    pub fn describe(&self) -> String {
+        let name = |id: &NodeId| match self.index_of_id(id) {
+            Some(index) => format!("n{index}"),
+            None => format!("{id:?}"),
+        };
+        let mut text = String::new();
+        for index in self.live_nodes() {
+            let Some(core) = self.core(index) else {
+                continue;
+            };
+            let role = match core.my_master() {
+                Some(master) => format!("replica of {}", name(&master)),
+                None => "master".to_string(),
+            };
+            let owners: Vec<String> = core
+                .slot_table()
+                .owner_ranges()
+                .iter()
+                .map(|(range, owner)| {
+                    let epoch = core.node(owner).map_or(0, |node| node.config_epoch);
+                    format!("{}-{}:{}@{epoch}", range.start, range.end, name(owner))
+                })
+                .collect();
+            text.push_str(&format!(
+                "  n{index} {role} configEpoch {} currentEpoch {} owners [{}]\n",
+                core.myself().config_epoch,
+                core.current_epoch(),
+                owners.join(" ")
+            ));
+        }
+        text
     }
 
     fn check_owner(&self, live: &[usize], owner: &NodeId) -> Result<(), SimError> {
