@@ -174,4 +174,30 @@ mod tests {
         let error = receiver.reader.next().await.unwrap().unwrap_err();
         assert!(matches!(error, LinkError::Protocol(_)), "{error:?}");
     }
+
+    #[tokio::test]
+    async fn random_bytes_never_panic_the_decoders() {
+        let mut rng = crate::rng::SplitMix64::new(99);
+        for round in 0..300 {
+            let length = rng.below_or_equal(600) as usize;
+            let mut garbage: Vec<u8> = (0..length).map(|_| rng.next_u64() as u8).collect();
+            if round % 3 == 0 && garbage.len() >= 4 {
+                garbage[..4].copy_from_slice(HELLO_MAGIC);
+            }
+            let _ = decode_hello(&garbage, Channel::Bus);
+            let _ = crate::endpoint::request::decode_envelope(Bytes::from(garbage.clone()));
+            let (mut raw, right) = tokio::io::duplex(1 << 12);
+            let (right_read, right_write) = tokio::io::split(right);
+            let limits = FrameLimits {
+                bus_frame_bytes_max: 512,
+                ..FrameLimits::default()
+            };
+            let mut receiver = framed_byte_link(right_read, right_write, Channel::Bus, limits);
+            raw.write_all(&garbage).await.unwrap();
+            drop(raw);
+            while let Some(Ok(frame)) = receiver.reader.next().await {
+                assert!(frame.len() <= 512);
+            }
+        }
+    }
 }
