@@ -5,5 +5,6 @@
 //! outputs. [`sim`] drives many cores on a virtual clock over a seeded, faulty network; a
 //! tokio runtime wires the same core to a transport and to the engine.
 
+pub mod config_file;
 pub mod core;
 pub mod sim;
