@@ -1,7 +1,9 @@
 //! Failure detection (4 of the spec): PFAIL, failure reports, FAIL and its clearing.
 //!
-//! PFAIL is a node's local opinion: a PING is outstanding and nothing has been heard from
-//! the peer for node_timeout. Masters' gossip about PFAIL/FAIL nodes becomes failure
+//! PFAIL is a node's local opinion: nothing has been heard from the peer for node_timeout
+//! and a PING to it has gone unanswered for node_timeout/2. (Redis waits for the PING
+//! itself to be unanswered for node_timeout, which adds up to node_timeout/2 to detection
+//! because the PING only goes out node_timeout/2 after the last PONG.) Masters' gossip about PFAIL/FAIL nodes becomes failure
 //! reports, valid for 2 × node_timeout; when the reports plus our own opinion reach a
 //! majority of the slot-owning masters the node is FAIL and a FAIL message is broadcast.
 //! Unlike Redis, a master that newly marks a node PFAIL pings every other master at once
@@ -18,7 +20,8 @@ const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
 const FAIL_UNDO_TIME_MULT: u64 = 2;
 
 impl Core {
-    /// Cron: mark as PFAIL every node with a ping outstanding and silent for node_timeout.
+    /// Cron: mark as PFAIL every node silent for node_timeout with a ping unanswered for
+    /// node_timeout/2.
     pub(super) fn detect_failures(&mut self) {
         let now = self.now_ms;
         let timeout_ms = self.config.node_timeout_ms;
@@ -33,6 +36,7 @@ impl Core {
                         | NodeFlags::PFAIL
                         | NodeFlags::FAIL,
                 ) && node.ping_sent_ms != 0
+                    && now - node.ping_sent_ms > timeout_ms / 2
                     && now - node.data_received_ms > timeout_ms
             })
             .map(|node| node.id)

@@ -227,6 +227,26 @@ pub enum WireError {
     Invalid(&'static str),
 }
 
+/// Redis's fixed header size in bytes (`clusterMsg` before `data`).
+pub const REDIS_HEADER_BYTES: usize = 2256;
+/// Redis's gossip entry size in bytes.
+pub const REDIS_GOSSIP_ENTRY_BYTES: usize = 104;
+
+/// The size this message would have in Redis's bus format (header with the 2 KiB slot
+/// bitmap, 104-byte gossip entries, 40-byte names): the baseline our encoding is measured
+/// against. Ping extensions (hostname, shard id: at least 56 bytes in Redis 7) are not
+/// counted, which favours Redis.
+pub fn redis_encoded_len(message: &Message) -> usize {
+    match &message.body {
+        Body::Ping(gossip) | Body::Pong(gossip) | Body::Meet(gossip) => {
+            REDIS_HEADER_BYTES + REDIS_GOSSIP_ENTRY_BYTES * gossip.len()
+        }
+        Body::Fail { .. } => REDIS_HEADER_BYTES + 40,
+        Body::Update { .. } => REDIS_HEADER_BYTES + 8 + 40 + 2048,
+        Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => REDIS_HEADER_BYTES,
+    }
+}
+
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
 }

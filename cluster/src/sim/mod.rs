@@ -117,6 +117,7 @@ pub struct Simulator {
     trace: Trace,
     steps: u64,
     bytes_sent: Vec<u64>,
+    redis_bytes_sent: Vec<u64>,
     messages_sent: Vec<u64>,
     invariants: InvariantState,
 }
@@ -161,6 +162,7 @@ impl Simulator {
             trace: Trace::new(config.trace_capacity_lines),
             invariants: InvariantState::new(count),
             bytes_sent: vec![0; count],
+            redis_bytes_sent: vec![0; count],
             messages_sent: vec![0; count],
             config,
             now_ms: 0,
@@ -216,6 +218,32 @@ impl Simulator {
     /// Bus bytes sent by each node so far.
     pub fn bytes_sent(&self) -> &[u64] {
         &self.bytes_sent
+    }
+
+    /// What the same messages would have taken in Redis's bus format, per node.
+    pub fn redis_bytes_sent(&self) -> &[u64] {
+        &self.redis_bytes_sent
+    }
+
+    /// Measures, over `duration_ms` of virtual time from now, the mean bus bytes sent per
+    /// node per second: `(ours, the same messages in Redis's format)`.
+    pub fn measure_bus_bytes_per_node_per_second(
+        &mut self,
+        duration_ms: u64,
+    ) -> Result<(f64, f64), SimError> {
+        let ours_before: u64 = self.bytes_sent.iter().sum();
+        let redis_before: u64 = self.redis_bytes_sent.iter().sum();
+        self.run_for(duration_ms)?;
+        let ours = self.bytes_sent.iter().sum::<u64>() - ours_before;
+        let redis = self.redis_bytes_sent.iter().sum::<u64>() - redis_before;
+        let scale = self.node_count() as f64 * duration_ms as f64 / 1000.0;
+        Ok((ours as f64 / scale, redis as f64 / scale))
+    }
+
+    /// Executes one step (one input to one core), whenever it is due; false when
+    /// nothing is scheduled at all.
+    pub fn step_once(&mut self) -> Result<bool, SimError> {
+        self.step(u64::MAX)
     }
 
     /// Bus messages sent by each node so far.
@@ -472,6 +500,7 @@ impl Simulator {
                         !matches!(message.body, wire::Body::Ping(_) | wire::Body::Pong(_));
                     let bytes = wire::encode(&message);
                     self.bytes_sent[index] += bytes.len() as u64;
+                    self.redis_bytes_sent[index] += wire::redis_encoded_len(&message) as u64;
                     self.messages_sent[index] += 1;
                     let Some(target) = index_of(&to.address) else {
                         continue;

@@ -53,6 +53,15 @@ impl Simulator {
     /// rest replicas, round robin; waits until all agree and the state is ok everywhere.
     pub fn form_cluster(&mut self, masters: usize) -> Result<(), SimError> {
         self.form_mesh()?;
+        self.form_cluster_slots_only(masters)?;
+        if !self.run_until(FORMATION_TIMEOUT_MS, Simulator::all_ok_and_agreed)? {
+            return Err(self.error("the cluster did not converge to state ok".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Gives `masters` nodes equal slot ranges and makes the rest replicas (no waiting).
+    pub fn form_cluster_slots_only(&mut self, masters: usize) -> Result<(), SimError> {
         let per_master = SLOT_COUNT / masters;
         for master in 0..masters {
             let start = master * per_master;
@@ -71,9 +80,6 @@ impl Simulator {
                 .id_of(master)
                 .ok_or_else(|| self.error(format!("n{master} is dead")))?;
             self.command(replica, AdminCommand::Replicate(master_id))?;
-        }
-        if !self.run_until(FORMATION_TIMEOUT_MS, Simulator::all_ok_and_agreed)? {
-            return Err(self.error("the cluster did not converge to state ok".to_string()));
         }
         Ok(())
     }
