@@ -11,23 +11,26 @@ pub const TTL_MISSING_KEY: i64 = -2;
 pub const TTL_NO_EXPIRY: i64 = -1;
 
 impl Store {
-    /// DEL: removes `keys` (all in one slot, else CROSSSLOT); returns how many existed.
+    /// DEL: removes `keys` (all in one slot, else CROSSSLOT) under one lock of the slot;
+    /// returns how many existed (expired keys do not count).
     pub fn del(&self, keys: &[&[u8]]) -> Result<usize, CommandError> {
-        self.common_slot(keys.iter().copied(), "del")?;
-        let mut removed = 0;
+        let slot = self.common_slot(keys.iter().copied(), "del")?;
+        let now = self.now();
+        let mut garbage = Vec::with_capacity(keys.len());
+        let mut removed_count = 0;
+        let mut table = self.slots[usize::from(slot)].write();
         for key in keys {
-            let existed = self.write_key(key, |existing, _| {
-                Ok(match existing {
-                    Some(_) => Step {
-                        change: Change::Remove,
-                        reply: true,
-                    },
-                    None => Step::keep(false),
-                })
-            })?;
-            removed += usize::from(existed);
+            let hash = self.hash(key);
+            garbage.extend(self.remove_if_expired(&mut table, slot, hash, key, &now));
+            if let Some(removed) = table.remove_key(hash, key) {
+                self.account_removed(&removed);
+                garbage.push(removed);
+                removed_count += 1;
+            }
         }
-        Ok(removed)
+        drop(table);
+        drop(garbage);
+        Ok(removed_count)
     }
 
     /// EXISTS: how many of `keys` (all in one slot) exist; repeated keys count repeatedly.

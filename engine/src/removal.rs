@@ -51,7 +51,13 @@ impl RemovalLog {
     pub(crate) fn record(&self, slot: Slot, key: &[u8], cause: RemovalCause) {
         let mut events = self.events.lock();
         if events.len() >= self.capacity {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped_before = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped_before == 0 && self.capacity > 0 {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "removal log full: dropping expiry/eviction events until it is drained"
+                );
+            }
             return;
         }
         events.push_back(Removal {

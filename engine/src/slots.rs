@@ -230,6 +230,7 @@ impl Store {
         drop(table);
         let count = entries.len();
         drop(entries);
+        tracing::debug!(slot, keys = count, memory_bytes, "dropped slot");
         Ok(count)
     }
 }

@@ -168,9 +168,39 @@ impl Store {
     }
 
     /// MGET: the values of `keys`, which must all hash to one slot (else CROSSSLOT).
+    /// All values are read under one lock of the slot, so MGET sees one point in time.
     pub fn mget(&self, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>, CommandError> {
-        self.common_slot(keys.iter().copied(), "mget")?;
-        Ok(keys.iter().map(|key| self.get(key)).collect())
+        let slot = self.common_slot(keys.iter().copied(), "mget")?;
+        let now = self.now();
+        let mut expired = Vec::new();
+        let values = {
+            let table = self.slots[usize::from(slot)].read();
+            keys.iter()
+                .map(|key| {
+                    let entry = table.get(self.hash(key), key)?;
+                    if entry.is_expired(now.ms()) {
+                        expired.push(*key);
+                        return None;
+                    }
+                    if self.config.eviction_policy.tracks_lru() {
+                        entry.touch(self.lru_now(&now));
+                    }
+                    Some(Store::value_of(entry))
+                })
+                .collect()
+        };
+        if !expired.is_empty() {
+            let mut table = self.slots[usize::from(slot)].write();
+            let removed: Vec<_> = expired
+                .iter()
+                .filter_map(|key| {
+                    self.remove_if_expired(&mut table, slot, self.hash(key), key, &now)
+                })
+                .collect();
+            drop(table);
+            drop(removed);
+        }
+        Ok(values)
     }
 
     /// MSET: sets every pair (clearing TTLs) atomically; all keys must hash to one slot.
@@ -545,6 +575,23 @@ mod tests {
         store.mset(&[(b"{u}e", b"1"), (b"{u}e", b"2")]).unwrap();
         assert_eq!(store.get(b"{u}e").as_deref(), Some(&b"2"[..]));
         assert_eq!(store.dbsize(), 5);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn mget_and_del_treat_expired_keys_as_missing() {
+        let (store, clock) = store();
+        store.mset(&[(b"{u}a", b"1"), (b"{u}b", b"2")]).unwrap();
+        store.pexpire(b"{u}a", 10, ExpireCondition::Always).unwrap();
+        clock.advance_ms(10);
+        let values = store.mget(&[b"{u}a", b"{u}b"]).unwrap();
+        assert_eq!(values, vec![None, Some(Bytes::from_static(b"2"))]);
+        assert_eq!(store.dbsize(), 1, "MGET removed the expired key");
+        store.set(b"{u}c", b"3", SetOptions::default()).unwrap();
+        store.pexpire(b"{u}c", 10, ExpireCondition::Always).unwrap();
+        clock.advance_ms(10);
+        assert_eq!(store.del(&[b"{u}b", b"{u}c"]), Ok(1));
+        assert_eq!(store.dbsize(), 0);
         check_invariants(&store);
     }
 
