@@ -4,7 +4,11 @@
 //! inside itself; the nodes shard keys over 16384 hash slots exactly as Redis Cluster
 //! does and talk over a pluggable transport (TCP, QUIC or an in-memory simulated network).
 //!
-//! This crate is the facade: it re-exports the public API of the member crates.
+//! This crate is the facade: it re-exports the public API of the member crates. A host
+//! builds a [`Node`] with [`Node::builder`], starts it on its tokio runtime, and uses the
+//! [`Cluster`] handle from [`Node::cluster`] for `get`/`set`/... on the whole cluster;
+//! [`create_cluster`] forms a cluster of in-process nodes like `redis-cli --cluster create`.
+//! `cargo run --release --example demo` shows all of it.
 //!
 //! | crate | part |
 //! |---|---|
@@ -17,3 +21,13 @@ pub use slotkv_engine as engine;
 pub use slotkv_transport as transport;
 
 pub use slotkv_engine::key_slot;
+
+pub use slotkv_cluster::runtime::admin::{create_cluster, AdminCallError, NodeMemory};
+pub use slotkv_cluster::{
+    Cluster, ClusterError, Durability, Node, NodeBuilder, NodeConfig, NodeTransport, ReadFrom,
+    StartError,
+};
+pub use slotkv_engine::{
+    CommandError, EvictionPolicy, ExpireCondition, ExpireTime, GetExExpiry, SetCondition,
+    SetExpiry, SetOptions, SetOutcome,
+};

@@ -7,4 +7,10 @@
 
 pub mod config_file;
 pub mod core;
+pub mod replication;
+pub mod routing;
+pub mod runtime;
 pub mod sim;
+
+pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
+pub use runtime::{Node, NodeBuilder, NodeConfig, NodeTransport, StartError};

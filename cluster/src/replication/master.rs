@@ -1,0 +1,185 @@
+//! The master's side of replication: one streaming task per replica.
+//!
+//! On PSYNC the task answers CONTINUE when the replica's history is ours and its offset is
+//! still in the backlog (partial resync); otherwise it runs a full sync: it notes the
+//! current offset `S`, sends FULLSYNC-START, exports every slot in bounded batches while
+//! writes continue, sends FULLSYNC-END, and then streams the ops after `S` from the backlog.
+//! Ops are absolute effects, so ops after `S` that the snapshot already reflects are
+//! harmless when replayed. If the backlog overflows before the stream catches up (a gap),
+//! the task starts a new full sync. Sends use the bulk channel's backpressure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use slotkv_engine::{ExportCursor, ExportLimits, SLOT_COUNT};
+use slotkv_transport::{PeerAddr, SendError};
+use tokio::task::JoinHandle;
+
+use crate::replication::stream::{encode_frame, StreamFrame};
+use crate::replication::{BacklogRead, Op};
+use crate::runtime::shared::NodeShared;
+
+/// Most ops read from the backlog per stream frame.
+pub const STREAM_BATCH_OPS_MAX: usize = 4_096;
+
+/// Most key and value bytes per stream frame (a single larger op still goes alone).
+pub const STREAM_BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// A heartbeat is sent after this long without ops, in ms.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+
+/// The streaming tasks of a master, one per replica address.
+#[derive(Default)]
+pub struct MasterStreams {
+    tasks: Mutex<HashMap<PeerAddr, JoinHandle<()>>>,
+}
+
+impl MasterStreams {
+    /// Starts (or restarts) streaming to `replica`, which holds `replid` up to `offset`.
+    pub fn handle_psync(
+        &self,
+        shared: &Arc<NodeShared>,
+        replica: PeerAddr,
+        replid: u64,
+        offset: u64,
+    ) {
+        let task = tokio::spawn(stream_to_replica(
+            Arc::clone(shared),
+            replica.clone(),
+            replid,
+            offset,
+        ));
+        if let Some(previous) = self.tasks.lock().insert(replica, task) {
+            previous.abort();
+        }
+    }
+
+    /// Stops every stream (this node stopped being a master, or shuts down).
+    pub fn stop_all(&self) {
+        for (_, task) in self.tasks.lock().drain() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MasterStreams {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+async fn send(
+    shared: &NodeShared,
+    replica: &PeerAddr,
+    frame: &StreamFrame,
+) -> Result<(), SendError> {
+    let bytes = Bytes::from(encode_frame(frame));
+    shared.endpoint.send_bulk(replica, bytes).await
+}
+
+async fn stream_to_replica(shared: Arc<NodeShared>, replica: PeerAddr, replid: u64, offset: u64) {
+    if let Err(error) = run_stream(&shared, &replica, replid, offset).await {
+        tracing::debug!(%replica, %error, "replication stream ended");
+    }
+    shared.log.remove_replica(&replica);
+}
+
+async fn run_stream(
+    shared: &NodeShared,
+    replica: &PeerAddr,
+    replid: u64,
+    offset: u64,
+) -> Result<(), SendError> {
+    let (my_replid, _) = shared.log.position();
+    let mut sent = match shared.log.read_after(replid, offset, 0) {
+        BacklogRead::Ops { .. } if replid == my_replid => {
+            let frame = StreamFrame::Continue { replid, offset };
+            send(shared, replica, &frame).await?;
+            tracing::debug!(%replica, offset, "partial resync");
+            offset
+        }
+        _ => full_sync(shared, replica).await?,
+    };
+    let mut writes = shared.log.subscribe_writes();
+    loop {
+        let (replid, _) = shared.log.position();
+        match shared.log.read_after(replid, sent, STREAM_BATCH_OPS_MAX) {
+            BacklogRead::Gap => sent = full_sync(shared, replica).await?,
+            BacklogRead::Ops { first_offset, ops } if !ops.is_empty() => {
+                let ops = bounded(ops);
+                sent = first_offset + ops.len() as u64 - 1;
+                let ops = ops.iter().map(Op::to_wire).collect();
+                send(shared, replica, &StreamFrame::Ops { first_offset, ops }).await?;
+            }
+            BacklogRead::Ops { .. } => {
+                let idle = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return Ok(()),
+                    changed = tokio::time::timeout(idle, writes.changed()) => {
+                        if changed.is_err() {
+                            let frame = StreamFrame::Heartbeat { offset: sent };
+                            send(shared, replica, &frame).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The prefix of `ops` within [`STREAM_BATCH_BYTES_MAX`] (at least one op).
+fn bounded(mut ops: Vec<Op>) -> Vec<Op> {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for op in &ops {
+        bytes += op.size_bytes();
+        if keep > 0 && bytes > STREAM_BATCH_BYTES_MAX {
+            break;
+        }
+        keep += 1;
+    }
+    ops.truncate(keep);
+    ops
+}
+
+/// Sends a full snapshot; returns the offset the stream continues after.
+async fn full_sync(shared: &NodeShared, replica: &PeerAddr) -> Result<u64, SendError> {
+    let (replid, start) = shared.log.position();
+    tracing::debug!(%replica, start, "full resync");
+    send(
+        shared,
+        replica,
+        &StreamFrame::FullSyncStart {
+            replid,
+            offset: start,
+        },
+    )
+    .await?;
+    let store = &shared.store;
+    for slot in 0..SLOT_COUNT as u16 {
+        if store.count_keys_in_slot(slot).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut cursor = ExportCursor::start();
+        loop {
+            let Ok(batch) = store.export_slot(slot, &cursor, ExportLimits::default()) else {
+                break;
+            };
+            let entries = batch
+                .entries
+                .into_iter()
+                .map(|entry| (entry.key.to_vec(), entry.value.to_vec(), entry.ttl_ms))
+                .collect();
+            send(shared, replica, &StreamFrame::Snapshot(entries)).await?;
+            match batch.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+    }
+    send(shared, replica, &StreamFrame::FullSyncEnd).await?;
+    Ok(start)
+}

@@ -1,0 +1,290 @@
+//! The replication task of a node: the replica's side of the stream, the dispatch of every
+//! bulk frame, and the master's housekeeping.
+//!
+//! One task owns this state, so it needs no lock. It follows the role the driver publishes:
+//! - as a replica of M: sends PSYNC to M (again every [`PSYNC_RETRY_MS`] until the stream
+//!   starts, and after a gap), applies FULLSYNC/CONTINUE/OPS from M only, acknowledges its
+//!   offset after each applied batch and every [`ACK_INTERVAL_MS`], and reports the link up
+//!   while frames arrive within [`MASTER_LINK_TIMEOUT_MS`];
+//! - as a master: serves PSYNC and ACK from replicas ([`MasterStreams`]), runs the engine's
+//!   active expiry and logs the engine's removals so they replicate as deletes. Becoming a
+//!   master starts a new history: replicas of the old one full-sync, and so does a returning
+//!   old master, whose unreplicated writes are discarded with its data.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slotkv_engine::{ActiveExpireBudget, ExportedEntry, SLOT_COUNT};
+use slotkv_transport::{InboundFrame, PeerAddr};
+use tokio::sync::{mpsc, watch};
+
+use crate::core::node::NodeId;
+use crate::replication::master::MasterStreams;
+use crate::replication::record_removals;
+use crate::replication::stream::{decode_frame, encode_frame, StreamFrame, WireOp};
+use crate::runtime::shared::NodeShared;
+
+/// PSYNC is re-sent this often until the stream starts, in ms.
+pub const PSYNC_RETRY_MS: u64 = 1_000;
+/// A replica acknowledges at least this often, in ms.
+pub const ACK_INTERVAL_MS: u64 = 100;
+/// The master link counts as down after this long without a frame, in ms.
+pub const MASTER_LINK_TIMEOUT_MS: u64 = 1_000;
+/// Engine removals logged per housekeeping round.
+pub const REMOVALS_PER_ROUND_MAX: usize = 4_096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// PSYNC sent at this time (ms), no answer yet.
+    Waiting { sent_ms: u64 },
+    /// Receiving a snapshot of history `replid` starting at `offset`.
+    Loading { replid: u64, offset: u64 },
+    /// Applying ops.
+    Streaming,
+}
+
+struct ReplicaLink {
+    master: NodeId,
+    address: Option<PeerAddr>,
+    phase: Phase,
+    last_frame_ms: u64,
+}
+
+/// The replication task's state.
+pub struct ReplicationTask {
+    shared: Arc<NodeShared>,
+    streams: MasterStreams,
+    link: Option<ReplicaLink>,
+    history_seed: u64,
+}
+
+impl ReplicationTask {
+    /// A task for `shared`; `history_seed` varies new history ids between nodes.
+    pub fn new(shared: Arc<NodeShared>, history_seed: u64) -> ReplicationTask {
+        ReplicationTask {
+            shared,
+            streams: MasterStreams::default(),
+            link: None,
+            history_seed,
+        }
+    }
+
+    /// Runs until shutdown: follows `role` (the master this node replicates, `None` for a
+    /// master) and handles every bulk frame.
+    pub async fn run(
+        mut self,
+        mut role: watch::Receiver<Option<NodeId>>,
+        mut bulk: mpsc::Receiver<InboundFrame>,
+    ) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(ACK_INTERVAL_MS));
+        let initial = *role.borrow_and_update();
+        self.handle_role(initial).await;
+        loop {
+            tokio::select! {
+                _ = self.shared.shutdown.cancelled() => break,
+                changed = role.changed() => {
+                    if changed.is_err() { break; }
+                    let master = *role.borrow_and_update();
+                    self.handle_role(master).await;
+                }
+                frame = bulk.recv() => match frame {
+                    Some(frame) => self.handle_frame(frame).await,
+                    None => break,
+                },
+                _ = ticker.tick() => self.handle_tick().await,
+            }
+        }
+        self.streams.stop_all();
+    }
+
+    async fn handle_role(&mut self, master: Option<NodeId>) {
+        match master {
+            None => {
+                if self.link.take().is_some() || self.shared.log.position().0 == 0 {
+                    self.history_seed = next_history(self.history_seed);
+                    self.shared.log.start_history(self.history_seed);
+                }
+                self.shared.master_link_up.store(false, Ordering::Release);
+            }
+            Some(master) => {
+                if self.link.as_ref().is_some_and(|link| link.master == master) {
+                    return;
+                }
+                self.streams.stop_all();
+                self.shared.master_link_up.store(false, Ordering::Release);
+                self.link = Some(ReplicaLink {
+                    master,
+                    address: None,
+                    phase: Phase::Waiting { sent_ms: 0 },
+                    last_frame_ms: 0,
+                });
+                self.send_psync().await;
+            }
+        }
+    }
+
+    async fn send_psync(&mut self) {
+        let now_ms = self.shared.now_ms();
+        let table = self.shared.routing.table();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        link.address = table.node(&link.master).map(|node| node.address.clone());
+        link.phase = Phase::Waiting { sent_ms: now_ms };
+        let Some(address) = link.address.clone() else {
+            return;
+        };
+        let (replid, offset) = self.shared.log.position();
+        let frame = StreamFrame::Psync { replid, offset };
+        self.send(&address, &frame).await;
+    }
+
+    async fn send(&self, to: &PeerAddr, frame: &StreamFrame) {
+        let bytes = bytes::Bytes::from(encode_frame(frame));
+        if let Err(error) = self.shared.endpoint.send_bulk(to, bytes).await {
+            tracing::debug!(%to, %error, "replication frame not sent");
+        }
+    }
+
+    async fn handle_tick(&mut self) {
+        let now_ms = self.shared.now_ms();
+        let Some(link) = self.link.as_ref() else {
+            self.shared
+                .store
+                .active_expire(ActiveExpireBudget::default());
+            record_removals(&self.shared.log, &self.shared.store, REMOVALS_PER_ROUND_MAX);
+            return;
+        };
+        // A replica leaves expiry to its master's deletes; its own lazy removals are noise.
+        let _ = self.shared.store.drain_removals(REMOVALS_PER_ROUND_MAX);
+        let up = link.phase == Phase::Streaming
+            && now_ms.saturating_sub(link.last_frame_ms) < MASTER_LINK_TIMEOUT_MS;
+        self.shared.master_link_up.store(up, Ordering::Release);
+        let stale = match link.phase {
+            Phase::Waiting { sent_ms } => now_ms.saturating_sub(sent_ms) >= PSYNC_RETRY_MS,
+            Phase::Streaming | Phase::Loading { .. } => {
+                now_ms.saturating_sub(link.last_frame_ms) >= PSYNC_RETRY_MS * 3
+            }
+        };
+        if stale {
+            self.send_psync().await;
+        } else if link.phase == Phase::Streaming {
+            self.send_ack().await;
+        }
+    }
+
+    async fn send_ack(&self) {
+        let Some(address) = self.link.as_ref().and_then(|link| link.address.clone()) else {
+            return;
+        };
+        let (replid, offset) = self.shared.log.position();
+        self.send(&address, &StreamFrame::Ack { replid, offset })
+            .await;
+    }
+
+    async fn handle_frame(&mut self, frame: InboundFrame) {
+        let decoded = match decode_frame(&frame.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::debug!(from = %frame.from, %error, "dropped a replication frame");
+                return;
+            }
+        };
+        match decoded {
+            StreamFrame::Psync { replid, offset } => {
+                if self.link.is_none() {
+                    self.streams
+                        .handle_psync(&self.shared, frame.from, replid, offset);
+                }
+            }
+            StreamFrame::Ack { replid, offset } => {
+                self.shared.log.handle_ack(&frame.from, replid, offset)
+            }
+            other => self.handle_master_frame(&frame.from, other).await,
+        }
+    }
+
+    async fn handle_master_frame(&mut self, from: &PeerAddr, frame: StreamFrame) {
+        let now_ms = self.shared.now_ms();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if link.address.as_ref() != Some(from) {
+            return;
+        }
+        link.last_frame_ms = now_ms;
+        match frame {
+            StreamFrame::FullSyncStart { replid, offset } => {
+                for slot in 0..SLOT_COUNT as u16 {
+                    let _ = self.shared.store.drop_slot(slot);
+                }
+                link.phase = Phase::Loading { replid, offset };
+            }
+            StreamFrame::Snapshot(entries) => self.apply_snapshot(entries),
+            StreamFrame::FullSyncEnd => {
+                if let Phase::Loading { replid, offset } = link.phase {
+                    self.shared.log.adopt(replid, offset);
+                    link.phase = Phase::Streaming;
+                    self.send_ack().await;
+                }
+            }
+            StreamFrame::Continue { replid, offset }
+                if self.shared.log.position() == (replid, offset) =>
+            {
+                link.phase = Phase::Streaming;
+            }
+            StreamFrame::Ops { first_offset, ops } if link.phase == Phase::Streaming => {
+                self.apply_ops(first_offset, ops).await;
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_snapshot(&self, entries: Vec<(Vec<u8>, Vec<u8>, Option<u64>)>) {
+        let entries: Vec<ExportedEntry> = entries
+            .into_iter()
+            .map(|(key, value, ttl_ms)| ExportedEntry {
+                key: key.into(),
+                value: value.into(),
+                ttl_ms,
+            })
+            .collect();
+        if let Err(error) = self.shared.store.import_batch(&entries) {
+            tracing::warn!(%error, "a replica could not import a snapshot batch");
+        }
+    }
+
+    async fn apply_ops(&mut self, first_offset: u64, ops: Vec<WireOp>) {
+        let applied = self.shared.log.offset();
+        if first_offset > applied + 1 {
+            tracing::debug!(first_offset, applied, "gap in the replication stream");
+            self.send_psync().await;
+            return;
+        }
+        let store = &self.shared.store;
+        let mut offset = first_offset;
+        for op in ops {
+            if offset > applied {
+                let result = match &op {
+                    WireOp::Set(key, value, deadline) => store.apply_set(key, value, *deadline),
+                    WireOp::Del(key) => store.apply_del(key).map(|_| ()),
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "a replica could not apply an op");
+                }
+            }
+            offset += 1;
+        }
+        self.shared.log.set_applied((offset - 1).max(applied));
+        self.send_ack().await;
+    }
+}
+
+/// The next history id (never 0, which means "no history").
+fn next_history(seed: u64) -> u64 {
+    let mut mixed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (mixed ^ (mixed >> 31)).max(1)
+}

@@ -1,0 +1,340 @@
+//! The data path: the cloneable [`Cluster`] handle and how a call reaches the key's owner.
+//!
+//! A call computes the key's slot and reads the published slot map ([`table`]). If this
+//! node masters the slot and it is stable, the call runs straight on the local engine: no
+//! serialization, no network, values handed out zero-copy. Otherwise it becomes a
+//! [`protocol::Request`] sent on the transport's request channel to the owner, which applies
+//! the spec's rules ([`serve`]) and executes it ([`execute`]). The handle follows MOVED
+//! (bounded, re-reading the map) and ASK (one-shot, with ASKING), retries TRYAGAIN with
+//! exponential backoff, and maps the rest to [`ClusterError`].
+//!
+//! Many calls in flight to one peer share its request link: the endpoint keeps up to its
+//! `requests_outstanding_max` requests outstanding and writes queued frames in batches, so
+//! forwarded throughput grows with the number of concurrent callers.
+
+mod commands;
+pub mod error;
+pub mod execute;
+pub mod multi;
+pub mod protocol;
+pub mod serve;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use slotkv_engine::{CommandError, Slot, Store};
+use slotkv_transport::PeerAddr;
+
+pub use error::ClusterError;
+use protocol::{decode_response, encode_request, Command, DownReason, Request, Response, Value};
+
+use crate::runtime::shared::NodeShared;
+
+/// Where reads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    /// The slot's master (the default; never stale).
+    #[default]
+    Master,
+    /// A healthy replica of the slot's master when there is one (like READONLY: may be
+    /// stale); the master otherwise.
+    Replica,
+}
+
+/// What a write waits for before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Return once the master applied it (Redis's default).
+    #[default]
+    Master,
+    /// Return once `replicas` replicas acknowledged it, or fail with
+    /// [`ClusterError::NotDurable`] after `timeout_ms` (the write stays applied).
+    Replicas {
+        /// Replicas that must acknowledge.
+        replicas: u32,
+        /// Longest wait, in ms.
+        timeout_ms: u64,
+    },
+}
+
+/// A handle on the whole cluster through one node. Cheap to clone; clones share the
+/// write-tracking used by [`Cluster::wait`].
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<NodeShared>,
+    read_from: ReadFrom,
+    durability: Durability,
+    /// Highest replication offset written per remote master, for WAIT.
+    written: Arc<Mutex<HashMap<PeerAddr, u64>>>,
+    /// Rotates replica reads over the replicas.
+    replica_cursor: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Cluster")
+            .field("node", &self.shared.endpoint.local_addr())
+            .field("read_from", &self.read_from)
+            .field("durability", &self.durability)
+            .finish()
+    }
+}
+
+impl Cluster {
+    pub(crate) fn new(shared: Arc<NodeShared>) -> Cluster {
+        Cluster {
+            shared,
+            read_from: ReadFrom::Master,
+            durability: Durability::Master,
+            written: Arc::new(Mutex::new(HashMap::new())),
+            replica_cursor: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A handle whose reads go where `read_from` says.
+    pub fn with_read_from(&self, read_from: ReadFrom) -> Cluster {
+        Cluster {
+            read_from,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose writes wait as `durability` says.
+    pub fn with_durability(&self, durability: Durability) -> Cluster {
+        Cluster {
+            durability,
+            ..self.clone()
+        }
+    }
+
+    /// WAIT: how many replicas acknowledged every write this handle (and its clones) made
+    /// before the call, waiting up to `timeout` for `replicas` of them. With writes on
+    /// several masters the answer is the smallest count among them; writes that went to this
+    /// node's own engine are covered by waiting for this node's whole log.
+    pub async fn wait(&self, replicas: u32, timeout: Duration) -> Result<u32, ClusterError> {
+        let table = self.shared.routing.table();
+        let mut counts = Vec::new();
+        if table.myself_is_master {
+            let offset = self.shared.log.offset();
+            let count = self
+                .shared
+                .log
+                .wait(offset, replicas as usize, timeout)
+                .await;
+            counts.push(count as u32);
+        }
+        let written: Vec<(PeerAddr, u64)> = self
+            .written
+            .lock()
+            .iter()
+            .map(|(address, offset)| (address.clone(), *offset))
+            .collect();
+        for (address, offset) in written {
+            let request = plain_request(Command::Wait {
+                offset,
+                replicas,
+                timeout_ms: timeout.as_millis() as u64,
+            });
+            match self.send(&address, &request, timeout).await? {
+                Response::Done(Value::Integer(count), _) => counts.push(count as u32),
+                _ => counts.push(0),
+            }
+        }
+        Ok(counts.into_iter().min().unwrap_or(0))
+    }
+
+    /// Runs a command on `slot`: locally when possible, else forwarded.
+    async fn run<T>(
+        &self,
+        slot: Slot,
+        keys: &[&[u8]],
+        write: bool,
+        local: impl FnOnce(&Store) -> Result<T, CommandError>,
+        remote: impl FnOnce() -> Command,
+        convert: impl FnOnce(Value) -> Option<T>,
+    ) -> Result<T, ClusterError> {
+        let replica_reads = self.read_from == ReadFrom::Replica;
+        if self.shared.routing.is_local(slot, write, replica_reads) {
+            return self.run_local(slot, keys, write, local).await;
+        }
+        let value = self.forward(slot, self.request(remote())).await?;
+        convert(value).ok_or_else(|| {
+            ClusterError::Protocol(protocol::ProtocolError::Malformed(
+                "the answer does not fit the command".to_string(),
+            ))
+        })
+    }
+
+    async fn run_local<T>(
+        &self,
+        slot: Slot,
+        keys: &[&[u8]],
+        write: bool,
+        local: impl FnOnce(&Store) -> Result<T, CommandError>,
+    ) -> Result<T, ClusterError> {
+        let store = &self.shared.store;
+        if !write {
+            return Ok(local(store)?);
+        }
+        let (result, offset) = {
+            let _stripe = self.shared.log.lock_slot(slot);
+            let result = local(store)?;
+            (result, self.shared.log.record(store, keys))
+        };
+        if let Durability::Replicas {
+            replicas,
+            timeout_ms,
+        } = self.durability
+        {
+            let timeout = Duration::from_millis(timeout_ms);
+            let acknowledged = self
+                .shared
+                .log
+                .wait(offset, replicas as usize, timeout)
+                .await;
+            if (acknowledged as u32) < replicas {
+                return Err(ClusterError::NotDurable {
+                    acknowledged: acknowledged as u32,
+                    wanted: replicas,
+                });
+            }
+        }
+        Ok(result)
+    }
+
+    fn request(&self, command: Command) -> Request {
+        let (durability_replicas, durability_timeout_ms) = match self.durability {
+            Durability::Master => (0, 0),
+            Durability::Replicas {
+                replicas,
+                timeout_ms,
+            } => (replicas, timeout_ms),
+        };
+        Request {
+            command,
+            asking: false,
+            read_from_replica: self.read_from == ReadFrom::Replica,
+            durability_replicas,
+            durability_timeout_ms,
+        }
+    }
+
+    /// Sends `request` to the owner of `slot`, following redirections.
+    async fn forward(&self, slot: Slot, mut request: Request) -> Result<Value, ClusterError> {
+        let settings = self.shared.settings;
+        let mut redirections = 0;
+        let mut attempts = 0;
+        let mut backoff_ms = settings.try_again_backoff_ms;
+        let mut target: Option<PeerAddr> = None;
+        let timeout =
+            Duration::from_millis(settings.request_timeout_ms + request.durability_timeout_ms);
+        loop {
+            let address = match target.take() {
+                Some(address) => address,
+                None => self.route(slot, &request)?,
+            };
+            let response = self.send(&address, &request, timeout).await?;
+            let asking = matches!(response, Response::Ask(..));
+            request.asking = false;
+            match response {
+                Response::Done(value, offset) => {
+                    if !request.command.is_read_only() {
+                        self.note_write(&address, offset);
+                    }
+                    return Ok(value);
+                }
+                Response::Failed(error) => return Err(ClusterError::Command(error.into())),
+                Response::Moved(_, _, next) | Response::Ask(_, _, next) => {
+                    redirections += 1;
+                    if redirections > settings.redirections_max {
+                        return Err(ClusterError::TooManyRedirections { slot, redirections });
+                    }
+                    target = Some(
+                        PeerAddr::new(next)
+                            .map_err(|_| ClusterError::ClusterDown(DownReason::SlotNotServed))?,
+                    );
+                    request.asking = asking;
+                }
+                Response::TryAgain => {
+                    attempts += 1;
+                    if attempts > settings.try_again_attempts_max {
+                        return Err(ClusterError::TryAgain { slot, attempts });
+                    }
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                    backoff_ms = (backoff_ms * 2).min(settings.try_again_backoff_ms_max);
+                }
+                Response::Down(reason) => return Err(ClusterError::ClusterDown(reason)),
+                Response::CrossSlot => return Err(ClusterError::CrossSlot),
+                Response::NotDurable { acknowledged, .. } => {
+                    return Err(ClusterError::NotDurable {
+                        acknowledged,
+                        wanted: request.durability_replicas,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Where a request for `slot` goes first, by this node's slot map.
+    fn route(&self, slot: Slot, request: &Request) -> Result<PeerAddr, ClusterError> {
+        let table = self.shared.routing.table();
+        let owner = table
+            .owner(slot)
+            .ok_or(ClusterError::ClusterDown(DownReason::SlotNotServed))?;
+        if request.read_from_replica && request.command.is_read_only() {
+            let replicas = table.healthy_replicas_of(&owner.id);
+            if !replicas.is_empty() {
+                let pick = self.replica_cursor.fetch_add(1, Ordering::Relaxed) % replicas.len();
+                return Ok(replicas[pick].address.clone());
+            }
+        }
+        Ok(owner.address.clone())
+    }
+
+    /// Sends one request to `address` (in-process when it is this node).
+    async fn send(
+        &self,
+        address: &PeerAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClusterError> {
+        if address == self.shared.endpoint.local_addr() {
+            return Ok(serve::handle_request(&self.shared, request).await);
+        }
+        if self.shared.shutdown.is_cancelled() {
+            return Err(ClusterError::Shutdown);
+        }
+        let payload = Bytes::from(encode_request(request));
+        let answer = self
+            .shared
+            .endpoint
+            .request_with_timeout(address, payload, timeout)
+            .await?;
+        Ok(decode_response(&answer)?)
+    }
+
+    fn note_write(&self, address: &PeerAddr, offset: u64) {
+        if address == self.shared.endpoint.local_addr() {
+            return;
+        }
+        let mut written = self.written.lock();
+        let entry = written.entry(address.clone()).or_insert(0);
+        *entry = (*entry).max(offset);
+    }
+}
+
+fn plain_request(command: Command) -> Request {
+    Request {
+        command,
+        asking: false,
+        read_from_replica: false,
+        durability_replicas: 0,
+        durability_timeout_ms: 0,
+    }
+}

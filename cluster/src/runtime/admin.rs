@@ -1,0 +1,300 @@
+//! The admin API of a node: CLUSTER MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER, FORGET,
+//! RESET; the views (NODES, SLOTS, SHARDS, INFO); memory and key counts; and
+//! [`create_cluster`], the `redis-cli --cluster create --cluster-replicas N` helper.
+//!
+//! Every command goes to the driver over its bounded channel and is answered once the core
+//! handled it; views run as closures on the core inside the driver.
+
+use std::time::Duration;
+
+use slotkv_engine::SLOT_COUNT;
+use slotkv_transport::PeerAddr;
+use tokio::sync::oneshot;
+
+use crate::core::node::NodeId;
+use crate::core::slots::{Slot, SlotRange};
+use crate::core::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
+use crate::core::{
+    AdminCommand, AdminError, AdminReply, ClusterState, Core, FailoverMode, ResetMode,
+    SetSlotAction,
+};
+use crate::runtime::driver::DriverRequest;
+use crate::runtime::Node;
+
+/// How often [`create_cluster`] re-checks the cluster while it waits, in ms.
+const CREATE_POLL_INTERVAL_MS: u64 = 20;
+
+/// Why an admin call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminCallError {
+    /// The core refused the command; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] AdminError),
+    /// The node is shut down.
+    #[error("the node is shut down")]
+    Stopped,
+    /// An address is not `host:port`.
+    #[error("{0} is not a host:port address")]
+    BadAddress(String),
+    /// [`create_cluster`] was given too few nodes.
+    #[error(
+        "{nodes} nodes cannot make {masters} masters with {replicas_per_master} replicas each"
+    )]
+    TooFewNodes {
+        /// Nodes given.
+        nodes: usize,
+        /// Masters wanted (at least 1).
+        masters: usize,
+        /// Replicas per master.
+        replicas_per_master: usize,
+    },
+    /// The cluster did not reach the expected shape in time.
+    #[error("the cluster did not {stage} within {timeout_ms} ms")]
+    Timeout {
+        /// What it was waiting for.
+        stage: &'static str,
+        /// The limit in ms.
+        timeout_ms: u64,
+    },
+}
+
+/// Per-node memory and key counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeMemory {
+    /// Keys in the engine (expired keys not yet removed included).
+    pub keys: usize,
+    /// Bytes used as the engine accounts them.
+    pub used_memory_bytes: usize,
+}
+
+impl Node {
+    /// Runs an admin command.
+    pub async fn command(&self, command: AdminCommand) -> Result<AdminReply, AdminCallError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(DriverRequest::Admin(command, reply))
+            .await
+            .map_err(|_| AdminCallError::Stopped)?;
+        Ok(answer.await.map_err(|_| AdminCallError::Stopped)??)
+    }
+
+    /// Runs `look` on the core inside the driver and returns its result.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&Core) -> T + Send + 'static,
+    ) -> Result<T, AdminCallError> {
+        let (reply, answer) = oneshot::channel();
+        let inspection = Box::new(move |core: &Core| {
+            let _ = reply.send(look(core));
+        });
+        self.requests
+            .send(DriverRequest::Inspect(inspection))
+            .await
+            .map_err(|_| AdminCallError::Stopped)?;
+        answer.await.map_err(|_| AdminCallError::Stopped)
+    }
+
+    /// CLUSTER MEET with the node at bus address `address` (`host:port`).
+    pub async fn meet(&self, address: &PeerAddr) -> Result<(), AdminCallError> {
+        let (host, port) = address
+            .as_str()
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
+            .ok_or_else(|| AdminCallError::BadAddress(address.to_string()))?;
+        self.command(AdminCommand::Meet {
+            ip: host,
+            client_port: port,
+            bus_port: port,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// CLUSTER ADDSLOTSRANGE.
+    pub async fn add_slots(&self, ranges: Vec<SlotRange>) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::AddSlots(ranges))
+            .await
+            .map(|_| ())
+    }
+
+    /// CLUSTER SETSLOT.
+    pub async fn set_slot(&self, slot: Slot, action: SetSlotAction) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::SetSlot { slot, action })
+            .await
+            .map(|_| ())
+    }
+
+    /// CLUSTER REPLICATE.
+    pub async fn replicate(&self, master: NodeId) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::Replicate(master))
+            .await
+            .map(|_| ())
+    }
+
+    /// CLUSTER FAILOVER (send to a replica).
+    pub async fn failover(&self, mode: FailoverMode) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::Failover(mode)).await.map(|_| ())
+    }
+
+    /// CLUSTER FORGET.
+    pub async fn forget(&self, node: NodeId) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::Forget(node)).await.map(|_| ())
+    }
+
+    /// CLUSTER RESET.
+    pub async fn reset(&self, mode: ResetMode) -> Result<(), AdminCallError> {
+        self.command(AdminCommand::Reset(mode)).await.map(|_| ())
+    }
+
+    /// CLUSTER NODES.
+    pub async fn cluster_nodes(&self) -> Result<String, AdminCallError> {
+        let unix_now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        self.inspect(move |core| views::cluster_nodes(core, unix_now_ms))
+            .await
+    }
+
+    /// CLUSTER SLOTS.
+    pub async fn cluster_slots(&self) -> Result<Vec<SlotsEntry>, AdminCallError> {
+        self.inspect(|core| views::cluster_slots(core, PreferredEndpoint::Ip))
+            .await
+    }
+
+    /// CLUSTER SHARDS.
+    pub async fn cluster_shards(&self) -> Result<Vec<ShardView>, AdminCallError> {
+        self.inspect(|core| views::cluster_shards(core, PreferredEndpoint::Ip))
+            .await
+    }
+
+    /// CLUSTER INFO.
+    pub async fn cluster_info(&self) -> Result<String, AdminCallError> {
+        self.inspect(views::cluster_info).await
+    }
+
+    /// `cluster_state`.
+    pub async fn cluster_state(&self) -> Result<ClusterState, AdminCallError> {
+        self.inspect(Core::cluster_state).await
+    }
+
+    /// This node's key count and memory.
+    pub fn memory(&self) -> NodeMemory {
+        NodeMemory {
+            keys: self.store().dbsize(),
+            used_memory_bytes: self.store().used_memory_bytes(),
+        }
+    }
+}
+
+/// Splits the 16384 slots into `masters` contiguous ranges the way redis-cli does.
+pub fn spread_slots(masters: usize) -> Vec<SlotRange> {
+    let per_master = SLOT_COUNT as f64 / masters.max(1) as f64;
+    let mut ranges = Vec::with_capacity(masters);
+    let mut first = 0usize;
+    let mut cursor = 0f64;
+    for index in 0..masters {
+        let mut last = (cursor + per_master - 1.0).round() as usize;
+        if last >= SLOT_COUNT || index + 1 == masters {
+            last = SLOT_COUNT - 1;
+        }
+        if let Some(range) = SlotRange::new(first as Slot, last as Slot) {
+            ranges.push(range);
+        }
+        first = last + 1;
+        cursor += per_master;
+    }
+    ranges
+}
+
+/// Waits until `check` holds on every node, polling, or fails after `timeout`.
+async fn wait_for_all(
+    nodes: &[&Node],
+    timeout: Duration,
+    stage: &'static str,
+    check: impl Fn(&Core) -> bool + Clone + Send + 'static,
+) -> Result<(), AdminCallError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut all = true;
+        for node in nodes {
+            all &= node.inspect(check.clone()).await?;
+        }
+        if all {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(AdminCallError::Timeout {
+                stage,
+                timeout_ms: timeout.as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(CREATE_POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// `redis-cli --cluster create --cluster-replicas N` for nodes of this process: the first
+/// `nodes.len() / (N + 1)` nodes become masters with the slots spread evenly, the others
+/// replicate them round robin. Waits until every node has state ok, agrees on the slot map
+/// and the replicas are attached.
+pub async fn create_cluster(
+    nodes: &[&Node],
+    replicas_per_master: usize,
+    timeout: Duration,
+) -> Result<(), AdminCallError> {
+    let masters = nodes.len() / (replicas_per_master + 1);
+    if masters == 0 {
+        return Err(AdminCallError::TooFewNodes {
+            nodes: nodes.len(),
+            masters: 1,
+            replicas_per_master,
+        });
+    }
+    for (index, master) in nodes.iter().take(masters).enumerate() {
+        // Distinct epochs up front spare the collision dance, as redis-cli does.
+        let _ = master
+            .command(AdminCommand::SetConfigEpoch(index as u64 + 1))
+            .await;
+    }
+    for node in &nodes[1..] {
+        nodes[0].meet(node.bus_address()).await?;
+    }
+    let count = nodes.len();
+    wait_for_all(nodes, timeout, "form a full mesh", move |core| {
+        core.nodes().filter(|node| !node.in_handshake()).count() == count
+    })
+    .await?;
+    for (master, range) in nodes.iter().zip(spread_slots(masters)) {
+        master.add_slots(vec![range]).await?;
+    }
+    for (index, replica) in nodes.iter().enumerate().skip(masters) {
+        let master = nodes[(index - masters) % masters].id();
+        replica.replicate(master).await?;
+    }
+    wait_for_all(
+        nodes,
+        timeout,
+        "reach state ok with every slot",
+        move |core| {
+            let replicas = core.nodes().filter(|node| node.is_replica()).count();
+            core.cluster_state() == ClusterState::Ok
+                && core.slot_table().assigned_count() == SLOT_COUNT
+                && replicas == count - masters
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_spread_like_redis_cli() {
+        let ranges = spread_slots(3);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!((ranges[0].start, ranges[0].end), (0, 5460));
+        assert_eq!((ranges[1].start, ranges[1].end), (5461, 10922));
+        assert_eq!((ranges[2].start, ranges[2].end), (10923, 16383));
+        assert_eq!(spread_slots(1)[0].end, 16383);
+    }
+}

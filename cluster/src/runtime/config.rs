@@ -1,0 +1,199 @@
+//! The node's configuration and its builder.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use slotkv_engine::EvictionPolicy;
+use slotkv_transport::quic::QuicConfig;
+use slotkv_transport::tcp::TcpConfig;
+use slotkv_transport::{EndpointConfig, Transport};
+
+use crate::core::node::NodeId;
+use crate::replication::DEFAULT_BACKLOG_BYTES_MAX;
+use crate::runtime::{Node, StartError};
+
+/// How the node links to its peers.
+#[derive(Clone)]
+pub enum NodeTransport {
+    /// TCP with the HMAC cluster handshake.
+    Tcp(TcpConfig),
+    /// QUIC with mutual TLS.
+    Quic(QuicConfig),
+    /// Any other [`Transport`] (for example one node of a `slotkv_transport::sim::SimNet`).
+    Custom(Arc<dyn Transport>),
+}
+
+impl std::fmt::Debug for NodeTransport {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            NodeTransport::Tcp(_) => "Tcp",
+            NodeTransport::Quic(_) => "Quic",
+            NodeTransport::Custom(_) => "Custom",
+        })
+    }
+}
+
+/// Everything a node needs to start. Build it with [`Node::builder`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node id; `None` draws one (or reuses the persisted one).
+    pub node_id: Option<NodeId>,
+    /// Address to listen on (`host:port`; port 0 picks one; a name for the simulated
+    /// network).
+    pub bind_address: String,
+    /// Host peers should use to reach this node; default: the host part of the bound address.
+    pub announce_host: Option<String>,
+    /// The transport.
+    pub transport: NodeTransport,
+    /// `cluster-node-timeout`, in ms (at least 100).
+    pub node_timeout_ms: u64,
+    /// Directory of the persisted `nodes.conf` (and its lock); `None`: not persisted.
+    pub data_dir: Option<PathBuf>,
+    /// Engine memory limit in bytes; 0: none.
+    pub max_memory_bytes: u64,
+    /// What a write does at the memory limit.
+    pub eviction_policy: EvictionPolicy,
+    /// `cluster-replica-validity-factor` (0: any replica may fail over).
+    pub replica_validity_factor: u64,
+    /// `cluster-migration-barrier`.
+    pub migration_barrier: u32,
+    /// `cluster-require-full-coverage`.
+    pub require_full_coverage: bool,
+    /// `cluster-allow-reads-when-down`.
+    pub allow_reads_when_down: bool,
+    /// Timeout of a forwarded data request, in ms.
+    pub request_timeout_ms: u64,
+    /// Replication backlog bound, in bytes of keys and values.
+    pub backlog_bytes_max: usize,
+    /// Seed of the core's generator; default: derived from the clock and address.
+    pub rng_seed: Option<u64>,
+    /// Bounds of the transport endpoint.
+    pub endpoint: EndpointConfig,
+}
+
+/// Builds a [`NodeConfig`] and starts the node.
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    /// A builder with Redis's defaults, listening on `127.0.0.1:0`.
+    pub fn new(transport: NodeTransport) -> NodeBuilder {
+        NodeBuilder {
+            config: NodeConfig {
+                node_id: None,
+                bind_address: "127.0.0.1:0".to_string(),
+                announce_host: None,
+                transport,
+                node_timeout_ms: 15_000,
+                data_dir: None,
+                max_memory_bytes: 0,
+                eviction_policy: EvictionPolicy::NoEviction,
+                replica_validity_factor: 10,
+                migration_barrier: 1,
+                require_full_coverage: true,
+                allow_reads_when_down: false,
+                request_timeout_ms: 2_000,
+                backlog_bytes_max: DEFAULT_BACKLOG_BYTES_MAX,
+                rng_seed: None,
+                endpoint: EndpointConfig::default(),
+            },
+        }
+    }
+
+    /// Sets the node id.
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.config.node_id = Some(id);
+        self
+    }
+
+    /// Sets the listen address.
+    pub fn bind(mut self, address: impl Into<String>) -> Self {
+        self.config.bind_address = address.into();
+        self
+    }
+
+    /// Sets the announced host.
+    pub fn announce_host(mut self, host: impl Into<String>) -> Self {
+        self.config.announce_host = Some(host.into());
+        self
+    }
+
+    /// Sets `cluster-node-timeout` in ms.
+    pub fn node_timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.config.node_timeout_ms = timeout_ms;
+        self
+    }
+
+    /// Persists nodes.conf in `directory`.
+    pub fn data_dir(mut self, directory: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = Some(directory.into());
+        self
+    }
+
+    /// Sets maxmemory (bytes) and its policy.
+    pub fn max_memory(mut self, bytes: u64, policy: EvictionPolicy) -> Self {
+        self.config.max_memory_bytes = bytes;
+        self.config.eviction_policy = policy;
+        self
+    }
+
+    /// Sets `cluster-replica-validity-factor`.
+    pub fn replica_validity_factor(mut self, factor: u64) -> Self {
+        self.config.replica_validity_factor = factor;
+        self
+    }
+
+    /// Sets `cluster-migration-barrier`.
+    pub fn migration_barrier(mut self, barrier: u32) -> Self {
+        self.config.migration_barrier = barrier;
+        self
+    }
+
+    /// Sets `cluster-require-full-coverage`.
+    pub fn require_full_coverage(mut self, required: bool) -> Self {
+        self.config.require_full_coverage = required;
+        self
+    }
+
+    /// Sets `cluster-allow-reads-when-down`.
+    pub fn allow_reads_when_down(mut self, allowed: bool) -> Self {
+        self.config.allow_reads_when_down = allowed;
+        self
+    }
+
+    /// Sets the forwarded request timeout in ms.
+    pub fn request_timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.config.request_timeout_ms = timeout_ms;
+        self
+    }
+
+    /// Sets the replication backlog bound in bytes.
+    pub fn backlog_bytes_max(mut self, bytes: usize) -> Self {
+        self.config.backlog_bytes_max = bytes;
+        self
+    }
+
+    /// Sets the core's seed.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.config.rng_seed = Some(seed);
+        self
+    }
+
+    /// Sets the endpoint bounds.
+    pub fn endpoint(mut self, endpoint: EndpointConfig) -> Self {
+        self.config.endpoint = endpoint;
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Starts the node on the current tokio runtime.
+    pub async fn start(self) -> Result<Node, StartError> {
+        Node::start(self.config).await
+    }
+}

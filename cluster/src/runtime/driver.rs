@@ -1,0 +1,211 @@
+//! The driver: the one task that owns the sans-IO [`Core`] and feeds it.
+//!
+//! Inputs: the cron (at [`Core::poll_timeout`], at most every [`TICK_INTERVAL_MS`]), bus
+//! frames from the endpoint, link events, the replication status (every tick) and admin
+//! requests from the node handle over a bounded channel. After each input it drains
+//! [`Core::poll_output`] in order: a transmit is encoded with the core's wire module and
+//! queued with `send_bus`; a `SaveConfig` is written with `save_conf` on the blocking pool
+//! and awaited before any later output; an event is acted on (role → replication) and
+//! published. Then it republishes the slot map for the data path. It decides nothing itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use slotkv_transport::{Channel, Direction, InboundFrame, PeerAddr, TransportEvent};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::config_file::save_conf;
+use crate::core::node::NodeId;
+use crate::core::wire;
+use crate::core::{
+    AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, Role, TICK_INTERVAL_MS,
+};
+use crate::routing::table::RoutingTable;
+use crate::runtime::shared::NodeShared;
+
+/// Capacity of the admin request channel.
+pub const ADMIN_QUEUE_MAX: usize = 64;
+
+/// Capacity of the host's event channel (slow subscribers miss events).
+pub const EVENT_QUEUE_MAX: usize = 256;
+
+/// A look at the core from outside the driver.
+pub type Inspection = Box<dyn FnOnce(&Core) + Send>;
+
+/// What the node handle asks of the driver.
+pub enum DriverRequest {
+    /// Run an admin command.
+    Admin(
+        AdminCommand,
+        oneshot::Sender<Result<AdminReply, AdminError>>,
+    ),
+    /// Run a closure on the core (views, ids).
+    Inspect(Inspection),
+}
+
+/// The driver's inputs and outputs.
+pub struct Driver {
+    /// The core.
+    pub core: Core,
+    /// Shared node state.
+    pub shared: Arc<NodeShared>,
+    /// nodes.conf path, if persisted.
+    pub config_path: Option<PathBuf>,
+    /// Admin requests.
+    pub requests: mpsc::Receiver<DriverRequest>,
+    /// Bus frames from the endpoint.
+    pub bus: mpsc::Receiver<InboundFrame>,
+    /// Link events from the endpoint.
+    pub link_events: mpsc::Receiver<TransportEvent>,
+    /// The master this node replicates, for the replication task.
+    pub role: watch::Sender<Option<NodeId>>,
+    /// Events for the host.
+    pub events: broadcast::Sender<Event>,
+}
+
+impl Driver {
+    /// Runs until the node shuts down, then saves the configuration one last time.
+    pub async fn run(mut self) {
+        self.publish();
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                _ = self.shared.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => self.handle_tick(),
+                Some(frame) = self.bus.recv() => {
+                    let now_ms = self.shared.now_ms();
+                    let _ = self.core.handle_datagram(now_ms, frame.from.as_str(), &frame.payload);
+                }
+                Some(event) = self.link_events.recv() => self.handle_link_event(event),
+                Some(request) = self.requests.recv() => self.handle_request(request),
+            }
+            let changed = self.drain().await;
+            if changed {
+                self.publish();
+            }
+        }
+        let snapshot = self.core.snapshot();
+        self.save(snapshot).await;
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let due_ms = self
+            .core
+            .poll_timeout()
+            .min(self.core.now_ms() + TICK_INTERVAL_MS);
+        let start = tokio::time::Instant::from_std(self.shared.started);
+        start + Duration::from_millis(due_ms)
+    }
+
+    fn handle_tick(&mut self) {
+        let now_ms = self.shared.now_ms();
+        let offset = self.shared.log.offset();
+        let link_up = self.shared.master_link_is_up();
+        self.core.handle_replication_status(now_ms, offset, link_up);
+        self.core.handle_tick(now_ms);
+        // The tick republishes the map so liveness flags reach the data path.
+        self.publish();
+    }
+
+    fn handle_link_event(&mut self, event: TransportEvent) {
+        let (peer, up) = match event {
+            TransportEvent::Connected {
+                peer,
+                channel: Channel::Bus,
+                direction: Direction::Outbound,
+            } => (peer, true),
+            TransportEvent::Closed {
+                peer,
+                channel: Channel::Bus,
+                direction: Direction::Outbound,
+                ..
+            } => (peer, false),
+            _ => return,
+        };
+        let id = self
+            .core
+            .nodes()
+            .find(|node| node.bus_address() == peer.as_str())
+            .map(|node| node.id);
+        if let Some(id) = id {
+            let now_ms = self.shared.now_ms();
+            self.core.handle_link_event(now_ms, &id, up);
+        }
+    }
+
+    fn handle_request(&mut self, request: DriverRequest) {
+        match request {
+            DriverRequest::Admin(command, reply) => {
+                let now_ms = self.shared.now_ms();
+                let result = self.core.handle_command(now_ms, command);
+                let _ = reply.send(result);
+            }
+            DriverRequest::Inspect(inspect) => inspect(&self.core),
+        }
+    }
+
+    /// Acts on every queued output in order; returns whether anything may have changed the
+    /// slot map.
+    async fn drain(&mut self) -> bool {
+        let mut changed = false;
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Transmit { to, message } => self.transmit(&to.address, &message),
+                Output::SaveConfig(conf) => {
+                    changed = true;
+                    self.save(conf).await;
+                }
+                Output::Event(event) => {
+                    changed = true;
+                    self.handle_event(event);
+                }
+            }
+        }
+        changed
+    }
+
+    fn transmit(&self, address: &str, message: &wire::Message) {
+        let Ok(peer) = PeerAddr::new(address) else {
+            tracing::debug!(%address, "cannot send to an invalid bus address");
+            return;
+        };
+        let frame = Bytes::from(wire::encode(message));
+        if let Err(error) = self.shared.endpoint.send_bus(&peer, frame) {
+            tracing::debug!(%peer, %error, "bus frame not sent");
+        }
+    }
+
+    async fn save(&self, conf: NodesConf) {
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
+        let saved = tokio::task::spawn_blocking(move || save_conf(&path, &conf)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "could not save nodes.conf"),
+            Err(error) => tracing::error!(%error, "the nodes.conf save task failed"),
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        if let Event::RoleChanged(role) = &event {
+            let master = match role {
+                Role::Master => None,
+                Role::Replica { master } => Some(*master),
+            };
+            self.role.send_replace(master);
+        }
+        // No subscriber is fine; a lagging one misses events.
+        let _ = self.events.send(event);
+    }
+
+    fn publish(&mut self) {
+        let table = RoutingTable::from_core(&self.core, self.shared.endpoint.local_addr());
+        if self.core.my_master() != *self.role.borrow() {
+            self.role.send_replace(self.core.my_master());
+        }
+        self.shared.routing.publish(table);
+    }
+}

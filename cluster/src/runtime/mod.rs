@@ -1,0 +1,289 @@
+//! The embedded node: the tokio runtime around the sans-IO core.
+//!
+//! [`Node::start`] binds the transport endpoint, restores or creates the core (from
+//! `nodes.conf` in the data directory, held under its lock), and spawns three tasks on the
+//! host's runtime, all stopped by one cancellation token:
+//! - the [`driver`]: owns the core; ticks, bus frames, link events, admin requests; drains
+//!   outputs in order; publishes the slot map;
+//! - the [`server`]: serves data requests forwarded by peers;
+//! - the replication task ([`crate::replication::replica`]): replica sync and apply, master
+//!   streams, expiry housekeeping.
+//!
+//! [`Node::cluster`] hands out the data-path handle; admin commands and views are in
+//! [`admin`]. [`Node::shutdown`] stops the tasks, saves the config and closes the links;
+//! dropping a [`Node`] cancels and aborts its tasks too.
+
+pub mod admin;
+pub mod config;
+pub mod driver;
+pub mod server;
+pub mod shared;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slotkv_engine::{Store, StoreConfig, SystemClock};
+use slotkv_transport::quic::{QuicTransport, TlsConfigError};
+use slotkv_transport::tcp::TcpTransport;
+use slotkv_transport::{AddressError, BindError, Endpoint, PeerAddr, Transport};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config_file::{load, ConfigFileError, ConfigFileLock};
+use crate::core::node::NodeId;
+use crate::core::{Config, Core, Event, RestoreError};
+use crate::replication::replica::ReplicationTask;
+use crate::replication::ReplicationLog;
+use crate::routing::table::{RoutingCell, RoutingTable};
+use crate::routing::Cluster;
+pub use config::{NodeBuilder, NodeConfig, NodeTransport};
+use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
+use shared::{DataPathSettings, NodeShared};
+
+/// Name of the persisted configuration in the data directory.
+pub const NODES_CONF_FILE: &str = "nodes.conf";
+
+/// Smallest accepted `node_timeout_ms`.
+pub const NODE_TIMEOUT_MS_MIN: u64 = 100;
+
+/// Why a node could not start. Nothing is left running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration value is out of range.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    /// The bind address is not valid.
+    #[error("invalid bind address: {0}")]
+    Address(#[from] AddressError),
+    /// The endpoint could not listen.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The QUIC TLS settings are unusable.
+    #[error("QUIC transport: {0}")]
+    Tls(#[from] TlsConfigError),
+    /// nodes.conf could not be read or locked.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
+    /// The saved nodes.conf cannot start a node.
+    #[error("cannot restore from nodes.conf: {0}")]
+    Restore(#[from] RestoreError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running cluster node inside this process. See the module docs.
+pub struct Node {
+    shared: Arc<NodeShared>,
+    requests: mpsc::Sender<DriverRequest>,
+    events: broadcast::Sender<Event>,
+    tasks: Vec<JoinHandle<()>>,
+    _lock: Option<ConfigFileLock>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Node")
+            .field("address", self.shared.endpoint.local_addr())
+            .finish()
+    }
+}
+
+fn build_transport(transport: &NodeTransport) -> Result<Arc<dyn Transport>, StartError> {
+    Ok(match transport {
+        NodeTransport::Tcp(config) => Arc::new(TcpTransport::new(config.clone())),
+        NodeTransport::Quic(config) => Arc::new(QuicTransport::new(config.clone())?),
+        NodeTransport::Custom(transport) => Arc::clone(transport),
+    })
+}
+
+fn split_address(address: &PeerAddr) -> Result<(String, u16), StartError> {
+    address
+        .as_str()
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+        .ok_or_else(|| StartError::Config(format!("bound address {address} is not host:port")))
+}
+
+fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
+    let seed = config.rng_seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        nanos ^ (u64::from(port) << 48)
+    });
+    Config {
+        node_timeout_ms: config.node_timeout_ms,
+        replica_validity_factor: config.replica_validity_factor,
+        migration_barrier: config.migration_barrier,
+        require_full_coverage: config.require_full_coverage,
+        allow_reads_when_down: config.allow_reads_when_down,
+        rng_seed: seed,
+        myself_id: config.node_id,
+        ip: host,
+        client_port: port,
+        bus_port: port,
+        ..Config::default()
+    }
+}
+
+/// What the data directory yields: nodes.conf's path, its lock, its saved content.
+type DataDir = (
+    Option<PathBuf>,
+    Option<ConfigFileLock>,
+    Option<crate::core::NodesConf>,
+);
+
+/// Locks and loads nodes.conf from the data directory, if one is configured.
+fn open_data_dir(config: &NodeConfig) -> Result<DataDir, StartError> {
+    let Some(directory) = &config.data_dir else {
+        return Ok((None, None, None));
+    };
+    std::fs::create_dir_all(directory).map_err(|source| StartError::DataDir {
+        path: directory.clone(),
+        source,
+    })?;
+    let path = directory.join(NODES_CONF_FILE);
+    let lock = ConfigFileLock::acquire(&path)?;
+    let saved = load(&path)?;
+    Ok((Some(path), Some(lock), saved))
+}
+
+impl Node {
+    /// A builder for a node using `transport`.
+    pub fn builder(transport: NodeTransport) -> NodeBuilder {
+        NodeBuilder::new(transport)
+    }
+
+    /// Starts a node on the current tokio runtime (see the module docs).
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        if config.node_timeout_ms < NODE_TIMEOUT_MS_MIN {
+            return Err(StartError::Config(format!(
+                "node_timeout_ms must be at least {NODE_TIMEOUT_MS_MIN}"
+            )));
+        }
+        let (config_path, lock, saved) = open_data_dir(&config)?;
+        let transport = build_transport(&config.transport)?;
+        let bind = PeerAddr::new(config.bind_address.clone())?;
+        let (endpoint, incoming) = Endpoint::bind(transport, bind, config.endpoint.clone()).await?;
+        let local = endpoint.local_addr().clone();
+        let (host, port) = split_address(&local)?;
+        let host = config.announce_host.clone().unwrap_or(host);
+        let core_config = core_config(&config, host, port);
+        let seed = core_config.rng_seed;
+        let core = match saved {
+            Some(saved) => Core::restore(core_config, saved, 0)?,
+            None => Core::new(core_config, 0),
+        };
+        let store = Store::new(
+            StoreConfig {
+                max_memory_bytes: config.max_memory_bytes,
+                eviction_policy: config.eviction_policy,
+                ..StoreConfig::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let shared = Arc::new(NodeShared {
+            store: Arc::new(store),
+            routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
+            endpoint,
+            log: ReplicationLog::new(0, config.backlog_bytes_max),
+            master_link_up: AtomicBool::new(false),
+            settings: DataPathSettings {
+                request_timeout_ms: config.request_timeout_ms,
+                ..DataPathSettings::default()
+            },
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+        });
+        let (request_sender, requests) = mpsc::channel(ADMIN_QUEUE_MAX);
+        let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);
+        let (role, role_receiver) = watch::channel(core.my_master());
+        let driver = Driver {
+            core,
+            shared: Arc::clone(&shared),
+            config_path,
+            requests,
+            bus: incoming.bus,
+            link_events: incoming.events,
+            role,
+            events: events.clone(),
+        };
+        let replication = ReplicationTask::new(Arc::clone(&shared), seed);
+        let tasks = vec![
+            tokio::spawn(driver.run()),
+            tokio::spawn(replication.run(role_receiver, incoming.bulk)),
+            tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),
+        ];
+        tracing::info!(address = %local, "slotkv node started");
+        Ok(Node {
+            shared,
+            requests: request_sender,
+            events,
+            tasks,
+            _lock: lock,
+        })
+    }
+
+    /// A data-path handle on the whole cluster through this node.
+    pub fn cluster(&self) -> Cluster {
+        Cluster::new(Arc::clone(&self.shared))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.shared.routing.table().myself
+    }
+
+    /// The address peers reach this node at.
+    pub fn bus_address(&self) -> &PeerAddr {
+        self.shared.endpoint.local_addr()
+    }
+
+    /// Cluster events (role, slot owners, failures, state) from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The local engine (for inspection: key counts, memory).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// This node's replication offset (master: written; replica: applied).
+    pub fn replication_offset(&self) -> u64 {
+        self.shared.log.offset()
+    }
+
+    /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a node task ended abnormally");
+            }
+        }
+        self.shared.endpoint.shutdown();
+        tracing::info!(address = %self.shared.endpoint.local_addr(), "slotkv node stopped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.endpoint.shutdown();
+    }
+}
