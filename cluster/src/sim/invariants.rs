@@ -1,12 +1,15 @@
 //! Safety invariants checked after every step, and convergence checked after healing.
 //!
-//! After every step: a node's currentEpoch and configEpoch never decrease, and no two
+//! Before sending: a vote request's epoch and a vote's `lastVoteEpoch` are saved.
+//! After every step: a node's currentEpoch, and its configEpoch while it is a master,
+//! never decrease, and no two
 //! live masters claim one slot with the same configEpoch. After healing and quiet time:
 //! every live node has the same slot map, every slot has exactly one owner (a live
 //! master that claims it), and no owner is FAIL in the eyes of a majority of live nodes.
 
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{SlotRange, SLOT_COUNT};
+use crate::core::wire::{Body, Message};
 use crate::core::NodesConf;
 use crate::sim::{SimError, Simulator};
 
@@ -17,6 +20,8 @@ pub(crate) struct InvariantState {
     epochs: Vec<(u64, u64)>,
     /// Per node: (configEpoch, own slots) when it last saved as a master with slots.
     claims: Vec<Option<(u64, Vec<SlotRange>)>>,
+    /// Per node: (currentEpoch, lastVoteEpoch) of its last saved config.
+    saved_epochs: Vec<(u64, u64)>,
 }
 
 impl InvariantState {
@@ -24,11 +29,13 @@ impl InvariantState {
         InvariantState {
             epochs: vec![(0, 0); node_count],
             claims: vec![None; node_count],
+            saved_epochs: vec![(0, 0); node_count],
         }
     }
 
-    /// A node saved its config: refresh its slot claim.
+    /// A node saved its config: remember its epochs and refresh its slot claim.
     pub(crate) fn note_saved(&mut self, index: usize, conf: &NodesConf) {
+        self.saved_epochs[index] = (conf.current_epoch, conf.last_vote_epoch);
         let Some(myself) = conf
             .nodes
             .iter()
@@ -47,6 +54,28 @@ impl InvariantState {
     }
 }
 
+impl InvariantState {
+    /// A vote request or vote about to be sent must already be on disk: the request's
+    /// epoch, or the vote's `lastVoteEpoch`. Returns what is wrong, if anything.
+    pub(crate) fn check_persisted_before_send(
+        &self,
+        index: usize,
+        message: &Message,
+    ) -> Option<String> {
+        let (saved_current, saved_vote) = self.saved_epochs[index];
+        let epoch = message.header.current_epoch;
+        match message.body {
+            Body::FailoverAuthRequest if saved_current < epoch => Some(format!(
+                "n{index} asked for votes in epoch {epoch} before saving it (saved {saved_current})"
+            )),
+            Body::FailoverAuthAck if saved_vote != epoch => Some(format!(
+                "n{index} voted in epoch {epoch} before saving lastVoteEpoch (saved {saved_vote})"
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn overlap(left: &[SlotRange], right: &[SlotRange]) -> Option<u16> {
     left.iter().find_map(|a| {
         right
@@ -62,8 +91,15 @@ impl Simulator {
         let Some(core) = self.core(index) else {
             return Ok(());
         };
-        let epochs = (core.current_epoch(), core.myself().config_epoch);
+        // A replica's own configEpoch is not meaningful (nodes.conf stores its master's, as
+        // Redis does), so configEpoch is tracked only while the node is a master.
         let (last_current, last_config) = self.invariants.epochs[index];
+        let config_epoch = if core.myself().is_master() {
+            core.myself().config_epoch
+        } else {
+            last_config
+        };
+        let epochs = (core.current_epoch(), config_epoch);
         if epochs.0 < last_current || epochs.1 < last_config {
             return Err(self.error(format!(
                 "n{index} epochs went back: currentEpoch {last_current} -> {}, configEpoch {last_config} -> {}",

@@ -3,8 +3,9 @@
 //! Everything random (message delay, loss, the cores' own seeds) derives from one seed, so
 //! a run replays exactly. The clock jumps to the earliest of the next delivery and the
 //! next core deadline; each step feeds one input to one core and routes its outputs:
-//! transmits go through the real wire encoding into the network, `SaveConfig` is kept as
-//! the node's "disk" (a restart restores from it), events go to the trace. Invariants are
+//! transmits go through the real wire encoding into the network, `SaveConfig` is rendered
+//! to nodes.conf text and kept as the node's "disk" (a restart parses it and restores),
+//! events go to the trace. Invariants are
 //! checked after every step (see [`invariants`]); a failure reports the seed, the replay
 //! command and the last events.
 //!
@@ -25,8 +26,8 @@ pub use trace::{Trace, TRACE_CAPACITY_LINES};
 
 use crate::core::rng::Rng;
 use crate::core::slots::SlotRange;
-use crate::core::wire;
-use crate::core::{AdminCommand, Config, Core, NodesConf, Output};
+use crate::core::{persist, wire};
+use crate::core::{AdminCommand, Config, Core, Output};
 use invariants::InvariantState;
 use network::Network;
 
@@ -98,7 +99,8 @@ impl std::error::Error for SimError {}
 struct SimNode {
     core: Option<Core>,
     config: Config,
-    saved: Option<NodesConf>,
+    /// The node's "disk": the last nodes.conf text it saved.
+    saved: Option<String>,
     /// Fake replication offset reported to the core.
     offset: u64,
     /// Last replication status reported: (offset, master link up).
@@ -207,12 +209,9 @@ impl Simulator {
     }
 
     fn saved_id(&self, index: usize) -> Option<crate::core::node::NodeId> {
-        let saved = self.nodes[index].saved.as_ref()?;
-        saved
-            .nodes
-            .iter()
-            .find(|node| node.flags.contains(crate::core::node::NodeFlags::MYSELF))
-            .map(|node| node.id)
+        let text = self.nodes[index].saved.as_deref()?;
+        let line = text.lines().find(|line| line.contains("myself"))?;
+        crate::core::node::NodeId::parse_hex(line.split(' ').next()?).ok()
     }
 
     /// Bus bytes sent by each node so far.
@@ -327,9 +326,13 @@ impl Simulator {
             rng_seed: node.config.rng_seed.wrapping_add(node.restarts),
             ..node.config.clone()
         };
-        let core = match node.saved.clone() {
-            Some(saved) => Core::restore(config, saved, now)
-                .map_err(|error| format!("n{index} cannot restart: {error}")),
+        let core = match node.saved.as_deref() {
+            Some(text) => persist::parse_nodes_conf(text)
+                .map_err(|error| format!("n{index} cannot parse its nodes.conf: {error}"))
+                .and_then(|conf| {
+                    Core::restore(config, conf, now)
+                        .map_err(|error| format!("n{index} cannot restart: {error}"))
+                }),
             None => Ok(Core::new(config, now)),
         };
         match core {
@@ -496,6 +499,11 @@ impl Simulator {
             };
             match output {
                 Output::Transmit { to, message } => {
+                    if let Some(problem) =
+                        self.invariants.check_persisted_before_send(index, &message)
+                    {
+                        return Err(self.error(problem));
+                    }
                     let notable =
                         !matches!(message.body, wire::Body::Ping(_) | wire::Body::Pong(_));
                     let bytes = wire::encode(&message);
@@ -513,7 +521,7 @@ impl Simulator {
                 }
                 Output::SaveConfig(conf) => {
                     self.invariants.note_saved(index, &conf);
-                    self.nodes[index].saved = Some(conf);
+                    self.nodes[index].saved = Some(persist::render_nodes_conf(&conf));
                 }
                 Output::Event(event) => self.note(format!("n{index} {event:?}")),
             }
