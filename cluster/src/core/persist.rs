@@ -21,7 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::core::node::{LinkState, NodeFlags, NodeId, NodeIdParseError, NodeRecord};
+use crate::core::node::{
+    LinkState, NodeFlags, NodeId, NodeIdParseError, NodeRecord, NODE_ID_BYTES, NODE_ID_HEX_CHARS,
+};
 use crate::core::slots::{Slot, SlotRange, SlotState, SLOT_COUNT};
 use crate::core::NodesConf;
 
@@ -186,6 +188,36 @@ pub fn is_valid_ip_text(ip: &str) -> bool {
 /// Appends one node line (without the newline) to `out`.
 pub(crate) fn write_node_line(out: &mut String, line: &NodeLine<'_>) {
     let node = line.node;
+    push_id(out, &node.id);
+    out.push(' ');
+    write_address(out, node, line.style);
+    out.push(' ');
+    push_flags(out, node.flags);
+    out.push(' ');
+    match node.master_id {
+        Some(master) if node.is_replica() => push_id(out, &master),
+        _ => out.push('-'),
+    }
+    let myself = node.flags.contains(NodeFlags::MYSELF);
+    let link = if myself || node.link == LinkState::Connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        " {} {} {} {link}",
+        line.ping_sent_ms, line.pong_received_ms, line.config_epoch
+    );
+    write_slots(out, line.slots);
+    if myself {
+        write_open_slots(out, line.open_slots);
+    }
+}
+
+/// `ip:port@cport` plus the hostname and aux fields as `style` asks.
+fn write_address(out: &mut String, node: &NodeRecord, style: HostnameStyle) {
     let ip = if is_valid_ip_text(&node.ip) {
         node.ip.as_str()
     } else {
@@ -198,45 +230,48 @@ pub(crate) fn write_node_line(out: &mut String, line: &NodeLine<'_>) {
         tracing::warn!(node = %node.id, "an invalid hostname is written empty");
         ""
     };
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{} {ip}:{}@{}",
-        node.id, node.client_port, node.bus_port
-    );
-    match line.style {
+    let _ = write!(out, "{ip}:{}@{}", node.client_port, node.bus_port);
+    match style {
         HostnameStyle::Always => {
-            let _ = write!(out, ",{hostname}");
+            out.push(',');
+            out.push_str(hostname);
             if let Some(shard_id) = node.shard_id {
-                let _ = write!(out, ",shard-id={shard_id}");
+                out.push_str(",shard-id=");
+                push_id(out, &shard_id);
             }
         }
         HostnameStyle::WhenSet if !hostname.is_empty() => {
-            let _ = write!(out, ",{hostname}");
+            out.push(',');
+            out.push_str(hostname);
         }
         HostnameStyle::WhenSet => {}
     }
-    let master = match node.master_id {
-        Some(master) if node.is_replica() => master.to_hex(),
-        _ => "-".to_string(),
-    };
-    let myself = node.flags.contains(NodeFlags::MYSELF);
-    let link = if myself || node.link == LinkState::Connected {
-        "connected"
-    } else {
-        "disconnected"
-    };
-    let _ = write!(
-        out,
-        " {} {master} {} {} {} {link}",
-        node.flags.to_names(),
-        line.ping_sent_ms,
-        line.pong_received_ms,
-        line.config_epoch
-    );
-    write_slots(out, line.slots);
-    if myself {
-        write_open_slots(out, line.open_slots);
+}
+
+/// Appends the 40-character lowercase hex form of `id` (what `Display` prints, without
+/// the formatting machinery: ids are most of a nodes.conf).
+fn push_id(out: &mut String, id: &NodeId) {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in id.0 {
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// Appends the flags as [`NodeFlags::to_names`] prints them, without allocating.
+fn push_flags(out: &mut String, flags: NodeFlags) {
+    let mut first = true;
+    for (flag, name) in NodeFlags::PRINTED_NAMES {
+        if flags.contains(flag) {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(name);
+            first = false;
+        }
+    }
+    if first {
+        out.push_str("noflags");
     }
 }
 
@@ -318,6 +353,9 @@ pub fn render_nodes_conf(conf: &NodesConf) -> String {
         };
         write_node_line(&mut text, &line);
         text.push('\n');
+    }
+    for owner in owned.keys() {
+        tracing::warn!(%owner, "slots owned by a node without a line are not written");
     }
     let _ = writeln!(
         text,
@@ -425,19 +463,37 @@ fn excerpt(text: &str) -> String {
 }
 
 fn parse_id(field: &'static str, text: &str) -> Result<NodeId, LineProblem> {
-    // Checking ASCII first keeps the id parser on its simple path for any input.
-    let checked = if text.is_ascii() {
-        NodeId::parse_hex(text)
-    } else {
-        Err(NodeIdParseError::NotHex(
-            text.chars().find(|c| !c.is_ascii()).unwrap_or('?'),
-        ))
+    if let Some(id) = decode_hex_id(text.as_bytes()) {
+        return Ok(id);
+    }
+    // The slow path only explains the failure; non-ASCII text is reported by its first
+    // offending character.
+    let source = match text.chars().find(|c| !c.is_ascii()) {
+        Some(character) => NodeIdParseError::NotHex(character),
+        None => match NodeId::parse_hex(text) {
+            Err(error) => error,
+            Ok(_) => NodeIdParseError::WrongLength(text.len()),
+        },
     };
-    checked.map_err(|source| LineProblem::BadId {
+    Err(LineProblem::BadId {
         field,
         text: excerpt(text),
         source,
     })
+}
+
+/// Decodes exactly 40 hex digits (either case) into an id.
+fn decode_hex_id(text: &[u8]) -> Option<NodeId> {
+    if text.len() != NODE_ID_HEX_CHARS {
+        return None;
+    }
+    let mut bytes = [0u8; NODE_ID_BYTES];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = (high << 4 | low) as u8;
+    }
+    Some(NodeId(bytes))
 }
 
 /// Parses a decimal made of ASCII digits only (no sign, no spaces).
@@ -814,6 +870,28 @@ mod tests {
             c = hex(0xcc),
             s = hex(0x11),
         )
+    }
+
+    #[test]
+    fn fast_id_and_flag_writers_match_display_and_to_names() {
+        let mut rng = Rng::new(5);
+        for _ in 0..100 {
+            let id = NodeId::random(&mut rng);
+            let mut out = String::new();
+            push_id(&mut out, &id);
+            assert_eq!(out, id.to_hex());
+            assert_eq!(decode_hex_id(out.as_bytes()), Some(id));
+            assert_eq!(decode_hex_id(out.to_uppercase().as_bytes()), Some(id));
+            let flags = NodeFlags(rng.next_u64() as u16);
+            let mut out = String::new();
+            push_flags(&mut out, flags);
+            assert_eq!(out, flags.to_names());
+        }
+        assert_eq!(
+            decode_hex_id(b"0g00000000000000000000000000000000000000"),
+            None
+        );
+        assert_eq!(decode_hex_id(b"00"), None);
     }
 
     #[test]
