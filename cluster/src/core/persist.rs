@@ -134,14 +134,6 @@ pub enum LineProblem {
     /// A second node flagged `myself`.
     #[error("a second node is flagged myself")]
     SecondMyself,
-    /// A node referenced by this line has no line of its own.
-    #[error("{role} {id} is not among the nodes of the file")]
-    UnknownNode {
-        /// How it is referenced: `master`, `migration target`, `import source`.
-        role: &'static str,
-        /// The missing node.
-        id: NodeId,
-    },
     /// The `vars` line is malformed.
     #[error("bad vars line: {0}")]
     BadVars(String),
@@ -378,7 +370,8 @@ fn conf_node_epoch(records: &BTreeMap<NodeId, &NodeRecord>, node: &NodeRecord) -
 ///
 /// Blank lines are skipped; `vars` keys are case-insensitive and unknown ones ignored;
 /// unknown aux fields in the address are ignored. A missing `vars` line leaves both epochs
-/// at 0. Referenced masters and open-slot peers must have lines of their own.
+/// at 0. A master or open-slot peer referenced without a line of its own is added as an
+/// address-less `noaddr` node, as Redis's loader does.
 pub fn parse_nodes_conf(text: &str) -> Result<NodesConf, PersistError> {
     if text.len() > MAX_NODES_CONF_BYTES {
         return Err(PersistError::TooLarge {
@@ -401,7 +394,7 @@ pub fn parse_nodes_conf(text: &str) -> Result<NodesConf, PersistError> {
                     limit: MAX_NODES_CONF_NODES,
                 });
             }
-            parse_node_line(&fields).and_then(|parsed| builder.handle_node(number, parsed))
+            parse_node_line(&fields).and_then(|parsed| builder.handle_node(parsed))
         };
         result.map_err(|problem| PersistError::Line {
             line: number,
@@ -627,15 +620,12 @@ fn parse_open_slot(text: &str) -> Result<(Slot, SlotState), LineProblem> {
 /// Accumulates lines and checks them against each other.
 struct ConfBuilder {
     nodes: Vec<NodeRecord>,
-    /// Line number of each node, parallel to `nodes`.
-    node_lines: Vec<usize>,
     ids: BTreeSet<NodeId>,
     /// Owner of each slot as an index into `nodes`.
     owners: Vec<Option<u32>>,
     myself_seen: bool,
-    /// Open slots of myself, with their line number (for late checks).
+    /// Open slots of myself.
     open_slots: Vec<(Slot, SlotState)>,
-    open_slots_line: usize,
     current_epoch: u64,
     last_vote_epoch: u64,
 }
@@ -644,12 +634,10 @@ impl ConfBuilder {
     fn new() -> ConfBuilder {
         ConfBuilder {
             nodes: Vec::new(),
-            node_lines: Vec::new(),
             ids: BTreeSet::new(),
             owners: vec![None; SLOT_COUNT],
             myself_seen: false,
             open_slots: Vec::new(),
-            open_slots_line: 0,
             current_epoch: 0,
             last_vote_epoch: 0,
         }
@@ -682,7 +670,7 @@ impl ConfBuilder {
         Ok(())
     }
 
-    fn handle_node(&mut self, line: usize, parsed: ParsedLine) -> Result<(), LineProblem> {
+    fn handle_node(&mut self, parsed: ParsedLine) -> Result<(), LineProblem> {
         let id = parsed.record.id;
         if !self.ids.insert(id) {
             return Err(LineProblem::DuplicateNode(id));
@@ -710,7 +698,6 @@ impl ConfBuilder {
         }
         if is_myself {
             self.myself_seen = true;
-            self.open_slots_line = line;
             self.open_slots = parsed
                 .open_slots
                 .into_iter()
@@ -718,24 +705,27 @@ impl ConfBuilder {
                 .collect();
         }
         self.nodes.push(parsed.record);
-        self.node_lines.push(line);
         Ok(())
     }
 
     /// Cross-line checks (myself present, references known), then the [`NodesConf`].
-    fn finish(self) -> Result<NodesConf, PersistError> {
+    fn finish(mut self) -> Result<NodesConf, PersistError> {
         if !self.myself_seen {
             return Err(PersistError::NoMyself);
         }
-        let unknown = |line, role, id| PersistError::Line {
-            line,
-            problem: LineProblem::UnknownNode { role, id },
-        };
-        for (node, line) in self.nodes.iter().zip(&self.node_lines) {
-            if let Some(master) = node.master_id {
-                if !self.ids.contains(&master) {
-                    return Err(unknown(*line, "master", master));
-                }
+        let referenced: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.master_id)
+            .chain(self.open_slots.iter().filter_map(|(_, state)| match state {
+                SlotState::Migrating(peer) | SlotState::Importing(peer) => Some(*peer),
+                SlotState::Stable => None,
+            }))
+            .collect();
+        for id in referenced {
+            if self.ids.insert(id) {
+                tracing::warn!(node = %id, "nodes.conf references a node without a line; it is added without an address");
+                self.nodes.push(placeholder(id));
             }
         }
         let mut conf = NodesConf {
@@ -743,20 +733,10 @@ impl ConfBuilder {
             last_vote_epoch: self.last_vote_epoch,
             ..NodesConf::default()
         };
-        for (slot, state) in &self.open_slots {
+        for (slot, state) in self.open_slots {
             match state {
-                SlotState::Migrating(target) if self.ids.contains(target) => {
-                    conf.migrating.push((*slot, *target));
-                }
-                SlotState::Importing(source) if self.ids.contains(source) => {
-                    conf.importing.push((*slot, *source));
-                }
-                SlotState::Migrating(target) => {
-                    return Err(unknown(self.open_slots_line, "migration target", *target));
-                }
-                SlotState::Importing(source) => {
-                    return Err(unknown(self.open_slots_line, "import source", *source));
-                }
+                SlotState::Migrating(target) => conf.migrating.push((slot, target)),
+                SlotState::Importing(source) => conf.importing.push((slot, source)),
                 SlotState::Stable => {}
             }
         }
@@ -764,6 +744,16 @@ impl ConfBuilder {
         conf.nodes = self.nodes;
         Ok(conf)
     }
+}
+
+/// A node known only by reference (a replica's master, an open slot's peer), as Redis's
+/// loader creates it: no address, flagged `noaddr` so no one tries to reach it; gossip fills
+/// it in if the node still exists.
+fn placeholder(id: NodeId) -> NodeRecord {
+    let mut record = NodeRecord::new(id, "", 0, 0, 0);
+    record.flags = NodeFlags::NOADDR;
+    record.link = LinkState::Disconnected;
+    record
 }
 
 /// Maximal runs of slots with the same owner, in slot order (as `SlotTable::owner_ranges`).
@@ -1153,37 +1143,36 @@ mod tests {
                 }
             )
         );
-        let orphan = format!(
-            "{}\n{} 1.2.3.4:1@2 slave {} 0 0 0 connected\n",
-            myself_line(),
-            hex(2),
-            hex(9)
-        );
-        assert_eq!(
-            line_problem(&orphan),
-            (
-                2,
-                LineProblem::UnknownNode {
-                    role: "master",
-                    id: id(9)
-                }
-            )
-        );
-        let open = format!("{} [7-<-{}]\n", myself_line(), hex(9));
-        assert_eq!(
-            line_problem(&open),
-            (
-                1,
-                LineProblem::UnknownNode {
-                    role: "import source",
-                    id: id(9)
-                }
-            )
-        );
         let vars = format!("{}\nvars currentEpoch\n", myself_line());
         assert!(matches!(line_problem(&vars), (2, LineProblem::BadVars(_))));
         let vars = format!("{}\nvars currentEpoch -1\n", myself_line());
         assert!(matches!(line_problem(&vars), (2, LineProblem::BadVars(_))));
+    }
+
+    #[test]
+    fn referenced_nodes_without_lines_are_added_without_an_address() {
+        let text = format!(
+            "{} [7-<-{}]\n{} 1.2.3.4:1@2 slave {} 0 0 0 connected\n",
+            myself_line(),
+            hex(9),
+            hex(2),
+            hex(8)
+        );
+        let conf = parse_nodes_conf(&text).unwrap();
+        let ids: Vec<NodeId> = conf.nodes.iter().map(|node| node.id).collect();
+        assert_eq!(ids, vec![id(1), id(2), id(8), id(9)]);
+        for placeholder in &conf.nodes[2..] {
+            assert_eq!(placeholder.flags, NodeFlags::NOADDR);
+            assert_eq!((placeholder.ip.as_str(), placeholder.client_port), ("", 0));
+        }
+        assert_eq!(conf.importing, vec![(7, id(9))]);
+        let rendered = render_nodes_conf(&conf);
+        assert!(rendered.contains(&format!("{} :0@0, noaddr - 0 0 0 disconnected\n", hex(8))));
+        assert_eq!(
+            render_nodes_conf(&parse_nodes_conf(&rendered).unwrap()),
+            rendered
+        );
+        assert!(Core::restore(Config::default(), conf, 0).is_ok());
     }
 
     #[test]
