@@ -1,0 +1,154 @@
+//! The data path's rules on real TCP: ASK during a slot migration (followed with ASKING),
+//! TRYAGAIN for a multi-key request split across source and target, durability that cannot
+//! be met, expirations replicated as deletes, and a default manual failover that loses no
+//! write.
+
+mod node_support;
+
+use std::time::Duration;
+
+use slotkv_cluster::core::{FailoverMode, SetSlotAction};
+use slotkv_cluster::{ClusterError, Durability};
+use slotkv_engine::{ExpireTime, SetExpiry, SetOptions};
+
+use node_support::{eventually, form, owner_index, start_nodes, tcp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_slots_answer_ask_and_tryagain_and_the_handle_follows() {
+    let nodes = start_nodes((0..3).map(|_| tcp()).collect()).await;
+    let refs: Vec<&slotkv_cluster::Node> = nodes.iter().collect();
+    slotkv_cluster::runtime::admin::create_cluster(&refs, 0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let present = b"{moving}present";
+    let absent = b"{moving}absent";
+    let source = owner_index(&nodes, present).await;
+    let target = (source + 1) % 3;
+    let third = (source + 2) % 3;
+    nodes[0].cluster().set(present, b"here").await.unwrap();
+    let slot = slotkv_engine::key_slot(present);
+    let (source_id, target_id) = (nodes[source].id(), nodes[target].id());
+    nodes[target]
+        .set_slot(slot, SetSlotAction::Importing(source_id))
+        .await
+        .unwrap();
+    nodes[source]
+        .set_slot(slot, SetSlotAction::Migrating(target_id))
+        .await
+        .unwrap();
+
+    let through_third = nodes[third].cluster();
+    through_third.set(absent, b"new").await.unwrap();
+    assert_eq!(
+        nodes[target].store().get(absent).as_deref(),
+        Some(&b"new"[..])
+    );
+    assert!(
+        nodes[source].store().get(absent).is_none(),
+        "ASK sends new keys to the target"
+    );
+    assert_eq!(
+        through_third.get(present).await.unwrap().as_deref(),
+        Some(&b"here"[..])
+    );
+    assert_eq!(
+        through_third.get(absent).await.unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+    let split = through_third.mget(&[present, absent]).await.unwrap_err();
+    assert!(matches!(split, ClusterError::TryAgain { .. }), "{split:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_carries_expiry_as_deletes_and_unmet_durability_is_reported() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let key = b"short-lived";
+    let master = owner_index(&nodes, key).await;
+    let master_id = nodes[master].id();
+    let mut replica = None;
+    for (index, node) in nodes.iter().enumerate() {
+        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master_id) {
+            replica = Some(index);
+        }
+    }
+    let replica = replica.unwrap();
+    let options = SetOptions {
+        expiry: SetExpiry::Expire(ExpireTime::Milliseconds(300)),
+        ..SetOptions::default()
+    };
+    let durable = nodes[0].cluster().with_durability(Durability::Replicas {
+        replicas: 1,
+        timeout_ms: 5_000,
+    });
+    durable.set_with(key, b"soon gone", options).await.unwrap();
+    assert_eq!(nodes[replica].store().dbsize(), 1);
+    let deleted = eventually(Duration::from_secs(10), || async {
+        nodes[replica].store().dbsize() == 0
+    })
+    .await;
+    assert!(deleted, "the expiry did not reach the replica as a delete");
+
+    let impossible = nodes[0].cluster().with_durability(Durability::Replicas {
+        replicas: 2,
+        timeout_ms: 200,
+    });
+    let error = impossible.set(key, b"v").await.unwrap_err();
+    assert_eq!(
+        error,
+        ClusterError::NotDurable {
+            acknowledged: 1,
+            wanted: 2
+        }
+    );
+    assert_eq!(
+        nodes[0].cluster().get(key).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_manual_failover_loses_no_write() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let cluster = nodes[0].cluster();
+    for index in 0..1_000 {
+        let key = format!("manual:{index}");
+        cluster.set(key.as_bytes(), key.as_bytes()).await.unwrap();
+    }
+    let master_id = nodes[0].id();
+    let mut promoted = None;
+    for (index, node) in nodes.iter().enumerate() {
+        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master_id) {
+            promoted = Some(index);
+        }
+    }
+    let promoted = promoted.unwrap();
+    nodes[promoted]
+        .failover(FailoverMode::Default)
+        .await
+        .unwrap();
+    let swapped = eventually(Duration::from_secs(20), || async {
+        let new_master = nodes[promoted]
+            .inspect(|core| core.my_master().is_none())
+            .await;
+        let old_replica = nodes[0].inspect(|core| core.my_master()).await;
+        new_master.unwrap_or(false) && old_replica.ok().flatten() == Some(nodes[promoted].id())
+    })
+    .await;
+    assert!(swapped, "the manual failover did not complete");
+    for index in 0..1_000 {
+        let key = format!("manual:{index}");
+        let value = cluster.get(key.as_bytes()).await.unwrap();
+        assert_eq!(value.as_deref(), Some(key.as_bytes()), "lost {key}");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
