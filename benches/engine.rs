@@ -25,6 +25,24 @@ const VALUE: [u8; 64] = [b'v'; 64];
 
 type BareMap = RwLock<hashbrown::HashMap<Bytes, Bytes>>;
 
+/// Extra reference point for GET hit only: one bare map per hash slot, as slotkv lays out its
+/// tables, to separate the cost of the per-slot layout from the cost of the entry format.
+struct PerSlotMaps(Vec<BareMap>);
+
+impl PerSlotMaps {
+    fn new() -> Self {
+        Self(
+            (0..slotkv::engine::SLOT_COUNT)
+                .map(|_| RwLock::default())
+                .collect(),
+        )
+    }
+
+    fn map(&self, key: &[u8]) -> &BareMap {
+        &self.0[usize::from(slotkv::key_slot(key))]
+    }
+}
+
 /// The 16-byte key number `index`; `present` keys were preloaded, the others never exist.
 fn key(index: u64, present: bool) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -74,6 +92,15 @@ impl Target for BareMap {
     fn set(&self, key: &[u8], value: &[u8]) {
         let (key, value) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
         self.write().insert(key, value);
+    }
+}
+
+impl Target for PerSlotMaps {
+    fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.map(key).get(key)
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.map(key).set(key, value);
     }
 }
 
@@ -132,7 +159,12 @@ fn bench_store_ops(c: &mut Criterion) {
         ("rwlock_hashmap", &bare),
         ("dashmap", &dash),
     ];
-    for (_, target) in targets {
+    let per_slot = PerSlotMaps::new();
+    for target in targets
+        .iter()
+        .map(|(_, target)| *target)
+        .chain([&per_slot as &dyn Target])
+    {
         preload(target);
     }
     let ops = [
@@ -146,7 +178,11 @@ fn bench_store_ops(c: &mut Criterion) {
         group.sample_size(20);
         for threads in [1u64, 2] {
             group.throughput(Throughput::Elements(threads));
-            for (name, target) in targets {
+            let extra: &[(&str, &dyn Target)] = match op {
+                Op::GetHit => &[("per_slot_rwlock_hashmap", &per_slot)],
+                _ => &[],
+            };
+            for &(name, target) in targets.iter().chain(extra) {
                 let id = BenchmarkId::new(name, format!("{threads}thread"));
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| run_threads(target, op, iters, threads))
