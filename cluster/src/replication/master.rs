@@ -99,6 +99,7 @@ async fn run_stream(
             let frame = StreamFrame::Continue { replid, offset };
             send(shared, replica, &frame).await?;
             tracing::debug!(%replica, offset, "partial resync");
+            shared.log.note_sync_served(false);
             offset
         }
         _ => full_sync(shared, replica).await?,
@@ -149,6 +150,7 @@ fn bounded(mut ops: Vec<Op>) -> Vec<Op> {
 async fn full_sync(shared: &NodeShared, replica: &PeerAddr) -> Result<u64, SendError> {
     let (replid, start) = shared.log.position();
     tracing::debug!(%replica, start, "full resync");
+    shared.log.note_sync_served(true);
     send(
         shared,
         replica,

@@ -19,6 +19,7 @@ pub mod replica;
 pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -125,6 +126,23 @@ pub struct ReplicationLog {
     written: watch::Sender<u64>,
     /// Bumped on every acknowledgement (wakes WAIT).
     acknowledged: watch::Sender<u64>,
+    full_syncs_served: AtomicU64,
+    partial_syncs_served: AtomicU64,
+}
+
+/// Replication counters and position, for monitoring and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationInfo {
+    /// The current history id.
+    pub replid: u64,
+    /// Offset written (master) or applied (replica).
+    pub offset: u64,
+    /// Full syncs this node served as a master.
+    pub full_syncs_served: u64,
+    /// Partial resyncs (CONTINUE) this node served as a master.
+    pub partial_syncs_served: u64,
+    /// Each replica's address and acknowledged offset.
+    pub replicas: Vec<(PeerAddr, u64)>,
 }
 
 impl ReplicationLog {
@@ -142,6 +160,8 @@ impl ReplicationLog {
             backlog_bytes_max,
             written: watch::channel(0).0,
             acknowledged: watch::channel(0).0,
+            full_syncs_served: AtomicU64::new(0),
+            partial_syncs_served: AtomicU64::new(0),
         }
     }
 
@@ -292,6 +312,28 @@ impl ReplicationLog {
                 Ok(Ok(())) => continue,
                 _ => return self.replicas_at(offset),
             }
+        }
+    }
+
+    /// Counts a sync served: full or partial.
+    pub fn note_sync_served(&self, full: bool) {
+        let counter = if full {
+            &self.full_syncs_served
+        } else {
+            &self.partial_syncs_served
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Position and counters.
+    pub fn info(&self) -> ReplicationInfo {
+        let (replid, offset) = self.position();
+        ReplicationInfo {
+            replid,
+            offset,
+            full_syncs_served: self.full_syncs_served.load(Ordering::Relaxed),
+            partial_syncs_served: self.partial_syncs_served.load(Ordering::Relaxed),
+            replicas: self.replica_offsets(),
         }
     }
 

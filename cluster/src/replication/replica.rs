@@ -237,6 +237,12 @@ impl ReplicationTask {
             StreamFrame::Ops { first_offset, ops } if link.phase == Phase::Streaming => {
                 self.apply_ops(first_offset, ops).await;
             }
+            StreamFrame::Heartbeat { offset }
+                if link.phase == Phase::Streaming && offset > self.shared.log.offset() =>
+            {
+                tracing::debug!(offset, "ops were lost on the way; resyncing");
+                self.send_psync().await;
+            }
             _ => {}
         }
     }

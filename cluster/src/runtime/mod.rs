@@ -260,9 +260,9 @@ impl Node {
         &self.shared.store
     }
 
-    /// This node's replication offset (master: written; replica: applied).
-    pub fn replication_offset(&self) -> u64 {
-        self.shared.log.offset()
+    /// This node's replication position, counters and replicas.
+    pub fn replication_info(&self) -> crate::replication::ReplicationInfo {
+        self.shared.log.info()
     }
 
     /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link.
