@@ -75,7 +75,7 @@ impl Store {
         })
     }
 
-    /// EXPIRE key seconds [condition].
+    /// EXPIRE key seconds, under `condition`.
     pub fn expire(
         &self,
         key: &[u8],
@@ -85,7 +85,7 @@ impl Store {
         self.expire_with(key, ExpireTime::Seconds(seconds), condition)
     }
 
-    /// PEXPIRE key milliseconds [condition].
+    /// PEXPIRE key milliseconds, under `condition`.
     pub fn pexpire(
         &self,
         key: &[u8],
@@ -95,7 +95,7 @@ impl Store {
         self.expire_with(key, ExpireTime::Milliseconds(milliseconds), condition)
     }
 
-    /// EXPIREAT key unix-seconds [condition].
+    /// EXPIREAT key unix-seconds, under `condition`.
     pub fn expireat(
         &self,
         key: &[u8],
@@ -105,7 +105,7 @@ impl Store {
         self.expire_with(key, ExpireTime::UnixSeconds(unix_seconds), condition)
     }
 
-    /// PEXPIREAT key unix-milliseconds [condition].
+    /// PEXPIREAT key unix-milliseconds, under `condition`.
     pub fn pexpireat(
         &self,
         key: &[u8],
