@@ -130,3 +130,24 @@ async fn six_simulated_nodes_form_a_cluster_and_serve_through_every_node() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_node_stops_its_tasks_and_frees_its_address() {
+    let nodes = start_nodes(vec![tcp()]).await;
+    let address = nodes[0].bus_address().to_string();
+    let cluster = nodes[0].cluster();
+    drop(nodes);
+    let freed = node_support::eventually(Duration::from_secs(5), || async {
+        std::net::TcpListener::bind(address.as_str()).is_ok()
+    })
+    .await;
+    assert!(freed, "the dropped node still holds {address}");
+    let error = cluster.get(b"k").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            slotkv_cluster::ClusterError::ClusterDown(_) | slotkv_cluster::ClusterError::Shutdown
+        ),
+        "{error:?}"
+    );
+}

@@ -115,7 +115,7 @@ impl From<WireSetOptions> for SetOptions {
 }
 
 /// EXPIRE condition on the wire, as its position in [`ExpireCondition`]'s declaration.
-fn expire_condition_code(condition: ExpireCondition) -> u8 {
+pub fn expire_condition_to_code(condition: ExpireCondition) -> u8 {
     match condition {
         ExpireCondition::Always => 0,
         ExpireCondition::IfNoTtl => 1,
@@ -138,11 +138,6 @@ pub fn expire_condition_from_code(code: u8) -> ExpireCondition {
         6 => ExpireCondition::IfHasTtlAndEarlier,
         _ => ExpireCondition::Always,
     }
-}
-
-/// Encodes an EXPIRE condition for [`Command::Expire`].
-pub fn expire_condition_to_code(condition: ExpireCondition) -> u8 {
-    expire_condition_code(condition)
 }
 
 /// GETEX expiry on the wire: `None` unchanged, `Some(None)` persist, `Some(Some(t))` expire.
@@ -492,6 +487,24 @@ mod tests {
         ] {
             let back: CommandError = WireCommandError::from(&error).into();
             assert_eq!(back, error);
+        }
+    }
+
+    #[test]
+    fn expire_conditions_survive_the_wire() {
+        for condition in [
+            ExpireCondition::Always,
+            ExpireCondition::IfNoTtl,
+            ExpireCondition::IfHasTtl,
+            ExpireCondition::IfLater,
+            ExpireCondition::IfEarlier,
+            ExpireCondition::IfHasTtlAndLater,
+            ExpireCondition::IfHasTtlAndEarlier,
+        ] {
+            assert_eq!(
+                expire_condition_from_code(expire_condition_to_code(condition)),
+                condition
+            );
         }
     }
 
