@@ -4,6 +4,11 @@
 //! as an argument, received messages as inputs and messages, config saves and events as
 //! outputs. [`sim`] drives many cores on a virtual clock over a seeded, faulty network; a
 //! tokio runtime wires the same core to a transport and to the engine.
+//!
+//! The embedded node around the core: [`runtime`] ([`Node`], its builder, the driver task,
+//! the admin API), [`routing`] (the [`Cluster`] data-path handle, forwarding and the
+//! MOVED/ASK/TRYAGAIN rules) and [`replication`] (the master's write log, full and partial
+//! resync over the bulk channel, WAIT).
 
 pub mod config_file;
 pub mod core;

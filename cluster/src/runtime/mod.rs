@@ -137,6 +137,16 @@ fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
     }
 }
 
+/// The engine, with the node's memory limit and policy, on the system clock.
+fn new_store(config: &NodeConfig) -> Store {
+    let store_config = StoreConfig {
+        max_memory_bytes: config.max_memory_bytes,
+        eviction_policy: config.eviction_policy,
+        ..StoreConfig::default()
+    };
+    Store::new(store_config, Arc::new(SystemClock))
+}
+
 /// What the data directory yields: nodes.conf's path, its lock, its saved content.
 type DataDir = (
     Option<PathBuf>,
@@ -185,14 +195,7 @@ impl Node {
             Some(saved) => Core::restore(core_config, saved, 0)?,
             None => Core::new(core_config, 0),
         };
-        let store = Store::new(
-            StoreConfig {
-                max_memory_bytes: config.max_memory_bytes,
-                eviction_policy: config.eviction_policy,
-                ..StoreConfig::default()
-            },
-            Arc::new(SystemClock),
-        );
+        let store = new_store(&config);
         let shared = Arc::new(NodeShared {
             store: Arc::new(store),
             routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
