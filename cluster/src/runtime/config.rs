@@ -38,8 +38,9 @@ impl std::fmt::Debug for NodeTransport {
 pub struct NodeConfig {
     /// The node id; `None` draws one (or reuses the persisted one).
     pub node_id: Option<NodeId>,
-    /// Address to listen on (`host:port`; port 0 picks one; a name for the simulated
-    /// network).
+    /// Address to listen on, `host:port` (port 0 picks one). On the simulated network the
+    /// address is the node's name and must still have the `name:port` shape, since the core
+    /// announces a host and a bus port.
     pub bind_address: String,
     /// Host peers should use to reach this node; default: the host part of the bound address.
     pub announce_host: Option<String>,
