@@ -209,11 +209,8 @@ impl ConfigFileLock {
             .truncate(false)
             .open(&path)
             .map_err(io_error(&path, "open lock file"))?;
-        // File::try_lock is stable since Rust 1.89, above the workspace's declared
-        // rust-version (1.85): the lead is asked to raise it; until then the lint is allowed here.
-        #[allow(clippy::incompatible_msrv)]
-        let locked = file.try_lock();
-        match locked {
+        // File::try_lock (stable since Rust 1.89, the workspace's rust-version).
+        match file.try_lock() {
             Ok(()) => Ok(ConfigFileLock { _file: file, path }),
             Err(TryLockError::WouldBlock) => Err(ConfigFileError::Locked { path }),
             Err(TryLockError::Error(source)) => Err(ConfigFileError::Io {
