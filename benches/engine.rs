@@ -126,7 +126,7 @@ fn run_ops(target: &dyn Target, op: Op, iters: u64, seed: u64) {
                 black_box(target.get(&key(index, false)));
             }
             Op::Set => target.set(&key(index, true), &VALUE),
-            Op::Mix if index % 10 == 0 => target.set(&key(indexes.next(), true), &VALUE),
+            Op::Mix if index.is_multiple_of(10) => target.set(&key(indexes.next(), true), &VALUE),
             Op::Mix => {
                 black_box(target.get(&key(index, true)));
             }

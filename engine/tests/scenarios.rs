@@ -103,7 +103,7 @@ fn export_while_writing_returns_every_stable_key() {
                 store
                     .set(churn.as_bytes(), b"c", SetOptions::default())
                     .unwrap();
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     let victim = format!("{{mig}}:churn:{}", (i / 3) % 5_000);
                     store.del(&[victim.as_bytes()]).unwrap();
                 }

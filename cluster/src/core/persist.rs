@@ -644,7 +644,7 @@ impl ConfBuilder {
     }
 
     fn handle_vars(&mut self, pairs: &[&str]) -> Result<(), LineProblem> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(LineProblem::BadVars(format!(
                 "key {:?} has no value",
                 excerpt(pairs[pairs.len() - 1])

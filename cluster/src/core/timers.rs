@@ -53,7 +53,7 @@ impl Core {
         self.expire_handshakes();
         self.expire_blacklist();
         self.send_handshake_messages();
-        if self.timers.cron_runs % 10 == 0 {
+        if self.timers.cron_runs.is_multiple_of(10) {
             self.ping_random_node();
         }
         self.ping_due_nodes();
