@@ -269,7 +269,9 @@ impl Core {
         for node in self.nodes.values_mut() {
             node.failure_reports.retain(|report| report.reporter != *id);
         }
+        self.matching_claims.remove(id);
         self.config_dirty = true;
+        self.state_dirty = true;
     }
 
     /// True when `id` is known as a master.

@@ -136,6 +136,7 @@ impl Core {
             node.fail_time_ms = now;
         }
         self.config_dirty = true;
+        self.state_dirty = true;
         self.emit(Event::NodeFailed(*id));
     }
 
@@ -170,6 +171,7 @@ impl Core {
             node.flags.remove(NodeFlags::FAIL);
             node.fail_time_ms = 0;
             self.config_dirty = true;
+            self.state_dirty = true;
             self.emit(Event::NodeRecovered(*id));
         }
     }

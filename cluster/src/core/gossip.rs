@@ -325,6 +325,7 @@ impl Core {
             node.flags.remove(NodeFlags::MEET);
             if node.flags.contains(NodeFlags::PFAIL) {
                 node.flags.remove(NodeFlags::PFAIL);
+                self.state_dirty = true;
             }
         }
         self.clear_fail_if_needed(sender);
@@ -408,6 +409,7 @@ impl Core {
             master.flags.insert(NodeFlags::MIGRATE_TO);
         }
         self.config_dirty = true;
+        self.state_dirty = true;
     }
 
     /// The gossip section of a message from a known node.

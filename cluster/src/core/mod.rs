@@ -269,6 +269,9 @@ pub struct Core {
     changed_slots: BTreeSet<Slot>,
     /// Non-critical config change waiting to be saved at the end of the input.
     config_dirty: bool,
+    /// Something `cluster_state` depends on changed (slots, roles, failure flags) or
+    /// time-based delays may have expired (set by the cron).
+    state_dirty: bool,
     /// The slots advertised in our headers, recomputed after slot changes.
     header_slots_cache: Option<Vec<SlotRange>>,
     /// Per claimer: the slot-table version and claimed ranges last found to match.
@@ -328,6 +331,7 @@ impl Core {
             ping_attempt_ms: BTreeMap::new(),
             changed_slots: BTreeSet::new(),
             config_dirty: false,
+            state_dirty: true,
             header_slots_cache: None,
             matching_claims: BTreeMap::new(),
         }
@@ -649,6 +653,7 @@ impl Core {
 
     fn set_slot_owner(&mut self, slot: Slot, owner: Option<NodeId>) {
         if self.slots.set_owner(slot, owner) != owner {
+            self.state_dirty = true;
             self.changed_slots.insert(slot);
             self.header_slots_cache = None;
             self.config_dirty = true;

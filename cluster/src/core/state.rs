@@ -21,11 +21,31 @@ pub(crate) struct StateTracker {
     first_evaluation_ms: Option<u64>,
     /// Last time this node saw itself in a minority (`now` ms).
     among_minority_ms: Option<u64>,
+    /// The last evaluation (state ignoring delays, and whether in a minority), reused
+    /// until something it depends on changes.
+    cached: Option<(ClusterState, bool)>,
 }
 
 impl Core {
-    /// What the state would be, ignoring the delays.
+    /// What the state would be ignoring the delays, and whether we are in a minority;
+    /// recomputed only when `state_dirty` says an input changed slots, roles or flags.
     fn evaluate_cluster_state(&mut self) -> ClusterState {
+        let (state, minority) = match self.tracker.cached {
+            Some(cached) if !self.state_dirty => cached,
+            _ => {
+                let fresh = self.compute_cluster_state();
+                self.state_dirty = false;
+                self.tracker.cached = Some(fresh);
+                fresh
+            }
+        };
+        if minority {
+            self.tracker.among_minority_ms = Some(self.now_ms);
+        }
+        state
+    }
+
+    fn compute_cluster_state(&self) -> (ClusterState, bool) {
         if self.config.require_full_coverage {
             let uncovered = self.slots.assigned_count() < SLOT_COUNT;
             let failed_owner = self.slots.owners_with_counts().any(|(id, _)| {
@@ -34,7 +54,7 @@ impl Core {
                     .is_none_or(|node| node.flags.contains(NodeFlags::FAIL))
             });
             if uncovered || failed_owner {
-                return ClusterState::Fail;
+                return (ClusterState::Fail, false);
             }
         }
         let mut size = 0;
@@ -52,10 +72,9 @@ impl Core {
             }
         }
         if reachable < size / 2 + 1 {
-            self.tracker.among_minority_ms = Some(self.now_ms);
-            return ClusterState::Fail;
+            return (ClusterState::Fail, true);
         }
-        ClusterState::Ok
+        (ClusterState::Ok, false)
     }
 
     /// `clusterUpdateState`.

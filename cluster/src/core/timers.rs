@@ -50,6 +50,7 @@ impl Core {
 
     /// The cron body (`clusterCron`).
     fn run_cron(&mut self) {
+        self.state_dirty = true;
         self.expire_handshakes();
         self.expire_blacklist();
         self.send_handshake_messages();

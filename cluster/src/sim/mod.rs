@@ -121,6 +121,7 @@ pub struct Simulator {
     bytes_sent: Vec<u64>,
     redis_bytes_sent: Vec<u64>,
     messages_sent: Vec<u64>,
+    config_saves: Vec<u64>,
     invariants: InvariantState,
 }
 
@@ -166,6 +167,7 @@ impl Simulator {
             bytes_sent: vec![0; count],
             redis_bytes_sent: vec![0; count],
             messages_sent: vec![0; count],
+            config_saves: vec![0; count],
             config,
             now_ms: 0,
             rng,
@@ -243,6 +245,11 @@ impl Simulator {
     /// nothing is scheduled at all.
     pub fn step_once(&mut self) -> Result<bool, SimError> {
         self.step(u64::MAX)
+    }
+
+    /// Config saves (`SaveConfig` outputs) by each node so far.
+    pub fn config_saves(&self) -> &[u64] {
+        &self.config_saves
     }
 
     /// Bus messages sent by each node so far.
@@ -520,6 +527,7 @@ impl Simulator {
                     self.network.send(&mut self.rng, now, index, target, bytes);
                 }
                 Output::SaveConfig(conf) => {
+                    self.config_saves[index] += 1;
                     self.invariants.note_saved(index, &conf);
                     self.nodes[index].saved = Some(persist::render_nodes_conf(&conf));
                 }
