@@ -73,6 +73,16 @@ pub struct Cluster {
     written: Arc<Mutex<HashMap<PeerAddr, u64>>>,
     /// Rotates replica reads over the replicas.
     replica_cursor: Arc<AtomicUsize>,
+    /// Owners learned from MOVED answers, ahead of this node's map (at most one per slot).
+    moved: Arc<Mutex<HashMap<Slot, MovedHint>>>,
+}
+
+/// A MOVED answer remembered for a slot: used while this node's map still names the owner
+/// that redirected us, dropped as soon as the map changes or the hint fails.
+#[derive(Debug, Clone)]
+struct MovedHint {
+    address: PeerAddr,
+    stale_owner: Option<crate::core::node::NodeId>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -94,6 +104,7 @@ impl Cluster {
             durability: Durability::Master,
             written: Arc::new(Mutex::new(HashMap::new())),
             replica_cursor: Arc::new(AtomicUsize::new(0)),
+            moved: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -239,7 +250,16 @@ impl Cluster {
                 Some(address) => address,
                 None => self.route(slot, &request)?,
             };
-            let response = self.send(&address, &request, timeout).await?;
+            let response = match self.send(&address, &request, timeout).await {
+                Ok(response) => response,
+                Err(error) => {
+                    self.moved.lock().remove(&slot);
+                    return Err(error);
+                }
+            };
+            if let Response::Moved(..) = &response {
+                self.remember_moved(slot, &response);
+            }
             let asking = matches!(response, Response::Ask(..));
             request.asking = false;
             match response {
@@ -281,12 +301,41 @@ impl Cluster {
         }
     }
 
-    /// Where a request for `slot` goes first, by this node's slot map.
+    /// Remembers a MOVED answer as the slot's owner until this node's map changes.
+    fn remember_moved(&self, slot: Slot, response: &Response) {
+        let Response::Moved(_, _, next) = response else {
+            return;
+        };
+        let Ok(address) = PeerAddr::new(next.as_str()) else {
+            return;
+        };
+        let stale_owner = self.shared.routing.table().owner(slot).map(|node| node.id);
+        let hint = MovedHint {
+            address,
+            stale_owner,
+        };
+        self.moved.lock().insert(slot, hint);
+    }
+
+    /// Where a request for `slot` goes first: a MOVED hint still ahead of this node's map,
+    /// else the map's owner (or one of its replicas for replica reads).
     fn route(&self, slot: Slot, request: &Request) -> Result<PeerAddr, ClusterError> {
         let table = self.shared.routing.table();
         let owner = table
             .owner(slot)
             .ok_or(ClusterError::ClusterDown(DownReason::SlotNotServed))?;
+        {
+            let mut moved = self.moved.lock();
+            match moved.get(&slot) {
+                Some(hint) if hint.stale_owner == Some(owner.id) => {
+                    return Ok(hint.address.clone());
+                }
+                Some(_) => {
+                    moved.remove(&slot);
+                }
+                None => {}
+            }
+        }
         if request.read_from_replica && request.command.is_read_only() {
             let replicas = table.healthy_replicas_of(&owner.id);
             if !replicas.is_empty() {

@@ -63,7 +63,15 @@ pub struct Driver {
     pub role: watch::Sender<Option<NodeId>>,
     /// Events for the host.
     pub events: broadcast::Sender<Event>,
+    /// The answer to the admin command of the current input, sent after publishing.
+    pub pending_reply: Option<AdminAnswer>,
 }
+
+/// An admin command's answer and where it goes.
+pub type AdminAnswer = (
+    oneshot::Sender<Result<AdminReply, AdminError>>,
+    Result<AdminReply, AdminError>,
+);
 
 impl Driver {
     /// Runs until the node shuts down, then saves the configuration one last time.
@@ -84,6 +92,11 @@ impl Driver {
             let changed = self.drain().await;
             if changed {
                 self.publish();
+            }
+            // Answer admin commands only once their effects are saved and published, so a
+            // caller's next data call sees them.
+            if let Some((reply, result)) = self.pending_reply.take() {
+                let _ = reply.send(result);
             }
         }
         let snapshot = self.core.snapshot();
@@ -140,7 +153,7 @@ impl Driver {
             DriverRequest::Admin(command, reply) => {
                 let now_ms = self.shared.now_ms();
                 let result = self.core.handle_command(now_ms, command);
-                let _ = reply.send(result);
+                self.pending_reply = Some((reply, result));
             }
             DriverRequest::Inspect(inspect) => inspect(&self.core),
         }

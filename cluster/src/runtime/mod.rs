@@ -221,6 +221,7 @@ impl Node {
             link_events: incoming.events,
             role,
             events: events.clone(),
+            pending_reply: None,
         };
         let replication = ReplicationTask::new(Arc::clone(&shared), seed);
         let tasks = vec![
