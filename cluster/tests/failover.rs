@@ -5,7 +5,15 @@ use slotkv_cluster::sim::{SimConfig, Simulator};
 
 /// 3 masters (n0..n2), each with 2 replicas (n3..n8: n3, n6 replicate n0).
 fn nine_node_cluster(seed: u64, node_timeout_ms: u64) -> Simulator {
-    let mut sim = Simulator::new(SimConfig::new(9, seed, node_timeout_ms));
+    nine_node_cluster_with(seed, node_timeout_ms, false)
+}
+
+fn nine_node_cluster_with(seed: u64, node_timeout_ms: u64, redis_timing: bool) -> Simulator {
+    let config = SimConfig {
+        redis_failover_timing: redis_timing,
+        ..SimConfig::new(9, seed, node_timeout_ms)
+    };
+    let mut sim = Simulator::new(config);
     sim.form_cluster(3)
         .unwrap_or_else(|error| panic!("{error}"));
     // Let configEpoch collisions settle and the writable delay pass.
@@ -27,8 +35,8 @@ fn promoted_replicas(sim: &Simulator, old_master: &NodeId, replicas: &[usize]) -
 }
 
 /// Kills n0 and returns the ms until one of its replicas serves slot 0.
-fn time_to_failover(seed: u64, node_timeout_ms: u64) -> u64 {
-    let mut sim = nine_node_cluster(seed, node_timeout_ms);
+fn time_to_failover(seed: u64, node_timeout_ms: u64, redis_timing: bool) -> u64 {
+    let mut sim = nine_node_cluster_with(seed, node_timeout_ms, redis_timing);
     let old_master = sim.id_of(0).unwrap();
     sim.kill(0);
     let killed_at = sim.now_ms();
@@ -58,11 +66,24 @@ fn median(mut values: Vec<u64>) -> u64 {
 }
 
 fn check_speed(node_timeout_ms: u64) {
-    let times: Vec<u64> = (0..11)
-        .map(|seed| time_to_failover(100 + seed, node_timeout_ms))
+    let seeds = 100..111;
+    let times: Vec<u64> = seeds
+        .clone()
+        .map(|seed| time_to_failover(seed, node_timeout_ms, false))
         .collect();
     let median_ms = median(times.clone());
+    let redis_times: Vec<u64> = seeds
+        .map(|seed| time_to_failover(seed, node_timeout_ms, true))
+        .collect();
+    let redis_median_ms = median(redis_times.clone());
     println!("node_timeout {node_timeout_ms} ms: failover times {times:?}, median {median_ms} ms");
+    println!(
+        "node_timeout {node_timeout_ms} ms, Redis timings: {redis_times:?}, median {redis_median_ms} ms"
+    );
+    assert!(
+        median_ms < redis_median_ms,
+        "no faster than Redis's timings"
+    );
     assert!(
         median_ms <= node_timeout_ms + 500,
         "median {median_ms} ms exceeds node_timeout + 500 ms"

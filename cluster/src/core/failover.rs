@@ -21,6 +21,10 @@ use crate::core::{Core, Event, Role};
 const AUTH_TIMEOUT_MIN_MS: u64 = 2000;
 /// Masters vote for one replica of a given master every this many node timeouts.
 const VOTE_INTERVAL_MULT: u64 = 2;
+/// Redis's fixed election delay (and its random part's range), in ms.
+const REDIS_ELECTION_FIXED_DELAY_MS: u64 = 500;
+/// Redis's election delay per rank, in ms.
+const REDIS_ELECTION_RANK_STEP_MS: u64 = 1000;
 /// A paused master pauses writes for this many manual-failover timeouts.
 const MANUAL_FAILOVER_PAUSE_MULT: u64 = 2;
 
@@ -94,10 +98,16 @@ impl Core {
     }
 
     fn election_fixed_delay_ms(&self) -> u64 {
+        if self.config.redis_failover_timing {
+            return REDIS_ELECTION_FIXED_DELAY_MS;
+        }
         (self.config.node_timeout_ms / 20).clamp(50, 500)
     }
 
     fn election_rank_step_ms(&self) -> u64 {
+        if self.config.redis_failover_timing {
+            return REDIS_ELECTION_RANK_STEP_MS;
+        }
         (self.config.node_timeout_ms / 10).clamp(100, 1000)
     }
 

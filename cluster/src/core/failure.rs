@@ -25,6 +25,12 @@ impl Core {
     pub(super) fn detect_failures(&mut self) {
         let now = self.now_ms;
         let timeout_ms = self.config.node_timeout_ms;
+        // Redis: the PING itself must be unanswered for node_timeout.
+        let ping_wait_ms = if self.config.redis_failover_timing {
+            timeout_ms
+        } else {
+            timeout_ms / 2
+        };
         let newly_failing: Vec<NodeId> = self
             .nodes
             .values()
@@ -36,7 +42,7 @@ impl Core {
                         | NodeFlags::PFAIL
                         | NodeFlags::FAIL,
                 ) && node.ping_sent_ms != 0
-                    && now - node.ping_sent_ms > timeout_ms / 2
+                    && now - node.ping_sent_ms > ping_wait_ms
                     && now - node.data_received_ms > timeout_ms
             })
             .map(|node| node.id)

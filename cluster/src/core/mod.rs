@@ -80,6 +80,10 @@ pub struct Config {
     pub writable_delay_ms: u64,
     /// Push a new PFAIL to every master at once instead of waiting for random pings.
     pub fast_failure_push: bool,
+    /// Use Redis's failover timings instead of ours, for comparison runs: PFAIL only once
+    /// a PING is unanswered for node_timeout, and an election delay of 500 ms + 0..500 ms
+    /// + rank × 1000 ms whatever node_timeout is.
+    pub redis_failover_timing: bool,
     /// Seed of the core's generator (node id when none is given, gossip picks, jitter).
     pub rng_seed: u64,
     /// This node's id; `None` draws a random one.
@@ -110,6 +114,7 @@ impl Default for Config {
             replica_migration_delay_ms: 5_000,
             writable_delay_ms: 2_000,
             fast_failure_push: true,
+            redis_failover_timing: false,
             rng_seed: 0,
             myself_id: None,
             ip: "127.0.0.1".to_string(),

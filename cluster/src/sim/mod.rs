@@ -53,6 +53,8 @@ pub struct SimConfig {
     pub step_limit: u64,
     /// Trace lines kept for failure reports.
     pub trace_capacity_lines: usize,
+    /// Run every core with Redis's failover timings and no PFAIL push (a baseline).
+    pub redis_failover_timing: bool,
 }
 
 impl SimConfig {
@@ -65,6 +67,7 @@ impl SimConfig {
             network: NetworkConfig::default(),
             step_limit: DEFAULT_STEP_LIMIT,
             trace_capacity_lines: TRACE_CAPACITY_LINES,
+            redis_failover_timing: false,
         }
     }
 }
@@ -147,6 +150,8 @@ impl Simulator {
                     ip: format!("n{index}"),
                     client_port: SIM_CLIENT_PORT,
                     bus_port: SIM_BUS_PORT,
+                    redis_failover_timing: config.redis_failover_timing,
+                    fast_failure_push: !config.redis_failover_timing,
                     ..Config::default()
                 };
                 SimNode {
