@@ -281,3 +281,94 @@ impl Core {
             .is_some_and(|node| node.flags.contains(NodeFlags::MASTER))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::slots::SlotRange;
+    use crate::core::testing::{add_node, core, drain, header, id, own};
+    use crate::core::{Event, Output, Role};
+
+    fn range(start: u16, end: u16) -> SlotRange {
+        SlotRange::new(start, end).unwrap()
+    }
+
+    #[test]
+    fn rule_one_binds_unassigned_slots_and_rule_two_needs_a_greater_epoch() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 3);
+        add_node(&mut core, 3, None, 3);
+        core.update_slots_config_with(id(2), 3, &[range(0, 9)]);
+        assert_eq!(core.slot_owner(5), Some(id(2)));
+        core.update_slots_config_with(id(3), 3, &[range(0, 9)]);
+        assert_eq!(
+            core.slot_owner(5),
+            Some(id(2)),
+            "equal epoch must not rebind"
+        );
+        core.nodes.get_mut(&id(3)).unwrap().config_epoch = 4;
+        core.update_slots_config_with(id(3), 4, &[range(0, 9)]);
+        assert_eq!(core.slot_owner(5), Some(id(3)));
+    }
+
+    #[test]
+    fn a_master_that_loses_every_slot_follows_the_new_owner() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=9);
+        add_node(&mut core, 2, None, 7);
+        core.update_slots_config_with(id(2), 7, &[range(0, 9)]);
+        assert_eq!(core.my_master(), Some(id(2)));
+        let events: Vec<Output> = drain(&mut core);
+        assert!(
+            events.contains(&Output::Event(Event::RoleChanged(Role::Replica {
+                master: id(2)
+            })))
+        );
+    }
+
+    #[test]
+    fn a_stale_claim_earns_an_update() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 1);
+        add_node(&mut core, 3, None, 8);
+        own(&mut core, 3, 0..=9);
+        core.apply_sender_slots(&header(2, None, 1, &[range(0, 9)]));
+        let outputs = drain(&mut core);
+        let update = outputs.iter().any(|output| matches!(output,
+            Output::Transmit { to, message } if to.id == Some(id(2))
+                && matches!(message.body, crate::core::wire::Body::Update { node, config_epoch: 8, .. } if node == id(3))));
+        assert!(update, "{outputs:?}");
+        assert_eq!(core.slot_owner(0), Some(id(3)));
+    }
+
+    #[test]
+    fn the_smaller_id_bumps_on_a_config_epoch_collision() {
+        let mut small = core(1);
+        small.nodes.get_mut(&id(1)).unwrap().config_epoch = 4;
+        add_node(&mut small, 2, None, 4);
+        small.current_epoch = 4;
+        small.handle_epoch_collision(&header(2, None, 4, &[]));
+        assert_eq!(small.myself().config_epoch, 5);
+        assert!(matches!(
+            drain(&mut small).first(),
+            Some(Output::SaveConfig(_))
+        ));
+        let mut large = core(2);
+        large.nodes.get_mut(&id(2)).unwrap().config_epoch = 4;
+        add_node(&mut large, 1, None, 4);
+        large.handle_epoch_collision(&header(1, None, 4, &[]));
+        assert_eq!(large.myself().config_epoch, 4);
+    }
+
+    #[test]
+    fn an_owner_that_stops_claiming_a_slot_lets_anyone_take_it() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 9);
+        add_node(&mut core, 3, None, 2);
+        own(&mut core, 2, 0..=9);
+        core.apply_sender_slots(&header(2, None, 9, &[range(5, 9)]));
+        assert_eq!(core.slot_owner(0), Some(id(2)), "the binding is kept");
+        core.apply_sender_slots(&header(3, None, 2, &[range(0, 4)]));
+        assert_eq!(core.slot_owner(0), Some(id(3)));
+        assert_eq!(core.slot_owner(5), Some(id(2)));
+    }
+}

@@ -397,3 +397,116 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::node::NodeFlags;
+    use crate::core::slots::SlotRange;
+    use crate::core::testing::{add_node, core, drain, header, id, own};
+    use crate::core::wire::{Body, MFLAG_FORCEACK};
+    use crate::core::{Core, Output};
+
+    /// Master 1 (me, slots 0..=99, epoch 1) with peer master 2 (FAIL, slots 100..=199,
+    /// epoch 2) and its replica 3.
+    fn voter() -> Core {
+        let mut core = core(1);
+        let me = id(1);
+        core.nodes.get_mut(&me).unwrap().config_epoch = 1;
+        own(&mut core, 1, 0..=99);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 100..=199);
+        add_node(&mut core, 3, Some(2), 2);
+        core.nodes
+            .get_mut(&id(2))
+            .unwrap()
+            .flags
+            .insert(NodeFlags::FAIL);
+        core.current_epoch = 5;
+        core
+    }
+
+    fn request(epoch: u64) -> crate::core::wire::Header {
+        let mut header = header(3, Some(2), 2, &[SlotRange::new(100, 199).unwrap()]);
+        header.current_epoch = epoch;
+        header
+    }
+
+    fn acks(outputs: &[Output]) -> usize {
+        outputs
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { message, .. } if message.body == Body::FailoverAuthAck))
+            .count()
+    }
+
+    #[test]
+    fn a_vote_is_saved_before_the_ack_and_given_once_per_epoch() {
+        let mut core = voter();
+        core.handle_auth_request(&request(5));
+        let outputs = drain(&mut core);
+        assert_eq!(acks(&outputs), 1);
+        let save = outputs
+            .iter()
+            .position(|o| matches!(o, Output::SaveConfig(conf) if conf.last_vote_epoch == 5));
+        let ack = outputs
+            .iter()
+            .position(|o| matches!(o, Output::Transmit { .. }));
+        assert!(
+            save.unwrap() < ack.unwrap(),
+            "the vote must be saved before the ACK"
+        );
+        assert_eq!(core.last_vote_epoch(), 5);
+        core.nodes.get_mut(&id(2)).unwrap().voted_time_ms = 0;
+        core.handle_auth_request(&request(5));
+        assert_eq!(acks(&drain(&mut core)), 0, "second vote in one epoch");
+    }
+
+    #[test]
+    fn no_vote_for_an_old_epoch_or_a_healthy_master_without_forceack() {
+        let mut core = voter();
+        core.handle_auth_request(&request(4));
+        assert_eq!(acks(&drain(&mut core)), 0);
+        core.nodes
+            .get_mut(&id(2))
+            .unwrap()
+            .flags
+            .remove(NodeFlags::FAIL);
+        core.handle_auth_request(&request(5));
+        assert_eq!(acks(&drain(&mut core)), 0);
+        let mut forced = request(5);
+        forced.mflags = MFLAG_FORCEACK;
+        core.handle_auth_request(&forced);
+        assert_eq!(acks(&drain(&mut core)), 1);
+    }
+
+    #[test]
+    fn no_second_vote_for_the_same_master_within_twice_the_node_timeout() {
+        let mut core = voter();
+        core.handle_auth_request(&request(5));
+        assert_eq!(acks(&drain(&mut core)), 1);
+        core.current_epoch = 6;
+        core.now_ms += 1500;
+        core.handle_auth_request(&request(6));
+        assert_eq!(acks(&drain(&mut core)), 0, "within 2 x node_timeout");
+        core.now_ms += 600;
+        core.handle_auth_request(&request(6));
+        assert_eq!(acks(&drain(&mut core)), 1);
+    }
+
+    #[test]
+    fn no_vote_when_a_claimed_slot_has_a_newer_owner() {
+        let mut core = voter();
+        add_node(&mut core, 4, None, 9);
+        own(&mut core, 4, 150..=150);
+        core.handle_auth_request(&request(5));
+        assert_eq!(acks(&drain(&mut core)), 0);
+    }
+
+    #[test]
+    fn a_replica_without_slots_to_vote_is_not_a_voter() {
+        let mut core = voter();
+        core.slots = crate::core::slots::SlotTable::new();
+        own(&mut core, 2, 100..=199);
+        core.handle_auth_request(&request(5));
+        assert_eq!(acks(&drain(&mut core)), 0);
+    }
+}

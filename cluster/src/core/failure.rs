@@ -182,3 +182,115 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::node::NodeFlags;
+    use crate::core::testing::{add_node, core, drain, id, own};
+    use crate::core::wire::{Body, GossipEntry};
+    use crate::core::{Core, Event, Output};
+
+    /// Me (1) and 2, 3, 4 are masters with slots; 4 is the suspect.
+    fn cluster_of_four() -> Core {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=99);
+        for peer in [2, 3, 4] {
+            add_node(&mut core, peer, None, u64::from(peer));
+            own(
+                &mut core,
+                peer,
+                u16::from(peer) * 100..=u16::from(peer) * 100 + 99,
+            );
+        }
+        core
+    }
+
+    fn report_about(suspect: u8) -> GossipEntry {
+        GossipEntry {
+            id: id(suspect),
+            ip: format!("n{suspect}"),
+            client_port: 7000,
+            bus_port: 17000,
+            flags: NodeFlags::MASTER | NodeFlags::PFAIL,
+            pong_age_ms: 5000,
+            ping_pending: true,
+        }
+    }
+
+    fn fail_broadcasts(outputs: &[Output]) -> usize {
+        outputs
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { message, .. } if matches!(message.body, Body::Fail { .. })))
+            .count()
+    }
+
+    #[test]
+    fn silence_makes_pfail_and_a_majority_of_reports_makes_fail() {
+        let mut core = cluster_of_four();
+        let suspect = id(4);
+        let record = core.nodes.get_mut(&suspect).unwrap();
+        record.ping_sent_ms = core.now_ms;
+        core.now_ms += 1001;
+        core.detect_failures();
+        assert!(core
+            .node(&suspect)
+            .unwrap()
+            .flags
+            .contains(NodeFlags::PFAIL));
+        assert!(
+            !core.node(&suspect).unwrap().is_failed(),
+            "1 of the 3 needed"
+        );
+        core.note_gossip_report(&id(2), &report_about(4));
+        assert!(
+            !core.node(&suspect).unwrap().is_failed(),
+            "2 of the 3 needed"
+        );
+        drain(&mut core);
+        core.note_gossip_report(&id(3), &report_about(4));
+        let outputs = drain(&mut core);
+        assert!(core.node(&suspect).unwrap().is_failed(), "me, 2 and 3 of 4");
+        assert!(outputs.contains(&Output::Event(Event::NodeFailed(suspect))));
+        assert_eq!(fail_broadcasts(&outputs), 3);
+    }
+
+    #[test]
+    fn a_fresh_ping_does_not_make_pfail_even_after_long_silence() {
+        let mut core = cluster_of_four();
+        core.now_ms += 5000;
+        core.nodes.get_mut(&id(4)).unwrap().ping_sent_ms = core.now_ms - 100;
+        core.detect_failures();
+        assert!(!core.node(&id(4)).unwrap().is_failing());
+    }
+
+    #[test]
+    fn expired_reports_do_not_count() {
+        let mut core = cluster_of_four();
+        core.note_gossip_report(&id(2), &report_about(4));
+        core.now_ms += 2001;
+        assert_eq!(core.count_failure_reports(&id(4)), 0);
+    }
+
+    #[test]
+    fn fail_on_a_master_with_slots_clears_only_after_twice_the_node_timeout() {
+        let mut core = cluster_of_four();
+        core.handle_fail_message(&id(2), &id(4));
+        assert!(core.node(&id(4)).unwrap().is_failed());
+        core.now_ms += 1000;
+        core.clear_fail_if_needed(&id(4));
+        assert!(core.node(&id(4)).unwrap().is_failed());
+        core.now_ms += 1001;
+        core.clear_fail_if_needed(&id(4));
+        assert!(!core.node(&id(4)).unwrap().is_failed());
+    }
+
+    #[test]
+    fn fail_on_a_replica_clears_at_once() {
+        let mut core = cluster_of_four();
+        add_node(&mut core, 5, Some(2), 2);
+        core.handle_fail_message(&id(2), &id(5));
+        assert!(core.node(&id(5)).unwrap().is_failed());
+        core.clear_fail_if_needed(&id(5));
+        assert!(!core.node(&id(5)).unwrap().is_failed());
+    }
+}

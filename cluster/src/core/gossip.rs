@@ -510,3 +510,95 @@ fn sender_ip(from: &str, header: &Header) -> String {
 fn sender_bus_address(from: &str, header: &Header) -> String {
     format!("{}:{}", sender_ip(from, header), header.bus_port)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::testing::{core, drain, id};
+    use crate::core::{AdminCommand, Core, Output};
+
+    /// Delivers every queued transmit between the two cores until both are quiet.
+    fn exchange(cores: &mut [Core; 2], now_ms: u64) {
+        for _ in 0..20 {
+            let mut delivered = false;
+            for from in 0..2 {
+                for output in drain(&mut cores[from]) {
+                    if let Output::Transmit { to, message } = output {
+                        let target = usize::from(to.address.starts_with("n2"));
+                        let bytes = crate::core::wire::encode(&message);
+                        let source = format!("n{}:17000", from + 1);
+                        assert!(cores[target]
+                            .handle_datagram(now_ms, &source, &bytes)
+                            .is_ok());
+                        delivered = true;
+                    }
+                }
+            }
+            if !delivered {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn meet_then_pong_completes_the_handshake_on_both_sides() {
+        let mut cores = [core(1), core(2)];
+        let meet = AdminCommand::Meet {
+            ip: "n2".to_string(),
+            client_port: 7000,
+            bus_port: 17000,
+        };
+        cores[0].handle_command(10_000, meet).unwrap();
+        assert!(cores[0].nodes().any(|node| node.in_handshake()));
+        for step in 1..=5 {
+            let now = 10_000 + step * 100;
+            for core in cores.iter_mut() {
+                core.handle_tick(now);
+            }
+            exchange(&mut cores, now);
+        }
+        assert!(cores[0]
+            .node(&id(2))
+            .is_some_and(|node| !node.in_handshake()));
+        assert!(cores[1]
+            .node(&id(1))
+            .is_some_and(|node| !node.in_handshake()));
+        assert_eq!(
+            cores[0].nodes().count(),
+            2,
+            "the handshake record was renamed"
+        );
+        assert_eq!(cores[1].nodes().count(), 2);
+    }
+
+    #[test]
+    fn malformed_datagrams_are_dropped_and_counted() {
+        let mut core = core(1);
+        assert!(core
+            .handle_datagram(10_000, "n9:17000", &[1, 0xff, 0xff])
+            .is_err());
+        assert!(core.handle_datagram(10_000, "n9:17000", &[]).is_err());
+        assert_eq!(core.stats().malformed_dropped, 2);
+        assert_eq!(core.stats().total_received(), 0);
+    }
+
+    #[test]
+    fn unknown_pingers_get_a_pong_but_are_not_added() {
+        let mut stranger = core(9);
+        let mut core = core(1);
+        let mut header = stranger.header();
+        header.sender = id(9);
+        let message = crate::core::wire::Message {
+            header,
+            body: crate::core::wire::Body::Ping(Vec::new()),
+        };
+        core.handle_message(10_000, "n9:17000", message);
+        assert!(core.node(&id(9)).is_none());
+        let pongs = drain(&mut core)
+            .into_iter()
+            .filter(
+                |output| matches!(output, Output::Transmit { to, .. } if to.address == "n9:17000"),
+            )
+            .count();
+        assert_eq!(pongs, 1);
+    }
+}

@@ -32,6 +32,8 @@ mod replica_migration;
 pub mod rng;
 pub mod slots;
 mod state;
+#[cfg(test)]
+mod testing;
 mod timers;
 pub mod views;
 pub mod wire;

@@ -108,3 +108,70 @@ impl Core {
         self.emit(Event::ClusterStateChanged(new_state));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::node::NodeFlags;
+    use crate::core::testing::{add_node, core, id, own};
+    use crate::core::ClusterState;
+
+    #[test]
+    fn a_master_in_a_minority_fails_and_waits_the_rejoin_delay() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=5000);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 5001..=10000);
+        add_node(&mut core, 3, None, 3);
+        own(&mut core, 3, 10001..=16383);
+        core.state_dirty = true;
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Ok);
+        for peer in [2, 3] {
+            core.nodes
+                .get_mut(&id(peer))
+                .unwrap()
+                .flags
+                .insert(NodeFlags::PFAIL);
+        }
+        core.state_dirty = true;
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Fail);
+        core.nodes
+            .get_mut(&id(2))
+            .unwrap()
+            .flags
+            .remove(NodeFlags::PFAIL);
+        core.state_dirty = true;
+        core.now_ms += 500;
+        core.update_cluster_state();
+        assert_eq!(
+            core.cluster_state(),
+            ClusterState::Fail,
+            "rejoin delay is 1000 ms"
+        );
+        core.now_ms += 600;
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Ok);
+    }
+
+    #[test]
+    fn an_uncovered_slot_or_failed_owner_fails_the_cluster_with_full_coverage() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=16382);
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Fail);
+        add_node(&mut core, 2, None, 1);
+        own(&mut core, 2, 16383..=16383);
+        core.state_dirty = true;
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Ok);
+        core.nodes
+            .get_mut(&id(2))
+            .unwrap()
+            .flags
+            .insert(NodeFlags::FAIL);
+        core.state_dirty = true;
+        core.update_cluster_state();
+        assert_eq!(core.cluster_state(), ClusterState::Fail);
+    }
+}
