@@ -8,7 +8,7 @@
 
 use crate::core::node::{NodeFlags, NodeId, NodeRecord};
 use crate::core::wire::{Body, GossipEntry, Header, Message, MFLAG_PAUSED};
-use crate::core::Core;
+use crate::core::{Core, MAX_KNOWN_NODES};
 
 /// Random candidates examined by the once-a-second ping (Redis: 5).
 const RANDOM_PING_CANDIDATES: usize = 5;
@@ -35,7 +35,7 @@ impl Core {
             .nodes
             .values()
             .any(|node| node.in_handshake() && node.ip == ip && node.bus_port == bus_port);
-        if pending {
+        if pending || self.nodes.len() >= MAX_KNOWN_NODES {
             return false;
         }
         let id = NodeId::random(&mut self.rng);
@@ -270,7 +270,7 @@ impl Core {
             .nodes
             .values()
             .any(|node| node.in_handshake() && node.ip == ip && node.bus_port == header.bus_port);
-        if !pending {
+        if !pending && self.nodes.len() < MAX_KNOWN_NODES {
             let id = NodeId::random(&mut self.rng);
             let mut record =
                 NodeRecord::new(id, &ip, header.client_port, header.bus_port, self.now_ms);
@@ -440,7 +440,10 @@ impl Core {
     }
 
     fn learn_gossiped_node(&mut self, entry: &GossipEntry) {
-        if entry.flags.contains(NodeFlags::NOADDR) || self.is_blacklisted(&entry.id) {
+        if entry.flags.contains(NodeFlags::NOADDR)
+            || self.is_blacklisted(&entry.id)
+            || self.nodes.len() >= MAX_KNOWN_NODES
+        {
             return;
         }
         let mut record = NodeRecord::new(

@@ -52,6 +52,9 @@ use wire::{Body, Header, Message, MessageType, WireError};
 
 /// Period of the cron ([`Core::handle_tick`]), in milliseconds.
 pub const TICK_INTERVAL_MS: u64 = 100;
+/// Most nodes (handshakes included) the table holds; gossip and MEETs beyond it are
+/// ignored. Redis advises at most ~1000 nodes; nodes.conf accepts 16384.
+pub const MAX_KNOWN_NODES: usize = 16_384;
 
 /// The node's configuration. Defaults are Redis's except where the README says otherwise.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,6 +262,8 @@ pub struct Core {
     state: ClusterState,
     stats: Stats,
     rng: Rng,
+    /// Drained by the caller after every input; one input queues at most a few messages
+    /// per known node, so it is bounded by [`MAX_KNOWN_NODES`].
     outputs: VecDeque<Output>,
     /// Forgotten nodes and when their ban ends (`now` ms).
     blacklist: BTreeMap<NodeId, u64>,
