@@ -152,3 +152,71 @@ async fn a_default_manual_failover_loses_no_write() {
         node.shutdown().await;
     }
 }
+
+/// A key of a slot that node 0 masters after `create_cluster` (slots 0..=5460).
+fn key_of_first_master(tag: &str) -> Vec<u8> {
+    (0..)
+        .map(|index| format!("{tag}:{index}").into_bytes())
+        .find(|key| slotkv_engine::key_slot(key) <= 5_460)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disagreeing_slot_maps_give_bounded_redirections_and_the_handle_follows_moved() {
+    let nodes = start_nodes((0..3).map(|_| tcp()).collect()).await;
+    let refs: Vec<&slotkv_cluster::Node> = nodes.iter().collect();
+    slotkv_cluster::runtime::admin::create_cluster(&refs, 0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let key = key_of_first_master("disagree");
+    let slot = slotkv_engine::key_slot(&key);
+    let (first, second) = (nodes[0].id(), nodes[1].id());
+    let through_third = nodes[2].cluster();
+
+    // Node 0 hands the slot to node 1, which never hears of it: each names the other as the
+    // owner (nobody claims the slot, so gossip leaves both maps as they are).
+    nodes[0]
+        .set_slot(slot, SetSlotAction::Node(second))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), through_third.set(&key, b"x"))
+        .await
+        .expect("a MOVED loop must end by itself");
+    assert!(
+        matches!(answer, Err(ClusterError::TooManyRedirections { .. })),
+        "{answer:?}"
+    );
+    assert!(nodes[0].store().get(&key).is_none() && nodes[1].store().get(&key).is_none());
+
+    // Node 1 takes the slot: nodes 0 and 1 now agree, node 2 still names node 0 until
+    // gossip reaches it. The handle on node 2 follows node 0's MOVED to node 1.
+    nodes[1]
+        .set_slot(slot, SetSlotAction::Node(second))
+        .await
+        .unwrap();
+    through_third.set(&key, b"moved").await.unwrap();
+    assert_eq!(nodes[1].store().get(&key).as_deref(), Some(&b"moved"[..]));
+    assert!(
+        nodes[0].store().get(&key).is_none(),
+        "the old owner took a write"
+    );
+    assert_eq!(
+        through_third.get(&key).await.unwrap().as_deref(),
+        Some(&b"moved"[..])
+    );
+    let converged = eventually(Duration::from_secs(20), || async {
+        let owner = nodes[2]
+            .inspect(move |core| core.slot_owner(slot))
+            .await
+            .unwrap();
+        owner == Some(second)
+    })
+    .await;
+    assert!(converged, "node 2's map never caught up with node 1");
+    assert_ne!(first, second);
+    through_third.set(&key, b"direct").await.unwrap();
+    assert_eq!(nodes[1].store().get(&key).as_deref(), Some(&b"direct"[..]));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

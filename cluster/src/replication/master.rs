@@ -39,6 +39,9 @@ pub struct MasterStreams {
 
 impl MasterStreams {
     /// Starts (or restarts) streaming to `replica`, which holds `replid` up to `offset`.
+    ///
+    /// A previous stream to the same replica is aborted and the new one sends nothing until
+    /// it has ended, so no frame of the old stream can follow the new stream's first frame.
     pub fn handle_psync(
         &self,
         shared: &Arc<NodeShared>,
@@ -46,15 +49,21 @@ impl MasterStreams {
         replid: u64,
         offset: u64,
     ) {
-        let task = tokio::spawn(stream_to_replica(
-            Arc::clone(shared),
-            replica.clone(),
-            replid,
-            offset,
-        ));
-        if let Some(previous) = self.tasks.lock().insert(replica, task) {
+        let mut tasks = self.tasks.lock();
+        let previous = tasks.remove(&replica);
+        if let Some(previous) = &previous {
             previous.abort();
         }
+        let shared = Arc::clone(shared);
+        let address = replica.clone();
+        let task = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                // Resolves once the aborted task is gone (its result is the abort).
+                let _ = previous.await;
+            }
+            stream_to_replica(shared, address, replid, offset).await;
+        });
+        tasks.insert(replica, task);
     }
 
     /// Stops every stream (this node stopped being a master, or shuts down).

@@ -343,14 +343,20 @@ impl ReplicationLog {
     }
 }
 
-/// The current state of `key` as an op.
+/// The current state of `key` as an op. Call with the key's stripe lock held.
+///
+/// Under the stripe lock no write changes the key, but expiry and eviction still may, and
+/// they only remove it. So the deadline is read first: a key still present at the second
+/// read had that deadline at the first. (Reading the value first would log a key that
+/// expired between the reads as a value without a TTL, which a replica keeps forever.)
 pub fn capture(store: &Store, key: &[u8]) -> Op {
     let key_bytes = Bytes::copy_from_slice(key);
+    let expire_at_ms = store.expire_at_ms(key);
     match store.get(key) {
         Some(value) => Op::Set {
             key: key_bytes,
             value,
-            expire_at_ms: store.expire_at_ms(key),
+            expire_at_ms,
         },
         None => Op::Del { key: key_bytes },
     }
@@ -406,6 +412,47 @@ mod tests {
         }
         assert!(matches!(log.read_after(1, 0, 10), BacklogRead::Gap));
         assert!(matches!(log.read_after(1, 19, 10), BacklogRead::Ops { .. }));
+    }
+
+    /// Reads `before_ms` for the next `early_reads` reads, then `after_ms`.
+    struct JumpingClock {
+        early_reads: std::sync::atomic::AtomicI64,
+        before_ms: u64,
+        after_ms: u64,
+    }
+
+    impl slotkv_engine::Clock for JumpingClock {
+        fn now_ms(&self) -> u64 {
+            if self.early_reads.fetch_sub(1, Ordering::AcqRel) > 0 {
+                self.before_ms
+            } else {
+                self.after_ms
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_expiring_while_captured_is_never_logged_without_its_ttl() {
+        let clock = Arc::new(JumpingClock {
+            early_reads: std::sync::atomic::AtomicI64::new(i64::MAX),
+            before_ms: 1_000,
+            after_ms: 5_000,
+        });
+        let store = Store::new(StoreConfig::default(), Arc::clone(&clock) as _);
+        let deadline = SetOptions {
+            expiry: slotkv_engine::SetExpiry::Expire(slotkv_engine::ExpireTime::UnixMilliseconds(
+                2_000,
+            )),
+            ..SetOptions::default()
+        };
+        store.set(b"k", b"v", deadline).unwrap();
+        // The clock passes the key's deadline after exactly one more read: between the
+        // capture's two looks at the key.
+        clock.early_reads.store(1, Ordering::Release);
+        match capture(&store, b"k") {
+            Op::Set { expire_at_ms, .. } => assert_eq!(expire_at_ms, Some(2_000)),
+            Op::Del { .. } => {}
+        }
     }
 
     #[tokio::test]

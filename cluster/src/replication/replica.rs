@@ -102,7 +102,7 @@ impl ReplicationTask {
         match master {
             None => {
                 if self.link.take().is_some() || self.shared.log.position().0 == 0 {
-                    self.history_seed = next_history(self.history_seed);
+                    self.history_seed = next_history(self.history_seed ^ wall_clock_nanos());
                     self.shared.log.start_history(self.history_seed);
                 }
                 self.shared.master_link_up.store(false, Ordering::Release);
@@ -221,7 +221,11 @@ impl ReplicationTask {
                 }
                 link.phase = Phase::Loading { replid, offset };
             }
-            StreamFrame::Snapshot(entries) => self.apply_snapshot(entries),
+            // Only inside the full sync it belongs to: a batch left over from an abandoned
+            // sync would write old values over newer ones that no op will correct.
+            StreamFrame::Snapshot(entries) if matches!(link.phase, Phase::Loading { .. }) => {
+                self.apply_snapshot(entries)
+            }
             StreamFrame::FullSyncEnd => {
                 if let Phase::Loading { replid, offset } = link.phase {
                     self.shared.log.adopt(replid, offset);
@@ -287,10 +291,104 @@ impl ReplicationTask {
     }
 }
 
+/// Nanoseconds of the wall clock, mixed into history ids: a node restarted with the same
+/// configured seed must not draw the history id of its previous life, or a replica still
+/// holding that history's data could be answered CONTINUE on a different data set.
+fn wall_clock_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
 /// The next history id (never 0, which means "no history").
 fn next_history(seed: u64) -> u64 {
     let mut mixed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (mixed ^ (mixed >> 31)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use slotkv_engine::SetOptions;
+    use slotkv_transport::sim::SimNet;
+
+    use super::*;
+    use crate::runtime::{Node, NodeTransport};
+
+    async fn replica_node(net: &SimNet) -> Node {
+        Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
+            .bind("replica:7000")
+            .start()
+            .await
+            .unwrap()
+    }
+
+    async fn history_of_a_fresh_start() -> u64 {
+        let net = SimNet::new(1);
+        let node = Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
+            .bind("restarted:7000")
+            .rng_seed(7)
+            .start()
+            .await
+            .unwrap();
+        while node.replication_info().replid == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let replid = node.replication_info().replid;
+        node.shutdown().await;
+        replid
+    }
+
+    #[tokio::test]
+    async fn a_restarted_master_with_the_same_seed_starts_a_new_history() {
+        let first = history_of_a_fresh_start().await;
+        let second = history_of_a_fresh_start().await;
+        assert_ne!(first, second, "a replica of the first life could CONTINUE");
+    }
+
+    #[tokio::test]
+    async fn snapshot_batches_apply_only_inside_a_full_sync() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let master = PeerAddr::new("master:7000").unwrap();
+        let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
+        task.link = Some(ReplicaLink {
+            master: NodeId::parse_hex(&"ab".repeat(20)).unwrap(),
+            address: Some(master.clone()),
+            phase: Phase::Waiting { sent_ms: 0 },
+            last_frame_ms: 0,
+        });
+        shared
+            .store
+            .set(b"k", b"new", SetOptions::default())
+            .unwrap();
+        let stale = || StreamFrame::Snapshot(vec![(b"k".to_vec(), b"old".to_vec(), None)]);
+        // A batch of an abandoned full sync arriving after a new PSYNC, then while streaming.
+        task.handle_master_frame(&master, stale()).await;
+        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"new"[..]));
+        // The node's own task starts its history once; wait for it so the position holds.
+        while shared.log.position().0 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (replid, offset) = shared.log.position();
+        let resume = StreamFrame::Continue { replid, offset };
+        task.handle_master_frame(&master, resume).await;
+        assert!(task
+            .link
+            .as_ref()
+            .is_some_and(|link| link.phase == Phase::Streaming));
+        task.handle_master_frame(&master, stale()).await;
+        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"new"[..]));
+        // Inside a full sync the batch is the snapshot.
+        let start = StreamFrame::FullSyncStart {
+            replid: 9,
+            offset: 0,
+        };
+        task.handle_master_frame(&master, start).await;
+        task.handle_master_frame(&master, stale()).await;
+        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"old"[..]));
+        node.shutdown().await;
+    }
 }

@@ -154,9 +154,10 @@ type DataDir = (
     Option<crate::core::NodesConf>,
 );
 
-/// Locks and loads nodes.conf from the data directory, if one is configured.
-fn open_data_dir(config: &NodeConfig) -> Result<DataDir, StartError> {
-    let Some(directory) = &config.data_dir else {
+/// Locks and loads nodes.conf from the data directory, if one is configured (file IO: run
+/// it on the blocking pool).
+fn open_data_dir(data_dir: Option<&PathBuf>) -> Result<DataDir, StartError> {
+    let Some(directory) = data_dir else {
         return Ok((None, None, None));
     };
     std::fs::create_dir_all(directory).map_err(|source| StartError::DataDir {
@@ -182,7 +183,12 @@ impl Node {
                 "node_timeout_ms must be at least {NODE_TIMEOUT_MS_MIN}"
             )));
         }
-        let (config_path, lock, saved) = open_data_dir(&config)?;
+        let data_dir = config.data_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || open_data_dir(data_dir.as_ref())).await;
+        let (config_path, lock, saved) = opened.map_err(|error| StartError::DataDir {
+            path: config.data_dir.clone().unwrap_or_default(),
+            source: std::io::Error::other(error.to_string()),
+        })??;
         let transport = build_transport(&config.transport)?;
         let bind = PeerAddr::new(config.bind_address.clone())?;
         let (endpoint, incoming) = Endpoint::bind(transport, bind, config.endpoint.clone()).await?;
@@ -267,6 +273,12 @@ impl Node {
     /// This node's replication position, counters and replicas.
     pub fn replication_info(&self) -> crate::replication::ReplicationInfo {
         self.shared.log.info()
+    }
+
+    /// The state the node's tasks share (for in-crate tests of single tasks).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> Arc<NodeShared> {
+        Arc::clone(&self.shared)
     }
 
     /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link.
