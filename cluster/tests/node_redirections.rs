@@ -220,3 +220,27 @@ async fn disagreeing_slot_maps_give_bounded_redirections_and_the_handle_follows_
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_more_replicas_than_exist_returns_the_count_within_its_timeout() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let cluster = nodes[0].cluster();
+    let mut owners = std::collections::HashSet::new();
+    for index in 0..64 {
+        let key = format!("wait:{index}");
+        cluster.set(key.as_bytes(), b"v").await.unwrap();
+        owners.insert(owner_index(&nodes, key.as_bytes()).await);
+    }
+    assert_eq!(owners.len(), 3, "the writes should reach every master");
+    // Each master has one replica, so WAIT 2 runs into its timeout on every master: the
+    // answer is the count (not a timeout error), and the masters are waited on together.
+    let started = std::time::Instant::now();
+    let count = cluster.wait(2, Duration::from_millis(1_000)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(count, Ok(1));
+    assert!(elapsed < Duration::from_millis(2_500), "{elapsed:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use parking_lot::Mutex;
 use slotkv_engine::{CommandError, Slot, Store};
 use slotkv_transport::PeerAddr;
@@ -130,32 +131,44 @@ impl Cluster {
     /// node's own engine are covered by waiting for this node's whole log.
     pub async fn wait(&self, replicas: u32, timeout: Duration) -> Result<u32, ClusterError> {
         let table = self.shared.routing.table();
-        let mut counts = Vec::new();
-        if table.myself_is_master {
-            let offset = self.shared.log.offset();
-            let count = self
-                .shared
-                .log
-                .wait(offset, replicas as usize, timeout)
-                .await;
-            counts.push(count as u32);
-        }
         let written: Vec<(PeerAddr, u64)> = self
             .written
             .lock()
             .iter()
             .map(|(address, offset)| (address.clone(), *offset))
             .collect();
-        for (address, offset) in written {
+        // Every master is waited on at once, so the call returns within `timeout` (plus the
+        // request timeout for an unanswered peer), as Redis's WAIT does.
+        let remote = written.into_iter().map(|(address, offset)| async move {
             let request = plain_request(Command::Wait {
                 offset,
                 replicas,
                 timeout_ms: timeout.as_millis() as u64,
             });
-            match self.send(&address, &request, timeout).await? {
-                Response::Done(Value::Integer(count), _) => counts.push(count as u32),
-                _ => counts.push(0),
+            let request_timeout =
+                timeout + Duration::from_millis(self.shared.settings.request_timeout_ms);
+            let count = match self.send(&address, &request, request_timeout).await? {
+                Response::Done(Value::Integer(count), _) => count as u32,
+                _ => 0,
+            };
+            Ok::<u32, ClusterError>(count)
+        });
+        let local = async {
+            if !table.myself_is_master {
+                return None;
             }
+            let offset = self.shared.log.offset();
+            let count = self
+                .shared
+                .log
+                .wait(offset, replicas as usize, timeout)
+                .await;
+            Some(count as u32)
+        };
+        let (local, remote) = futures_util::future::join(local, join_all(remote)).await;
+        let mut counts: Vec<u32> = local.into_iter().collect();
+        for count in remote {
+            counts.push(count?);
         }
         Ok(counts.into_iter().min().unwrap_or(0))
     }
