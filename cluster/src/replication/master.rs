@@ -169,7 +169,7 @@ async fn full_sync(shared: &NodeShared, replica: &PeerAddr) -> Result<u64, SendE
         },
     )
     .await?;
-    let store = &shared.store;
+    let store = shared.store.get();
     for slot in 0..SLOT_COUNT as u16 {
         if store.count_keys_in_slot(slot).unwrap_or(0) == 0 {
             continue;

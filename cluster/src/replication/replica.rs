@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slotkv_engine::{ActiveExpireBudget, ExportedEntry, SLOT_COUNT};
+use slotkv_engine::{ActiveExpireBudget, ExportedEntry};
 use slotkv_transport::{InboundFrame, PeerAddr};
 use tokio::sync::{mpsc, watch};
 
@@ -101,7 +101,11 @@ impl ReplicationTask {
     async fn handle_role(&mut self, master: Option<NodeId>) {
         match master {
             None => {
-                if self.link.take().is_some() || self.shared.log.position().0 == 0 {
+                let was_replica = self.link.take().is_some();
+                if was_replica {
+                    self.restore_store_limits().await;
+                }
+                if was_replica || self.shared.log.position().0 == 0 {
                     self.history_seed = next_history(self.history_seed ^ wall_clock_nanos());
                     self.shared.log.start_history(self.history_seed);
                 }
@@ -121,6 +125,20 @@ impl ReplicationTask {
                 });
                 self.send_psync().await;
             }
+        }
+    }
+
+    /// A promoted replica moves its data into an engine with the configured maxmemory,
+    /// with every write stripe held (writes wait; reads go on), on the blocking pool.
+    async fn restore_store_limits(&self) {
+        let shared = Arc::clone(&self.shared);
+        let restored = tokio::task::spawn_blocking(move || {
+            let _all_stripes = shared.log.lock_all();
+            shared.store.restore_limits();
+        })
+        .await;
+        if let Err(error) = restored {
+            tracing::error!(%error, "restoring maxmemory after a promotion failed");
         }
     }
 
@@ -150,14 +168,17 @@ impl ReplicationTask {
     async fn handle_tick(&mut self) {
         let now_ms = self.shared.now_ms();
         let Some(link) = self.link.as_ref() else {
-            self.shared
-                .store
-                .active_expire(ActiveExpireBudget::default());
-            record_removals(&self.shared.log, &self.shared.store, REMOVALS_PER_ROUND_MAX);
+            let store = self.shared.store.get();
+            store.active_expire(ActiveExpireBudget::default());
+            record_removals(&self.shared.log, &store, REMOVALS_PER_ROUND_MAX);
             return;
         };
         // A replica leaves expiry to its master's deletes; its own lazy removals are noise.
-        let _ = self.shared.store.drain_removals(REMOVALS_PER_ROUND_MAX);
+        let _ = self
+            .shared
+            .store
+            .get()
+            .drain_removals(REMOVALS_PER_ROUND_MAX);
         let up = link.phase == Phase::Streaming
             && now_ms.saturating_sub(link.last_frame_ms) < MASTER_LINK_TIMEOUT_MS;
         self.shared.master_link_up.store(up, Ordering::Release);
@@ -216,9 +237,8 @@ impl ReplicationTask {
         link.last_frame_ms = now_ms;
         match frame {
             StreamFrame::FullSyncStart { replid, offset } => {
-                for slot in 0..SLOT_COUNT as u16 {
-                    let _ = self.shared.store.drop_slot(slot);
-                }
+                // A fresh engine without maxmemory: the replica keeps what its master keeps.
+                self.shared.store.reset_for_replica();
                 link.phase = Phase::Loading { replid, offset };
             }
             // Only inside the full sync it belongs to: a batch left over from an abandoned
@@ -260,7 +280,7 @@ impl ReplicationTask {
                 ttl_ms,
             })
             .collect();
-        if let Err(error) = self.shared.store.import_batch(&entries) {
+        if let Err(error) = self.shared.store.get().import_batch(&entries) {
             tracing::warn!(%error, "a replica could not import a snapshot batch");
         }
     }
@@ -272,7 +292,7 @@ impl ReplicationTask {
             self.send_psync().await;
             return;
         }
-        let store = &self.shared.store;
+        let store = self.shared.store.get();
         let mut offset = first_offset;
         for op in ops {
             if offset > applied {
@@ -362,12 +382,13 @@ mod tests {
         });
         shared
             .store
+            .get()
             .set(b"k", b"new", SetOptions::default())
             .unwrap();
         let stale = || StreamFrame::Snapshot(vec![(b"k".to_vec(), b"old".to_vec(), None)]);
         // A batch of an abandoned full sync arriving after a new PSYNC, then while streaming.
         task.handle_master_frame(&master, stale()).await;
-        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"new"[..]));
+        assert_eq!(shared.store.get().get(b"k").as_deref(), Some(&b"new"[..]));
         // The node's own task starts its history once; wait for it so the position holds.
         while shared.log.position().0 == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -380,7 +401,7 @@ mod tests {
             .as_ref()
             .is_some_and(|link| link.phase == Phase::Streaming));
         task.handle_master_frame(&master, stale()).await;
-        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"new"[..]));
+        assert_eq!(shared.store.get().get(b"k").as_deref(), Some(&b"new"[..]));
         // Inside a full sync the batch is the snapshot.
         let start = StreamFrame::FullSyncStart {
             replid: 9,
@@ -388,7 +409,7 @@ mod tests {
         };
         task.handle_master_frame(&master, start).await;
         task.handle_master_frame(&master, stale()).await;
-        assert_eq!(shared.store.get(b"k").as_deref(), Some(&b"old"[..]));
+        assert_eq!(shared.store.get().get(b"k").as_deref(), Some(&b"old"[..]));
         node.shutdown().await;
     }
 }

@@ -9,6 +9,7 @@ use slotkv_engine::{CommandError, Slot, Store};
 
 use crate::replication::ReplicationLog;
 use crate::routing::protocol::{expire_condition_from_code, getex_from_wire, Command, Value};
+use crate::runtime::shared::StoreCell;
 
 fn bulk(value: Option<bytes::Bytes>) -> Value {
     Value::Bulk(value.map(|bytes| bytes.to_vec()))
@@ -72,19 +73,21 @@ fn run_write(store: &Store, command: &Command) -> Result<Value, CommandError> {
 }
 
 /// Executes `command` (all keys in `slot`); returns its value and the log offset after it.
+/// A write takes the engine only once it holds the slot's stripe (see [`StoreCell::get`]).
 pub fn execute(
-    store: &Store,
+    stores: &StoreCell,
     log: &ReplicationLog,
     slot: Slot,
     command: &Command,
 ) -> Result<(Value, u64), CommandError> {
     if command.is_read_only() {
-        let value = run_read(store, command)?;
+        let value = run_read(&stores.get(), command)?;
         return Ok((value, log.offset()));
     }
     let _stripe = log.lock_slot(slot);
-    let value = run_write(store, command)?;
-    let offset = log.record(store, &command.keys());
+    let store = stores.get();
+    let value = run_write(&store, command)?;
+    let offset = log.record(&store, &command.keys());
     Ok((value, offset))
 }
 
@@ -99,7 +102,7 @@ mod tests {
 
     #[test]
     fn writes_are_logged_and_reads_are_not() {
-        let store = Store::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
+        let store = StoreCell::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
         let log = ReplicationLog::new(1, DEFAULT_BACKLOG_BYTES_MAX);
         let set = Command::MSet(vec![
             (b"{a}1".to_vec(), b"x".to_vec()),

@@ -202,14 +202,15 @@ impl Cluster {
         write: bool,
         local: impl FnOnce(&Store) -> Result<T, CommandError>,
     ) -> Result<T, ClusterError> {
-        let store = &self.shared.store;
         if !write {
-            return Ok(local(store)?);
+            return Ok(local(&self.shared.store.get())?);
         }
         let (result, offset) = {
             let _stripe = self.shared.log.lock_slot(slot);
-            let result = local(store)?;
-            (result, self.shared.log.record(store, keys))
+            // Taken under the stripe: a promotion swaps the engine with every stripe held.
+            let store = self.shared.store.get();
+            let result = local(&store)?;
+            (result, self.shared.log.record(&store, keys))
         };
         if let Durability::Replicas {
             replicas,

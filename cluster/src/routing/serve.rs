@@ -125,7 +125,7 @@ pub async fn handle_request(shared: &NodeShared, request: &Request) -> Response 
         );
     }
     let table = shared.routing.table();
-    let slot = match decide(&table, &shared.store, request) {
+    let slot = match decide(&table, &shared.store.get(), request) {
         Decision::Execute(slot) => slot,
         Decision::Answer(response) => return response,
     };

@@ -179,9 +179,10 @@ impl Node {
 
     /// This node's key count and memory.
     pub fn memory(&self) -> NodeMemory {
+        let store = self.store();
         NodeMemory {
-            keys: self.store().dbsize(),
-            used_memory_bytes: self.store().used_memory_bytes(),
+            keys: store.dbsize(),
+            used_memory_bytes: store.used_memory_bytes(),
         }
     }
 }

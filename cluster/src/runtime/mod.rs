@@ -41,7 +41,7 @@ use crate::routing::table::{RoutingCell, RoutingTable};
 use crate::routing::Cluster;
 pub use config::{NodeBuilder, NodeConfig, NodeTransport};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
-use shared::{DataPathSettings, NodeShared};
+use shared::{DataPathSettings, NodeShared, StoreCell};
 
 /// Name of the persisted configuration in the data directory.
 pub const NODES_CONF_FILE: &str = "nodes.conf";
@@ -138,13 +138,13 @@ fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
 }
 
 /// The engine, with the node's memory limit and policy, on the system clock.
-fn new_store(config: &NodeConfig) -> Store {
+fn new_store(config: &NodeConfig) -> StoreCell {
     let store_config = StoreConfig {
         max_memory_bytes: config.max_memory_bytes,
         eviction_policy: config.eviction_policy,
         ..StoreConfig::default()
     };
-    Store::new(store_config, Arc::new(SystemClock))
+    StoreCell::new(store_config, Arc::new(SystemClock))
 }
 
 /// What the data directory yields: nodes.conf's path, its lock, its saved content.
@@ -203,7 +203,7 @@ impl Node {
         };
         let store = new_store(&config);
         let shared = Arc::new(NodeShared {
-            store: Arc::new(store),
+            store,
             routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
             endpoint,
             log: ReplicationLog::new(0, config.backlog_bytes_max),
@@ -265,9 +265,10 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// The local engine (for inspection: key counts, memory).
-    pub fn store(&self) -> &Store {
-        &self.shared.store
+    /// The local engine (for inspection: key counts, memory). A replica's engine is replaced
+    /// at each full sync and on promotion, so take it anew rather than keeping it.
+    pub fn store(&self) -> Arc<Store> {
+        self.shared.store.get()
     }
 
     /// This node's replication position, counters and replicas.

@@ -1,0 +1,113 @@
+//! Replication under maxmemory: the master evicts and its evictions reach the replica as
+//! deletes; the replica ignores maxmemory (as Redis's `replica-ignore-maxmemory`), so it never
+//! evicts or refuses on its own and its keys stay the master's; promoted, it enforces
+//! maxmemory again.
+
+mod node_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slotkv_cluster::core::FailoverMode;
+use slotkv_cluster::runtime::admin::create_cluster;
+use slotkv_cluster::{Node, NodeTransport};
+use slotkv_engine::EvictionPolicy;
+use slotkv_transport::sim::SimNet;
+
+use node_support::eventually;
+
+/// Engine memory limit of both nodes, in bytes.
+const MAX_MEMORY_BYTES: u64 = 256 << 10;
+
+async fn start_pair(net: &SimNet) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for index in 0..2 {
+        let node = Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
+            .bind(format!("m{index}:7000"))
+            .node_timeout_ms(1_000)
+            .max_memory(MAX_MEMORY_BYTES, EvictionPolicy::AllKeysLru)
+            .rng_seed(index as u64 + 1)
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    create_cluster(&refs, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    nodes
+}
+
+fn key(index: usize) -> Vec<u8> {
+    format!("evict:{index}").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
+    let net = SimNet::new(7);
+    let nodes = start_pair(&net).await;
+    let (master, replica) = (&nodes[0], &nodes[1]);
+    // The writes below must stream as ops, not arrive in a snapshot.
+    let streaming = eventually(Duration::from_secs(20), || async {
+        replica.replication_info().replid == master.replication_info().replid
+    })
+    .await;
+    assert!(streaming, "the replica never synced");
+    let cluster = master.cluster();
+    let value = vec![b'v'; 4 << 10];
+    let (old, written) = (40, 200);
+    for index in 0..old {
+        cluster.set(&key(index), &value).await.unwrap();
+    }
+    // Reads refresh the LRU clock of the first half of the old keys on the master only
+    // (reads do not replicate), so the master and an evicting replica would pick different
+    // victims.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    for index in 0..old / 2 {
+        cluster.get(&key(index)).await.unwrap();
+    }
+    for index in old..written {
+        cluster.set(&key(index), &value).await.unwrap();
+    }
+    assert!(
+        master.store().dbsize() < written,
+        "the master should have evicted"
+    );
+    let caught_up = eventually(Duration::from_secs(20), || async {
+        master.store().removals_dropped() == 0
+            && replica.replication_info().offset == master.replication_info().offset
+            && replica.store().dbsize() == master.store().dbsize()
+    })
+    .await;
+    assert!(
+        caught_up,
+        "replica {} keys at {}, master {} keys at {}",
+        replica.store().dbsize(),
+        replica.replication_info().offset,
+        master.store().dbsize(),
+        master.replication_info().offset
+    );
+    for index in 0..written {
+        let key = key(index);
+        assert_eq!(
+            replica.store().get(&key).is_some(),
+            master.store().get(&key).is_some(),
+            "key {index} differs"
+        );
+    }
+    assert_eq!(replica.store().config().max_memory_bytes, 0);
+
+    // Promoted, the replica enforces maxmemory again and keeps every key.
+    let keys_before = replica.store().dbsize();
+    replica.failover(FailoverMode::Default).await.unwrap();
+    let limited = eventually(Duration::from_secs(20), || async {
+        replica.store().config().max_memory_bytes == MAX_MEMORY_BYTES
+    })
+    .await;
+    assert!(limited, "the promoted replica does not enforce maxmemory");
+    assert_eq!(replica.store().dbsize(), keys_before);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
