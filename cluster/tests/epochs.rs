@@ -1,7 +1,7 @@
 //! configEpoch collisions and UPDATE messages.
 
 use slotkv_cluster::core::slots::SlotRange;
-use slotkv_cluster::core::wire::MessageType;
+use slotkv_cluster::core::wire::{MessageType, MAX_EPOCH};
 use slotkv_cluster::core::AdminCommand;
 use slotkv_cluster::sim::{SimConfig, Simulator};
 
@@ -34,6 +34,20 @@ fn set_config_epoch_is_refused_once_others_are_known() {
     sim.meet(0, 1).unwrap();
     sim.run_for(2000).unwrap();
     assert!(sim.command(0, AdminCommand::SetConfigEpoch(9)).is_err());
+}
+
+#[test]
+fn an_epoch_peers_would_reject_cannot_be_set() {
+    let mut sim = Simulator::new(SimConfig::new(2, 24, 1000));
+    assert!(sim
+        .command(0, AdminCommand::SetConfigEpoch(u64::MAX))
+        .is_err());
+    assert_eq!(sim.core(0).unwrap().myself().config_epoch, 0);
+    sim.command(0, AdminCommand::SetConfigEpoch(MAX_EPOCH))
+        .unwrap();
+    // Bumping from the largest accepted epoch must not wrap back to a small one.
+    sim.command(0, AdminCommand::BumpEpoch).unwrap();
+    assert!(sim.core(0).unwrap().current_epoch() >= MAX_EPOCH);
 }
 
 #[test]

@@ -136,9 +136,13 @@ pub enum AdminError {
     /// SET-CONFIG-EPOCH when other nodes are known or the epoch is set.
     #[error("the node already knows other nodes or its configEpoch is not 0")]
     ConfigEpochNotSettable,
-    /// RESET on a master that owns slots with data cannot be checked here.
+    /// REPLICATE naming a node that is itself a replica.
     #[error("a replica cannot be replicated: {0} is a replica")]
     ReplicaOfReplica(NodeId),
+    /// SET-CONFIG-EPOCH beyond [`crate::core::wire::MAX_EPOCH`] (every peer would drop
+    /// this node's messages as malformed).
+    #[error("invalid config epoch {0}: the largest accepted is {max}", max = crate::core::wire::MAX_EPOCH)]
+    InvalidConfigEpoch(u64),
 }
 
 fn check_ranges(ranges: &[SlotRange]) -> Result<(), AdminError> {
@@ -378,6 +382,9 @@ impl Core {
     }
 
     fn set_config_epoch(&mut self, epoch: u64) -> Result<AdminReply, AdminError> {
+        if epoch > crate::core::wire::MAX_EPOCH {
+            return Err(AdminError::InvalidConfigEpoch(epoch));
+        }
         if self.nodes.len() != 1 || self.myself().config_epoch != 0 {
             return Err(AdminError::ConfigEpochNotSettable);
         }

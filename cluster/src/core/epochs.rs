@@ -180,7 +180,9 @@ impl Core {
         config_epoch: u64,
         ranges: &[SlotRange],
     ) {
-        if !self.is_known(sender) {
+        // Nobody knows our configEpoch better than we do: an UPDATE about myself (a
+        // confused or forged sender) must not turn this replica into a slotless master.
+        if !self.is_known(sender) || *node == self.myself {
             return;
         }
         let Some(record) = self.nodes.get(node) else {
@@ -208,7 +210,7 @@ impl Core {
         {
             return;
         }
-        self.current_epoch += 1;
+        self.current_epoch = self.current_epoch.saturating_add(1);
         let epoch = self.current_epoch;
         let me = self.myself;
         if let Some(record) = self.nodes.get_mut(&me) {
@@ -239,7 +241,7 @@ impl Core {
         if my_epoch != 0 && my_epoch == max_epoch && unique_max {
             return false;
         }
-        self.current_epoch += 1;
+        self.current_epoch = self.current_epoch.saturating_add(1);
         let epoch = self.current_epoch;
         let me = self.myself;
         if let Some(record) = self.nodes.get_mut(&me) {
@@ -338,6 +340,34 @@ mod tests {
                 && matches!(message.body, crate::core::wire::Body::Update { node, config_epoch: 8, .. } if node == id(3))));
         assert!(update, "{outputs:?}");
         assert_eq!(core.slot_owner(0), Some(id(3)));
+    }
+
+    #[test]
+    fn an_update_about_myself_changes_nothing() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 3);
+        add_node(&mut core, 3, None, 4);
+        own(&mut core, 2, 0..=9);
+        core.set_my_master(id(2));
+        drain(&mut core);
+        core.handle_update(&id(3), &id(1), 99, &[range(0, 9)]);
+        assert_eq!(core.my_master(), Some(id(2)), "still a replica of n2");
+        assert_eq!(core.myself().config_epoch, 0);
+        assert_eq!(core.slot_owner(0), Some(id(2)));
+    }
+
+    #[test]
+    fn a_stale_update_is_ignored_and_a_replica_follows_the_update() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 5);
+        add_node(&mut core, 3, None, 4);
+        own(&mut core, 2, 0..=9);
+        core.set_my_master(id(2));
+        core.handle_update(&id(2), &id(3), 4, &[range(0, 9)]);
+        assert_eq!(core.slot_owner(0), Some(id(2)), "epoch 4 is not news");
+        core.handle_update(&id(2), &id(3), 6, &[range(0, 9)]);
+        assert_eq!(core.slot_owner(0), Some(id(3)));
+        assert_eq!(core.my_master(), Some(id(3)), "lost master's last slot");
     }
 
     #[test]

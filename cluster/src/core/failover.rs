@@ -229,7 +229,7 @@ impl Core {
 
     /// Bumps currentEpoch, persists it, then asks every node (masters answer) for a vote.
     fn request_votes(&mut self) {
-        self.current_epoch += 1;
+        self.current_epoch = self.current_epoch.saturating_add(1);
         self.failover.auth_epoch = self.current_epoch;
         self.failover.auth_sent = true;
         self.save_config_now();

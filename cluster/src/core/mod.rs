@@ -510,7 +510,15 @@ impl Core {
         for (slot, source) in conf.importing {
             core.slots.set_state(slot, SlotState::Importing(source));
         }
-        core.current_epoch = conf.current_epoch;
+        // As Redis does at load: a currentEpoch below a configEpoch in the file (a lost or
+        // hand-edited vars line) would make the next bump reuse a taken epoch.
+        let max_config_epoch = core
+            .nodes
+            .values()
+            .map(|node| node.config_epoch)
+            .max()
+            .unwrap_or(0);
+        core.current_epoch = conf.current_epoch.max(max_config_epoch);
         core.last_vote_epoch = conf.last_vote_epoch;
         Ok(core)
     }
@@ -704,6 +712,12 @@ impl Core {
     }
 
     fn send_to_peer(&mut self, to: Peer, body: Body) {
+        // Whatever the header advertises (a currentEpoch just learned, a new role or
+        // configEpoch) reaches the disk first, as Redis's save in beforeSleep precedes
+        // the socket write: a crash right after the send cannot roll it back.
+        if self.config_dirty {
+            self.save_config_now();
+        }
         self.stats.sent[body.message_type().index()] += 1;
         let message = Message {
             header: self.header(),
@@ -808,6 +822,22 @@ mod tests {
             core.slots_of(&core.myself_id())
         );
         assert_eq!(restored.snapshot().slot_owners, conf.slot_owners);
+    }
+
+    #[test]
+    fn restore_raises_current_epoch_to_the_largest_config_epoch() {
+        let mut core = Core::new(Config::default(), 0);
+        let me = core.myself;
+        if let Some(record) = core.nodes.get_mut(&me) {
+            record.config_epoch = 7;
+        }
+        core.current_epoch = 7;
+        let mut conf = core.snapshot();
+        conf.current_epoch = 2;
+        let mut restored = Core::restore(Config::default(), conf, 1000).unwrap();
+        assert_eq!(restored.current_epoch(), 7);
+        assert!(restored.bump_epoch_without_consensus() || restored.myself().config_epoch == 7);
+        assert!(restored.myself().config_epoch >= 7);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub const MAX_GOSSIP_ENTRIES: usize = 2048;
 pub const MAX_SLOT_RANGES: usize = SLOT_COUNT / 2;
 /// Longest IP or host name accepted, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
+/// Largest currentEpoch/configEpoch accepted (Redis's epochs are signed 64-bit when
+/// typed by an admin). Far beyond any real count of bumps, it leaves every `+ 1` room,
+/// so a forged or corrupted epoch near `u64::MAX` cannot wrap a node's epochs to zero.
+pub const MAX_EPOCH: u64 = i64::MAX as u64;
 
 /// `mflags` bit: the sender is a master paused for a manual failover.
 pub const MFLAG_PAUSED: u8 = 1;
@@ -288,12 +292,23 @@ fn validate_ranges(ranges: &[SlotRange]) -> Result<(), WireError> {
     if !ranges.iter().all(SlotRange::is_valid) {
         return Err(WireError::Invalid("slot range out of bounds"));
     }
+    // Ascending and disjoint, as every sender builds them: overlapping copies of one
+    // big range would otherwise make each slot walk cost up to MAX_SLOT_RANGES × 16384
+    // steps and let duplicates pass the "same slot count" comparison of rule 2.
+    if ranges.windows(2).any(|pair| pair[0].end >= pair[1].start) {
+        return Err(WireError::Invalid(
+            "slot ranges overlap or are out of order",
+        ));
+    }
     Ok(())
 }
 
 fn validate(message: &Message) -> Result<(), WireError> {
     let header = &message.header;
     validate_ranges(&header.slots)?;
+    if header.current_epoch > MAX_EPOCH || header.config_epoch > MAX_EPOCH {
+        return Err(WireError::Invalid("epoch beyond MAX_EPOCH"));
+    }
     if header.ip.len() > MAX_ADDRESS_BYTES || header.hostname.len() > MAX_ADDRESS_BYTES {
         return Err(WireError::Invalid("address too long"));
     }
@@ -308,8 +323,16 @@ fn validate(message: &Message) -> Result<(), WireError> {
             return Err(WireError::Invalid("gossip address too long"));
         }
     }
-    if let Body::Update { slots, .. } = &message.body {
+    if let Body::Update {
+        slots,
+        config_epoch,
+        ..
+    } = &message.body
+    {
         validate_ranges(slots)?;
+        if *config_epoch > MAX_EPOCH {
+            return Err(WireError::Invalid("epoch beyond MAX_EPOCH"));
+        }
     }
     Ok(())
 }
@@ -411,6 +434,81 @@ mod tests {
         bytes.truncate(bytes.len() - 1);
         bytes.extend_from_slice(&[253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn overlapping_or_unsorted_slot_ranges_are_invalid() {
+        let whole = SlotRange {
+            start: 0,
+            end: 16383,
+        };
+        let mut message = sample_message(0);
+        message.header.slots = vec![whole; 1000];
+        assert!(matches!(
+            decode(&encode(&message)),
+            Err(WireError::Invalid(_))
+        ));
+        message.header.slots = vec![
+            SlotRange { start: 5, end: 9 },
+            SlotRange { start: 0, end: 2 },
+        ];
+        assert!(matches!(
+            decode(&encode(&message)),
+            Err(WireError::Invalid(_))
+        ));
+        let update = Message {
+            body: Body::Update {
+                node: NodeId([2; 20]),
+                config_epoch: 9,
+                slots: vec![
+                    SlotRange { start: 1, end: 4 },
+                    SlotRange { start: 4, end: 6 },
+                ],
+            },
+            ..sample_message(0)
+        };
+        assert!(matches!(
+            decode(&encode(&update)),
+            Err(WireError::Invalid(_))
+        ));
+        message.header.slots = vec![
+            SlotRange { start: 0, end: 2 },
+            SlotRange { start: 3, end: 9 },
+        ];
+        assert!(
+            decode(&encode(&message)).is_ok(),
+            "adjacent ranges are fine"
+        );
+    }
+
+    #[test]
+    fn epochs_beyond_the_bound_are_invalid() {
+        let mut message = sample_message(0);
+        message.header.current_epoch = u64::MAX;
+        assert!(matches!(
+            decode(&encode(&message)),
+            Err(WireError::Invalid(_))
+        ));
+        let mut message = sample_message(0);
+        message.header.config_epoch = MAX_EPOCH + 1;
+        assert!(matches!(
+            decode(&encode(&message)),
+            Err(WireError::Invalid(_))
+        ));
+        let update = Message {
+            body: Body::Update {
+                node: NodeId([2; 20]),
+                config_epoch: u64::MAX,
+                slots: vec![SlotRange { start: 1, end: 2 }],
+            },
+            ..sample_message(0)
+        };
+        assert!(matches!(
+            decode(&encode(&update)),
+            Err(WireError::Invalid(_))
+        ));
+        message.header.config_epoch = MAX_EPOCH;
+        assert!(decode(&encode(&message)).is_ok());
     }
 
     #[test]

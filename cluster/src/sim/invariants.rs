@@ -1,6 +1,7 @@
 //! Safety invariants checked after every step, and convergence checked after healing.
 //!
-//! Before sending: a vote request's epoch and a vote's `lastVoteEpoch` are saved.
+//! Before sending: the header's currentEpoch (and a master's configEpoch), a vote
+//! request's epoch and a vote's `lastVoteEpoch` are saved.
 //! After every step: a node's currentEpoch, and its configEpoch while it is a master,
 //! never decrease, and no two
 //! live masters claim one slot with the same configEpoch. After healing and quiet time:
@@ -20,8 +21,8 @@ pub(crate) struct InvariantState {
     epochs: Vec<(u64, u64)>,
     /// Per node: (configEpoch, own slots) when it last saved as a master with slots.
     claims: Vec<Option<(u64, Vec<SlotRange>)>>,
-    /// Per node: (currentEpoch, lastVoteEpoch) of its last saved config.
-    saved_epochs: Vec<(u64, u64)>,
+    /// Per node: (currentEpoch, lastVoteEpoch, own configEpoch) of its last saved config.
+    saved_epochs: Vec<(u64, u64, u64)>,
 }
 
 impl InvariantState {
@@ -29,20 +30,25 @@ impl InvariantState {
         InvariantState {
             epochs: vec![(0, 0); node_count],
             claims: vec![None; node_count],
-            saved_epochs: vec![(0, 0); node_count],
+            saved_epochs: vec![(0, 0, 0); node_count],
         }
     }
 
     /// A node saved its config: remember its epochs and refresh its slot claim.
     pub(crate) fn note_saved(&mut self, index: usize, conf: &NodesConf) {
-        self.saved_epochs[index] = (conf.current_epoch, conf.last_vote_epoch);
         let Some(myself) = conf
             .nodes
             .iter()
             .find(|node| node.flags.contains(NodeFlags::MYSELF))
         else {
+            self.saved_epochs[index] = (conf.current_epoch, conf.last_vote_epoch, 0);
             return;
         };
+        self.saved_epochs[index] = (
+            conf.current_epoch,
+            conf.last_vote_epoch,
+            myself.config_epoch,
+        );
         let ranges: Vec<SlotRange> = conf
             .slot_owners
             .iter()
@@ -55,15 +61,28 @@ impl InvariantState {
 }
 
 impl InvariantState {
-    /// A vote request or vote about to be sent must already be on disk: the request's
-    /// epoch, or the vote's `lastVoteEpoch`. Returns what is wrong, if anything.
+    /// What a message advertises must already be on disk: its currentEpoch, a master's
+    /// configEpoch, a vote request's epoch, a vote's `lastVoteEpoch`. Otherwise a crash
+    /// right after the send restarts the node behind what its peers heard from it.
+    /// Returns what is wrong, if anything.
     pub(crate) fn check_persisted_before_send(
         &self,
         index: usize,
         message: &Message,
     ) -> Option<String> {
-        let (saved_current, saved_vote) = self.saved_epochs[index];
+        let (saved_current, saved_vote, saved_config) = self.saved_epochs[index];
         let epoch = message.header.current_epoch;
+        if epoch > saved_current {
+            return Some(format!(
+                "n{index} sent currentEpoch {epoch} before saving it (saved {saved_current})"
+            ));
+        }
+        let config_epoch = message.header.config_epoch;
+        if message.header.master_id.is_none() && config_epoch > saved_config {
+            return Some(format!(
+                "n{index} sent configEpoch {config_epoch} as a master before saving it (saved {saved_config})"
+            ));
+        }
         match message.body {
             Body::FailoverAuthRequest if saved_current < epoch => Some(format!(
                 "n{index} asked for votes in epoch {epoch} before saving it (saved {saved_current})"

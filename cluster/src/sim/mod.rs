@@ -277,6 +277,11 @@ impl Simulator {
         self.network.config = network;
     }
 
+    /// The trace kept so far (the last `trace_capacity_lines` lines), for replay checks.
+    pub fn trace_text(&self) -> String {
+        self.trace.render()
+    }
+
     /// Appends a line to the trace.
     pub fn note(&mut self, line: String) {
         let stamped = format!("{:>8} {line}", self.now_ms);
@@ -539,6 +544,30 @@ impl Simulator {
                 Output::Event(event) => self.note(format!("n{index} {event:?}")),
             }
         }
+    }
+
+    /// Hands node `index` raw bus bytes as if `from` had sent them, routes whatever it
+    /// answers, and returns the decode result (fuzzing and forged-message tests; no
+    /// invariant is checked, since a forged message may legitimately mislead a node).
+    pub fn inject_datagram(
+        &mut self,
+        index: usize,
+        from: usize,
+        bytes: &[u8],
+    ) -> Result<(), wire::WireError> {
+        let now = self.now_ms;
+        let Some(core) = self
+            .nodes
+            .get_mut(index)
+            .and_then(|node| node.core.as_mut())
+        else {
+            return Ok(());
+        };
+        let result = core.handle_datagram(now, &address_of(from), bytes);
+        // Transmits that break the save-before-send check surface in the caller's own
+        // checks; here only routing matters.
+        let _ = self.drain(index);
+        result
     }
 
     /// Node `index` adds `ranges` to itself.

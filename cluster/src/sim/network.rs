@@ -1,5 +1,5 @@
 //! The simulated network: messages in flight ordered by delivery time, random delay,
-//! drop and (through the random delays) reordering, and partitions.
+//! drop, duplication and (through the random delays) reordering, and partitions.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,6 +30,9 @@ pub struct NetworkConfig {
     pub delay_ms_max: u64,
     /// Probability that a message is lost, in parts per million.
     pub drop_per_million: u64,
+    /// Probability that a delivered message arrives twice (each copy with its own delay),
+    /// in parts per million.
+    pub duplicate_per_million: u64,
 }
 
 impl Default for NetworkConfig {
@@ -38,6 +41,7 @@ impl Default for NetworkConfig {
             delay_ms_min: 1,
             delay_ms_max: 10,
             drop_per_million: 0,
+            duplicate_per_million: 0,
         }
     }
 }
@@ -98,6 +102,14 @@ impl Network {
             self.dropped += 1;
             return false;
         }
+        if rng.chance(self.config.duplicate_per_million, 1_000_000) {
+            self.enqueue(rng, now_ms, from, to, bytes.clone());
+        }
+        self.enqueue(rng, now_ms, from, to, bytes);
+        true
+    }
+
+    fn enqueue(&mut self, rng: &mut Rng, now_ms: u64, from: usize, to: usize, bytes: Vec<u8>) {
         let spread = self
             .config
             .delay_ms_max
@@ -112,7 +124,6 @@ impl Network {
             to,
             bytes,
         }));
-        true
     }
 
     pub(crate) fn next_delivery_ms(&self) -> Option<u64> {
