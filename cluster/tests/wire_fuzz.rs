@@ -125,8 +125,11 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
 }
 
 fn fuzz_seed(seed: u64, rounds: u64) {
+    // Shown with the panic message if anything below panics.
+    println!("fuzz seed {seed}, {rounds} rounds per node");
     let mut sim = Simulator::new(SimConfig::new(NODES, seed, 1000));
-    sim.form_cluster(3).unwrap();
+    sim.form_cluster(3)
+        .unwrap_or_else(|error| panic!("{error}"));
     let known: Vec<NodeId> = (0..NODES).filter_map(|index| sim.id_of(index)).collect();
     let mut rng = Rng::new(seed ^ 0xF0_22);
     let mut malformed = [0u64; NODES];
@@ -158,7 +161,7 @@ fn fuzz_seed(seed: u64, rounds: u64) {
         assert_eq!(
             core.stats().malformed_dropped,
             *count,
-            "n{index} counted drops"
+            "seed {seed}: n{index} counted drops"
         );
         // Every view and nodes.conf must still render from whatever was learned.
         let _ = views::cluster_nodes(core, 0);
@@ -168,7 +171,7 @@ fn fuzz_seed(seed: u64, rounds: u64) {
         let text = persist::render_nodes_conf(&core.snapshot());
         assert!(
             persist::parse_nodes_conf(&text).is_ok(),
-            "n{index} nodes.conf reloads"
+            "seed {seed}: n{index} nodes.conf reloads"
         );
     }
 }

@@ -55,7 +55,9 @@ impl Core {
         let claimed: usize = ranges.iter().map(SlotRange::len).sum();
         let differ = claimed != self.slots.count_of(claimer)
             || slots_of_ranges(ranges).any(|slot| self.slots.owner(slot) != Some(*claimer));
-        if !differ {
+        // Only known claimers are cached: a header may name any master id, and the
+        // cache must stay bounded by the node table.
+        if !differ && self.nodes.contains_key(claimer) {
             self.matching_claims
                 .insert(*claimer, (version, ranges.to_vec()));
         }
@@ -340,6 +342,16 @@ mod tests {
                 && matches!(message.body, crate::core::wire::Body::Update { node, config_epoch: 8, .. } if node == id(3))));
         assert!(update, "{outputs:?}");
         assert_eq!(core.slot_owner(0), Some(id(3)));
+    }
+
+    #[test]
+    fn claims_naming_unknown_masters_are_not_cached() {
+        let mut core = core(1);
+        add_node(&mut core, 2, Some(1), 0);
+        for byte in 100..150u8 {
+            core.apply_sender_slots(&header(2, Some(byte), 0, &[]));
+        }
+        assert!(core.matching_claims.len() <= core.nodes.len());
     }
 
     #[test]

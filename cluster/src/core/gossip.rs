@@ -50,6 +50,10 @@ impl Core {
         let now = self.now_ms;
         self.nodes
             .retain(|_, node| !(node.in_handshake() && now - node.created_ms > lifetime_ms));
+        // Expired handshakes (random ids, one per MEET attempt) must not leave their ping
+        // times behind: the map stays bounded by the node table.
+        let nodes = &self.nodes;
+        self.ping_attempt_ms.retain(|id, _| nodes.contains_key(id));
     }
 
     pub(super) fn expire_blacklist(&mut self) {
@@ -571,6 +575,36 @@ mod tests {
             "the handshake record was renamed"
         );
         assert_eq!(cores[1].nodes().count(), 2);
+    }
+
+    #[test]
+    fn expired_handshakes_leave_no_ping_state_behind() {
+        let mut core = core(1);
+        let mut now = 10_000;
+        for attempt in 0..50 {
+            let meet = AdminCommand::Meet {
+                ip: format!("10.9.0.{attempt}"),
+                client_port: 7000,
+                bus_port: 17000,
+            };
+            core.handle_command(now, meet).unwrap();
+            for _ in 0..15 {
+                now += 100;
+                core.handle_tick(now);
+            }
+            drain(&mut core);
+        }
+        assert_eq!(
+            core.nodes().count(),
+            1,
+            "every unanswered handshake expired"
+        );
+        assert!(
+            core.ping_attempt_ms.len() <= core.nodes().count(),
+            "{} ping times kept for {} nodes",
+            core.ping_attempt_ms.len(),
+            core.nodes().count()
+        );
     }
 
     #[test]
