@@ -11,7 +11,7 @@ use std::time::Duration;
 use slotkv_cluster::core::FailoverMode;
 use slotkv_cluster::runtime::admin::create_cluster;
 use slotkv_cluster::{Node, NodeTransport};
-use slotkv_engine::EvictionPolicy;
+use slotkv_engine::{EvictionPolicy, ExpireTime, SetExpiry, SetOptions};
 use slotkv_transport::sim::SimNet;
 
 use node_support::eventually;
@@ -19,13 +19,13 @@ use node_support::eventually;
 /// Engine memory limit of both nodes, in bytes.
 const MAX_MEMORY_BYTES: u64 = 256 << 10;
 
-async fn start_pair(net: &SimNet) -> Vec<Node> {
+async fn start_pair(net: &SimNet, max_memory_bytes: u64) -> Vec<Node> {
     let mut nodes = Vec::new();
     for index in 0..2 {
         let node = Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
             .bind(format!("m{index}:7000"))
             .node_timeout_ms(1_000)
-            .max_memory(MAX_MEMORY_BYTES, EvictionPolicy::AllKeysLru)
+            .max_memory(max_memory_bytes, EvictionPolicy::AllKeysLru)
             .rng_seed(index as u64 + 1)
             .start()
             .await
@@ -46,7 +46,7 @@ fn key(index: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
     let net = SimNet::new(7);
-    let nodes = start_pair(&net).await;
+    let nodes = start_pair(&net, MAX_MEMORY_BYTES).await;
     let (master, replica) = (&nodes[0], &nodes[1]);
     // The writes below must stream as ops, not arrive in a snapshot.
     let streaming = eventually(Duration::from_secs(20), || async {
@@ -107,6 +107,59 @@ async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
     .await;
     assert!(limited, "the promoted replica does not enforce maxmemory");
     assert_eq!(replica.store().dbsize(), keys_before);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_lost_by_the_engine_make_the_replica_resync() {
+    let net = SimNet::new(11);
+    let nodes = start_pair(&net, 0).await;
+    let (master, replica) = (&nodes[0], &nodes[1]);
+    let streaming = eventually(Duration::from_secs(20), || async {
+        replica.replication_info().replid == master.replication_info().replid
+    })
+    .await;
+    assert!(streaming, "the replica never synced");
+    let cluster = master.cluster();
+    let options = SetOptions {
+        expiry: SetExpiry::Expire(ExpireTime::Milliseconds(300)),
+        ..SetOptions::default()
+    };
+    // More expirations at once than the engine's removal log holds.
+    let keys = slotkv_engine::DEFAULT_REMOVAL_LOG_CAPACITY * 3 / 2;
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..keys)
+        .map(|index| (format!("{{x}}{index}").into_bytes(), b"v".to_vec()))
+        .collect();
+    for (key, value) in &pairs {
+        cluster.set_with(key, value, options).await.unwrap();
+    }
+    let all_written = eventually(Duration::from_secs(20), || async {
+        replica.store().dbsize() == keys
+    })
+    .await;
+    assert!(all_written, "the replica never received the writes");
+    let master_store = master.store();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Reads of expired keys remove them lazily, each one a removal event, faster than the
+    // replication task drains them.
+    for (key, _) in &pairs {
+        let _ = master_store.get(key);
+    }
+    assert!(
+        master_store.removals_dropped() > 0,
+        "the removal log kept up"
+    );
+    let emptied = eventually(Duration::from_secs(30), || async {
+        replica.store().dbsize() == 0
+    })
+    .await;
+    assert!(
+        emptied,
+        "the replica still holds {} keys its master removed",
+        replica.store().dbsize()
+    );
     for node in nodes {
         node.shutdown().await;
     }

@@ -57,6 +57,8 @@ pub struct ReplicationTask {
     streams: MasterStreams,
     link: Option<ReplicaLink>,
     history_seed: u64,
+    /// The engine's lost-removal count already acted on (master).
+    removals_dropped_seen: u64,
 }
 
 impl ReplicationTask {
@@ -67,6 +69,7 @@ impl ReplicationTask {
             streams: MasterStreams::default(),
             link: None,
             history_seed,
+            removals_dropped_seen: 0,
         }
     }
 
@@ -104,6 +107,7 @@ impl ReplicationTask {
                 let was_replica = self.link.take().is_some();
                 if was_replica {
                     self.restore_store_limits().await;
+                    self.removals_dropped_seen = self.shared.store.get().removals_dropped();
                 }
                 if was_replica || self.shared.log.position().0 == 0 {
                     self.history_seed = next_history(self.history_seed ^ wall_clock_nanos());
@@ -171,6 +175,7 @@ impl ReplicationTask {
             let store = self.shared.store.get();
             store.active_expire(ActiveExpireBudget::default());
             record_removals(&self.shared.log, &store, REMOVALS_PER_ROUND_MAX);
+            self.handle_lost_removals(store.removals_dropped());
             return;
         };
         // A replica leaves expiry to its master's deletes; its own lazy removals are noise.
@@ -193,6 +198,24 @@ impl ReplicationTask {
         } else if link.phase == Phase::Streaming {
             self.send_ack().await;
         }
+    }
+
+    /// The engine's removal log overflowed (`dropped_total` events lost so far): some
+    /// expirations or evictions will never reach the replicas as deletes. A new history
+    /// and stopped streams make every replica full-sync.
+    fn handle_lost_removals(&mut self, dropped_total: u64) {
+        if dropped_total <= self.removals_dropped_seen {
+            return;
+        }
+        let lost = dropped_total - self.removals_dropped_seen;
+        self.removals_dropped_seen = dropped_total;
+        tracing::warn!(
+            lost,
+            "engine removals were lost before being logged; replicas resync"
+        );
+        self.history_seed = next_history(self.history_seed ^ wall_clock_nanos());
+        self.shared.log.start_history(self.history_seed);
+        self.streams.stop_all();
     }
 
     async fn send_ack(&self) {
