@@ -22,7 +22,11 @@ impl Core {
             return;
         }
         if header.master_id.is_none() {
-            self.mark_unclaimed_slots(sender, &header.slots);
+            // A reordered header from before the sender's last configEpoch bump lacks
+            // slots it has since taken: it must not unbind them for an older claimer.
+            if header.config_epoch >= self.node_epoch(&sender) {
+                self.mark_unclaimed_slots(sender, &header.slots);
+            }
             self.update_slots_config_with(sender, header.config_epoch, &header.slots);
         }
         self.send_update_if_stale(sender, header.config_epoch, &header.slots);
@@ -342,6 +346,18 @@ mod tests {
                 && matches!(message.body, crate::core::wire::Body::Update { node, config_epoch: 8, .. } if node == id(3))));
         assert!(update, "{outputs:?}");
         assert_eq!(core.slot_owner(0), Some(id(3)));
+    }
+
+    #[test]
+    fn a_reordered_old_header_does_not_unbind_slots_taken_since() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 9);
+        add_node(&mut core, 3, None, 2);
+        own(&mut core, 2, 0..=9);
+        // n2's header from epoch 5, before it took slots 0..=4, arrives late.
+        core.apply_sender_slots(&header(2, None, 5, &[range(5, 9)]));
+        core.apply_sender_slots(&header(3, None, 2, &[range(0, 4)]));
+        assert_eq!(core.slot_owner(0), Some(id(2)), "epoch 2 beat epoch 9");
     }
 
     #[test]
