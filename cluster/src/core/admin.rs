@@ -44,7 +44,7 @@ pub enum SetSlotAction {
 /// An admin command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminCommand {
-    /// CLUSTER MEET ip port [cport].
+    /// `CLUSTER MEET ip port [cport]`.
     Meet {
         /// Peer IP or host name.
         ip: String,
