@@ -78,3 +78,15 @@ pub(crate) fn header(
 pub(crate) fn drain(core: &mut Core) -> Vec<Output> {
     std::iter::from_fn(|| core.poll_output()).collect()
 }
+
+/// Slot owners of the persist and views golden fixtures: 0xaa owns 0-5460 and 5462, 0xbb owns
+/// 5461 and 5463-10922 (single-slot ranges exercise range rendering).
+pub(crate) fn two_master_slot_owners() -> Vec<(SlotRange, NodeId)> {
+    let range = |start, end| SlotRange { start, end };
+    vec![
+        (range(0, 5460), id(0xaa)),
+        (range(5461, 5461), id(0xbb)),
+        (range(5462, 5462), id(0xaa)),
+        (range(5463, 10922), id(0xbb)),
+    ]
+}

@@ -602,36 +602,7 @@ mod tests {
         }
         NodesConf {
             nodes,
-            slot_owners: vec![
-                (
-                    SlotRange {
-                        start: 0,
-                        end: 5460,
-                    },
-                    id(0xaa),
-                ),
-                (
-                    SlotRange {
-                        start: 5461,
-                        end: 5461,
-                    },
-                    id(0xbb),
-                ),
-                (
-                    SlotRange {
-                        start: 5462,
-                        end: 5462,
-                    },
-                    id(0xaa),
-                ),
-                (
-                    SlotRange {
-                        start: 5463,
-                        end: 10922,
-                    },
-                    id(0xbb),
-                ),
-            ],
+            slot_owners: crate::core::testing::two_master_slot_owners(),
             migrating: vec![(100, id(0xbb))],
             importing: vec![(5463, id(0xbb))],
             current_epoch: 7,
