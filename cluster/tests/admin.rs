@@ -5,11 +5,7 @@ use slotkv_cluster::core::{AdminCommand, ResetMode, SetSlotAction};
 use slotkv_cluster::sim::{SimConfig, Simulator};
 
 fn cluster(nodes: usize, masters: usize, seed: u64) -> Simulator {
-    let mut sim = Simulator::new(SimConfig::new(nodes, seed, 1000));
-    sim.form_cluster(masters)
-        .unwrap_or_else(|error| panic!("{error}"));
-    sim.run_for(3000).unwrap_or_else(|error| panic!("{error}"));
-    sim
+    Simulator::formed(nodes, masters, seed, 1000).unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[test]

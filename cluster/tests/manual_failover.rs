@@ -1,15 +1,11 @@
 //! Manual failover in each mode: default (MFSTART handshake), FORCE and TAKEOVER.
 
 use slotkv_cluster::core::{AdminCommand, AdminError, FailoverMode};
-use slotkv_cluster::sim::{SimConfig, Simulator};
+use slotkv_cluster::sim::Simulator;
 
 /// 3 masters n0..n2, replicas n3..n5 (n3 replicates n0).
 fn cluster(seed: u64) -> Simulator {
-    let mut sim = Simulator::new(SimConfig::new(6, seed, 1000));
-    sim.form_cluster(3)
-        .unwrap_or_else(|error| panic!("{error}"));
-    sim.run_for(3000).unwrap_or_else(|error| panic!("{error}"));
-    sim
+    Simulator::formed(6, 3, seed, 1000).unwrap_or_else(|error| panic!("{error}"))
 }
 
 fn swapped(sim: &Simulator) -> bool {

@@ -2,14 +2,10 @@
 //! the majority, and after healing becomes a replica of its successor.
 
 use slotkv_cluster::core::ClusterState;
-use slotkv_cluster::sim::{SimConfig, Simulator};
+use slotkv_cluster::sim::Simulator;
 
 fn cluster(nodes: usize, masters: usize, seed: u64) -> Simulator {
-    let mut sim = Simulator::new(SimConfig::new(nodes, seed, 1000));
-    sim.form_cluster(masters)
-        .unwrap_or_else(|error| panic!("{error}"));
-    sim.run_for(3000).unwrap_or_else(|error| panic!("{error}"));
-    sim
+    Simulator::formed(nodes, masters, seed, 1000).unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[test]

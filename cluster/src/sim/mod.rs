@@ -16,7 +16,7 @@
 pub mod invariants;
 mod network;
 mod scenario;
-pub use scenario::FORMATION_TIMEOUT_MS;
+pub use scenario::{FORMATION_TIMEOUT_MS, SETTLE_AFTER_FORMATION_MS};
 mod trace;
 
 use std::fmt;

@@ -4,10 +4,13 @@
 use crate::core::node::NodeId;
 use crate::core::slots::{SlotRange, SLOT_COUNT};
 use crate::core::{AdminCommand, ClusterState};
-use crate::sim::{SimError, Simulator, SIM_BUS_PORT, SIM_CLIENT_PORT};
+use crate::sim::{SimConfig, SimError, Simulator, SIM_BUS_PORT, SIM_CLIENT_PORT};
 
 /// Longest wait for a MEET chain to become a full mesh of knowledge, in virtual ms.
 pub const FORMATION_TIMEOUT_MS: u64 = 120_000;
+
+/// Quiet time [`Simulator::formed`] runs after formation, in virtual ms.
+pub const SETTLE_AFTER_FORMATION_MS: u64 = 3_000;
 
 impl Simulator {
     /// Node `from` meets node `to` (CLUSTER MEET).
@@ -58,6 +61,21 @@ impl Simulator {
             return Err(self.error("the cluster did not converge to state ok".to_string()));
         }
         Ok(())
+    }
+
+    /// A simulator of `nodes` nodes (node_timeout `node_timeout_ms`) formed into a cluster of
+    /// `masters` masters by [`Simulator::form_cluster`], then left to settle for
+    /// [`SETTLE_AFTER_FORMATION_MS`]: the starting point of most scenarios.
+    pub fn formed(
+        nodes: usize,
+        masters: usize,
+        seed: u64,
+        node_timeout_ms: u64,
+    ) -> Result<Simulator, SimError> {
+        let mut sim = Simulator::new(SimConfig::new(nodes, seed, node_timeout_ms));
+        sim.form_cluster(masters)?;
+        sim.run_for(SETTLE_AFTER_FORMATION_MS)?;
+        Ok(sim)
     }
 
     /// Gives `masters` nodes equal slot ranges and makes the rest replicas (no waiting).
