@@ -10,6 +10,7 @@
 //! MOVED/ASK/TRYAGAIN rules) and [`replication`] (the master's write log, full and partial
 //! resync over the bulk channel, WAIT).
 
+pub mod codec;
 pub mod config_file;
 pub mod core;
 pub mod replication;

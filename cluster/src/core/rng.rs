@@ -10,7 +10,9 @@ pub struct Rng {
     state: [u64; 4],
 }
 
-fn splitmix64(seed: &mut u64) -> u64 {
+/// One step of splitmix64: advances `seed` and returns a well-mixed 64-bit value. The one
+/// home of this mixer in the crate (history ids in replication use it too).
+pub fn splitmix64(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut value = *seed;
     value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

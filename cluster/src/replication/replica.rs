@@ -345,10 +345,8 @@ fn wall_clock_nanos() -> u64 {
 
 /// The next history id (never 0, which means "no history").
 fn next_history(seed: u64) -> u64 {
-    let mut mixed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (mixed ^ (mixed >> 31)).max(1)
+    let mut mixer = seed;
+    crate::core::rng::splitmix64(&mut mixer).max(1)
 }
 
 #[cfg(test)]
