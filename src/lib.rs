@@ -22,7 +22,7 @@ pub use slotkv_transport as transport;
 
 pub use slotkv_engine::key_slot;
 
-pub use slotkv_cluster::runtime::admin::{create_cluster, AdminCallError, NodeMemory};
+pub use slotkv_cluster::{create_cluster, AdminCallError, NodeMemory};
 pub use slotkv_cluster::{
     Cluster, ClusterError, Durability, Node, NodeBuilder, NodeConfig, NodeTransport, ReadFrom,
     StartError,

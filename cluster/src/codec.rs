@@ -106,10 +106,20 @@ impl<const LIMIT: usize> Format<LIMIT> {
     /// fails past the limit, which the cluster's own bounded values never reach; such a
     /// frame is sent with an empty body and fails to decode on the other side.
     pub fn encode<T: Encode>(&self, value: &T) -> Vec<u8> {
-        let mut frame = vec![self.version];
-        match bincode::encode_to_vec(value, Self::config()) {
-            Ok(body) => frame.extend_from_slice(&body),
+        self.encode_after(&[], value)
+    }
+
+    /// Encodes `value` behind `prefix` (e.g. the stream tag of a bulk frame), in one buffer:
+    /// `prefix`, version byte, bincode. The receiver removes the prefix before [`Self::decode`].
+    pub fn encode_after<T: Encode>(&self, prefix: &[u8], value: &T) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(prefix.len() + 64);
+        frame.extend_from_slice(prefix);
+        frame.push(self.version);
+        let header = frame.len();
+        match bincode::encode_into_std_write(value, &mut frame, Self::config()) {
+            Ok(_) => {}
             Err(error) => {
+                frame.truncate(header);
                 debug_assert!(false, "{} did not encode: {error}", self.name);
                 tracing::error!(format = self.name, %error, "a frame did not encode");
             }
@@ -135,10 +145,12 @@ impl<const LIMIT: usize> Format<LIMIT> {
                 expected: self.version,
             });
         }
-        let (value, used): (T, usize) = bincode::decode_from_slice(body, Self::config())
-            .map_err(|error| DecodeError::Malformed {
-                format,
-                reason: error.to_string(),
+        let (value, used): (T, usize) =
+            bincode::decode_from_slice(body, Self::config()).map_err(|error| {
+                DecodeError::Malformed {
+                    format,
+                    reason: error.to_string(),
+                }
             })?;
         if used != body.len() {
             return Err(DecodeError::TrailingBytes {

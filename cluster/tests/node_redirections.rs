@@ -17,7 +17,7 @@ use node_support::{eventually, form, owner_index, start_nodes, tcp};
 async fn migrating_slots_answer_ask_and_tryagain_and_the_handle_follows() {
     let nodes = start_nodes((0..3).map(|_| tcp()).collect()).await;
     let refs: Vec<&slotkv_cluster::Node> = nodes.iter().collect();
-    slotkv_cluster::runtime::admin::create_cluster(&refs, 0, Duration::from_secs(30))
+    slotkv_cluster::create_cluster(&refs, 0, Duration::from_secs(30))
         .await
         .unwrap();
     let present = b"{moving}present";
@@ -165,7 +165,7 @@ fn key_of_first_master(tag: &str) -> Vec<u8> {
 async fn disagreeing_slot_maps_give_bounded_redirections_and_the_handle_follows_moved() {
     let nodes = start_nodes((0..3).map(|_| tcp()).collect()).await;
     let refs: Vec<&slotkv_cluster::Node> = nodes.iter().collect();
-    slotkv_cluster::runtime::admin::create_cluster(&refs, 0, Duration::from_secs(30))
+    slotkv_cluster::create_cluster(&refs, 0, Duration::from_secs(30))
         .await
         .unwrap();
     let key = key_of_first_master("disagree");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slotkv_cluster::core::FailoverMode;
-use slotkv_cluster::runtime::admin::create_cluster;
+use slotkv_cluster::create_cluster;
 use slotkv_cluster::{Node, NodeTransport};
 use slotkv_engine::{EvictionPolicy, ExpireTime, SetExpiry, SetOptions};
 use slotkv_transport::sim::SimNet;

@@ -14,26 +14,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use slotkv_engine::{ExportCursor, ExportLimits, SLOT_COUNT};
 use slotkv_transport::{PeerAddr, SendError};
 use tokio::task::JoinHandle;
 
-use crate::replication::stream::{encode_frame, StreamFrame};
-use crate::replication::{BacklogRead, Op};
-use crate::runtime::shared::NodeShared;
+use crate::node_state::store_cell::export_batches;
+use crate::node_state::write_log::{BacklogRead, Op};
+use crate::node_state::NodeState;
+use crate::replication::stream::{encode_frame, StreamFrame, WireOp};
 
 /// Most ops read from the backlog per stream frame.
-pub const STREAM_BATCH_OPS_MAX: usize = 4_096;
+pub(crate) const STREAM_BATCH_OPS_MAX: usize = 4_096;
 
 /// Most key and value bytes per stream frame (a single larger op still goes alone).
-pub const STREAM_BATCH_BYTES_MAX: usize = 1 << 20;
+pub(crate) const STREAM_BATCH_BYTES_MAX: usize = 1 << 20;
 
 /// A heartbeat is sent after this long without ops, in ms.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+pub(crate) const HEARTBEAT_INTERVAL_MS: u64 = 100;
 
 /// The streaming tasks of a master, one per replica address.
 #[derive(Default)]
-pub struct MasterStreams {
+pub(crate) struct MasterStreams {
     tasks: Mutex<HashMap<PeerAddr, JoinHandle<()>>>,
 }
 
@@ -42,9 +42,9 @@ impl MasterStreams {
     ///
     /// A previous stream to the same replica is aborted and the new one sends nothing until
     /// it has ended, so no frame of the old stream can follow the new stream's first frame.
-    pub fn handle_psync(
+    pub(crate) fn handle_psync(
         &self,
-        shared: &Arc<NodeShared>,
+        shared: &Arc<NodeState>,
         replica: PeerAddr,
         replid: u64,
         offset: u64,
@@ -67,7 +67,7 @@ impl MasterStreams {
     }
 
     /// Stops every stream (this node stopped being a master, or shuts down).
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         for (_, task) in self.tasks.lock().drain() {
             task.abort();
         }
@@ -81,7 +81,7 @@ impl Drop for MasterStreams {
 }
 
 async fn send(
-    shared: &NodeShared,
+    shared: &NodeState,
     replica: &PeerAddr,
     frame: &StreamFrame,
 ) -> Result<(), SendError> {
@@ -89,7 +89,18 @@ async fn send(
     shared.endpoint.send_bulk(replica, bytes).await
 }
 
-async fn stream_to_replica(shared: Arc<NodeShared>, replica: PeerAddr, replid: u64, offset: u64) {
+/// Why a stream to a replica ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The frame could not be sent (link gone, endpoint shut down).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The engine refused the snapshot's export.
+    #[error("the snapshot could not be exported: {0}")]
+    Export(#[from] slotkv_engine::CommandError),
+}
+
+async fn stream_to_replica(shared: Arc<NodeState>, replica: PeerAddr, replid: u64, offset: u64) {
     if let Err(error) = run_stream(&shared, &replica, replid, offset).await {
         tracing::debug!(%replica, %error, "replication stream ended");
     }
@@ -97,11 +108,11 @@ async fn stream_to_replica(shared: Arc<NodeShared>, replica: PeerAddr, replid: u
 }
 
 async fn run_stream(
-    shared: &NodeShared,
+    shared: &NodeState,
     replica: &PeerAddr,
     replid: u64,
     offset: u64,
-) -> Result<(), SendError> {
+) -> Result<(), StreamError> {
     let (my_replid, _) = shared.log.position();
     let mut sent = match shared.log.read_after(replid, offset, 0) {
         BacklogRead::Ops { .. } if replid == my_replid => {
@@ -121,7 +132,7 @@ async fn run_stream(
             BacklogRead::Ops { first_offset, ops } if !ops.is_empty() => {
                 let ops = bounded(ops);
                 sent = first_offset + ops.len() as u64 - 1;
-                let ops = ops.iter().map(Op::to_wire).collect();
+                let ops = ops.iter().map(WireOp::from).collect();
                 send(shared, replica, &StreamFrame::Ops { first_offset, ops }).await?;
             }
             BacklogRead::Ops { .. } => {
@@ -156,7 +167,7 @@ fn bounded(mut ops: Vec<Op>) -> Vec<Op> {
 }
 
 /// Sends a full snapshot; returns the offset the stream continues after.
-async fn full_sync(shared: &NodeShared, replica: &PeerAddr) -> Result<u64, SendError> {
+async fn full_sync(shared: &NodeState, replica: &PeerAddr) -> Result<u64, StreamError> {
     let (replid, start) = shared.log.position();
     tracing::debug!(%replica, start, "full resync");
     shared.log.note_sync_served(true);
@@ -170,26 +181,12 @@ async fn full_sync(shared: &NodeShared, replica: &PeerAddr) -> Result<u64, SendE
     )
     .await?;
     let store = shared.store.get();
-    for slot in 0..SLOT_COUNT as u16 {
-        if store.count_keys_in_slot(slot).unwrap_or(0) == 0 {
-            continue;
-        }
-        let mut cursor = ExportCursor::start();
-        loop {
-            let Ok(batch) = store.export_slot(slot, &cursor, ExportLimits::default()) else {
-                break;
-            };
-            let entries = batch
-                .entries
-                .into_iter()
-                .map(|entry| (entry.key.to_vec(), entry.value.to_vec(), entry.ttl_ms))
-                .collect();
-            send(shared, replica, &StreamFrame::Snapshot(entries)).await?;
-            match batch.next {
-                Some(next) => cursor = next,
-                None => break,
-            }
-        }
+    for batch in export_batches(&store) {
+        let entries = batch?
+            .into_iter()
+            .map(|entry| (entry.key.to_vec(), entry.value.to_vec(), entry.ttl_ms))
+            .collect();
+        send(shared, replica, &StreamFrame::Snapshot(entries)).await?;
     }
     send(shared, replica, &StreamFrame::FullSyncEnd).await?;
     Ok(start)

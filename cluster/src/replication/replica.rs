@@ -20,19 +20,20 @@ use slotkv_transport::{InboundFrame, PeerAddr};
 use tokio::sync::{mpsc, watch};
 
 use crate::core::node::NodeId;
+use crate::node_state::stats::Refusal;
+use crate::node_state::write_log::record_removals;
+use crate::node_state::NodeState;
 use crate::replication::master::MasterStreams;
-use crate::replication::record_removals;
 use crate::replication::stream::{decode_frame, encode_frame, StreamFrame, WireOp};
-use crate::runtime::shared::NodeShared;
 
 /// PSYNC is re-sent this often until the stream starts, in ms.
-pub const PSYNC_RETRY_MS: u64 = 1_000;
+pub(crate) const PSYNC_RETRY_MS: u64 = 1_000;
 /// A replica acknowledges at least this often, in ms.
-pub const ACK_INTERVAL_MS: u64 = 100;
+pub(crate) const ACK_INTERVAL_MS: u64 = 100;
 /// The master link counts as down after this long without a frame, in ms.
-pub const MASTER_LINK_TIMEOUT_MS: u64 = 1_000;
+pub(crate) const MASTER_LINK_TIMEOUT_MS: u64 = 1_000;
 /// Engine removals logged per housekeeping round.
-pub const REMOVALS_PER_ROUND_MAX: usize = 4_096;
+pub(crate) const REMOVALS_PER_ROUND_MAX: usize = 4_096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -52,8 +53,8 @@ struct ReplicaLink {
 }
 
 /// The replication task's state.
-pub struct ReplicationTask {
-    shared: Arc<NodeShared>,
+pub(crate) struct ReplicationTask {
+    shared: Arc<NodeState>,
     streams: MasterStreams,
     link: Option<ReplicaLink>,
     history_seed: u64,
@@ -63,7 +64,7 @@ pub struct ReplicationTask {
 
 impl ReplicationTask {
     /// A task for `shared`; `history_seed` varies new history ids between nodes.
-    pub fn new(shared: Arc<NodeShared>, history_seed: u64) -> ReplicationTask {
+    pub(crate) fn new(shared: Arc<NodeState>, history_seed: u64) -> ReplicationTask {
         ReplicationTask {
             shared,
             streams: MasterStreams::default(),
@@ -75,7 +76,7 @@ impl ReplicationTask {
 
     /// Runs until shutdown: follows `role` (the master this node replicates, `None` for a
     /// master) and handles every bulk frame.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut role: watch::Receiver<Option<NodeId>>,
         mut bulk: mpsc::Receiver<InboundFrame>,
@@ -231,6 +232,7 @@ impl ReplicationTask {
         let decoded = match decode_frame(&frame.payload) {
             Ok(decoded) => decoded,
             Err(error) => {
+                self.shared.stats.count(Refusal::MalformedStreamFrame);
                 tracing::debug!(from = %frame.from, %error, "dropped a replication frame");
                 return;
             }
@@ -386,6 +388,25 @@ mod tests {
         let first = history_of_a_fresh_start().await;
         let second = history_of_a_fresh_start().await;
         assert_ne!(first, second, "a replica of the first life could CONTINUE");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_replication_frame_is_dropped_and_counted() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
+        let before = shared.stats.snapshot().stream_frames_malformed;
+        let garbage = InboundFrame {
+            from: PeerAddr::new("master:7000").unwrap(),
+            channel: slotkv_transport::Channel::Bulk,
+            // Version byte, then a variant index no frame has.
+            payload: bytes::Bytes::from_static(&[1, 0xEE]),
+        };
+        task.handle_frame(garbage).await;
+        assert_eq!(shared.stats.snapshot().stream_frames_malformed, before + 1);
+        assert_eq!(node.stats().stream_frames_malformed, before + 1);
+        node.shutdown().await;
     }
 
     #[tokio::test]

@@ -12,15 +12,22 @@
 
 use bincode::{Decode, Encode};
 
+use crate::codec::{DecodeError, Format, Validate};
+use crate::node_state::bulk::StreamKind;
+use crate::node_state::write_log::Op;
+
 /// Version byte in front of every stream frame.
-pub const STREAM_VERSION: u8 = 1;
+pub(crate) const STREAM_VERSION: u8 = 1;
 
 /// Largest stream frame decoded, in bytes (the transport's bulk limit is the same by default).
-pub const MAX_STREAM_FRAME_BYTES: usize = 64 << 20;
+pub(crate) const MAX_STREAM_FRAME_BYTES: usize = 64 << 20;
+
+/// The replication frame format.
+const FORMAT: Format<MAX_STREAM_FRAME_BYTES> = Format::new("replication frame", STREAM_VERSION);
 
 /// One replicated write effect.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum WireOp {
+pub(crate) enum WireOp {
     /// The key now holds this value, expiring at the unix ms deadline (`None`: no TTL).
     Set(Vec<u8>, Vec<u8>, Option<u64>),
     /// The key no longer exists.
@@ -28,11 +35,11 @@ pub enum WireOp {
 }
 
 /// A snapshot entry: key, value, remaining TTL in ms.
-pub type SnapshotEntry = (Vec<u8>, Vec<u8>, Option<u64>);
+pub(crate) type SnapshotEntry = (Vec<u8>, Vec<u8>, Option<u64>);
 
 /// A replication stream frame.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum StreamFrame {
+pub(crate) enum StreamFrame {
     /// Replica: "replicate me; I hold history `replid` up to `offset`" (`replid` 0: nothing).
     Psync {
         /// The history the replica holds.
@@ -80,39 +87,44 @@ pub enum StreamFrame {
     },
 }
 
-/// Why a stream frame could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed replication frame: {0}")]
-pub struct StreamDecodeError(String);
-
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_STREAM_FRAME_BYTES>()
+impl From<&Op> for WireOp {
+    fn from(op: &Op) -> WireOp {
+        match op {
+            Op::Set {
+                key,
+                value,
+                expire_at_ms,
+            } => WireOp::Set(key.to_vec(), value.to_vec(), *expire_at_ms),
+            Op::Del { key } => WireOp::Del(key.to_vec()),
+        }
+    }
 }
 
-/// Encodes a frame.
-pub fn encode_frame(frame: &StreamFrame) -> Vec<u8> {
-    let mut bytes = vec![STREAM_VERSION];
-    // Encoding owned data into a Vec does not fail; an empty body would fail to decode.
-    if let Ok(body) = bincode::encode_to_vec(frame, config()) {
-        bytes.extend_from_slice(&body);
+impl Validate for StreamFrame {
+    fn validate(&self) -> Result<(), &'static str> {
+        match self {
+            // Offsets start at 1: an op at offset 0 would wrap the replica's position.
+            StreamFrame::Ops {
+                first_offset: 0, ..
+            } => Err("ops start at offset 0"),
+            StreamFrame::Ops { first_offset, ops }
+                if first_offset.checked_add(ops.len() as u64).is_none() =>
+            {
+                Err("op offsets overflow")
+            }
+            _ => Ok(()),
+        }
     }
-    bytes
 }
 
-/// Decodes a frame.
-pub fn decode_frame(bytes: &[u8]) -> Result<StreamFrame, StreamDecodeError> {
-    let Some((&version, body)) = bytes.split_first() else {
-        return Err(StreamDecodeError("empty frame".to_string()));
-    };
-    if version != STREAM_VERSION {
-        return Err(StreamDecodeError(format!("version {version}")));
-    }
-    let (frame, used) = bincode::decode_from_slice(body, config())
-        .map_err(|error| StreamDecodeError(error.to_string()))?;
-    if used != body.len() {
-        return Err(StreamDecodeError("trailing bytes".to_string()));
-    }
-    Ok(frame)
+/// Encodes a frame, behind the replication stream tag of the bulk channel.
+pub(crate) fn encode_frame(frame: &StreamFrame) -> Vec<u8> {
+    FORMAT.encode_after(&[StreamKind::Replication.tag()], frame)
+}
+
+/// Decodes a frame (its stream tag already removed by the demultiplexer).
+pub(crate) fn decode_frame(bytes: &[u8]) -> Result<StreamFrame, DecodeError> {
+    FORMAT.decode(bytes)
 }
 
 #[cfg(test)]
@@ -128,8 +140,29 @@ mod tests {
                 WireOp::Del(b"x".to_vec()),
             ],
         };
-        assert_eq!(decode_frame(&encode_frame(&frame)), Ok(frame));
+        let encoded = encode_frame(&frame);
+        assert_eq!(encoded[0], StreamKind::Replication.tag());
+        assert_eq!(decode_frame(&encoded[1..]), Ok(frame));
         assert!(decode_frame(&[]).is_err());
         assert!(decode_frame(&[STREAM_VERSION, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn ops_at_offset_zero_or_overflowing_are_refused() {
+        let at_zero = StreamFrame::Ops {
+            first_offset: 0,
+            ops: vec![WireOp::Del(b"k".to_vec())],
+        };
+        let overflowing = StreamFrame::Ops {
+            first_offset: u64::MAX,
+            ops: vec![WireOp::Del(b"k".to_vec())],
+        };
+        for frame in [at_zero, overflowing] {
+            let encoded = encode_frame(&frame);
+            assert!(matches!(
+                decode_frame(&encoded[1..]),
+                Err(DecodeError::Invalid { .. })
+            ));
+        }
     }
 }

@@ -7,9 +7,8 @@
 
 use slotkv_engine::{CommandError, Slot, Store};
 
-use crate::replication::ReplicationLog;
+use crate::node_state::{StoreCell, WriteLog};
 use crate::routing::protocol::{expire_condition_from_code, getex_from_wire, Command, Value};
-use crate::runtime::shared::StoreCell;
 
 fn bulk(value: Option<bytes::Bytes>) -> Value {
     Value::Bulk(value.map(|bytes| bytes.to_vec()))
@@ -74,9 +73,9 @@ fn run_write(store: &Store, command: &Command) -> Result<Value, CommandError> {
 
 /// Executes `command` (all keys in `slot`); returns its value and the log offset after it.
 /// A write takes the engine only once it holds the slot's stripe (see [`StoreCell::get`]).
-pub fn execute(
+pub(crate) fn execute(
     stores: &StoreCell,
-    log: &ReplicationLog,
+    log: &WriteLog,
     slot: Slot,
     command: &Command,
 ) -> Result<(Value, u64), CommandError> {
@@ -98,12 +97,12 @@ mod tests {
     use slotkv_engine::{ManualClock, StoreConfig};
 
     use super::*;
-    use crate::replication::{BacklogRead, DEFAULT_BACKLOG_BYTES_MAX};
+    use crate::node_state::write_log::{BacklogRead, DEFAULT_BACKLOG_BYTES_MAX};
 
     #[test]
     fn writes_are_logged_and_reads_are_not() {
         let store = StoreCell::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
-        let log = ReplicationLog::new(1, DEFAULT_BACKLOG_BYTES_MAX);
+        let log = WriteLog::new(1, DEFAULT_BACKLOG_BYTES_MAX);
         let set = Command::MSet(vec![
             (b"{a}1".to_vec(), b"x".to_vec()),
             (b"{a}2".to_vec(), b"y".to_vec()),

@@ -1,6 +1,7 @@
 //! The data path: the cloneable [`Cluster`] handle and how a call reaches the key's owner.
 //!
-//! A call computes the key's slot and reads the published slot map ([`table`]). If this
+//! A call computes the key's slot and reads the published slot map
+//! ([`crate::node_state::routing_table`]). If this
 //! node masters the slot and it is stable, the call runs straight on the local engine: no
 //! serialization, no network, values handed out zero-copy. Otherwise it becomes a
 //! [`protocol::Request`] sent on the transport's request channel to the owner, which applies
@@ -13,12 +14,11 @@
 //! forwarded throughput grows with the number of concurrent callers.
 
 mod commands;
-pub mod error;
-pub mod execute;
-pub mod multi;
-pub mod protocol;
-pub mod serve;
-pub mod table;
+pub(crate) mod error;
+pub(crate) mod execute;
+pub(crate) mod multi;
+pub(crate) mod protocol;
+pub(crate) mod serve;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +34,7 @@ use slotkv_transport::PeerAddr;
 pub use error::ClusterError;
 use protocol::{decode_response, encode_request, Command, DownReason, Request, Response, Value};
 
-use crate::runtime::shared::NodeShared;
+use crate::node_state::NodeState;
 
 /// Where reads go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +67,7 @@ pub enum Durability {
 /// write-tracking used by [`Cluster::wait`].
 #[derive(Clone)]
 pub struct Cluster {
-    shared: Arc<NodeShared>,
+    shared: Arc<NodeState>,
     read_from: ReadFrom,
     durability: Durability,
     /// Highest replication offset written per remote master, for WAIT.
@@ -98,7 +98,7 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    pub(crate) fn new(shared: Arc<NodeShared>) -> Cluster {
+    pub(crate) fn new(shared: Arc<NodeState>) -> Cluster {
         Cluster {
             shared,
             read_from: ReadFrom::Master,

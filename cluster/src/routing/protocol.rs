@@ -13,10 +13,10 @@ use slotkv_engine::{
 };
 
 /// Version byte in front of every request and response frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub(crate) const PROTOCOL_VERSION: u8 = 1;
 
 /// Largest request or response frame decoded, in bytes.
-pub const MAX_PROTOCOL_FRAME_BYTES: usize = 64 << 20;
+pub(crate) const MAX_PROTOCOL_FRAME_BYTES: usize = 64 << 20;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum ProtocolError {
 
 /// An expire time on the wire (mirror of [`ExpireTime`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub enum WireExpireTime {
+pub(crate) enum WireExpireTime {
     /// EX / EXPIRE.
     Seconds(i64),
     /// PX / PEXPIRE.
@@ -66,7 +66,7 @@ impl From<WireExpireTime> for ExpireTime {
 
 /// SET options on the wire: condition (0 always, 1 NX, 2 XX), expiry, GET flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct WireSetOptions {
+pub(crate) struct WireSetOptions {
     condition: u8,
     keep_ttl: bool,
     expire: Option<WireExpireTime>,
@@ -115,7 +115,7 @@ impl From<WireSetOptions> for SetOptions {
 }
 
 /// EXPIRE condition on the wire, as its position in [`ExpireCondition`]'s declaration.
-pub fn expire_condition_to_code(condition: ExpireCondition) -> u8 {
+pub(crate) fn expire_condition_to_code(condition: ExpireCondition) -> u8 {
     match condition {
         ExpireCondition::Always => 0,
         ExpireCondition::IfNoTtl => 1,
@@ -128,7 +128,7 @@ pub fn expire_condition_to_code(condition: ExpireCondition) -> u8 {
 }
 
 /// The condition for a wire code; unknown codes mean no condition.
-pub fn expire_condition_from_code(code: u8) -> ExpireCondition {
+pub(crate) fn expire_condition_from_code(code: u8) -> ExpireCondition {
     match code {
         1 => ExpireCondition::IfNoTtl,
         2 => ExpireCondition::IfHasTtl,
@@ -141,10 +141,10 @@ pub fn expire_condition_from_code(code: u8) -> ExpireCondition {
 }
 
 /// GETEX expiry on the wire: `None` unchanged, `Some(None)` persist, `Some(Some(t))` expire.
-pub type WireGetExExpiry = Option<Option<WireExpireTime>>;
+pub(crate) type WireGetExExpiry = Option<Option<WireExpireTime>>;
 
 /// Converts a GETEX expiry to its wire form.
-pub fn getex_to_wire(expiry: GetExExpiry) -> WireGetExExpiry {
+pub(crate) fn getex_to_wire(expiry: GetExExpiry) -> WireGetExExpiry {
     match expiry {
         GetExExpiry::Unchanged => None,
         GetExExpiry::Persist => Some(None),
@@ -153,7 +153,7 @@ pub fn getex_to_wire(expiry: GetExExpiry) -> WireGetExExpiry {
 }
 
 /// Converts a wire GETEX expiry back.
-pub fn getex_from_wire(expiry: WireGetExExpiry) -> GetExExpiry {
+pub(crate) fn getex_from_wire(expiry: WireGetExExpiry) -> GetExExpiry {
     match expiry {
         None => GetExExpiry::Unchanged,
         Some(None) => GetExExpiry::Persist,
@@ -163,7 +163,7 @@ pub fn getex_from_wire(expiry: WireGetExExpiry) -> GetExExpiry {
 
 /// One engine command with owned arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum Command {
+pub(crate) enum Command {
     /// GET.
     Get(Vec<u8>),
     /// SET with options.
@@ -209,7 +209,7 @@ pub enum Command {
 
 impl Command {
     /// The keys the command touches, in order.
-    pub fn keys(&self) -> Vec<&[u8]> {
+    pub(crate) fn keys(&self) -> Vec<&[u8]> {
         match self {
             Command::Get(key)
             | Command::Set(key, _, _)
@@ -233,7 +233,7 @@ impl Command {
     }
 
     /// True for commands that never write.
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         matches!(
             self,
             Command::Get(_)
@@ -248,22 +248,22 @@ impl Command {
 
 /// A forwarded command and how to execute it.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct Request {
+pub(crate) struct Request {
     /// The command.
-    pub command: Command,
+    pub(crate) command: Command,
     /// ASKING: execute on an importing slot (one-shot, after an ASK redirection).
-    pub asking: bool,
+    pub(crate) asking: bool,
     /// READONLY: a replica of the owner may serve this read.
-    pub read_from_replica: bool,
+    pub(crate) read_from_replica: bool,
     /// After a write, wait for this many replica acknowledgements before answering.
-    pub durability_replicas: u32,
+    pub(crate) durability_replicas: u32,
     /// Longest durability wait, in ms.
-    pub durability_timeout_ms: u64,
+    pub(crate) durability_timeout_ms: u64,
 }
 
 /// A successful command's value.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum Value {
+pub(crate) enum Value {
     /// No value (SET without GET, MSET).
     Unit,
     /// A value or nil.
@@ -280,7 +280,7 @@ pub enum Value {
 
 /// An engine error on the wire: the variant's code and, where it has one, the command name.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct WireCommandError {
+pub(crate) struct WireCommandError {
     code: u8,
     command: String,
 }
@@ -363,7 +363,7 @@ pub enum DownReason {
 
 /// The owner's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub enum Response {
+pub(crate) enum Response {
     /// Executed; the value and the node's replication offset after the command.
     Done(Value, u64),
     /// The engine refused the command; nothing changed.
@@ -416,22 +416,22 @@ fn decode<T: Decode<()>>(frame: &[u8]) -> Result<T, ProtocolError> {
 }
 
 /// Encodes a request frame.
-pub fn encode_request(request: &Request) -> Vec<u8> {
+pub(crate) fn encode_request(request: &Request) -> Vec<u8> {
     encode(request)
 }
 
 /// Decodes a request frame.
-pub fn decode_request(frame: &[u8]) -> Result<Request, ProtocolError> {
+pub(crate) fn decode_request(frame: &[u8]) -> Result<Request, ProtocolError> {
     decode(frame)
 }
 
 /// Encodes a response frame.
-pub fn encode_response(response: &Response) -> Vec<u8> {
+pub(crate) fn encode_response(response: &Response) -> Vec<u8> {
     encode(response)
 }
 
 /// Decodes a response frame.
-pub fn decode_response(frame: &[u8]) -> Result<Response, ProtocolError> {
+pub(crate) fn decode_response(frame: &[u8]) -> Result<Response, ProtocolError> {
     decode(frame)
 }
 

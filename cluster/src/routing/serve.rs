@@ -14,12 +14,12 @@ use slotkv_engine::{key_slot, Slot, Store};
 use slotkv_transport::{InboundRequest, Responder};
 
 use crate::core::slots::SlotState;
+use crate::node_state::stats::Refusal;
+use crate::node_state::{NodeState, NodeStats, RoutingTable};
 use crate::routing::execute::execute;
 use crate::routing::protocol::{
     decode_request, encode_response, Command, DownReason, Request, Response, WireCommandError,
 };
-use crate::routing::table::RoutingTable;
-use crate::runtime::shared::NodeShared;
 
 /// What the rules say about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ enum Decision {
 }
 
 /// The common slot of `keys`, or `None` when they span slots (or there are none).
-pub fn common_slot(keys: &[&[u8]]) -> Option<Slot> {
+pub(crate) fn common_slot(keys: &[&[u8]]) -> Option<Slot> {
     let first = key_slot(keys.first()?);
     keys.iter()
         .all(|key| key_slot(key) == first)
@@ -108,7 +108,7 @@ fn decide(table: &RoutingTable, store: &Store, request: &Request) -> Decision {
 }
 
 /// Serves one request on this node and returns the answer.
-pub async fn handle_request(shared: &NodeShared, request: &Request) -> Response {
+pub(crate) async fn handle_request(shared: &NodeState, request: &Request) -> Response {
     if let Command::Wait {
         offset,
         replicas,
@@ -149,7 +149,7 @@ pub async fn handle_request(shared: &NodeShared, request: &Request) -> Response 
 }
 
 /// Serves one decoded request from a peer and sends the answer.
-pub async fn answer(shared: &NodeShared, request: Request, responder: Responder) {
+pub(crate) async fn answer(shared: &NodeState, request: Request, responder: Responder) {
     let response = handle_request(shared, &request).await;
     let frame = bytes::Bytes::from(encode_response(&response));
     if let Err(error) = responder.respond(frame) {
@@ -157,11 +157,13 @@ pub async fn answer(shared: &NodeShared, request: Request, responder: Responder)
     }
 }
 
-/// Decodes an inbound request; malformed ones are dropped (the requester sees "unanswered").
-pub fn decode_inbound(inbound: &InboundRequest) -> Option<Request> {
+/// Decodes an inbound request; malformed ones are dropped and counted (the requester sees
+/// "unanswered").
+pub(crate) fn decode_inbound(stats: &NodeStats, inbound: &InboundRequest) -> Option<Request> {
     match decode_request(&inbound.payload) {
         Ok(request) => Some(request),
         Err(error) => {
+            stats.count(Refusal::MalformedRequest);
             tracing::debug!(from = %inbound.from, %error, "dropped a malformed data request");
             None
         }
@@ -169,7 +171,7 @@ pub fn decode_inbound(inbound: &InboundRequest) -> Option<Request> {
 }
 
 /// True when serving `request` may wait (durability or WAIT) and so deserves its own task.
-pub fn may_block(request: &Request) -> bool {
+pub(crate) fn may_block(request: &Request) -> bool {
     request.durability_replicas > 0 || matches!(request.command, Command::Wait { .. })
 }
 

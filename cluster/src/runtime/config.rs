@@ -9,7 +9,8 @@ use slotkv_transport::tcp::TcpConfig;
 use slotkv_transport::{EndpointConfig, Transport};
 
 use crate::core::node::NodeId;
-use crate::replication::DEFAULT_BACKLOG_BYTES_MAX;
+use crate::node_state::write_log::DEFAULT_BACKLOG_BYTES_MAX;
+use crate::node_state::DEFAULT_REQUEST_TIMEOUT_MS;
 use crate::runtime::{Node, StartError};
 
 /// How the node links to its peers.
@@ -81,21 +82,25 @@ pub struct NodeBuilder {
 impl NodeBuilder {
     /// A builder with Redis's defaults, listening on `127.0.0.1:0`.
     pub fn new(transport: NodeTransport) -> NodeBuilder {
+        // The protocol's defaults have one home, the core's config; the data path's, its
+        // settings.
+        let protocol = crate::core::Config::default();
+        let engine = slotkv_engine::StoreConfig::default();
         NodeBuilder {
             config: NodeConfig {
                 node_id: None,
                 bind_address: "127.0.0.1:0".to_string(),
                 announce_host: None,
                 transport,
-                node_timeout_ms: 15_000,
+                node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
-                max_memory_bytes: 0,
-                eviction_policy: EvictionPolicy::NoEviction,
-                replica_validity_factor: 10,
-                migration_barrier: 1,
-                require_full_coverage: true,
-                allow_reads_when_down: false,
-                request_timeout_ms: 2_000,
+                max_memory_bytes: engine.max_memory_bytes,
+                eviction_policy: engine.eviction_policy,
+                replica_validity_factor: protocol.replica_validity_factor,
+                migration_barrier: protocol.migration_barrier,
+                require_full_coverage: protocol.require_full_coverage,
+                allow_reads_when_down: protocol.allow_reads_when_down,
+                request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
                 backlog_bytes_max: DEFAULT_BACKLOG_BYTES_MAX,
                 rng_seed: None,
                 endpoint: EndpointConfig::default(),

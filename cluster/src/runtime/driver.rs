@@ -22,20 +22,19 @@ use crate::core::wire;
 use crate::core::{
     AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, Role, TICK_INTERVAL_MS,
 };
-use crate::routing::table::RoutingTable;
-use crate::runtime::shared::NodeShared;
+use crate::node_state::{NodeState, RoutingTable};
 
 /// Capacity of the admin request channel.
-pub const ADMIN_QUEUE_MAX: usize = 64;
+pub(crate) const ADMIN_QUEUE_MAX: usize = 64;
 
 /// Capacity of the host's event channel (slow subscribers miss events).
-pub const EVENT_QUEUE_MAX: usize = 256;
+pub(crate) const EVENT_QUEUE_MAX: usize = 256;
 
 /// A look at the core from outside the driver.
-pub type Inspection = Box<dyn FnOnce(&Core) + Send>;
+pub(crate) type Inspection = Box<dyn FnOnce(&Core) + Send>;
 
 /// What the node handle asks of the driver.
-pub enum DriverRequest {
+pub(crate) enum DriverRequest {
     /// Run an admin command.
     Admin(
         AdminCommand,
@@ -46,36 +45,36 @@ pub enum DriverRequest {
 }
 
 /// The driver's inputs and outputs.
-pub struct Driver {
+pub(crate) struct Driver {
     /// The core.
-    pub core: Core,
+    pub(crate) core: Core,
     /// Shared node state.
-    pub shared: Arc<NodeShared>,
+    pub(crate) shared: Arc<NodeState>,
     /// nodes.conf path, if persisted.
-    pub config_path: Option<PathBuf>,
+    pub(crate) config_path: Option<PathBuf>,
     /// Admin requests.
-    pub requests: mpsc::Receiver<DriverRequest>,
+    pub(crate) requests: mpsc::Receiver<DriverRequest>,
     /// Bus frames from the endpoint.
-    pub bus: mpsc::Receiver<InboundFrame>,
+    pub(crate) bus: mpsc::Receiver<InboundFrame>,
     /// Link events from the endpoint.
-    pub link_events: mpsc::Receiver<TransportEvent>,
+    pub(crate) link_events: mpsc::Receiver<TransportEvent>,
     /// The master this node replicates, for the replication task.
-    pub role: watch::Sender<Option<NodeId>>,
+    pub(crate) role: watch::Sender<Option<NodeId>>,
     /// Events for the host.
-    pub events: broadcast::Sender<Event>,
+    pub(crate) events: broadcast::Sender<Event>,
     /// The answer to the admin command of the current input, sent after publishing.
-    pub pending_reply: Option<AdminAnswer>,
+    pub(crate) pending_reply: Option<AdminAnswer>,
 }
 
 /// An admin command's answer and where it goes.
-pub type AdminAnswer = (
+pub(crate) type AdminAnswer = (
     oneshot::Sender<Result<AdminReply, AdminError>>,
     Result<AdminReply, AdminError>,
 );
 
 impl Driver {
     /// Runs until the node shuts down, then saves the configuration one last time.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         self.publish();
         loop {
             let deadline = self.deadline();

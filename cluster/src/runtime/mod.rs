@@ -6,18 +6,22 @@
 //! - the [`driver`]: owns the core; ticks, bus frames, link events, admin requests; drains
 //!   outputs in order; publishes the slot map;
 //! - the [`server`]: serves data requests forwarded by peers;
+//! - the bulk demultiplexer ([`bulk_demux`]): routes each bulk-channel frame by its stream
+//!   tag to the task of that stream kind;
 //! - the replication task ([`crate::replication::replica`]): replica sync and apply, master
 //!   streams, expiry housekeeping.
+//!
+//! What the tasks share lives below them, in [`crate::node_state`].
 //!
 //! [`Node::cluster`] hands out the data-path handle; admin commands and views are in
 //! [`admin`]. [`Node::shutdown`] stops the tasks, saves the config and closes the links;
 //! dropping a [`Node`] cancels and aborts its tasks too.
 
-pub mod admin;
-pub mod config;
-pub mod driver;
-pub mod server;
-pub mod shared;
+pub(crate) mod admin;
+pub(crate) mod bulk_demux;
+pub(crate) mod config;
+pub(crate) mod driver;
+pub(crate) mod server;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -35,13 +39,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config_file::{load, ConfigFileError, ConfigFileLock};
 use crate::core::node::NodeId;
 use crate::core::{Config, Core, Event, RestoreError};
+use crate::node_state::bulk::StreamKind;
+use crate::node_state::stats::NodeStatistics;
+use crate::node_state::write_log::ReplicationInfo;
+use crate::node_state::{
+    DataPathSettings, NodeState, NodeStats, RoutingCell, RoutingTable, StoreCell, WriteLog,
+};
 use crate::replication::replica::ReplicationTask;
-use crate::replication::ReplicationLog;
-use crate::routing::table::{RoutingCell, RoutingTable};
 use crate::routing::Cluster;
+use bulk_demux::{run_bulk_demux, BulkRoutes};
 pub use config::{NodeBuilder, NodeConfig, NodeTransport};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
-use shared::{DataPathSettings, NodeShared, StoreCell};
 
 /// Name of the persisted configuration in the data directory.
 pub const NODES_CONF_FILE: &str = "nodes.conf";
@@ -83,7 +91,7 @@ pub enum StartError {
 
 /// A running cluster node inside this process. See the module docs.
 pub struct Node {
-    shared: Arc<NodeShared>,
+    shared: Arc<NodeState>,
     requests: mpsc::Sender<DriverRequest>,
     events: broadcast::Sender<Event>,
     tasks: Vec<JoinHandle<()>>,
@@ -202,16 +210,17 @@ impl Node {
             None => Core::new(core_config, 0),
         };
         let store = new_store(&config);
-        let shared = Arc::new(NodeShared {
+        let shared = Arc::new(NodeState {
             store,
             routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
             endpoint,
-            log: ReplicationLog::new(0, config.backlog_bytes_max),
+            log: WriteLog::new(0, config.backlog_bytes_max),
             master_link_up: AtomicBool::new(false),
             settings: DataPathSettings {
                 request_timeout_ms: config.request_timeout_ms,
                 ..DataPathSettings::default()
             },
+            stats: NodeStats::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         });
@@ -230,9 +239,16 @@ impl Node {
             pending_reply: None,
         };
         let replication = ReplicationTask::new(Arc::clone(&shared), seed);
+        let mut bulk_routes = BulkRoutes::default();
+        let replication_frames = bulk_routes.register(StreamKind::Replication);
         let tasks = vec![
             tokio::spawn(driver.run()),
-            tokio::spawn(replication.run(role_receiver, incoming.bulk)),
+            tokio::spawn(run_bulk_demux(
+                Arc::clone(&shared),
+                bulk_routes,
+                incoming.bulk,
+            )),
+            tokio::spawn(replication.run(role_receiver, replication_frames)),
             tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),
         ];
         tracing::info!(address = %local, "slotkv node started");
@@ -272,13 +288,19 @@ impl Node {
     }
 
     /// This node's replication position, counters and replicas.
-    pub fn replication_info(&self) -> crate::replication::ReplicationInfo {
+    pub fn replication_info(&self) -> ReplicationInfo {
         self.shared.log.info()
+    }
+
+    /// Counters of input this node refused or dropped (malformed requests and stream frames,
+    /// unroutable bulk frames). Malformed bus messages are counted by the core.
+    pub fn stats(&self) -> NodeStatistics {
+        self.shared.stats.snapshot()
     }
 
     /// The state the node's tasks share (for in-crate tests of single tasks).
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> Arc<NodeShared> {
+    pub(crate) fn shared(&self) -> Arc<NodeState> {
         Arc::clone(&self.shared)
     }
 

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use slotkv_transport::InboundRequest;
 use tokio::sync::mpsc;
 
+use crate::node_state::NodeState;
 use crate::routing::serve::{answer, decode_inbound, may_block};
-use crate::runtime::shared::NodeShared;
 
 /// Serves until shutdown or until the endpoint closes its request queue.
-pub async fn run_server(shared: Arc<NodeShared>, mut requests: mpsc::Receiver<InboundRequest>) {
+pub(crate) async fn run_server(
+    shared: Arc<NodeState>,
+    mut requests: mpsc::Receiver<InboundRequest>,
+) {
     loop {
         let inbound = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -23,7 +26,7 @@ pub async fn run_server(shared: Arc<NodeShared>, mut requests: mpsc::Receiver<In
                 None => break,
             },
         };
-        let Some(request) = decode_inbound(&inbound) else {
+        let Some(request) = decode_inbound(&shared.stats, &inbound) else {
             continue;
         };
         if may_block(&request) {

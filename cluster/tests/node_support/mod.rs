@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slotkv_cluster::runtime::admin::create_cluster;
+use slotkv_cluster::create_cluster;
 use slotkv_cluster::{Node, NodeTransport};
 use slotkv_transport::quic::{DevCertificateAuthority, QuicConfig};
 use slotkv_transport::sim::SimNet;

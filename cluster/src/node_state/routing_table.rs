@@ -35,36 +35,34 @@ const FLAG_READS_WHEN_DOWN: u8 = 4;
 
 /// A node as the data path sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteNode {
+pub(crate) struct RouteNode {
     /// Its id.
-    pub id: NodeId,
+    pub(crate) id: NodeId,
     /// Its bus address (requests go there).
-    pub address: PeerAddr,
+    pub(crate) address: PeerAddr,
     /// True for a master.
-    pub is_master: bool,
+    pub(crate) is_master: bool,
     /// True when PFAIL or FAIL.
-    pub failing: bool,
+    pub(crate) failing: bool,
     /// For a replica, its master.
-    pub master: Option<NodeId>,
+    pub(crate) master: Option<NodeId>,
 }
 
 /// An immutable snapshot of the slot map and of what this node may serve.
 #[derive(Debug, Clone)]
-pub struct RoutingTable {
+pub(crate) struct RoutingTable {
     /// This node's id.
-    pub myself: NodeId,
-    /// This node's address.
-    pub my_address: PeerAddr,
+    pub(crate) myself: NodeId,
     /// True when this node is a master.
-    pub myself_is_master: bool,
+    pub(crate) myself_is_master: bool,
     /// The master this node replicates, if a replica.
-    pub my_master: Option<NodeId>,
+    pub(crate) my_master: Option<NodeId>,
     /// `cluster_state` is ok.
-    pub cluster_ok: bool,
+    pub(crate) cluster_ok: bool,
     /// This node accepts writes.
-    pub accepts_writes: bool,
+    pub(crate) accepts_writes: bool,
     /// `cluster-allow-reads-when-down`.
-    pub allow_reads_when_down: bool,
+    pub(crate) allow_reads_when_down: bool,
     owners: Vec<u16>,
     states: HashMap<Slot, SlotState>,
     nodes: Vec<RouteNode>,
@@ -72,7 +70,7 @@ pub struct RoutingTable {
 
 impl RoutingTable {
     /// Builds the table from the core's view.
-    pub fn from_core(core: &Core, my_address: &PeerAddr) -> RoutingTable {
+    pub(crate) fn from_core(core: &Core, my_address: &PeerAddr) -> RoutingTable {
         let nodes: Vec<RouteNode> = core
             .nodes()
             .filter(|node| !node.in_handshake())
@@ -117,7 +115,6 @@ impl RoutingTable {
             .collect();
         RoutingTable {
             myself: core.myself_id(),
-            my_address: my_address.clone(),
             myself_is_master: core.myself().is_master(),
             my_master: core.my_master(),
             cluster_ok: core.cluster_state() == ClusterState::Ok,
@@ -130,33 +127,23 @@ impl RoutingTable {
     }
 
     /// The owner of `slot`.
-    pub fn owner(&self, slot: Slot) -> Option<&RouteNode> {
+    pub(crate) fn owner(&self, slot: Slot) -> Option<&RouteNode> {
         let index = *self.owners.get(usize::from(slot))?;
         self.nodes.get(usize::from(index))
     }
 
     /// This node's migration state for `slot`.
-    pub fn state(&self, slot: Slot) -> SlotState {
+    pub(crate) fn state(&self, slot: Slot) -> SlotState {
         self.states.get(&slot).copied().unwrap_or_default()
     }
 
     /// The node with this id.
-    pub fn node(&self, id: &NodeId) -> Option<&RouteNode> {
+    pub(crate) fn node(&self, id: &NodeId) -> Option<&RouteNode> {
         self.nodes.iter().find(|node| node.id == *id)
     }
 
-    /// The node with this address.
-    pub fn node_at(&self, address: &PeerAddr) -> Option<&RouteNode> {
-        self.nodes.iter().find(|node| node.address == *address)
-    }
-
-    /// Every known node.
-    pub fn nodes(&self) -> &[RouteNode] {
-        &self.nodes
-    }
-
     /// The replicas of `master` that are not failing.
-    pub fn healthy_replicas_of(&self, master: &NodeId) -> Vec<&RouteNode> {
+    pub(crate) fn healthy_replicas_of(&self, master: &NodeId) -> Vec<&RouteNode> {
         self.nodes
             .iter()
             .filter(|node| node.master == Some(*master) && !node.failing)
@@ -205,7 +192,7 @@ impl RoutingTable {
 }
 
 /// The published slot map: lock-free per-slot bits plus the latest [`RoutingTable`].
-pub struct RoutingCell {
+pub(crate) struct RoutingCell {
     slots: Box<[AtomicU8]>,
     flags: AtomicU8,
     table: RwLock<Arc<RoutingTable>>,
@@ -213,7 +200,7 @@ pub struct RoutingCell {
 
 impl RoutingCell {
     /// A cell holding `table`.
-    pub fn new(table: RoutingTable) -> RoutingCell {
+    pub(crate) fn new(table: RoutingTable) -> RoutingCell {
         let cell = RoutingCell {
             slots: (0..SLOT_COUNT).map(|_| AtomicU8::new(0)).collect(),
             flags: AtomicU8::new(0),
@@ -224,7 +211,7 @@ impl RoutingCell {
     }
 
     /// Publishes a new table (driver only).
-    pub fn publish(&self, table: RoutingTable) {
+    pub(crate) fn publish(&self, table: RoutingTable) {
         for (cell, bits) in self.slots.iter().zip(table.all_slot_bits()) {
             cell.store(bits, Ordering::Release);
         }
@@ -233,14 +220,14 @@ impl RoutingCell {
     }
 
     /// The latest table.
-    pub fn table(&self) -> Arc<RoutingTable> {
+    pub(crate) fn table(&self) -> Arc<RoutingTable> {
         Arc::clone(&self.table.read())
     }
 
     /// Lock-free: may this node execute the command on `slot` itself, straight on the
     /// engine? Writes need a stable mastered slot and a writable node; reads also accept a
     /// replica of the owner when `replica_reads` is set.
-    pub fn is_local(&self, slot: Slot, write: bool, replica_reads: bool) -> bool {
+    pub(crate) fn is_local(&self, slot: Slot, write: bool, replica_reads: bool) -> bool {
         let bits = self.slots[usize::from(slot) % SLOT_COUNT].load(Ordering::Acquire);
         let flags = self.flags.load(Ordering::Acquire);
         if write {

@@ -1,0 +1,56 @@
+//! Counters of input a node refused or dropped, readable from the host through
+//! [`crate::Node::stats`]. Bus messages that do not decode are counted by the core.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The live counters (relaxed atomics: monitoring, not synchronisation).
+#[derive(Debug, Default)]
+pub(crate) struct NodeStats {
+    requests_malformed: AtomicU64,
+    stream_frames_malformed: AtomicU64,
+    bulk_frames_unroutable: AtomicU64,
+}
+
+/// Which counter to bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A forwarded data request that did not decode (dropped unanswered).
+    MalformedRequest,
+    /// A bulk-stream frame (replication, migration) that did not decode.
+    MalformedStreamFrame,
+    /// A bulk frame with an unknown stream tag, or for a stream kind nothing consumes.
+    UnroutableBulkFrame,
+}
+
+/// A snapshot of a node's counters of refused input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeStatistics {
+    /// Forwarded data requests that did not decode (unknown command or option code,
+    /// truncated, oversized, wrong version): dropped, nothing applied.
+    pub requests_malformed: u64,
+    /// Bulk-stream frames (replication) that did not decode: dropped, nothing applied.
+    pub stream_frames_malformed: u64,
+    /// Bulk frames whose stream tag is unknown or has no consumer on this node: dropped.
+    pub bulk_frames_unroutable: u64,
+}
+
+impl NodeStats {
+    /// Counts one refusal.
+    pub(crate) fn count(&self, refusal: Refusal) {
+        let counter = match refusal {
+            Refusal::MalformedRequest => &self.requests_malformed,
+            Refusal::MalformedStreamFrame => &self.stream_frames_malformed,
+            Refusal::UnroutableBulkFrame => &self.bulk_frames_unroutable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub(crate) fn snapshot(&self) -> NodeStatistics {
+        NodeStatistics {
+            requests_malformed: self.requests_malformed.load(Ordering::Relaxed),
+            stream_frames_malformed: self.stream_frames_malformed.load(Ordering::Relaxed),
+            bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The node's engine behind a replaceable cell: a replica runs on an engine without
+//! maxmemory and a promoted replica moves its data into one with the configured limit.
+//! [`export_batches`] is the one loop that walks every key of an engine in bounded batches
+//! (full sync, promotion copies).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use slotkv_engine::{
+    Clock, CommandError, ExportCursor, ExportLimits, ExportedEntry, Slot, Store, StoreConfig,
+    SLOT_COUNT,
+};
+
+/// The node's engine, replaceable as the role changes. A replica must hold exactly its
+/// master's keys, so, like Redis's `replica-ignore-maxmemory`, it runs on an engine without
+/// maxmemory: it never evicts or refuses a replicated write on its own; its master's
+/// evictions reach it as deletes. Each full sync starts on such a fresh engine; a promoted
+/// replica moves its data into an engine with the configured limit.
+pub(crate) struct StoreCell {
+    current: RwLock<Arc<Store>>,
+    /// The configured engine settings (with maxmemory), for a master.
+    master_config: StoreConfig,
+    clock: Arc<dyn Clock>,
+    /// True while the current engine has the configured limit.
+    limited: AtomicBool,
+}
+
+impl StoreCell {
+    /// A cell holding a master's engine with `config`, on `clock`.
+    pub(crate) fn new(config: StoreConfig, clock: Arc<dyn Clock>) -> StoreCell {
+        let store = Store::new(config.clone(), Arc::clone(&clock));
+        StoreCell {
+            current: RwLock::new(Arc::new(store)),
+            master_config: config,
+            clock,
+            limited: AtomicBool::new(true),
+        }
+    }
+
+    /// The current engine. Writers take it with their write stripe held, so a swap made
+    /// with every stripe held never loses a write.
+    pub(crate) fn get(&self) -> Arc<Store> {
+        Arc::clone(&self.current.read())
+    }
+
+    /// Replica side, at the start of a full sync: an empty engine without maxmemory.
+    pub(crate) fn reset_for_replica(&self) {
+        let config = StoreConfig {
+            max_memory_bytes: 0,
+            ..self.master_config.clone()
+        };
+        let store = Store::new(config, Arc::clone(&self.clock));
+        *self.current.write() = Arc::new(store);
+        self.limited.store(false, Ordering::Release);
+    }
+
+    /// This node became a master: moves the data into an engine with the configured
+    /// maxmemory. Call with every write stripe held (blocking: it copies every key). If the
+    /// data does not fit the limit, the unlimited engine stays and a warning says so.
+    pub(crate) fn restore_limits(&self) {
+        if self.limited.load(Ordering::Acquire) {
+            return;
+        }
+        if self.master_config.max_memory_bytes == 0 {
+            self.limited.store(true, Ordering::Release);
+            return;
+        }
+        let current = self.get();
+        let limited = Store::new(self.master_config.clone(), Arc::clone(&self.clock));
+        if let Err(error) = copy_all(&current, &limited) {
+            tracing::warn!(%error, "the data of this promoted replica exceeds maxmemory; \
+                maxmemory is not enforced on it until it resyncs or restarts");
+            return;
+        }
+        *self.current.write() = Arc::new(limited);
+        self.limited.store(true, Ordering::Release);
+    }
+}
+
+/// Every key of `store`, slot by slot, in batches bounded by [`ExportLimits::default`]:
+/// the one walk over a whole engine (full sync, promotion copy). Each key present
+/// throughout the walk is yielded exactly once (the engine's export guarantee); an engine
+/// error on a slot ends the walk with that error.
+pub(crate) fn export_batches(store: &Store) -> ExportBatches<'_> {
+    ExportBatches {
+        store,
+        slot: 0,
+        cursor: None,
+    }
+}
+
+/// The iterator of [`export_batches`].
+pub(crate) struct ExportBatches<'a> {
+    store: &'a Store,
+    /// The slot being exported (or the next to look at).
+    slot: usize,
+    /// Where the current slot's export resumes; `None`: the slot is not started.
+    cursor: Option<ExportCursor>,
+}
+
+impl Iterator for ExportBatches<'_> {
+    type Item = Result<Vec<ExportedEntry>, CommandError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.slot < SLOT_COUNT {
+            let slot = self.slot as Slot;
+            let cursor = match self.cursor.take() {
+                Some(cursor) => cursor,
+                None => match self.store.count_keys_in_slot(slot) {
+                    Ok(0) => {
+                        self.slot += 1;
+                        continue;
+                    }
+                    Ok(_) => ExportCursor::start(),
+                    Err(error) => {
+                        self.slot = SLOT_COUNT;
+                        return Some(Err(error));
+                    }
+                },
+            };
+            let batch = match self
+                .store
+                .export_slot(slot, &cursor, ExportLimits::default())
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    self.slot = SLOT_COUNT;
+                    return Some(Err(error));
+                }
+            };
+            match batch.next {
+                Some(next) => self.cursor = Some(next),
+                None => self.slot += 1,
+            }
+            if !batch.entries.is_empty() {
+                return Some(Ok(batch.entries));
+            }
+        }
+        None
+    }
+}
+
+/// Copies every key of `from` into `to`.
+fn copy_all(from: &Store, to: &Store) -> Result<(), CommandError> {
+    for batch in export_batches(from) {
+        to.import_batch(&batch?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use slotkv_engine::{ManualClock, SetOptions};
+
+    use super::*;
+
+    #[test]
+    fn export_batches_yield_every_key_once() {
+        let store = Store::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
+        for index in 0..5_000u32 {
+            let key = format!("key:{index}");
+            store
+                .set(key.as_bytes(), b"v", SetOptions::default())
+                .unwrap();
+        }
+        // Many keys in one slot, so one slot spans several batches.
+        for index in 0..3_000u32 {
+            let key = format!("{{tag}}:{index}");
+            store
+                .set(key.as_bytes(), b"v", SetOptions::default())
+                .unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        for batch in export_batches(&store) {
+            for entry in batch.unwrap() {
+                assert!(seen.insert(entry.key.clone()), "a key was exported twice");
+            }
+        }
+        assert_eq!(seen.len(), 8_000);
+    }
+}
