@@ -84,6 +84,13 @@ pub trait Listener: Send {
 
     /// The next inbound link or refusal; `None` once the listener is closed. Cancel-safe.
     fn accept(&mut self) -> BoxFuture<'_, Option<Accept>>;
+
+    /// Stops accepting and releases the listening socket; resolves only once it is released,
+    /// so the address can be bound again at once. The default does nothing (a listener that
+    /// holds no OS resource).
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A way of linking nodes: TCP, QUIC, the simulated network, or your own.
@@ -104,4 +111,11 @@ pub trait Transport: Send + Sync + 'static {
         channel: Channel,
         limits: FrameLimits,
     ) -> BoxFuture<'a, Result<FramedLink, LinkError>>;
+
+    /// Releases what the transport holds beyond its listener and links (e.g. QUIC's shared
+    /// UDP socket); called by the endpoint after its listener and every link are closed.
+    /// Resolves once the resources are released. The default does nothing.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

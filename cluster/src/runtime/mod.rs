@@ -304,7 +304,9 @@ impl Node {
         Arc::clone(&self.shared)
     }
 
-    /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link.
+    /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link and the
+    /// listener. Returns only once the listener's socket is released and every link and
+    /// task of the node has ended, so a node can be started on the same address at once.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         for task in self.tasks.drain(..) {
@@ -312,7 +314,7 @@ impl Node {
                 tracing::warn!(%error, "a node task ended abnormally");
             }
         }
-        self.shared.endpoint.shutdown();
+        self.shared.endpoint.close().await;
         tracing::info!(address = %self.shared.endpoint.local_addr(), "slotkv node stopped");
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::endpoint::request::{decode_envelope, EnvelopeKind, Responder};
 use crate::endpoint::{write_frames, EventSink};
@@ -26,6 +27,8 @@ pub(crate) struct InboundContext {
     pub(crate) requests: mpsc::Sender<InboundRequest>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) links: Arc<Semaphore>,
+    /// The endpoint's task tracker: inbound link tasks are spawned on it.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// Accepts links until the listener closes or the endpoint shuts down.
@@ -33,7 +36,10 @@ pub(crate) async fn run_accept_loop(mut listener: Box<dyn Listener>, context: Ar
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = context.shutdown.cancelled() => return,
+            () = context.shutdown.cancelled() => {
+                listener.close().await;
+                return;
+            }
         };
         match accepted {
             None => {
@@ -54,7 +60,9 @@ pub(crate) async fn run_accept_loop(mut listener: Box<dyn Listener>, context: Ar
 fn handle_accepted(link: AcceptedLink, context: &Arc<InboundContext>) {
     match Arc::clone(&context.links).try_acquire_owned() {
         Ok(permit) => {
-            tokio::spawn(serve_inbound(link, Arc::clone(context), permit));
+            context
+                .tasks
+                .spawn(serve_inbound(link, Arc::clone(context), permit));
         }
         Err(_) => {
             let reason = LinkError::Overloaded(format!(

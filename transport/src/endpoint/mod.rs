@@ -25,6 +25,7 @@ use futures_util::SinkExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::endpoint::inbound::InboundContext;
 use crate::endpoint::outbound::OutboundLink;
@@ -122,6 +123,9 @@ struct Shared {
     events: EventSink,
     jitter: Arc<Mutex<SplitMix64>>,
     shutdown: CancellationToken,
+    /// Every task of the endpoint (accept loop, inbound and outbound links), so that
+    /// [`Endpoint::close`] can wait for all of them.
+    tasks: TaskTracker,
 }
 
 impl Drop for Shared {
@@ -180,6 +184,7 @@ impl Endpoint {
             },
             jitter: Arc::new(Mutex::new(jitter)),
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         });
         let context = InboundContext {
             config: Arc::clone(&shared.config),
@@ -189,10 +194,12 @@ impl Endpoint {
             requests: request_sender,
             shutdown: shared.shutdown.clone(),
             links: Arc::new(Semaphore::new(shared.config.inbound_links_max)),
+            tasks: shared.tasks.clone(),
         };
-        shared
-            .runtime
-            .spawn(inbound::run_accept_loop(listener, Arc::new(context)));
+        shared.tasks.spawn_on(
+            inbound::run_accept_loop(listener, Arc::new(context)),
+            &shared.runtime,
+        );
         let incoming = Incoming {
             bus,
             bulk,
@@ -297,10 +304,22 @@ impl Endpoint {
         self.shared.events.dropped.load(Ordering::Relaxed)
     }
 
-    /// Stops listening and closes every link; later sends fail with `Shutdown`.
+    /// Stops listening and closes every link; later sends fail with `Shutdown`. Returns at
+    /// once: the listener and the links close in the background (see [`Endpoint::close`]).
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.peers.lock().clear();
+    }
+
+    /// Shuts down (as [`Endpoint::shutdown`]) and resolves only once the listener has
+    /// released its socket, every inbound and outbound link task has ended and the
+    /// transport has released what it holds: the same address can then be bound again at
+    /// once, by this process or another.
+    pub async fn close(&self) {
+        self.shutdown();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        self.shared.transport.close().await;
     }
 
     fn check_frame(&self, channel: Channel, frame: &Bytes) -> Result<(), SendError> {
@@ -352,7 +371,7 @@ impl Endpoint {
                 jitter: Arc::clone(&shared.jitter),
                 cancel: cancel.clone(),
             };
-            shared.runtime.spawn(link.run(receiver));
+            shared.tasks.spawn_on(link.run(receiver), &shared.runtime);
             sender
         });
         Arc::new(PeerLinks {

@@ -78,8 +78,14 @@ pub struct QuicTransport {
     server_name: String,
     stream_open_timeout_ms: u64,
     endpoint: Mutex<Option<quinn::Endpoint>>,
+    /// The UDP address `listen` bound, released again by [`Transport::close`].
+    bound: Mutex<Option<SocketAddr>>,
     connections: Mutex<HashMap<SocketAddr, ConnectionSlot>>,
 }
+
+/// Longest wait in [`Transport::close`] for quinn's endpoint driver to release the UDP
+/// socket after the last handle is gone, in ms.
+pub const SOCKET_RELEASE_WAIT_MS_MAX: u64 = 2_000;
 
 impl QuicTransport {
     /// Builds the TLS and QUIC settings; fails if the certificates or key are unusable.
@@ -103,6 +109,7 @@ impl QuicTransport {
             server_name: config.server_name,
             stream_open_timeout_ms: config.stream_open_timeout_ms,
             endpoint: Mutex::new(None),
+            bound: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
         })
     }
@@ -180,7 +187,44 @@ pub(crate) fn link_error_from_io(error: &std::io::Error) -> Option<LinkError> {
     Some(connection_error(lost.clone()))
 }
 
+impl QuicTransport {
+    /// Closes the shared UDP endpoint and every connection, waiting until they are idle.
+    async fn close_endpoint(&self) {
+        self.connections.lock().clear();
+        let endpoint = self.endpoint.lock().take();
+        if let Some(endpoint) = endpoint {
+            endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+            endpoint.wait_idle().await;
+            drop(endpoint);
+        }
+        // quinn's endpoint driver drops the socket on its next wake-up once the last handle
+        // (transport, listener, connections) is gone: wait, bounded, until the port is free.
+        let Some(address) = self.bound.lock().take() else {
+            return;
+        };
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(SOCKET_RELEASE_WAIT_MS_MAX);
+        loop {
+            match std::net::UdpSocket::bind(address) {
+                Ok(probe) => {
+                    drop(probe);
+                    return;
+                }
+                Err(error) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(%address, %error, "the QUIC socket was not released in time");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+}
+
 impl Transport for QuicTransport {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.close_endpoint())
+    }
+
     fn listen<'a>(
         &'a self,
         local: &'a PeerAddr,
@@ -190,8 +234,10 @@ impl Transport for QuicTransport {
             let mut endpoint =
                 quinn::Endpoint::server(self.server_config.clone(), local.resolve().await?)?;
             endpoint.set_default_client_config(self.client_config.clone());
-            let bound = PeerAddr::from(endpoint.local_addr()?);
+            let socket = endpoint.local_addr()?;
+            let bound = PeerAddr::from(socket);
             *self.endpoint.lock() = Some(endpoint.clone());
+            *self.bound.lock() = Some(socket);
             let (accepted, queue) = mpsc::channel(ACCEPT_QUEUE_LINKS_MAX);
             let timeout_ms = self.stream_open_timeout_ms;
             let task = tokio::spawn(run_listener(endpoint.clone(), limits, timeout_ms, accepted));
@@ -246,6 +292,16 @@ impl Listener for QuicListener {
 
     fn accept(&mut self) -> BoxFuture<'_, Option<Accept>> {
         Box::pin(self.queue.recv())
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+            self.queue.close();
+            self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+            self.endpoint.wait_idle().await;
+        })
     }
 }
 

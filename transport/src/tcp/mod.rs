@@ -168,6 +168,15 @@ impl Listener for TcpListenerHandle {
     fn accept(&mut self) -> BoxFuture<'_, Option<Accept>> {
         Box::pin(self.queue.recv())
     }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.task.abort();
+            // The socket is dropped with the task: wait until the abort has taken effect.
+            let _ = (&mut self.task).await;
+            self.queue.close();
+        })
+    }
 }
 
 async fn run_listener(
