@@ -1,6 +1,7 @@
 //! What a host's lifecycle does to a node: a node shut down and started again on the same
 //! address at once (an in-process restart, or a supervisor that restarts immediately) binds
-//! on the first try, over TCP and QUIC, while a peer keeps links open to it.
+//! on the first try, over TCP and QUIC, while a peer keeps links open to it; nodes bound to
+//! the wildcard address are known everywhere by their announced address.
 
 mod node_support;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use slotkv_cluster::{Node, NodeTransport};
 
-use node_support::{eventually, quic_transports, tcp, NODE_TIMEOUT_MS};
+use node_support::{eventually, form, owner_index, quic_transports, tcp, NODE_TIMEOUT_MS};
 
 /// Restarts in a row per transport.
 const RESTARTS: usize = 30;
@@ -62,4 +63,75 @@ async fn a_quic_node_restarts_on_its_address_right_after_shutdown() {
     // One CA for every life of the node and its peer.
     let mut pool = quic_transports(2 * RESTARTS + 4).into_iter();
     restart_on_the_same_address(move || pool.next().unwrap()).await;
+}
+
+/// Six TCP nodes bound to the wildcard address, announcing loopback, as a container
+/// deployment binds them.
+async fn start_wildcard_six() -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for index in 0..6u64 {
+        let node = Node::builder(tcp())
+            .bind("0.0.0.0:0")
+            .announce_host("127.0.0.1")
+            .node_timeout_ms(NODE_TIMEOUT_MS)
+            .request_timeout_ms(1_000)
+            .rng_seed(index + 1)
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_bound_nodes_form_wait_and_fail_over_by_their_announced_address() {
+    let mut nodes = start_wildcard_six().await;
+    for node in &nodes {
+        let announced = node.bus_address().as_str().to_string();
+        assert!(
+            announced.starts_with("127.0.0.1:"),
+            "a wildcard-bound node is known by its announced address, not {announced}"
+        );
+    }
+    form(&nodes).await;
+    let durable = nodes[0]
+        .cluster()
+        .with_durability(slotkv_cluster::Durability::Replicas {
+            replicas: 1,
+            timeout_ms: 5_000,
+        });
+    for index in 0..500 {
+        let key = format!("wild:{index}");
+        durable.set(key.as_bytes(), b"v").await.unwrap();
+    }
+    assert_eq!(durable.wait(1, Duration::from_secs(5)).await.unwrap(), 1);
+    let victim = owner_index(&nodes, b"wild:0").await;
+    drop(nodes.remove(victim));
+    let survivor = nodes[0].cluster();
+    let served = eventually(Duration::from_secs(30), || async {
+        survivor
+            .get(b"wild:0")
+            .await
+            .is_ok_and(|value| value.is_some())
+    })
+    .await;
+    assert!(served, "the replica of the dead master never took over");
+    for index in 0..500 {
+        let key = format!("wild:{index}");
+        let value = survivor.get(key.as_bytes()).await.unwrap();
+        assert_eq!(value.as_deref(), Some(&b"v"[..]), "{key} lost");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_wildcard_bind_without_an_announced_host_is_refused_with_the_fix() {
+    let refused = Node::builder(tcp()).bind("0.0.0.0:0").start().await;
+    let error = refused
+        .expect_err("a wildcard-bound node would announce 0.0.0.0")
+        .to_string();
+    assert!(error.contains("announce_host"), "unhelpful error: {error}");
 }

@@ -42,6 +42,36 @@ impl PeerAddr {
         &self.0
     }
 
+    /// `host:port` from parts; an IPv6 host is bracketed (`[::1]:7000`).
+    pub fn from_host_port(host: &str, port: u16) -> Result<PeerAddr, AddressError> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.contains(':') {
+            PeerAddr::new(format!("[{host}]:{port}"))
+        } else {
+            PeerAddr::new(format!("{host}:{port}"))
+        }
+    }
+
+    /// The host (brackets of an IPv6 host removed) and port of a `host:port` address;
+    /// `None` when the address has no numeric port (e.g. a simulated node's bare name).
+    pub fn host_and_port(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.0.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(host);
+        Some((host, port))
+    }
+
+    /// This address with its host replaced by `host` and, when given, its port by `port`:
+    /// the address peers should use for a node bound here (e.g. bound `0.0.0.0:7000`,
+    /// announced `10.0.0.5:7000`). `None` when the address is not `host:port`.
+    pub fn announced(&self, host: Option<&str>, port: Option<u16>) -> Option<PeerAddr> {
+        let (bound_host, bound_port) = self.host_and_port()?;
+        PeerAddr::from_host_port(host.unwrap_or(bound_host), port.unwrap_or(bound_port)).ok()
+    }
+
     /// Resolves a `host:port` address to a socket address (TCP and QUIC use this).
     pub async fn resolve(&self) -> Result<std::net::SocketAddr, AddressError> {
         if let Ok(socket) = self.0.parse() {
@@ -88,6 +118,24 @@ mod tests {
         assert!(PeerAddr::new("a".repeat(PEER_ADDR_BYTES_MAX + 1)).is_err());
         assert!(PeerAddr::new("node a").is_err());
         assert!(PeerAddr::new("127.0.0.1:7000").is_ok());
+    }
+
+    #[test]
+    fn splits_and_joins_host_and_port() {
+        let v4 = PeerAddr::new("0.0.0.0:7000").unwrap();
+        assert_eq!(v4.host_and_port(), Some(("0.0.0.0", 7000)));
+        let v6 = PeerAddr::new("[::]:7000").unwrap();
+        assert_eq!(v6.host_and_port(), Some(("::", 7000)));
+        assert_eq!(PeerAddr::new("n1").unwrap().host_and_port(), None);
+        assert_eq!(
+            v4.announced(Some("10.0.0.5"), None).unwrap().as_str(),
+            "10.0.0.5:7000"
+        );
+        assert_eq!(
+            v6.announced(Some("fd00::5"), Some(7100)).unwrap().as_str(),
+            "[fd00::5]:7100"
+        );
+        assert_eq!(v4.announced(None, None).unwrap(), v4);
     }
 
     #[tokio::test]

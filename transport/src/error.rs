@@ -183,4 +183,11 @@ pub enum BindError {
         /// The transport's reason.
         cause: LinkError,
     },
+    /// An announced host or port was given, but the bound address is not `host:port`
+    /// (e.g. a simulated node's name), so there is nothing to replace.
+    #[error("cannot announce another host or port for {bound}: it is not a host:port address")]
+    Announce {
+        /// The bound address.
+        bound: PeerAddr,
+    },
 }

@@ -57,7 +57,7 @@ pub use channel::{
 };
 pub use config::{BackoffConfig, EndpointConfig};
 pub use endpoint::request::{InboundRequest, RespondError, Responder};
-pub use endpoint::{Endpoint, Incoming};
+pub use endpoint::{Announce, Endpoint, Incoming};
 pub use error::{AddressError, BindError, ConfigError, LinkError, RequestError, SendError};
 pub use event::{Direction, InboundFrame, TransportEvent};
 pub use framing::framed_byte_link;

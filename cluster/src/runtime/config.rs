@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub bind_address: String,
     /// Host peers should use to reach this node; default: the host part of the bound address.
     pub announce_host: Option<String>,
+    /// Port peers should use to reach this node (address translation, container port
+    /// mappings); default: the bound port.
+    pub announce_port: Option<u16>,
     /// The transport.
     pub transport: NodeTransport,
     /// `cluster-node-timeout`, in ms (at least 100).
@@ -91,6 +94,7 @@ impl NodeBuilder {
                 node_id: None,
                 bind_address: "127.0.0.1:0".to_string(),
                 announce_host: None,
+                announce_port: None,
                 transport,
                 node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
@@ -120,9 +124,16 @@ impl NodeBuilder {
         self
     }
 
-    /// Sets the announced host.
+    /// Sets the announced host: the node is known to its peers (bus, streams, requests,
+    /// views) by this host instead of the bound one. Required with a wildcard bind.
     pub fn announce_host(mut self, host: impl Into<String>) -> Self {
         self.config.announce_host = Some(host.into());
+        self
+    }
+
+    /// Sets the announced port (default: the bound port).
+    pub fn announce_port(mut self, port: u16) -> Self {
+        self.config.announce_port = Some(port);
         self
     }
 

@@ -31,7 +31,7 @@ use std::time::Instant;
 use slotkv_engine::{Store, StoreConfig, SystemClock};
 use slotkv_transport::quic::{QuicTransport, TlsConfigError};
 use slotkv_transport::tcp::TcpTransport;
-use slotkv_transport::{AddressError, BindError, Endpoint, PeerAddr, Transport};
+use slotkv_transport::{AddressError, Announce, BindError, Endpoint, PeerAddr, Transport};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -117,10 +117,27 @@ fn build_transport(transport: &NodeTransport) -> Result<Arc<dyn Transport>, Star
 
 fn split_address(address: &PeerAddr) -> Result<(String, u16), StartError> {
     address
-        .as_str()
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+        .host_and_port()
+        .map(|(host, port)| (host.to_string(), port))
         .ok_or_else(|| StartError::Config(format!("bound address {address} is not host:port")))
+}
+
+/// What the endpoint announces instead of the bound address. A wildcard bind (`0.0.0.0`,
+/// `[::]`) names no address a peer could dial, so it needs an announced host.
+fn announce_for(config: &NodeConfig, bind: &PeerAddr) -> Result<Announce, StartError> {
+    let wildcard = bind
+        .host_and_port()
+        .is_some_and(|(host, _)| host == "0.0.0.0" || host == "::");
+    if wildcard && config.announce_host.is_none() {
+        return Err(StartError::Config(format!(
+            "bound to the wildcard address {bind}: set announce_host to the address peers \
+             should dial"
+        )));
+    }
+    Ok(Announce {
+        host: config.announce_host.clone(),
+        port: config.announce_port,
+    })
 }
 
 fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
@@ -199,10 +216,12 @@ impl Node {
         })??;
         let transport = build_transport(&config.transport)?;
         let bind = PeerAddr::new(config.bind_address.clone())?;
-        let (endpoint, incoming) = Endpoint::bind(transport, bind, config.endpoint.clone()).await?;
+        let announce = announce_for(&config, &bind)?;
+        let (endpoint, incoming) =
+            Endpoint::bind_announced(transport, bind, announce, config.endpoint.clone()).await?;
+        // The announced address is the node's identity on the bus, in streams and in views.
         let local = endpoint.local_addr().clone();
         let (host, port) = split_address(&local)?;
-        let host = config.announce_host.clone().unwrap_or(host);
         let core_config = core_config(&config, host, port);
         let seed = core_config.rng_seed;
         let core = match saved {

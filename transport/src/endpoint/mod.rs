@@ -41,6 +41,22 @@ use crate::{
 /// Frames written before one flush when more are already queued.
 const WRITE_BATCH_FRAMES_MAX: usize = 64;
 
+/// The address an endpoint announces instead of the one it bound (for wildcard binds and
+/// address translation). Empty: the bound address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announce {
+    /// The host peers dial (e.g. `10.0.0.5`); `None`: the bound host.
+    pub host: Option<String>,
+    /// The port peers dial; `None`: the bound port (the real one after binding port 0).
+    pub port: Option<u16>,
+}
+
+impl Announce {
+    fn is_empty(&self) -> bool {
+        self.host.is_none() && self.port.is_none()
+    }
+}
+
 /// What the endpoint delivers to its owner. Keep every receiver polled (or dropped): a full
 /// queue pushes back on the links that feed it, and only on those.
 pub struct Incoming {
@@ -150,10 +166,25 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Listens on `local` through `transport` and starts accepting peers. Must be called
-    /// inside a tokio runtime; the endpoint's tasks run on that runtime.
+    /// inside a tokio runtime; the endpoint's tasks run on that runtime. Peers know it by
+    /// the address it bound (see [`Endpoint::bind_announced`] for a wildcard bind).
     pub async fn bind(
         transport: Arc<dyn Transport>,
         local: PeerAddr,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, Incoming), BindError> {
+        Self::bind_announced(transport, local, Announce::default(), config).await
+    }
+
+    /// Listens on `local` (e.g. the wildcard `0.0.0.0:7000` or `[::]:7000`) and is known to
+    /// peers by the announced address: the bound address with the host and port of
+    /// `announce` where given. That address is this endpoint's identity everywhere: its
+    /// [`Endpoint::local_addr`], the hello of every link it dials, so peers attribute its
+    /// frames, streams and requests to it.
+    pub async fn bind_announced(
+        transport: Arc<dyn Transport>,
+        local: PeerAddr,
+        announce: Announce,
         config: EndpointConfig,
     ) -> Result<(Endpoint, Incoming), BindError> {
         config.validate()?;
@@ -172,9 +203,19 @@ impl Endpoint {
             Some(seed) => SplitMix64::new(seed),
             None => SplitMix64::from_os(),
         };
+        let bound = listener.local_addr();
+        let local = if announce.is_empty() {
+            bound
+        } else {
+            bound
+                .announced(announce.host.as_deref(), announce.port)
+                .ok_or_else(|| BindError::Announce {
+                    bound: bound.clone(),
+                })?
+        };
         let shared = Arc::new(Shared {
             transport,
-            local: listener.local_addr(),
+            local,
             config: Arc::new(config),
             runtime: tokio::runtime::Handle::current(),
             peers: Mutex::new(HashMap::new()),
@@ -209,7 +250,8 @@ impl Endpoint {
         Ok((Endpoint { shared }, incoming))
     }
 
-    /// The address peers dial to reach this node (the real port if bound to port 0).
+    /// The address peers dial to reach this node and know it by: the announced address, or
+    /// the bound one (with the real port if bound to port 0).
     pub fn local_addr(&self) -> &PeerAddr {
         &self.shared.local
     }
