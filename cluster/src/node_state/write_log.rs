@@ -256,6 +256,11 @@ impl WriteLog {
         self.state.lock().replicas.remove(replica);
     }
 
+    /// Forgets every replica (this node stopped streaming to them): WAIT counts none.
+    pub(crate) fn clear_replicas(&self) {
+        self.state.lock().replicas.clear();
+    }
+
     /// Replicas that acknowledged `offset` or later of the current history.
     pub(crate) fn replicas_at(&self, offset: u64) -> usize {
         let state = self.state.lock();

@@ -66,6 +66,14 @@ impl MasterStreams {
         tasks.insert(replica, task);
     }
 
+    /// Whether a stream to `replica` is running: only then do its acknowledgements count.
+    pub(crate) fn is_streaming_to(&self, replica: &PeerAddr) -> bool {
+        self.tasks
+            .lock()
+            .get(replica)
+            .is_some_and(|task| !task.is_finished())
+    }
+
     /// Stops every stream (this node stopped being a master, or shuts down).
     pub(crate) fn stop_all(&self) {
         for (_, task) in self.tasks.lock().drain() {

@@ -32,6 +32,10 @@ pub(crate) const PSYNC_RETRY_MS: u64 = 1_000;
 pub(crate) const ACK_INTERVAL_MS: u64 = 100;
 /// The master link counts as down after this long without a frame, in ms.
 pub(crate) const MASTER_LINK_TIMEOUT_MS: u64 = 1_000;
+/// Longest wait for room in the bulk queue to a peer before a frame is dropped, in ms: a
+/// dead or unreachable peer never blocks the replication task (a dropped PSYNC or ACK is
+/// sent again on the next tick; a master's streams have their own tasks).
+pub(crate) const SEND_TIMEOUT_MS: u64 = 500;
 /// Engine removals logged per housekeeping round.
 pub(crate) const REMOVALS_PER_ROUND_MAX: usize = 4_096;
 
@@ -120,7 +124,7 @@ impl ReplicationTask {
                 if self.link.as_ref().is_some_and(|link| link.master == master) {
                     return;
                 }
-                self.streams.stop_all();
+                self.stop_streams();
                 self.shared.master_link_up.store(false, Ordering::Release);
                 self.link = Some(ReplicaLink {
                     master,
@@ -163,10 +167,22 @@ impl ReplicationTask {
         self.send(&address, &frame).await;
     }
 
+    /// Stops streaming to every replica; their acknowledgements no longer count.
+    fn stop_streams(&self) {
+        self.streams.stop_all();
+        self.shared.log.clear_replicas();
+    }
+
+    /// Sends one frame, waiting at most [`SEND_TIMEOUT_MS`] for room in the peer's queue.
     async fn send(&self, to: &PeerAddr, frame: &StreamFrame) {
         let bytes = bytes::Bytes::from(encode_frame(frame));
-        if let Err(error) = self.shared.endpoint.send_bulk(to, bytes).await {
-            tracing::debug!(%to, %error, "replication frame not sent");
+        let timeout = Duration::from_millis(SEND_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, self.shared.endpoint.send_bulk(to, bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%to, %error, "replication frame not sent"),
+            Err(_) => {
+                tracing::debug!(%to, "replication frame dropped: the peer's queue stays full")
+            }
         }
     }
 
@@ -216,7 +232,7 @@ impl ReplicationTask {
         );
         self.history_seed = next_history(self.history_seed ^ wall_clock_nanos());
         self.shared.log.start_history(self.history_seed);
-        self.streams.stop_all();
+        self.stop_streams();
     }
 
     async fn send_ack(&self) {
@@ -244,8 +260,15 @@ impl ReplicationTask {
                         .handle_psync(&self.shared, frame.from, replid, offset);
                 }
             }
-            StreamFrame::Ack { replid, offset } => {
+            // Only from a replica this master streams to: anyone else's ack (a stranger, a
+            // replica whose stream ended) must not count for WAIT or durability.
+            StreamFrame::Ack { replid, offset }
+                if self.link.is_none() && self.streams.is_streaming_to(&frame.from) =>
+            {
                 self.shared.log.handle_ack(&frame.from, replid, offset)
+            }
+            StreamFrame::Ack { .. } => {
+                tracing::debug!(from = %frame.from, "ignored an ack from a peer not streamed to");
             }
             other => self.handle_master_frame(&frame.from, other).await,
         }
@@ -388,6 +411,92 @@ mod tests {
         let first = history_of_a_fresh_start().await;
         let second = history_of_a_fresh_start().await;
         assert_ne!(first, second, "a replica of the first life could CONTINUE");
+    }
+
+    fn bulk_frame(from: &str, frame: &StreamFrame) -> InboundFrame {
+        let encoded = encode_frame(frame);
+        InboundFrame {
+            from: PeerAddr::new(from).unwrap(),
+            channel: slotkv_transport::Channel::Bulk,
+            payload: bytes::Bytes::from(encoded).slice(1..),
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_count_only_from_replicas_this_master_streams_to() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
+        let (replid, offset) = shared.log.position();
+        // No PSYNC came from this peer: its ack must not count for WAIT.
+        let ack = StreamFrame::Ack { replid, offset };
+        task.handle_frame(bulk_frame("stranger:7000", &ack)).await;
+        assert_eq!(
+            shared.log.replicas_at(offset),
+            0,
+            "an ack from a stranger counted"
+        );
+        // A replica that asked for the stream is counted.
+        let psync = StreamFrame::Psync {
+            replid: 0,
+            offset: 0,
+        };
+        task.handle_frame(bulk_frame("replica2:7000", &psync)).await;
+        task.handle_frame(bulk_frame("replica2:7000", &ack)).await;
+        assert_eq!(shared.log.replicas_at(offset), 1);
+        task.streams.stop_all();
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_demoted_master_no_longer_counts_its_old_replicas() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
+        let (replid, offset) = shared.log.position();
+        let psync = StreamFrame::Psync {
+            replid: 0,
+            offset: 0,
+        };
+        task.handle_frame(bulk_frame("replica2:7000", &psync)).await;
+        let ack = StreamFrame::Ack { replid, offset };
+        task.handle_frame(bulk_frame("replica2:7000", &ack)).await;
+        assert_eq!(shared.log.replicas_at(offset), 1);
+        let new_master = NodeId::parse_hex(&"cd".repeat(20)).unwrap();
+        task.handle_role(Some(new_master)).await;
+        assert_eq!(
+            shared.log.replicas_at(offset),
+            0,
+            "WAIT on a demoted master would count replicas it no longer has"
+        );
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_replica_never_blocks_on_a_dead_master() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let task = ReplicationTask::new(Arc::clone(&shared), 1);
+        let dead = PeerAddr::new("dead:7000").unwrap();
+        let frame = StreamFrame::Ack {
+            replid: 1,
+            offset: 1,
+        };
+        let sends = async {
+            // More frames than the bulk queue to one peer holds.
+            for _ in 0..shared.endpoint.config().bulk_queue_frames_max + 2 {
+                task.send(&dead, &frame).await;
+            }
+        };
+        let bound = Duration::from_millis(SEND_TIMEOUT_MS * 2 + 5_000);
+        assert!(
+            tokio::time::timeout(bound, sends).await.is_ok(),
+            "the replication task blocked on a full queue to a dead peer"
+        );
+        node.shutdown().await;
     }
 
     #[tokio::test]
