@@ -15,10 +15,14 @@ use slotkv_engine::{
 /// The node's engine, replaceable as the role changes. A replica must hold exactly its
 /// master's keys, so, like Redis's `replica-ignore-maxmemory`, it runs on an engine without
 /// maxmemory: it never evicts or refuses a replicated write on its own; its master's
-/// evictions reach it as deletes. Each full sync starts on such a fresh engine; a promoted
-/// replica moves its data into an engine with the configured limit.
+/// evictions reach it as deletes. Each full sync loads into such a fresh engine beside the
+/// current one, which keeps serving until the load completes and is swapped in
+/// ([`StoreCell::begin_load`], [`StoreCell::finish_load`]); an abandoned load leaves the old
+/// copy in place. A promoted replica moves its data into an engine with the configured limit.
 pub(crate) struct StoreCell {
     current: RwLock<Arc<Store>>,
+    /// The engine a full sync is loading into, swapped in at its end.
+    loading: RwLock<Option<Arc<Store>>>,
     /// The configured engine settings (with maxmemory), for a master.
     master_config: StoreConfig,
     clock: Arc<dyn Clock>,
@@ -32,6 +36,7 @@ impl StoreCell {
         let store = Store::new(config.clone(), Arc::clone(&clock));
         StoreCell {
             current: RwLock::new(Arc::new(store)),
+            loading: RwLock::new(None),
             master_config: config,
             clock,
             limited: AtomicBool::new(true),
@@ -44,15 +49,46 @@ impl StoreCell {
         Arc::clone(&self.current.read())
     }
 
-    /// Replica side, at the start of a full sync: an empty engine without maxmemory.
-    pub(crate) fn reset_for_replica(&self) {
+    /// Replica side, at the start of a full sync: a fresh engine without maxmemory that the
+    /// snapshot loads into, while the current engine (the old copy) stays in place. A load
+    /// already under way is dropped.
+    pub(crate) fn begin_load(&self) -> Arc<Store> {
         let config = StoreConfig {
             max_memory_bytes: 0,
             ..self.master_config.clone()
         };
-        let store = Store::new(config, Arc::clone(&self.clock));
-        *self.current.write() = Arc::new(store);
+        let store = Arc::new(Store::new(config, Arc::clone(&self.clock)));
+        *self.loading.write() = Some(Arc::clone(&store));
+        store
+    }
+
+    /// The engine a full sync is loading into, if one is under way.
+    pub(crate) fn loading(&self) -> Option<Arc<Store>> {
+        self.loading.read().clone()
+    }
+
+    /// True while a full sync is loading (the current engine is the old copy).
+    pub(crate) fn is_loading(&self) -> bool {
+        self.loading.read().is_some()
+    }
+
+    /// The full sync completed: its engine becomes the current one (the old copy is
+    /// dropped). Returns false when no load was under way (nothing changes).
+    pub(crate) fn finish_load(&self) -> bool {
+        let Some(loaded) = self.loading.write().take() else {
+            return false;
+        };
+        *self.current.write() = loaded;
         self.limited.store(false, Ordering::Release);
+        true
+    }
+
+    /// The full sync was abandoned (new PSYNC, new master, promotion): its partial engine
+    /// is dropped and the old copy stays current.
+    pub(crate) fn abandon_load(&self) {
+        if self.loading.write().take().is_some() {
+            tracing::debug!("an unfinished full sync was abandoned; the previous copy stays");
+        }
     }
 
     /// This node became a master: moves the data into an engine with the configured

@@ -111,6 +111,9 @@ impl ReplicationTask {
             None => {
                 let was_replica = self.link.take().is_some();
                 if was_replica {
+                    // Promoted mid-sync: the old copy, whole, is the data set; never the
+                    // partial snapshot.
+                    self.shared.store.abandon_load();
                     self.restore_store_limits().await;
                     self.removals_dropped_seen = self.shared.store.get().removals_dropped();
                 }
@@ -159,6 +162,8 @@ impl ReplicationTask {
         };
         link.address = table.node(&link.master).map(|node| node.address.clone());
         link.phase = Phase::Waiting { sent_ms: now_ms };
+        // A new PSYNC voids any snapshot under way; the old copy stays.
+        self.shared.store.abandon_load();
         let Some(address) = link.address.clone() else {
             return;
         };
@@ -285,8 +290,9 @@ impl ReplicationTask {
         link.last_frame_ms = now_ms;
         match frame {
             StreamFrame::FullSyncStart { replid, offset } => {
-                // A fresh engine without maxmemory: the replica keeps what its master keeps.
-                self.shared.store.reset_for_replica();
+                // A fresh engine without maxmemory beside the old copy, which keeps serving
+                // (and stays whole for a promotion) until the snapshot is complete.
+                self.shared.store.begin_load();
                 link.phase = Phase::Loading { replid, offset };
             }
             // Only inside the full sync it belongs to: a batch left over from an abandoned
@@ -296,6 +302,7 @@ impl ReplicationTask {
             }
             StreamFrame::FullSyncEnd => {
                 if let Phase::Loading { replid, offset } = link.phase {
+                    self.shared.store.finish_load();
                     self.shared.log.adopt(replid, offset);
                     link.phase = Phase::Streaming;
                     self.send_ack().await;
@@ -328,7 +335,10 @@ impl ReplicationTask {
                 ttl_ms,
             })
             .collect();
-        if let Err(error) = self.shared.store.get().import_batch(&entries) {
+        let Some(loading) = self.shared.store.loading() else {
+            return;
+        };
+        if let Err(error) = loading.import_batch(&entries) {
             tracing::warn!(%error, "a replica could not import a snapshot batch");
         }
     }
@@ -560,7 +570,89 @@ mod tests {
         };
         task.handle_master_frame(&master, start).await;
         task.handle_master_frame(&master, stale()).await;
+        task.handle_master_frame(&master, StreamFrame::FullSyncEnd)
+            .await;
         assert_eq!(shared.store.get().get(b"k").as_deref(), Some(&b"old"[..]));
+        node.shutdown().await;
+    }
+
+    /// A replica task linked to `master:7000`, waiting for its stream.
+    fn linked_task(shared: &Arc<NodeState>) -> ReplicationTask {
+        let mut task = ReplicationTask::new(Arc::clone(shared), 1);
+        task.link = Some(ReplicaLink {
+            master: NodeId::parse_hex(&"ab".repeat(20)).unwrap(),
+            address: Some(PeerAddr::new("master:7000").unwrap()),
+            phase: Phase::Waiting { sent_ms: 0 },
+            last_frame_ms: 0,
+        });
+        task
+    }
+
+    #[tokio::test]
+    async fn a_full_sync_keeps_the_old_copy_until_it_completes() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let master = PeerAddr::new("master:7000").unwrap();
+        let mut task = linked_task(&shared);
+        shared
+            .store
+            .get()
+            .set(b"held", b"old copy", SetOptions::default())
+            .unwrap();
+        let start = StreamFrame::FullSyncStart {
+            replid: 9,
+            offset: 5,
+        };
+        task.handle_master_frame(&master, start).await;
+        let batch = StreamFrame::Snapshot(vec![(b"fresh".to_vec(), b"new".to_vec(), None)]);
+        task.handle_master_frame(&master, batch).await;
+        // Mid-load: the old copy still serves, the partial snapshot is not visible.
+        let current = shared.store.get();
+        assert_eq!(current.get(b"held").as_deref(), Some(&b"old copy"[..]));
+        assert_eq!(current.get(b"fresh"), None);
+        assert!(shared.store.is_loading());
+        task.handle_master_frame(&master, StreamFrame::FullSyncEnd)
+            .await;
+        let current = shared.store.get();
+        assert_eq!(current.get(b"fresh").as_deref(), Some(&b"new"[..]));
+        assert_eq!(current.get(b"held"), None, "the old copy is replaced whole");
+        assert_eq!(shared.log.position(), (9, 5));
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_promotion_during_a_full_sync_keeps_the_old_copy_whole() {
+        let net = SimNet::new(1);
+        let node = replica_node(&net).await;
+        let shared = node.shared();
+        let master = PeerAddr::new("master:7000").unwrap();
+        let mut task = linked_task(&shared);
+        for index in 0..100u32 {
+            let key = format!("held:{index}");
+            shared
+                .store
+                .get()
+                .set(key.as_bytes(), b"v", SetOptions::default())
+                .unwrap();
+        }
+        let start = StreamFrame::FullSyncStart {
+            replid: 9,
+            offset: 5,
+        };
+        task.handle_master_frame(&master, start).await;
+        let batch = StreamFrame::Snapshot(vec![(b"partial".to_vec(), b"x".to_vec(), None)]);
+        task.handle_master_frame(&master, batch).await;
+        // The master dies mid-sync and this replica is promoted.
+        task.handle_role(None).await;
+        let current = shared.store.get();
+        assert_eq!(
+            current.dbsize(),
+            100,
+            "the promoted data set is the old copy, whole"
+        );
+        assert_eq!(current.get(b"partial"), None);
+        assert!(!shared.store.is_loading());
         node.shutdown().await;
     }
 }
