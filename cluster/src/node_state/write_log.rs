@@ -123,6 +123,9 @@ pub struct ReplicationInfo {
     pub partial_syncs_served: u64,
     /// Each replica's address and acknowledged offset.
     pub replicas: Vec<(PeerAddr, u64)>,
+    /// A replica's full sync is loading (Redis's `master_sync_in_progress`); the previous
+    /// copy serves meanwhile.
+    pub sync_in_progress: bool,
 }
 
 impl WriteLog {
@@ -319,6 +322,7 @@ impl WriteLog {
             full_syncs_served: self.full_syncs_served.load(Ordering::Relaxed),
             partial_syncs_served: self.partial_syncs_served.load(Ordering::Relaxed),
             replicas: self.replica_offsets(),
+            sync_in_progress: false,
         }
     }
 

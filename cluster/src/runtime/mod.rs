@@ -308,7 +308,10 @@ impl Node {
 
     /// This node's replication position, counters and replicas.
     pub fn replication_info(&self) -> ReplicationInfo {
-        self.shared.log.info()
+        ReplicationInfo {
+            sync_in_progress: self.shared.store.is_loading(),
+            ..self.shared.log.info()
+        }
     }
 
     /// Counters of input this node refused or dropped (malformed requests and stream frames,
