@@ -65,14 +65,15 @@ async fn a_quic_node_restarts_on_its_address_right_after_shutdown() {
     restart_on_the_same_address(move || pool.next().unwrap()).await;
 }
 
-/// Six TCP nodes bound to the wildcard address, announcing loopback, as a container
-/// deployment binds them.
+/// Six TCP nodes bound to the wildcard address, each announcing its own loopback address
+/// (127.0.0.2 ... 127.0.0.7: distinct hosts, while every link's source is 127.0.0.1), as a
+/// container deployment binds them.
 async fn start_wildcard_six() -> Vec<Node> {
     let mut nodes = Vec::new();
     for index in 0..6u64 {
         let node = Node::builder(tcp())
             .bind("0.0.0.0:0")
-            .announce_host("127.0.0.1")
+            .announce_host(format!("127.0.0.{}", index + 2))
             .node_timeout_ms(NODE_TIMEOUT_MS)
             .request_timeout_ms(1_000)
             .rng_seed(index + 1)
@@ -87,10 +88,10 @@ async fn start_wildcard_six() -> Vec<Node> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_bound_nodes_form_wait_and_fail_over_by_their_announced_address() {
     let mut nodes = start_wildcard_six().await;
-    for node in &nodes {
+    for (index, node) in nodes.iter().enumerate() {
         let announced = node.bus_address().as_str().to_string();
         assert!(
-            announced.starts_with("127.0.0.1:"),
+            announced.starts_with(&format!("127.0.0.{}:", index + 2)),
             "a wildcard-bound node is known by its announced address, not {announced}"
         );
     }
