@@ -290,13 +290,18 @@ impl WriteLog {
     /// did (as Redis's WAIT, the count may be below the ask after the timeout).
     pub(crate) async fn wait(&self, offset: u64, replicas: usize, timeout: Duration) -> usize {
         let mut changes = self.acknowledged.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A timeout too large for the clock (e.g. `Duration::MAX`) waits without a deadline.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let count = self.replicas_at(offset);
             if count >= replicas {
                 return count;
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
+            let changed = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, changes.changed()).await,
+                None => Ok(changes.changed().await),
+            };
+            match changed {
                 Ok(Ok(())) => continue,
                 _ => return self.replicas_at(offset),
             }
@@ -458,5 +463,19 @@ mod tests {
             acking.handle_ack(&replica, 3, offset);
         });
         assert_eq!(log.wait(offset, 1, Duration::from_secs(5)).await, 1);
+    }
+
+    #[tokio::test]
+    async fn wait_with_an_unbounded_timeout_does_not_overflow() {
+        let log = Arc::new(WriteLog::new(3, DEFAULT_BACKLOG_BYTES_MAX));
+        let store = store();
+        store.set(b"k", b"v", SetOptions::default()).unwrap();
+        let offset = log.record(&store, &[b"k"]);
+        let acking = Arc::clone(&log);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            acking.handle_ack(&PeerAddr::new("r:1").unwrap(), 3, offset);
+        });
+        assert_eq!(log.wait(offset, 1, Duration::MAX).await, 1);
     }
 }
