@@ -11,13 +11,13 @@
 //! resync over the bulk channel, WAIT).
 
 pub mod codec;
-pub mod config_file;
 pub mod core;
 pub(crate) mod node_state;
 pub(crate) mod replication;
 pub(crate) mod routing;
 pub(crate) mod runtime;
 pub mod sim;
+pub mod views;
 
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
@@ -25,5 +25,6 @@ pub use routing::protocol::{DownReason, ProtocolError};
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
 pub use runtime::{
-    Node, NodeBuilder, NodeConfig, NodeTransport, StartError, NODES_CONF_FILE, NODE_TIMEOUT_MS_MIN,
+    ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError, NODES_CONF_FILE,
+    NODE_TIMEOUT_MS_MIN,
 };

@@ -5,12 +5,12 @@
 //! `SLOTKV_FUZZ_ROUNDS=N` runs N messages per node instead of the bounded default.
 
 use slotkv_cluster::core::node::{NodeFlags, NodeId};
-use slotkv_cluster::core::persist;
+use slotkv_cluster::core::nodes_conf;
 use slotkv_cluster::core::rng::Rng;
 use slotkv_cluster::core::slots::SlotRange;
-use slotkv_cluster::core::views::{self, PreferredEndpoint};
 use slotkv_cluster::core::wire::{self, Body, GossipEntry, Header, Message};
 use slotkv_cluster::sim::{SimConfig, Simulator};
+use slotkv_cluster::views::{self, PreferredEndpoint};
 
 const NODES: usize = 6;
 /// Messages per node when `SLOTKV_FUZZ_ROUNDS` is unset.
@@ -168,9 +168,9 @@ fn fuzz_seed(seed: u64, rounds: u64) {
         let _ = views::cluster_slots(core, PreferredEndpoint::Ip);
         let _ = views::cluster_shards(core, PreferredEndpoint::Ip);
         let _ = views::cluster_info(core);
-        let text = persist::render_nodes_conf(&core.snapshot());
+        let text = nodes_conf::render_nodes_conf(&core.snapshot());
         assert!(
-            persist::parse_nodes_conf(&text).is_ok(),
+            nodes_conf::parse_nodes_conf(&text).is_ok(),
             "seed {seed}: n{index} nodes.conf reloads"
         );
     }

@@ -1,8 +1,9 @@
 //! The sans-IO cluster core: the whole Redis Cluster protocol as a deterministic state machine.
 //!
-//! The core never reads a clock, opens a socket or spawns a task. The caller (the tokio
-//! runtime, or the simulator in [`crate::sim`]) feeds it inputs, each with `now`, a
-//! monotonic millisecond count:
+//! The core never reads a clock, opens a socket or spawns a task (`.ci/check-core-purity`
+//! fails the build of CI when a file here names tokio, the shell, std's net, fs, thread or
+//! clock, or a global RNG). The caller (the tokio runtime, or the simulator in
+//! [`crate::sim`]) feeds it inputs, each with `now`, a monotonic millisecond count:
 //!
 //! - [`Core::handle_message`] / [`Core::handle_datagram`]: a bus message from a peer,
 //! - [`Core::handle_tick`]: the cron, every [`TICK_INTERVAL_MS`] (or at [`Core::poll_timeout`]),
@@ -10,38 +11,46 @@
 //! - [`Core::handle_link_event`] and [`Core::handle_replication_status`]: runtime facts.
 //!
 //! After each input the caller drains [`Core::poll_output`] **in order** until it returns
-//! `None`. The queue holds [`Output::Transmit`], [`Output::SaveConfig`] and [`Output::Event`]
-//! in the order they must take effect: a `SaveConfig` that records a vote, `lastVoteEpoch` or
-//! an epoch bump always precedes the transmits that depend on it, so the runtime must finish
-//! (fsync) each `SaveConfig` before sending the transmits queued after it.
+//! `None`; [`output`] states the drain-order contract (a save before the transmits that
+//! depend on it).
 //!
-//! Layout, one concern per file: [`node`] (ids, flags, records), [`slots`] (slot table),
-//! [`wire`] (messages and encoding), `gossip` (ping schedule, MEET/handshake, gossip),
-//! `failure` (PFAIL/FAIL), `failover` (elections, votes, manual failover), `epochs`
-//! (config rules 1-2, UPDATE, collisions), `replica_migration`, `state` (cluster_state),
-//! `admin` (commands), [`rng`], `timers`; [`views`] and [`persist`] render read-only views.
+//! Layout, one concern per file: [`config`] (tunables and their defaults), [`output`]
+//! (outputs, events), [`restore`] (snapshot and restart), [`node`] (ids, flags, records),
+//! [`slots`] (slot table), [`wire`] (messages and encoding), `gossip` (ping schedule,
+//! MEET/handshake, gossip), [`failure`] (PFAIL/FAIL, the failure-report rule), `failover`
+//! (elections, votes, manual failover), `epochs` (config rules 1-2, UPDATE, collisions),
+//! `replica_migration`, `state` (cluster_state), [`admin`] (commands), [`rng`], `timers`,
+//! and [`nodes_conf`] (the nodes.conf text format). The views (CLUSTER NODES, SLOTS, ...)
+//! live outside the protocol state, in [`crate::views`].
 
 pub mod admin;
+pub mod config;
 mod epochs;
 mod failover;
-mod failure;
+pub mod failure;
 mod gossip;
 pub mod node;
-pub mod persist;
+pub mod nodes_conf;
+pub mod output;
 mod replica_migration;
+pub mod restore;
 pub mod rng;
 pub mod slots;
 mod state;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod timers;
-pub mod views;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use admin::{AdminCommand, AdminError, AdminReply, FailoverMode, ResetMode, SetSlotAction};
+pub use config::{Config, NODE_TIMEOUT_MS_MIN};
 use failover::{FailoverState, ManualFailover};
+pub use nodes_conf::NodesConf;
+pub use output::{Event, Output, Peer, Role};
+pub use restore::RestoreError;
+pub use state::ClusterState;
 use state::StateTracker;
 use timers::Timers;
 
@@ -55,177 +64,6 @@ pub const TICK_INTERVAL_MS: u64 = 100;
 /// Most nodes (handshakes included) the table holds; gossip and MEETs beyond it are
 /// ignored. Redis advises at most ~1000 nodes; nodes.conf accepts 16384.
 pub const MAX_KNOWN_NODES: usize = 16_384;
-
-/// The node's configuration. Defaults are Redis's except where the README says otherwise.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// `cluster-node-timeout`: silence after which a node is PFAIL, in ms (≥ 100).
-    pub node_timeout_ms: u64,
-    /// `cluster-replica-validity-factor`: 0 disables the data-age check.
-    pub replica_validity_factor: u64,
-    /// `repl-ping-replica-period` in ms: part of the data-age bound.
-    pub repl_ping_replica_period_ms: u64,
-    /// `cluster-migration-barrier`: replicas a master keeps before one may migrate away.
-    pub migration_barrier: u32,
-    /// `cluster-require-full-coverage`: the cluster is down when any slot is uncovered.
-    pub require_full_coverage: bool,
-    /// `cluster-allow-reads-when-down`.
-    pub allow_reads_when_down: bool,
-    /// `cluster-allow-replica-migration`.
-    pub allow_replica_migration: bool,
-    /// `cluster-replica-no-failover`: this replica never starts an automatic failover.
-    pub replica_no_failover: bool,
-    /// `cluster-blacklist-ttl` in ms: how long a forgotten node may not be re-added.
-    pub blacklist_ttl_ms: u64,
-    /// Manual failover deadline in ms (Redis: 5000).
-    pub manual_failover_timeout_ms: u64,
-    /// How long a master must stay orphaned before a replica migrates to it, in ms.
-    pub replica_migration_delay_ms: u64,
-    /// A starting master stays `fail` this long to learn newer config first, in ms.
-    pub writable_delay_ms: u64,
-    /// Push a new PFAIL to every master at once instead of waiting for random pings.
-    pub fast_failure_push: bool,
-    /// Use Redis's failover timings instead of ours, for comparison runs: PFAIL only once
-    /// a PING is unanswered for node_timeout, and an election delay of 500 ms + 0..500 ms
-    /// + rank × 1000 ms whatever node_timeout is.
-    pub redis_failover_timing: bool,
-    /// Seed of the core's generator (node id when none is given, gossip picks, jitter).
-    pub rng_seed: u64,
-    /// This node's id; `None` draws a random one.
-    pub myself_id: Option<NodeId>,
-    /// Announced IP or host name.
-    pub ip: String,
-    /// Announced hostname (may be empty).
-    pub hostname: String,
-    /// Client (data) port.
-    pub client_port: u16,
-    /// Cluster bus port.
-    pub bus_port: u16,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node_timeout_ms: 15_000,
-            replica_validity_factor: 10,
-            repl_ping_replica_period_ms: 10_000,
-            migration_barrier: 1,
-            require_full_coverage: true,
-            allow_reads_when_down: false,
-            allow_replica_migration: true,
-            replica_no_failover: false,
-            blacklist_ttl_ms: 60_000,
-            manual_failover_timeout_ms: 5_000,
-            replica_migration_delay_ms: 5_000,
-            writable_delay_ms: 2_000,
-            fast_failure_push: true,
-            redis_failover_timing: false,
-            rng_seed: 0,
-            myself_id: None,
-            ip: "127.0.0.1".to_string(),
-            hostname: String::new(),
-            client_port: 6379,
-            bus_port: 16379,
-        }
-    }
-}
-
-/// The cluster state as CLUSTER INFO reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ClusterState {
-    /// Serving.
-    Ok,
-    /// Not serving keyed commands (uncovered slots, minority, or starting up).
-    #[default]
-    Fail,
-}
-
-/// A node's role, as reported in [`Event::RoleChanged`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Serves its slots.
-    Master,
-    /// Replicates the given master.
-    Replica {
-        /// The master to replicate from.
-        master: NodeId,
-    },
-}
-
-/// Something the host should know about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// This node's role changed (start or stop replicating).
-    RoleChanged(Role),
-    /// The owner of a range of slots changed in this node's view (`None`: unassigned).
-    SlotOwnerChanged {
-        /// The slots.
-        range: SlotRange,
-        /// The new owner.
-        owner: Option<NodeId>,
-    },
-    /// A node became FAIL.
-    NodeFailed(NodeId),
-    /// A node's FAIL flag was cleared.
-    NodeRecovered(NodeId),
-    /// `cluster_state` changed.
-    ClusterStateChanged(ClusterState),
-}
-
-/// Where a message goes: by bus address, and by id once known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// Bus address, `host:port`.
-    pub address: String,
-    /// The node's id, `None` during a handshake (MEET to an address).
-    pub id: Option<NodeId>,
-}
-
-/// One thing the caller must do, in queue order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Send a bus message.
-    Transmit {
-        /// Destination.
-        to: Peer,
-        /// The message.
-        message: Message,
-    },
-    /// Persist this configuration (atomically, with fsync) before handling later outputs.
-    SaveConfig(NodesConf),
-    /// Tell the host.
-    Event(Event),
-}
-
-/// A node's persistent configuration: what nodes.conf holds.
-///
-/// The persist module renders and parses it; [`Core::restore`] starts from it.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct NodesConf {
-    /// Every known node, myself included (handshake nodes excluded).
-    pub nodes: Vec<NodeRecord>,
-    /// Slot ownership as (range, owner).
-    pub slot_owners: Vec<(SlotRange, NodeId)>,
-    /// Myself's migrating slots and their targets.
-    pub migrating: Vec<(Slot, NodeId)>,
-    /// Myself's importing slots and their sources.
-    pub importing: Vec<(Slot, NodeId)>,
-    /// `currentEpoch`.
-    pub current_epoch: u64,
-    /// `lastVoteEpoch`.
-    pub last_vote_epoch: u64,
-}
-
-/// Why a saved configuration cannot start a node. Nothing was started.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    /// No node carries the `myself` flag.
-    #[error("the saved configuration has no node flagged myself")]
-    NoMyself,
-    /// A slot owner is not among the saved nodes.
-    #[error("slots are owned by {0}, which is not among the saved nodes")]
-    UnknownSlotOwner(NodeId),
-}
 
 /// Message counters as CLUSTER INFO shows them.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -439,88 +277,11 @@ impl Core {
             .filter(move |node| node.is_replica() && node.master_id == Some(master))
     }
 
-    /// The persistent configuration as it is now (handshake nodes excluded).
-    pub fn snapshot(&self) -> NodesConf {
-        NodesConf {
-            nodes: self
-                .nodes
-                .values()
-                .filter(|node| !node.in_handshake())
-                .cloned()
-                .collect(),
-            slot_owners: self.slots.owner_ranges(),
-            migrating: self.slots.migrating().collect(),
-            importing: self.slots.importing().collect(),
-            current_epoch: self.current_epoch,
-            last_vote_epoch: self.last_vote_epoch,
-        }
-    }
-
     /// True while `id` is banned by FORGET (it may not be re-added from gossip).
     pub fn is_blacklisted(&self, id: &NodeId) -> bool {
         self.blacklist
             .get(id)
             .is_some_and(|until_ms| *until_ms > self.now_ms)
-    }
-
-    /// Restarts a node from its saved configuration: same id, epochs, nodes and slots.
-    ///
-    /// Other nodes start with a fresh liveness clock (`now_ms`) so that no one is
-    /// declared failing for the time the node was down; their FAIL flags are kept.
-    pub fn restore(config: Config, conf: NodesConf, now_ms: u64) -> Result<Core, RestoreError> {
-        let myself = conf
-            .nodes
-            .iter()
-            .find(|node| node.flags.contains(NodeFlags::MYSELF))
-            .ok_or(RestoreError::NoMyself)?
-            .id;
-        let mut core = Core::new(
-            Config {
-                myself_id: Some(myself),
-                ..config
-            },
-            now_ms,
-        );
-        core.nodes.clear();
-        for mut record in conf.nodes {
-            record.ping_sent_ms = 0;
-            record.pong_received_ms = 0;
-            record.data_received_ms = now_ms;
-            record.created_ms = now_ms;
-            record.failure_reports.clear();
-            record
-                .flags
-                .remove(NodeFlags::PFAIL | NodeFlags::HANDSHAKE | NodeFlags::MEET);
-            if record.id != myself {
-                record.flags.remove(NodeFlags::MYSELF);
-            }
-            core.nodes.insert(record.id, record);
-        }
-        for (range, owner) in conf.slot_owners {
-            if !core.nodes.contains_key(&owner) {
-                return Err(RestoreError::UnknownSlotOwner(owner));
-            }
-            for slot in range.slots() {
-                core.slots.set_owner(slot, Some(owner));
-            }
-        }
-        for (slot, target) in conf.migrating {
-            core.slots.set_state(slot, SlotState::Migrating(target));
-        }
-        for (slot, source) in conf.importing {
-            core.slots.set_state(slot, SlotState::Importing(source));
-        }
-        // As Redis does at load: a currentEpoch below a configEpoch in the file (a lost or
-        // hand-edited vars line) would make the next bump reuse a taken epoch.
-        let max_config_epoch = core
-            .nodes
-            .values()
-            .map(|node| node.config_epoch)
-            .max()
-            .unwrap_or(0);
-        core.current_epoch = conf.current_epoch.max(max_config_epoch);
-        core.last_vote_epoch = conf.last_vote_epoch;
-        Ok(core)
     }
 
     /// The next output to act on, in order; `None` when the queue is empty.
@@ -802,49 +563,5 @@ mod tests {
         assert!(core.myself().flags.contains(NodeFlags::MYSELF));
         assert_eq!(core.current_epoch(), 0);
         assert_eq!(core.cluster_state(), ClusterState::Fail);
-    }
-
-    #[test]
-    fn restore_keeps_id_epochs_and_slots() {
-        let mut core = Core::new(Config::default(), 0);
-        for slot in 0..10 {
-            core.slots.set_owner(slot, Some(core.myself));
-        }
-        core.current_epoch = 5;
-        core.last_vote_epoch = 4;
-        let conf = core.snapshot();
-        let restored = Core::restore(Config::default(), conf.clone(), 1000).unwrap();
-        assert_eq!(restored.myself_id(), core.myself_id());
-        assert_eq!(restored.current_epoch(), 5);
-        assert_eq!(restored.last_vote_epoch(), 4);
-        assert_eq!(
-            restored.slots_of(&core.myself_id()),
-            core.slots_of(&core.myself_id())
-        );
-        assert_eq!(restored.snapshot().slot_owners, conf.slot_owners);
-    }
-
-    #[test]
-    fn restore_raises_current_epoch_to_the_largest_config_epoch() {
-        let mut core = Core::new(Config::default(), 0);
-        let me = core.myself;
-        if let Some(record) = core.nodes.get_mut(&me) {
-            record.config_epoch = 7;
-        }
-        core.current_epoch = 7;
-        let mut conf = core.snapshot();
-        conf.current_epoch = 2;
-        let mut restored = Core::restore(Config::default(), conf, 1000).unwrap();
-        assert_eq!(restored.current_epoch(), 7);
-        assert!(restored.bump_epoch_without_consensus() || restored.myself().config_epoch == 7);
-        assert!(restored.myself().config_epoch >= 7);
-    }
-
-    #[test]
-    fn restore_without_myself_fails() {
-        assert_eq!(
-            Core::restore(Config::default(), NodesConf::default(), 0).err(),
-            Some(RestoreError::NoMyself)
-        );
     }
 }

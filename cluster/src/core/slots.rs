@@ -88,6 +88,26 @@ pub enum SlotState {
     Importing(NodeId),
 }
 
+/// Open slots in slot order, from a list of migrating slots (with their targets) and one of
+/// importing slots (with their sources), in any order: the one place that turns the two
+/// lists into [`SlotState`]s, for the slot table, nodes.conf and the views.
+pub fn open_slots_in_order(
+    migrating: impl IntoIterator<Item = (Slot, NodeId)>,
+    importing: impl IntoIterator<Item = (Slot, NodeId)>,
+) -> Vec<(Slot, SlotState)> {
+    let mut open: Vec<(Slot, SlotState)> = migrating
+        .into_iter()
+        .map(|(slot, target)| (slot, SlotState::Migrating(target)))
+        .chain(
+            importing
+                .into_iter()
+                .map(|(slot, source)| (slot, SlotState::Importing(source))),
+        )
+        .collect();
+    open.sort_by_key(|(slot, _)| *slot);
+    open
+}
+
 /// Per-slot owners plus the open (migrating/importing) slots of this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotTable {
@@ -245,6 +265,11 @@ impl SlotTable {
             .map(|(slot, node)| (*slot, *node))
     }
 
+    /// Every open (migrating or importing) slot with its state, in slot order.
+    pub fn open_slots(&self) -> Vec<(Slot, SlotState)> {
+        open_slots_in_order(self.migrating(), self.importing())
+    }
+
     /// Clears every open slot state.
     pub fn clear_states(&mut self) {
         self.migrating_to.clear();
@@ -305,5 +330,25 @@ mod tests {
         assert_eq!(table.migrating().count(), 0);
         table.set_state(3, SlotState::Stable);
         assert_eq!(table.state(3), SlotState::Stable);
+    }
+
+    #[test]
+    fn open_slots_list_both_directions_in_slot_order() {
+        let mut table = SlotTable::new();
+        table.set_state(9, SlotState::Importing(id(4)));
+        table.set_state(2, SlotState::Migrating(id(2)));
+        table.set_state(5, SlotState::Importing(id(3)));
+        table.set_state(7, SlotState::Migrating(id(1)));
+        assert_eq!(
+            table.open_slots(),
+            vec![
+                (2, SlotState::Migrating(id(2))),
+                (5, SlotState::Importing(id(3))),
+                (7, SlotState::Migrating(id(1))),
+                (9, SlotState::Importing(id(4))),
+            ]
+        );
+        table.clear_states();
+        assert!(table.open_slots().is_empty());
     }
 }

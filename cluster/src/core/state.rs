@@ -8,11 +8,21 @@
 
 use crate::core::node::NodeFlags;
 use crate::core::slots::SLOT_COUNT;
-use crate::core::{ClusterState, Core, Event};
+use crate::core::{Core, Event};
 
 /// Bounds of the rejoin delay, in ms.
 const REJOIN_DELAY_MIN_MS: u64 = 500;
 const REJOIN_DELAY_MAX_MS: u64 = 5000;
+
+/// The cluster state as CLUSTER INFO reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClusterState {
+    /// Serving.
+    Ok,
+    /// Not serving keyed commands (uncovered slots, minority, or starting up).
+    #[default]
+    Fail,
+}
 
 /// Memory of past evaluations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,13 +13,13 @@ use tokio::sync::oneshot;
 
 use crate::core::node::NodeId;
 use crate::core::slots::{Slot, SlotRange};
-use crate::core::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
 use crate::core::{
     AdminCommand, AdminError, AdminReply, ClusterState, Core, FailoverMode, ResetMode,
     SetSlotAction,
 };
 use crate::runtime::driver::DriverRequest;
 use crate::runtime::Node;
+use crate::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
 
 /// How often [`create_cluster`] re-checks the cluster while it waits, in ms.
 const CREATE_POLL_INTERVAL_MS: u64 = 20;

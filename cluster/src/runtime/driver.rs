@@ -16,13 +16,13 @@ use bytes::Bytes;
 use slotkv_transport::{Channel, Direction, InboundFrame, PeerAddr, TransportEvent};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::config_file::save_conf;
 use crate::core::node::NodeId;
 use crate::core::wire;
 use crate::core::{
     AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, Role, TICK_INTERVAL_MS,
 };
 use crate::node_state::{NodeState, RoutingTable};
+use crate::runtime::nodes_conf_file::save_conf;
 
 /// Capacity of the admin request channel.
 pub(crate) const ADMIN_QUEUE_MAX: usize = 64;

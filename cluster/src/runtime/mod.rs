@@ -21,6 +21,7 @@ pub(crate) mod admin;
 pub(crate) mod bulk_demux;
 pub(crate) mod config;
 pub(crate) mod driver;
+pub(crate) mod nodes_conf_file;
 pub(crate) mod server;
 
 use std::path::PathBuf;
@@ -36,7 +37,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config_file::{load, ConfigFileError, ConfigFileLock};
 use crate::core::node::NodeId;
 use crate::core::{Config, Core, Event, RestoreError};
 use crate::node_state::bulk::StreamKind;
@@ -50,6 +50,8 @@ use crate::routing::Cluster;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
 pub use config::{NodeBuilder, NodeConfig, NodeTransport};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
+pub use nodes_conf_file::ConfigFileError;
+use nodes_conf_file::{load, ConfigFileLock};
 
 /// Name of the persisted configuration in the data directory.
 pub const NODES_CONF_FILE: &str = "nodes.conf";

@@ -26,7 +26,7 @@ pub use trace::{Trace, TRACE_CAPACITY_LINES};
 
 use crate::core::rng::Rng;
 use crate::core::slots::SlotRange;
-use crate::core::{persist, wire};
+use crate::core::{nodes_conf, wire};
 use crate::core::{AdminCommand, Config, Core, Output};
 use invariants::InvariantState;
 use network::Network;
@@ -344,7 +344,7 @@ impl Simulator {
             ..node.config.clone()
         };
         let core = match node.saved.as_deref() {
-            Some(text) => persist::parse_nodes_conf(text)
+            Some(text) => nodes_conf::parse_nodes_conf(text)
                 .map_err(|error| format!("n{index} cannot parse its nodes.conf: {error}"))
                 .and_then(|conf| {
                     Core::restore(config, conf, now)
@@ -539,7 +539,7 @@ impl Simulator {
                 Output::SaveConfig(conf) => {
                     self.config_saves[index] += 1;
                     self.invariants.note_saved(index, &conf);
-                    self.nodes[index].saved = Some(persist::render_nodes_conf(&conf));
+                    self.nodes[index].saved = Some(nodes_conf::render_nodes_conf(&conf));
                 }
                 Output::Event(event) => self.note(format!("n{index} {event:?}")),
             }

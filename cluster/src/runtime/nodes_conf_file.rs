@@ -2,7 +2,7 @@
 //!
 //! The sans-IO core only emits `Output::SaveConfig(NodesConf)` and starts from
 //! `Core::restore`; this module is the runtime's side of that contract, with std IO only.
-//! The text format lives in [`crate::core::persist`]. A save is write temp file → fsync →
+//! The text format lives in [`crate::core::nodes_conf`]. A save is write temp file → fsync →
 //! rename over the target → fsync the directory, so a crash leaves either the old or the new
 //! file, never a torn one. The runtime must finish each save before sending the transmits
 //! queued after it (votes and epoch bumps depend on it).
@@ -16,13 +16,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::core::persist::{
-    parse_nodes_conf, render_nodes_conf, PersistError, MAX_NODES_CONF_BYTES,
+use crate::core::nodes_conf::{
+    parse_nodes_conf, render_nodes_conf, NodesConfError, MAX_NODES_CONF_BYTES,
 };
 use crate::core::NodesConf;
 
 /// Largest nodes.conf [`load`] reads, in bytes (the parser's own bound).
-pub const MAX_CONFIG_FILE_BYTES: u64 = MAX_NODES_CONF_BYTES as u64;
+pub(crate) const MAX_CONFIG_FILE_BYTES: u64 = MAX_NODES_CONF_BYTES as u64;
 
 /// Why a nodes.conf operation failed. Each variant names the file; a failed save leaves the
 /// previous file in place.
@@ -45,7 +45,8 @@ pub enum ConfigFileError {
         /// The lock file.
         path: PathBuf,
     },
-    /// The file is larger than [`MAX_CONFIG_FILE_BYTES`].
+    /// The file is larger than nodes.conf's bound
+    /// ([`MAX_NODES_CONF_BYTES`](crate::core::nodes_conf::MAX_NODES_CONF_BYTES)).
     #[error("{} is {bytes} bytes, more than the {limit}-byte limit for nodes.conf", path.display())]
     TooLarge {
         /// The file.
@@ -68,7 +69,7 @@ pub enum ConfigFileError {
         path: PathBuf,
         /// What is wrong, with the line number.
         #[source]
-        source: PersistError,
+        source: NodesConfError,
     },
 }
 
@@ -107,7 +108,7 @@ fn sibling_path(path: &Path, prefix: &str, suffix: &str) -> Result<PathBuf, Conf
 ///
 /// Saves to one path must not run concurrently (the [`ConfigFileLock`] holder saves); on
 /// error the temp file is removed and the previous file is untouched.
-pub fn save_atomically(path: &Path, text: &str) -> Result<(), ConfigFileError> {
+pub(crate) fn save_atomically(path: &Path, text: &str) -> Result<(), ConfigFileError> {
     let temp = sibling_path(path, ".", &format!(".tmp-{}", std::process::id()))?;
     let result = write_synced(&temp, text)
         .and_then(|()| std::fs::rename(&temp, path).map_err(io_error(path, "rename onto")))
@@ -120,7 +121,7 @@ pub fn save_atomically(path: &Path, text: &str) -> Result<(), ConfigFileError> {
 }
 
 /// Renders `conf` and saves it with [`save_atomically`].
-pub fn save_conf(path: &Path, conf: &NodesConf) -> Result<(), ConfigFileError> {
+pub(crate) fn save_conf(path: &Path, conf: &NodesConf) -> Result<(), ConfigFileError> {
     save_atomically(path, &render_nodes_conf(conf))
 }
 
@@ -151,7 +152,7 @@ fn sync_dir(_dir: &Path) -> Result<(), ConfigFileError> {
 
 /// Reads and parses nodes.conf. `Ok(None)` when the file does not exist or holds only
 /// whitespace (a fresh node, as Redis treats an empty file).
-pub fn load(path: &Path) -> Result<Option<NodesConf>, ConfigFileError> {
+pub(crate) fn load(path: &Path) -> Result<Option<NodesConf>, ConfigFileError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -190,9 +191,11 @@ pub fn load(path: &Path) -> Result<Option<NodesConf>, ConfigFileError> {
 
 /// Exclusive use of one nodes.conf: holds an OS lock on `<nodes.conf>.lock` until dropped.
 #[derive(Debug)]
-pub struct ConfigFileLock {
+pub(crate) struct ConfigFileLock {
     /// Keeps the lock: closing the file releases it.
     _file: File,
+    /// The lock file (shown by `Debug`, checked by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     path: PathBuf,
 }
 
@@ -200,7 +203,7 @@ impl ConfigFileLock {
     /// Locks the nodes.conf at `config_path` without waiting; [`ConfigFileError::Locked`]
     /// when another process or guard already holds it. The lock file is created if needed
     /// and left in place afterwards (removing it would race with the next owner).
-    pub fn acquire(config_path: &Path) -> Result<ConfigFileLock, ConfigFileError> {
+    pub(crate) fn acquire(config_path: &Path) -> Result<ConfigFileLock, ConfigFileError> {
         let path = sibling_path(config_path, "", ".lock")?;
         let file = OpenOptions::new()
             .read(true)
@@ -222,7 +225,8 @@ impl ConfigFileLock {
     }
 
     /// The lock file's path.
-    pub fn lock_path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn lock_path(&self) -> &Path {
         &self.path
     }
 }
@@ -344,7 +348,7 @@ mod tests {
         assert!(matches!(
             error,
             ConfigFileError::Parse {
-                source: PersistError::Line { line: 1, .. },
+                source: NodesConfError::Line { line: 1, .. },
                 ..
             }
         ));

@@ -2,9 +2,11 @@
 //!
 //! This is the text format of spec 2.2, pure and without IO: the core emits
 //! [`crate::core::Output::SaveConfig`] with a [`NodesConf`], the runtime renders it with
-//! [`render_nodes_conf`] and writes it with `crate::config_file::save_atomically`; at start
-//! the runtime reads the file, [`parse_nodes_conf`] turns it back into a [`NodesConf`] and
-//! [`crate::core::Core::restore`] starts from it.
+//! [`render_nodes_conf`] and writes it crash-safely (the file IO is the runtime's
+//! `nodes_conf_file` module: the core names nothing of the shell); at start it reads the file,
+//! [`parse_nodes_conf`] turns it back into a [`NodesConf`] and
+//! [`crate::core::Core::restore`] starts from it. The simulator keeps the same text in
+//! memory.
 //!
 //! One line per node (handshake nodes are not written), then a `vars` line:
 //!
@@ -14,9 +16,9 @@
 //! ```
 //!
 //! The parser is bounded ([`MAX_NODES_CONF_BYTES`], [`MAX_NODES_CONF_NODES`]) and fallible:
-//! any input yields a [`NodesConf`] or a [`PersistError`] naming the line and the problem,
+//! any input yields a [`NodesConf`] or a [`NodesConfError`] naming the line and the problem,
 //! never a panic. Unknown aux fields and unknown `vars` keys are skipped, as Redis does.
-//! The [`CLUSTER NODES`](crate::core::views::cluster_nodes) view shares the line writer.
+//! The [`CLUSTER NODES`](crate::views::cluster_nodes) view shares the line writer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -24,8 +26,7 @@ use std::fmt::Write as _;
 use crate::core::node::{
     LinkState, NodeFlags, NodeId, NodeIdParseError, NodeRecord, NODE_ID_BYTES, NODE_ID_HEX_CHARS,
 };
-use crate::core::slots::{Slot, SlotRange, SlotState, SLOT_COUNT};
-use crate::core::NodesConf;
+use crate::core::slots::{open_slots_in_order, Slot, SlotRange, SlotState, SLOT_COUNT};
 
 /// Largest nodes.conf accepted by [`parse_nodes_conf`], in bytes.
 ///
@@ -41,9 +42,30 @@ const NODE_LINE_FIXED_FIELDS: usize = 8;
 /// Longest excerpt of offending text kept in an error, in characters.
 const ERROR_EXCERPT_CHARS: usize = 64;
 
+/// A node's persistent configuration: what nodes.conf holds.
+///
+/// [`render_nodes_conf`] and [`parse_nodes_conf`] turn it into text and back;
+/// [`Core::snapshot`](crate::core::Core::snapshot) makes it and
+/// [`Core::restore`](crate::core::Core::restore) starts from it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodesConf {
+    /// Every known node, myself included (handshake nodes excluded).
+    pub nodes: Vec<NodeRecord>,
+    /// Slot ownership as (range, owner).
+    pub slot_owners: Vec<(SlotRange, NodeId)>,
+    /// Myself's migrating slots and their targets.
+    pub migrating: Vec<(Slot, NodeId)>,
+    /// Myself's importing slots and their sources.
+    pub importing: Vec<(Slot, NodeId)>,
+    /// `currentEpoch`.
+    pub current_epoch: u64,
+    /// `lastVoteEpoch`.
+    pub last_vote_epoch: u64,
+}
+
 /// Why a nodes.conf text does not parse. Nothing was loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PersistError {
+pub enum NodesConfError {
     /// The text is larger than [`MAX_NODES_CONF_BYTES`].
     #[error("nodes.conf is {bytes} bytes, more than the {limit}-byte limit")]
     TooLarge {
@@ -320,17 +342,10 @@ pub fn render_nodes_conf(conf: &NodesConf) -> String {
             owned.entry(*owner).or_default().push(*range);
         }
     }
-    let mut open_slots: Vec<(Slot, SlotState)> = conf
-        .migrating
-        .iter()
-        .map(|(slot, target)| (*slot, SlotState::Migrating(*target)))
-        .chain(
-            conf.importing
-                .iter()
-                .map(|(slot, source)| (*slot, SlotState::Importing(*source))),
-        )
-        .collect();
-    open_slots.sort_by_key(|(slot, _)| *slot);
+    let open_slots = open_slots_in_order(
+        conf.migrating.iter().copied(),
+        conf.importing.iter().copied(),
+    );
     let mut text = String::new();
     for node in conf.nodes.iter().filter(|node| !node.in_handshake()) {
         let slots = normalize_ranges(owned.remove(&node.id).unwrap_or_default());
@@ -372,9 +387,9 @@ fn conf_node_epoch(records: &BTreeMap<NodeId, &NodeRecord>, node: &NodeRecord) -
 /// unknown aux fields in the address are ignored. A missing `vars` line leaves both epochs
 /// at 0. A master or open-slot peer referenced without a line of its own is added as an
 /// address-less `noaddr` node, as Redis's loader does.
-pub fn parse_nodes_conf(text: &str) -> Result<NodesConf, PersistError> {
+pub fn parse_nodes_conf(text: &str) -> Result<NodesConf, NodesConfError> {
     if text.len() > MAX_NODES_CONF_BYTES {
-        return Err(PersistError::TooLarge {
+        return Err(NodesConfError::TooLarge {
             bytes: text.len(),
             limit: MAX_NODES_CONF_BYTES,
         });
@@ -390,13 +405,13 @@ pub fn parse_nodes_conf(text: &str) -> Result<NodesConf, PersistError> {
             builder.handle_vars(&fields[1..])
         } else {
             if builder.nodes.len() >= MAX_NODES_CONF_NODES {
-                return Err(PersistError::TooManyNodes {
+                return Err(NodesConfError::TooManyNodes {
                     limit: MAX_NODES_CONF_NODES,
                 });
             }
             parse_node_line(&fields).and_then(|parsed| builder.handle_node(parsed))
         };
-        result.map_err(|problem| PersistError::Line {
+        result.map_err(|problem| NodesConfError::Line {
             line: number,
             problem,
         })?;
@@ -709,9 +724,9 @@ impl ConfBuilder {
     }
 
     /// Cross-line checks (myself present, references known), then the [`NodesConf`].
-    fn finish(mut self) -> Result<NodesConf, PersistError> {
+    fn finish(mut self) -> Result<NodesConf, NodesConfError> {
         if !self.myself_seen {
-            return Err(PersistError::NoMyself);
+            return Err(NodesConfError::NoMyself);
         }
         let referenced: Vec<NodeId> = self
             .nodes
@@ -939,7 +954,7 @@ mod tests {
 
     fn line_problem(text: &str) -> (usize, LineProblem) {
         match parse_nodes_conf(text) {
-            Err(PersistError::Line { line, problem }) => (line, problem),
+            Err(NodesConfError::Line { line, problem }) => (line, problem),
             other => panic!("expected a line error, got {other:?}"),
         }
     }
@@ -1148,13 +1163,13 @@ mod tests {
 
     #[test]
     fn rejects_files_without_myself_and_oversized_input() {
-        assert_eq!(parse_nodes_conf(""), Err(PersistError::NoMyself));
+        assert_eq!(parse_nodes_conf(""), Err(NodesConfError::NoMyself));
         let other = format!("{} 1.2.3.4:1@2 master - 0 0 0 connected\n", hex(2));
-        assert_eq!(parse_nodes_conf(&other), Err(PersistError::NoMyself));
+        assert_eq!(parse_nodes_conf(&other), Err(NodesConfError::NoMyself));
         let huge = " ".repeat(MAX_NODES_CONF_BYTES + 1);
         assert_eq!(
             parse_nodes_conf(&huge),
-            Err(PersistError::TooLarge {
+            Err(NodesConfError::TooLarge {
                 bytes: MAX_NODES_CONF_BYTES + 1,
                 limit: MAX_NODES_CONF_BYTES
             })
@@ -1175,7 +1190,7 @@ mod tests {
         }
         assert_eq!(
             parse_nodes_conf(&text),
-            Err(PersistError::TooManyNodes {
+            Err(NodesConfError::TooManyNodes {
                 limit: MAX_NODES_CONF_NODES
             })
         );

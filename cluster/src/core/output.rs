@@ -1,0 +1,77 @@
+//! What the core hands back: the [`Output`] queue and the [`Event`]s inside it.
+//!
+//! After every input the caller drains [`crate::core::Core::poll_output`] **in order**
+//! until it returns `None`. The order is the contract:
+//!
+//! - a [`Output::SaveConfig`] that records a vote, `lastVoteEpoch` or an epoch bump always
+//!   precedes the [`Output::Transmit`]s that depend on it, so the caller must finish (write
+//!   and fsync) each save before sending anything queued after it; if the save fails,
+//!   those transmits must not go out;
+//! - transmits go out in queue order (a FAIL broadcast after the PFAIL push that led to it);
+//! - [`Output::Event`]s tell the host what changed during the input (role, slot owners,
+//!   failure flags, `cluster_state`); they oblige nothing of the other outputs.
+//!
+//! The queue is bounded by the work of one input (a few messages per known node, see
+//! [`crate::core::MAX_KNOWN_NODES`]): the caller drains it before the next input.
+
+use crate::core::node::NodeId;
+use crate::core::slots::SlotRange;
+use crate::core::wire::Message;
+use crate::core::{ClusterState, NodesConf};
+
+/// A node's role, as reported in [`Event::RoleChanged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serves its slots.
+    Master,
+    /// Replicates the given master.
+    Replica {
+        /// The master to replicate from.
+        master: NodeId,
+    },
+}
+
+/// Something the host should know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This node's role changed (start or stop replicating).
+    RoleChanged(Role),
+    /// The owner of a range of slots changed in this node's view (`None`: unassigned).
+    SlotOwnerChanged {
+        /// The slots.
+        range: SlotRange,
+        /// The new owner.
+        owner: Option<NodeId>,
+    },
+    /// A node became FAIL.
+    NodeFailed(NodeId),
+    /// A node's FAIL flag was cleared.
+    NodeRecovered(NodeId),
+    /// `cluster_state` changed.
+    ClusterStateChanged(ClusterState),
+}
+
+/// Where a message goes: by bus address, and by id once known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Bus address, `host:port`.
+    pub address: String,
+    /// The node's id, `None` during a handshake (MEET to an address).
+    pub id: Option<NodeId>,
+}
+
+/// One thing the caller must do, in queue order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send a bus message.
+    Transmit {
+        /// Destination.
+        to: Peer,
+        /// The message.
+        message: Message,
+    },
+    /// Persist this configuration (atomically, with fsync) before handling later outputs.
+    SaveConfig(NodesConf),
+    /// Tell the host.
+    Event(Event),
+}
