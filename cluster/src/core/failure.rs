@@ -14,10 +14,22 @@ use crate::core::node::{FailureReport, NodeFlags, NodeId};
 use crate::core::wire::{Body, GossipEntry};
 use crate::core::{Core, Event};
 
-/// Failure reports stay valid for this many node timeouts.
-const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
+/// Redis's `CLUSTER_FAIL_REPORT_VALIDITY_MULT`: a failure report stays valid for this many
+/// node timeouts.
+pub const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
 /// A master that owns slots keeps FAIL for at least this many node timeouts.
 const FAIL_UNDO_TIME_MULT: u64 = 2;
+
+/// The failure-report rule, for failure detection and CLUSTER COUNT-FAILURE-REPORTS alike:
+/// a report is valid while it is at most [`FAIL_REPORT_VALIDITY_MULT`] × `node_timeout_ms`
+/// old at `now_ms`.
+///
+/// Saturating: a huge node_timeout gives a validity of `u64::MAX` (never a wrapped, short
+/// one), and a report stamped after `now_ms` is of age 0.
+pub fn is_failure_report_valid(report: &FailureReport, now_ms: u64, node_timeout_ms: u64) -> bool {
+    let validity_ms = node_timeout_ms.saturating_mul(FAIL_REPORT_VALIDITY_MULT);
+    now_ms.saturating_sub(report.time_ms) <= validity_ms
+}
 
 impl Core {
     /// Cron: mark as PFAIL every node silent for node_timeout with a ping unanswered for
@@ -98,13 +110,12 @@ impl Core {
 
     /// Valid failure reports about `id` from voting masters (expired ones are dropped).
     pub(crate) fn count_failure_reports(&mut self, id: &NodeId) -> usize {
-        let validity_ms = self.config.node_timeout_ms * FAIL_REPORT_VALIDITY_MULT;
-        let now = self.now_ms;
+        let (now_ms, node_timeout_ms) = (self.now_ms, self.config.node_timeout_ms);
         let Some(node) = self.nodes.get_mut(id) else {
             return 0;
         };
         node.failure_reports
-            .retain(|report| now - report.time_ms <= validity_ms);
+            .retain(|report| is_failure_report_valid(report, now_ms, node_timeout_ms));
         let reporters: Vec<NodeId> = node.failure_reports.iter().map(|r| r.reporter).collect();
         reporters
             .iter()
@@ -185,7 +196,8 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::node::NodeFlags;
+    use super::{is_failure_report_valid, FAIL_REPORT_VALIDITY_MULT};
+    use crate::core::node::{FailureReport, NodeFlags};
     use crate::core::testing::{add_node, core, drain, id, own};
     use crate::core::wire::{Body, GossipEntry};
     use crate::core::{Core, Event, Output};
@@ -269,6 +281,41 @@ mod tests {
         core.note_gossip_report(&id(2), &report_about(4));
         core.now_ms += 2001;
         assert_eq!(core.count_failure_reports(&id(4)), 0);
+    }
+
+    #[test]
+    fn a_report_is_valid_for_twice_the_node_timeout_and_saturates_at_the_extremes() {
+        let report = |time_ms| FailureReport {
+            reporter: id(2),
+            time_ms,
+        };
+        assert_eq!(FAIL_REPORT_VALIDITY_MULT, 2);
+        assert!(is_failure_report_valid(&report(1_000), 3_000, 1_000));
+        assert!(!is_failure_report_valid(&report(1_000), 3_001, 1_000));
+        // A report newer than now (a clock the caller moved back) is of age 0, not ~2^64.
+        assert!(is_failure_report_valid(&report(5_000), 1_000, 0));
+        // 2 × node_timeout past u64::MAX saturates: every report stays valid.
+        assert!(is_failure_report_valid(
+            &report(0),
+            u64::MAX,
+            u64::MAX / 2 + 1
+        ));
+        assert!(is_failure_report_valid(&report(0), u64::MAX, u64::MAX));
+        assert!(!is_failure_report_valid(
+            &report(0),
+            u64::MAX,
+            u64::MAX / 2 - 1
+        ));
+    }
+
+    #[test]
+    fn a_huge_node_timeout_saturates_the_report_validity_instead_of_wrapping() {
+        let mut core = cluster_of_four();
+        // 2 × node_timeout is 2^64: wrapped, it would be a validity of 0 ms.
+        core.config.node_timeout_ms = u64::MAX / 2 + 1;
+        core.note_gossip_report(&id(2), &report_about(4));
+        core.now_ms += 1;
+        assert_eq!(core.count_failure_reports(&id(4)), 1);
     }
 
     #[test]

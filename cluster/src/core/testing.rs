@@ -79,7 +79,7 @@ pub(crate) fn drain(core: &mut Core) -> Vec<Output> {
     std::iter::from_fn(|| core.poll_output()).collect()
 }
 
-/// Slot owners of the persist and views golden fixtures: 0xaa owns 0-5460 and 5462, 0xbb owns
+/// Slot owners of the nodes.conf and views golden fixtures: 0xaa owns 0-5460 and 5462, 0xbb owns
 /// 5461 and 5463-10922 (single-slot ranges exercise range rendering).
 pub(crate) fn two_master_slot_owners() -> Vec<(SlotRange, NodeId)> {
     let range = |start, end| SlotRange { start, end };

@@ -1,32 +1,27 @@
 //! CLUSTER COUNT-FAILURE-REPORTS.
 
+use crate::core::failure::is_failure_report_valid;
 use crate::core::node::{FailureReport, NodeId};
 use crate::core::Core;
 use crate::views::ViewError;
 
-/// Redis's `CLUSTER_FAIL_REPORT_VALIDITY_MULT`: a failure report counts for this many node
-/// timeouts.
-pub const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
-
-/// [`FAIL_REPORT_VALIDITY_MULT`] node timeouts.
+/// CLUSTER COUNT-FAILURE-REPORTS `<id>`: the failure reports about `id` that failure
+/// detection still counts as valid ([`is_failure_report_valid`]), whoever sent them (as
+/// Redis counts them).
 pub fn count_failure_reports(core: &Core, id: &NodeId) -> Result<usize, ViewError> {
     let record = core.node(id).ok_or(ViewError::UnknownNode(*id))?;
-    let validity_ms = core
-        .config()
-        .node_timeout_ms
-        .saturating_mul(FAIL_REPORT_VALIDITY_MULT);
     Ok(count_valid_reports(
         &record.failure_reports,
         core.now_ms(),
-        validity_ms,
+        core.config().node_timeout_ms,
     ))
 }
 
-/// Reports no older than `validity_ms` at `now_ms`.
-fn count_valid_reports(reports: &[FailureReport], now_ms: u64, validity_ms: u64) -> usize {
+/// The reports of `reports` valid at `now_ms` under `node_timeout_ms`.
+fn count_valid_reports(reports: &[FailureReport], now_ms: u64, node_timeout_ms: u64) -> usize {
     reports
         .iter()
-        .filter(|report| now_ms.saturating_sub(report.time_ms) <= validity_ms)
+        .filter(|report| is_failure_report_valid(report, now_ms, node_timeout_ms))
         .count()
 }
 
@@ -44,9 +39,10 @@ mod tests {
                 time_ms,
             })
             .collect();
-        assert_eq!(count_valid_reports(&reports, 1_100, 600), 2);
-        assert_eq!(count_valid_reports(&reports, 1_000, 900), 3);
+        assert_eq!(count_valid_reports(&reports, 1_100, 300), 2);
+        assert_eq!(count_valid_reports(&reports, 1_000, 450), 3);
         assert_eq!(count_valid_reports(&reports, 0, 0), 3);
+        assert_eq!(count_valid_reports(&reports, u64::MAX, u64::MAX), 3);
         let core = core(0xaa);
         assert_eq!(count_failure_reports(&core, &id(0xbb)), Ok(0));
         assert_eq!(
