@@ -57,7 +57,7 @@ use timers::Timers;
 use node::{NodeFlags, NodeId, NodeRecord};
 use rng::Rng;
 use slots::{Slot, SlotRange, SlotState, SlotTable};
-use wire::{Body, Header, Message, MessageType, WireError};
+use wire::{Body, DecodeError, Header, Message, MessageType};
 
 /// Period of the cron ([`Core::handle_tick`]), in milliseconds.
 pub const TICK_INTERVAL_MS: u64 = 100;
@@ -308,7 +308,7 @@ impl Core {
         now_ms: u64,
         from: &str,
         bytes: &[u8],
-    ) -> Result<(), WireError> {
+    ) -> Result<(), DecodeError> {
         match wire::decode(bytes) {
             Ok(message) => {
                 self.handle_message(now_ms, from, message);
@@ -563,5 +563,29 @@ mod tests {
         assert!(core.myself().flags.contains(NodeFlags::MYSELF));
         assert_eq!(core.current_epoch(), 0);
         assert_eq!(core.cluster_state(), ClusterState::Fail);
+    }
+
+    #[test]
+    fn a_message_with_an_unknown_code_is_dropped_counted_and_reported() {
+        let mut core = testing::core(1);
+        testing::add_node(&mut core, 2, None, 1);
+        let mut header = testing::header(2, None, 1, &[]);
+        header.flags = NodeFlags(NodeFlags::MASTER.0 | 1 << 15);
+        let bytes = wire::encode(&Message {
+            header,
+            body: Body::Ping(Vec::new()),
+        });
+        let result = core.handle_datagram(10_000, "n2:17000", &bytes);
+        assert!(
+            matches!(result, Err(DecodeError::Invalid { .. })),
+            "{result:?}"
+        );
+        assert_eq!(core.stats().malformed_dropped, 1);
+        assert_eq!(core.stats().total_received(), 0, "nothing was handled");
+        assert!(!core
+            .node(&testing::id(2))
+            .unwrap()
+            .flags
+            .contains(NodeFlags(1 << 15)));
     }
 }

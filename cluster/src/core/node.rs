@@ -120,6 +120,9 @@ impl NodeFlags {
     /// A replica that never starts an automatic failover (`nofailover`).
     pub const NOFAILOVER: NodeFlags = NodeFlags(1 << 9);
 
+    /// Every flag this version knows: on the wire, any other bit is a decode error.
+    pub const KNOWN: NodeFlags = NodeFlags((1 << 10) - 1);
+
     /// The printed names in Redis's order, with the flag each stands for.
     pub const PRINTED_NAMES: [(NodeFlags, &'static str); 8] = [
         (NodeFlags::MYSELF, "myself"),
@@ -131,6 +134,11 @@ impl NodeFlags {
         (NodeFlags::NOADDR, "noaddr"),
         (NodeFlags::NOFAILOVER, "nofailover"),
     ];
+
+    /// True when no bit outside [`NodeFlags::KNOWN`] is set.
+    pub fn is_known(self) -> bool {
+        NodeFlags::KNOWN.contains(self)
+    }
 
     /// True when every bit of `other` is set.
     pub fn contains(self, other: NodeFlags) -> bool {
@@ -341,6 +349,28 @@ mod tests {
         let high = NodeId::parse_hex(&format!("b0{}", "0".repeat(38))).unwrap();
         assert!(low < high);
         assert!(low.to_hex() < high.to_hex());
+    }
+
+    #[test]
+    fn the_known_flags_are_exactly_the_named_ones() {
+        let named = [
+            NodeFlags::MASTER,
+            NodeFlags::REPLICA,
+            NodeFlags::PFAIL,
+            NodeFlags::FAIL,
+            NodeFlags::MYSELF,
+            NodeFlags::HANDSHAKE,
+            NodeFlags::NOADDR,
+            NodeFlags::MEET,
+            NodeFlags::MIGRATE_TO,
+            NodeFlags::NOFAILOVER,
+        ];
+        let union = named
+            .iter()
+            .fold(NodeFlags::default(), |union, flag| union | *flag);
+        assert_eq!(union, NodeFlags::KNOWN);
+        assert!(NodeFlags::KNOWN.is_known());
+        assert!(!NodeFlags(1 << 10).is_known());
     }
 
     #[test]

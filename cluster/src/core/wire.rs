@@ -5,12 +5,17 @@
 //! typed [`Body`]. The information is Redis's; the bytes are not: slots travel as ranges
 //! instead of a 2 KiB bitmap and integers as varints, so a PING is a tenth of Redis's size.
 //!
-//! On the wire a message is one protocol-version byte followed by its bincode 2 encoding.
-//! Decoding is bounded ([`MAX_MESSAGE_BYTES`], [`MAX_GOSSIP_ENTRIES`], ...) and fallible:
-//! a malformed message yields a [`WireError`], never a panic.
+//! On the wire a message is one protocol-version byte followed by its bincode 2 encoding:
+//! [`BUS_FORMAT`], the crate's one versioned, bounded codec ([`crate::codec`]). Decoding is
+//! bounded ([`MAX_MESSAGE_BYTES`], [`MAX_GOSSIP_ENTRIES`], ...), strict and fallible: an
+//! unknown body type, flag bit ([`NodeFlags::KNOWN`]), mflags bit ([`MFLAGS_KNOWN`]),
+//! boolean or option tag is a [`DecodeError`], never a panic and never a default; the core
+//! drops and counts it ([`crate::core::Stats::malformed_dropped`]).
 
 use bincode::{Decode, Encode};
 
+pub use crate::codec::DecodeError;
+use crate::codec::{Format, Validate};
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{SlotRange, SLOT_COUNT};
 
@@ -33,6 +38,11 @@ pub const MAX_EPOCH: u64 = i64::MAX as u64;
 pub const MFLAG_PAUSED: u8 = 1;
 /// `mflags` bit: vote even though the master is not FAIL (manual failover).
 pub const MFLAG_FORCEACK: u8 = 2;
+/// Every `mflags` bit this version knows; a message with any other bit is refused.
+pub const MFLAGS_KNOWN: u8 = MFLAG_PAUSED | MFLAG_FORCEACK;
+
+/// The bus format: [`PROTOCOL_VERSION`] then bincode, at most [`MAX_MESSAGE_BYTES`].
+pub const BUS_FORMAT: Format<MAX_MESSAGE_BYTES> = Format::new("bus message", PROTOCOL_VERSION);
 
 /// The header every bus message carries (3.3 of the spec, minus framing fields).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -208,29 +218,6 @@ impl Body {
     }
 }
 
-/// Why bytes did not decode into a message. The message is dropped and counted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    /// Zero bytes.
-    #[error("empty bus message")]
-    Empty,
-    /// More than [`MAX_MESSAGE_BYTES`].
-    #[error("bus message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
-    TooLarge(usize),
-    /// The version byte is not [`PROTOCOL_VERSION`].
-    #[error("bus protocol version {0} is not supported (expected {PROTOCOL_VERSION})")]
-    UnsupportedVersion(u8),
-    /// bincode could not decode the payload.
-    #[error("bus message does not decode: {0}")]
-    Malformed(String),
-    /// Bytes left over after the message.
-    #[error("bus message has {0} trailing bytes")]
-    TrailingBytes(usize),
-    /// Decoded, but a field breaks a bound or an invariant.
-    #[error("bus message is invalid: {0}")]
-    Invalid(&'static str),
-}
-
 /// Redis's fixed header size in bytes (`clusterMsg` before `data`).
 pub const REDIS_HEADER_BYTES: usize = 2256;
 /// Redis's gossip entry size in bytes.
@@ -251,90 +238,86 @@ pub fn redis_encoded_len(message: &Message) -> usize {
     }
 }
 
-fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
-}
-
-/// Encodes `message` as version byte + bincode.
+/// Encodes `message` as version byte + bincode ([`BUS_FORMAT`]).
 pub fn encode(message: &Message) -> Vec<u8> {
-    let mut bytes = vec![PROTOCOL_VERSION];
-    // Encoding into a Vec cannot fail for these types except by exceeding the limit,
-    // which our own bounded messages never do; an empty payload then fails to decode.
-    if let Ok(payload) = bincode::encode_to_vec(message, bincode_config()) {
-        bytes.extend_from_slice(&payload);
-    }
-    bytes
+    BUS_FORMAT.encode(message)
 }
 
-/// Decodes and validates one message.
-pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
-    let (&version, payload) = bytes.split_first().ok_or(WireError::Empty)?;
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge(bytes.len()));
-    }
-    if version != PROTOCOL_VERSION {
-        return Err(WireError::UnsupportedVersion(version));
-    }
-    let (message, used): (Message, usize) =
-        bincode::decode_from_slice(payload, bincode_config())
-            .map_err(|error| WireError::Malformed(error.to_string()))?;
-    if used != payload.len() {
-        return Err(WireError::TrailingBytes(payload.len() - used));
-    }
-    validate(&message)?;
-    Ok(message)
+/// Decodes and validates one message ([`BUS_FORMAT`], then [`Message`]'s [`Validate`]).
+pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    BUS_FORMAT.decode(bytes)
 }
 
-fn validate_ranges(ranges: &[SlotRange]) -> Result<(), WireError> {
+fn validate_ranges(ranges: &[SlotRange]) -> Result<(), &'static str> {
     if ranges.len() > MAX_SLOT_RANGES {
-        return Err(WireError::Invalid("too many slot ranges"));
+        return Err("too many slot ranges");
     }
     if !ranges.iter().all(SlotRange::is_valid) {
-        return Err(WireError::Invalid("slot range out of bounds"));
+        return Err("slot range out of bounds");
     }
     // Ascending and disjoint, as every sender builds them: overlapping copies of one
     // big range would otherwise make each slot walk cost up to MAX_SLOT_RANGES × 16384
     // steps and let duplicates pass the "same slot count" comparison of rule 2.
     if ranges.windows(2).any(|pair| pair[0].end >= pair[1].start) {
-        return Err(WireError::Invalid(
-            "slot ranges overlap or are out of order",
-        ));
+        return Err("slot ranges overlap or are out of order");
     }
     Ok(())
 }
 
-fn validate(message: &Message) -> Result<(), WireError> {
-    let header = &message.header;
+fn validate_header(header: &Header) -> Result<(), &'static str> {
     validate_ranges(&header.slots)?;
     if header.current_epoch > MAX_EPOCH || header.config_epoch > MAX_EPOCH {
-        return Err(WireError::Invalid("epoch beyond MAX_EPOCH"));
+        return Err("epoch beyond MAX_EPOCH");
     }
     if header.ip.len() > MAX_ADDRESS_BYTES || header.hostname.len() > MAX_ADDRESS_BYTES {
-        return Err(WireError::Invalid("address too long"));
+        return Err("address too long");
     }
-    if let Some(gossip) = message.body.gossip() {
-        if gossip.len() > MAX_GOSSIP_ENTRIES {
-            return Err(WireError::Invalid("too many gossip entries"));
-        }
-        if gossip
-            .iter()
-            .any(|entry| entry.ip.len() > MAX_ADDRESS_BYTES)
-        {
-            return Err(WireError::Invalid("gossip address too long"));
-        }
+    // Flags are hand-mapped bits: a bit this version does not know is refused, never
+    // stored (it would be lost, or misread, at the next nodes.conf save).
+    if !header.flags.is_known() {
+        return Err("unknown node flag bit in the header");
     }
-    if let Body::Update {
-        slots,
-        config_epoch,
-        ..
-    } = &message.body
-    {
-        validate_ranges(slots)?;
-        if *config_epoch > MAX_EPOCH {
-            return Err(WireError::Invalid("epoch beyond MAX_EPOCH"));
-        }
+    if header.mflags & !MFLAGS_KNOWN != 0 {
+        return Err("unknown mflags bit");
     }
     Ok(())
+}
+
+fn validate_gossip(gossip: &[GossipEntry]) -> Result<(), &'static str> {
+    if gossip.len() > MAX_GOSSIP_ENTRIES {
+        return Err("too many gossip entries");
+    }
+    if gossip
+        .iter()
+        .any(|entry| entry.ip.len() > MAX_ADDRESS_BYTES)
+    {
+        return Err("gossip address too long");
+    }
+    if !gossip.iter().all(|entry| entry.flags.is_known()) {
+        return Err("unknown node flag bit in a gossip entry");
+    }
+    Ok(())
+}
+
+impl Validate for Message {
+    fn validate(&self) -> Result<(), &'static str> {
+        validate_header(&self.header)?;
+        if let Some(gossip) = self.body.gossip() {
+            validate_gossip(gossip)?;
+        }
+        if let Body::Update {
+            slots,
+            config_epoch,
+            ..
+        } = &self.body
+        {
+            validate_ranges(slots)?;
+            if *config_epoch > MAX_EPOCH {
+                return Err("epoch beyond MAX_EPOCH");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -401,15 +384,25 @@ mod tests {
     fn wrong_version_and_garbage_are_rejected() {
         let mut bytes = encode(&sample_message(1));
         bytes[0] = 2;
-        assert_eq!(decode(&bytes), Err(WireError::UnsupportedVersion(2)));
-        assert_eq!(decode(&[]), Err(WireError::Empty));
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::UnsupportedVersion {
+                found: 2,
+                expected: PROTOCOL_VERSION,
+                ..
+            })
+        ));
+        assert!(matches!(decode(&[]), Err(DecodeError::Empty { .. })));
         assert!(matches!(
             decode(&[1, 0xff, 0xff]),
-            Err(WireError::Malformed(_))
+            Err(DecodeError::Malformed { .. })
         ));
         let mut trailing = encode(&sample_message(1));
         trailing.push(0);
-        assert_eq!(decode(&trailing), Err(WireError::TrailingBytes(1)));
+        assert!(matches!(
+            decode(&trailing),
+            Err(DecodeError::TrailingBytes { count: 1, .. })
+        ));
     }
 
     #[test]
@@ -446,7 +439,7 @@ mod tests {
         message.header.slots = vec![whole; 1000];
         assert!(matches!(
             decode(&encode(&message)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         message.header.slots = vec![
             SlotRange { start: 5, end: 9 },
@@ -454,7 +447,7 @@ mod tests {
         ];
         assert!(matches!(
             decode(&encode(&message)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         let update = Message {
             body: Body::Update {
@@ -469,7 +462,7 @@ mod tests {
         };
         assert!(matches!(
             decode(&encode(&update)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         message.header.slots = vec![
             SlotRange { start: 0, end: 2 },
@@ -487,13 +480,13 @@ mod tests {
         message.header.current_epoch = u64::MAX;
         assert!(matches!(
             decode(&encode(&message)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         let mut message = sample_message(0);
         message.header.config_epoch = MAX_EPOCH + 1;
         assert!(matches!(
             decode(&encode(&message)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         let update = Message {
             body: Body::Update {
@@ -505,7 +498,7 @@ mod tests {
         };
         assert!(matches!(
             decode(&encode(&update)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
         message.header.config_epoch = MAX_EPOCH;
         assert!(decode(&encode(&message)).is_ok());
@@ -520,7 +513,100 @@ mod tests {
         }];
         assert!(matches!(
             decode(&encode(&message)),
-            Err(WireError::Invalid(_))
+            Err(DecodeError::Invalid { .. })
         ));
+    }
+
+    /// `message` encoded, with the one byte where it differs from `other`'s encoding (of
+    /// the same length) replaced by `code`.
+    fn with_code_at_difference(message: &Message, other: &Message, code: u8) -> Vec<u8> {
+        let mut bytes = encode(message);
+        let other = encode(other);
+        assert_eq!(bytes.len(), other.len());
+        let index = (0..bytes.len())
+            .find(|index| bytes[*index] != other[*index])
+            .expect("the two messages differ in one byte");
+        bytes[index] = code;
+        bytes
+    }
+
+    #[test]
+    fn an_unknown_body_type_is_a_decode_error() {
+        let message = Message {
+            body: Body::MfStart,
+            ..sample_message(0)
+        };
+        let mut bytes = encode(&message);
+        // The unit body is the last byte: its discriminant (MfStart is the last, 7).
+        let last = bytes.len() - 1;
+        assert_eq!(bytes[last], 7);
+        bytes[last] = 8;
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_boolean_other_than_zero_or_one_is_a_decode_error() {
+        let ok = sample_message(0);
+        let mut not_ok = ok.clone();
+        not_ok.header.cluster_ok = false;
+        let bytes = with_code_at_difference(&ok, &not_ok, 2);
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn an_option_tag_other_than_none_or_some_is_a_decode_error() {
+        // master_id's tag is the byte after the flags; the flags' byte is the one that
+        // changes with them.
+        let none = sample_message(0);
+        let mut flagged = none.clone();
+        flagged.header.flags = NodeFlags::REPLICA;
+        let mut bytes = encode(&none);
+        let flags_index = (0..bytes.len())
+            .find(|index| bytes[*index] != encode(&flagged)[*index])
+            .expect("the flags differ");
+        assert_eq!(
+            bytes[flags_index + 1],
+            0,
+            "master_id None follows the flags"
+        );
+        bytes[flags_index + 1] = 2;
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn an_unknown_flag_bit_in_the_header_or_gossip_is_invalid() {
+        for bit in 10..16 {
+            let mut message = sample_message(1);
+            message.header.flags = NodeFlags(NodeFlags::MASTER.0 | 1 << bit);
+            assert!(
+                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
+                "header flag bit {bit}"
+            );
+            let mut message = sample_message(2);
+            if let Body::Ping(gossip) = &mut message.body {
+                gossip[1].flags = NodeFlags(NodeFlags::PFAIL.0 | 1 << bit);
+            }
+            assert!(
+                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
+                "gossip flag bit {bit}"
+            );
+        }
+        let mut message = sample_message(1);
+        message.header.flags = NodeFlags::KNOWN;
+        assert!(decode(&encode(&message)).is_ok(), "every known bit is fine");
+    }
+
+    #[test]
+    fn an_unknown_mflags_bit_is_invalid() {
+        let mut message = sample_message(0);
+        for bit in 2..8 {
+            message.header.mflags = MFLAG_PAUSED | 1 << bit;
+            assert!(
+                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
+                "mflags bit {bit}"
+            );
+        }
+        message.header.mflags = MFLAGS_KNOWN;
+        assert!(decode(&encode(&message)).is_ok());
     }
 }

@@ -554,7 +554,7 @@ impl Simulator {
         index: usize,
         from: usize,
         bytes: &[u8],
-    ) -> Result<(), wire::WireError> {
+    ) -> Result<(), wire::DecodeError> {
         let now = self.now_ms;
         let Some(core) = self
             .nodes
