@@ -42,40 +42,58 @@ impl NodeId {
         NodeId(bytes)
     }
 
-    /// Parses 40 hex characters (either case) into an id.
+    /// Parses 40 hex characters (either case) into an id: the one parser of ids, for
+    /// nodes.conf, admin input and tests alike.
     pub fn parse_hex(text: &str) -> Result<NodeId, NodeIdParseError> {
-        if text.len() != NODE_ID_HEX_CHARS {
-            return Err(NodeIdParseError::WrongLength(text.len()));
+        if let Some(id) = decode_hex(text.as_bytes()) {
+            return Ok(id);
         }
-        let mut bytes = [0u8; NODE_ID_BYTES];
-        let chars: Vec<char> = text.chars().collect();
-        for (index, pair) in chars.chunks(2).enumerate() {
-            let high = hex_value(pair[0])?;
-            let low = hex_value(pair[1])?;
-            bytes[index] = (high << 4) | low;
+        // Only explains the failure: the first character that is not a hex digit (non-ASCII
+        // text included), else the length.
+        match text
+            .chars()
+            .find(|character| !character.is_ascii_hexdigit())
+        {
+            Some(character) => Err(NodeIdParseError::NotHex(character)),
+            None => Err(NodeIdParseError::WrongLength(text.len())),
         }
-        Ok(NodeId(bytes))
     }
 
     /// The 40-character lowercase hex form.
     pub fn to_hex(&self) -> String {
-        self.to_string()
+        let mut hex = String::with_capacity(NODE_ID_HEX_CHARS);
+        self.push_hex(&mut hex);
+        hex
+    }
+
+    /// Appends the 40-character lowercase hex form to `out`, without the formatting
+    /// machinery (ids are most of a nodes.conf).
+    pub fn push_hex(&self, out: &mut String) {
+        const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for byte in self.0 {
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        }
     }
 }
 
-fn hex_value(character: char) -> Result<u8, NodeIdParseError> {
-    character
-        .to_digit(16)
-        .map(|value| value as u8)
-        .ok_or(NodeIdParseError::NotHex(character))
+/// Decodes exactly 40 hex digits (either case) into an id.
+fn decode_hex(text: &[u8]) -> Option<NodeId> {
+    if text.len() != NODE_ID_HEX_CHARS {
+        return None;
+    }
+    let mut bytes = [0u8; NODE_ID_BYTES];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = (high << 4 | low) as u8;
+    }
+    Some(NodeId(bytes))
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(formatter, "{byte:02x}")?;
-        }
-        Ok(())
+        formatter.write_str(&self.to_hex())
     }
 }
 
@@ -162,28 +180,41 @@ impl NodeFlags {
 
     /// The flags as CLUSTER NODES prints them: comma-separated names, or `noflags`.
     pub fn to_names(self) -> String {
-        let names: Vec<&str> = NodeFlags::PRINTED_NAMES
-            .iter()
-            .filter(|(flag, _)| self.contains(*flag))
-            .map(|(_, name)| *name)
-            .collect();
-        if names.is_empty() {
-            "noflags".to_string()
-        } else {
-            names.join(",")
+        let mut names = String::new();
+        self.push_names(&mut names);
+        names
+    }
+
+    /// Appends [`NodeFlags::to_names`] to `out`, without allocating.
+    pub fn push_names(self, out: &mut String) {
+        let mut first = true;
+        for (flag, name) in NodeFlags::PRINTED_NAMES {
+            if self.contains(flag) {
+                if !first {
+                    out.push(',');
+                }
+                out.push_str(name);
+                first = false;
+            }
+        }
+        if first {
+            out.push_str("noflags");
         }
     }
 
-    /// Parses a comma-separated list of printed names (unknown names are ignored, as
-    /// Redis's loader does); `noflags` and `-` give the empty set.
-    pub fn from_names(text: &str) -> NodeFlags {
+    /// Parses a comma-separated list of printed names (`noflags` adds nothing), strictly:
+    /// `Err(name)` names the first that is not one of [`NodeFlags::PRINTED_NAMES`] (Redis's
+    /// loader refuses an unknown flag too).
+    pub fn from_names(text: &str) -> Result<NodeFlags, &str> {
         let mut flags = NodeFlags::default();
-        for name in text.split(',') {
-            if let Some((flag, _)) = NodeFlags::PRINTED_NAMES.iter().find(|(_, n)| *n == name) {
-                flags.insert(*flag);
-            }
+        for name in text.split(',').filter(|name| *name != "noflags") {
+            let (flag, _) = NodeFlags::PRINTED_NAMES
+                .iter()
+                .find(|(_, printed)| *printed == name)
+                .ok_or(name)?;
+            flags.insert(*flag);
         }
-        flags
+        Ok(flags)
     }
 }
 
@@ -377,8 +408,48 @@ mod tests {
     fn flags_print_in_redis_order_and_parse_back() {
         let flags = NodeFlags::MASTER | NodeFlags::MYSELF | NodeFlags::PFAIL;
         assert_eq!(flags.to_names(), "myself,master,fail?");
-        assert_eq!(NodeFlags::from_names("myself,master,fail?"), flags);
+        assert_eq!(NodeFlags::from_names("myself,master,fail?"), Ok(flags));
         assert_eq!(NodeFlags::default().to_names(), "noflags");
-        assert_eq!(NodeFlags::from_names("noflags"), NodeFlags::default());
+        assert_eq!(NodeFlags::from_names("noflags"), Ok(NodeFlags::default()));
+        assert_eq!(NodeFlags::from_names("master,leader"), Err("leader"));
+        assert_eq!(NodeFlags::from_names("-"), Err("-"));
+        let mut rng = Rng::new(5);
+        for _ in 0..100 {
+            let flags = NodeFlags(rng.next_u64() as u16 & NodeFlags::KNOWN.0);
+            let printed = NodeFlags::PRINTED_NAMES
+                .iter()
+                .fold(NodeFlags::default(), |union, (flag, _)| union | *flag);
+            let names = flags.to_names();
+            assert_eq!(
+                NodeFlags::from_names(&names),
+                Ok(NodeFlags(flags.0 & printed.0)),
+                "{names}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hex_writer_and_parser_agree_with_display() {
+        let mut rng = Rng::new(5);
+        for _ in 0..100 {
+            let id = NodeId::random(&mut rng);
+            let mut out = String::from("x");
+            id.push_hex(&mut out);
+            assert_eq!(out[1..], format!("{id}"));
+            assert_eq!(NodeId::parse_hex(&out[1..]), Ok(id));
+            assert_eq!(NodeId::parse_hex(&out[1..].to_uppercase()), Ok(id));
+        }
+        assert_eq!(
+            NodeId::parse_hex("0g00000000000000000000000000000000000000"),
+            Err(NodeIdParseError::NotHex('g'))
+        );
+        assert_eq!(
+            NodeId::parse_hex("00"),
+            Err(NodeIdParseError::WrongLength(2))
+        );
+        assert_eq!(
+            NodeId::parse_hex(&"é".repeat(20)),
+            Err(NodeIdParseError::NotHex('é'))
+        );
     }
 }

@@ -23,9 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::core::node::{
-    LinkState, NodeFlags, NodeId, NodeIdParseError, NodeRecord, NODE_ID_BYTES, NODE_ID_HEX_CHARS,
-};
+use crate::core::node::{LinkState, NodeFlags, NodeId, NodeIdParseError, NodeRecord};
 use crate::core::slots::{open_slots_in_order, Slot, SlotRange, SlotState, SLOT_COUNT};
 
 /// Largest nodes.conf accepted by [`parse_nodes_conf`], in bytes.
@@ -202,14 +200,14 @@ pub fn is_valid_ip_text(ip: &str) -> bool {
 /// Appends one node line (without the newline) to `out`.
 pub(crate) fn write_node_line(out: &mut String, line: &NodeLine<'_>) {
     let node = line.node;
-    push_id(out, &node.id);
+    node.id.push_hex(out);
     out.push(' ');
     write_address(out, node, line.style);
     out.push(' ');
-    push_flags(out, node.flags);
+    node.flags.push_names(out);
     out.push(' ');
     match node.master_id {
-        Some(master) if node.is_replica() => push_id(out, &master),
+        Some(master) if node.is_replica() => master.push_hex(out),
         _ => out.push('-'),
     }
     let myself = node.flags.contains(NodeFlags::MYSELF);
@@ -251,7 +249,7 @@ fn write_address(out: &mut String, node: &NodeRecord, style: HostnameStyle) {
             out.push_str(hostname);
             if let Some(shard_id) = node.shard_id {
                 out.push_str(",shard-id=");
-                push_id(out, &shard_id);
+                shard_id.push_hex(out);
             }
         }
         HostnameStyle::WhenSet if !hostname.is_empty() => {
@@ -259,33 +257,6 @@ fn write_address(out: &mut String, node: &NodeRecord, style: HostnameStyle) {
             out.push_str(hostname);
         }
         HostnameStyle::WhenSet => {}
-    }
-}
-
-/// Appends the 40-character lowercase hex form of `id` (what `Display` prints, without
-/// the formatting machinery: ids are most of a nodes.conf).
-fn push_id(out: &mut String, id: &NodeId) {
-    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in id.0 {
-        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-    }
-}
-
-/// Appends the flags as [`NodeFlags::to_names`] prints them, without allocating.
-fn push_flags(out: &mut String, flags: NodeFlags) {
-    let mut first = true;
-    for (flag, name) in NodeFlags::PRINTED_NAMES {
-        if flags.contains(flag) {
-            if !first {
-                out.push(',');
-            }
-            out.push_str(name);
-            first = false;
-        }
-    }
-    if first {
-        out.push_str("noflags");
     }
 }
 
@@ -471,37 +442,11 @@ fn excerpt(text: &str) -> String {
 }
 
 fn parse_id(field: &'static str, text: &str) -> Result<NodeId, LineProblem> {
-    if let Some(id) = decode_hex_id(text.as_bytes()) {
-        return Ok(id);
-    }
-    // The slow path only explains the failure; non-ASCII text is reported by its first
-    // offending character.
-    let source = match text.chars().find(|c| !c.is_ascii()) {
-        Some(character) => NodeIdParseError::NotHex(character),
-        None => match NodeId::parse_hex(text) {
-            Err(error) => error,
-            Ok(_) => NodeIdParseError::WrongLength(text.len()),
-        },
-    };
-    Err(LineProblem::BadId {
+    NodeId::parse_hex(text).map_err(|source| LineProblem::BadId {
         field,
         text: excerpt(text),
         source,
     })
-}
-
-/// Decodes exactly 40 hex digits (either case) into an id.
-fn decode_hex_id(text: &[u8]) -> Option<NodeId> {
-    if text.len() != NODE_ID_HEX_CHARS {
-        return None;
-    }
-    let mut bytes = [0u8; NODE_ID_BYTES];
-    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-        let high = char::from(pair[0]).to_digit(16)?;
-        let low = char::from(pair[1]).to_digit(16)?;
-        *byte = (high << 4 | low) as u8;
-    }
-    Some(NodeId(bytes))
 }
 
 /// Parses a decimal made of ASCII digits only (no sign, no spaces).
@@ -520,18 +465,7 @@ fn parse_u64(field: &'static str, text: &str) -> Result<u64, LineProblem> {
 }
 
 fn parse_flags(text: &str) -> Result<NodeFlags, LineProblem> {
-    let mut flags = NodeFlags::default();
-    for name in text.split(',') {
-        if name == "noflags" {
-            continue;
-        }
-        let (flag, _) = NodeFlags::PRINTED_NAMES
-            .iter()
-            .find(|(_, printed)| *printed == name)
-            .ok_or_else(|| LineProblem::UnknownFlag(excerpt(name)))?;
-        flags.insert(*flag);
-    }
-    Ok(flags)
+    NodeFlags::from_names(text).map_err(|name| LineProblem::UnknownFlag(excerpt(name)))
 }
 
 /// The parts of `ip:port@cport,hostname,aux=value...`.
@@ -846,28 +780,6 @@ mod tests {
             c = hex(0xcc),
             s = hex(0x11),
         )
-    }
-
-    #[test]
-    fn fast_id_and_flag_writers_match_display_and_to_names() {
-        let mut rng = Rng::new(5);
-        for _ in 0..100 {
-            let id = NodeId::random(&mut rng);
-            let mut out = String::new();
-            push_id(&mut out, &id);
-            assert_eq!(out, id.to_hex());
-            assert_eq!(decode_hex_id(out.as_bytes()), Some(id));
-            assert_eq!(decode_hex_id(out.to_uppercase().as_bytes()), Some(id));
-            let flags = NodeFlags(rng.next_u64() as u16);
-            let mut out = String::new();
-            push_flags(&mut out, flags);
-            assert_eq!(out, flags.to_names());
-        }
-        assert_eq!(
-            decode_hex_id(b"0g00000000000000000000000000000000000000"),
-            None
-        );
-        assert_eq!(decode_hex_id(b"00"), None);
     }
 
     #[test]
