@@ -10,7 +10,7 @@ use slotkv_cluster::{Cluster, Node};
 use slotkv_engine::{ExpireCondition, ExpireTime, GetExExpiry, SetCondition, SetOptions};
 use slotkv_transport::sim::SimNet;
 
-use node_support::{form, start_nodes, start_sim_nodes, tcp};
+use node_support::{form, shutdown_within_10s, start_nodes, start_sim_nodes, tcp};
 
 async fn assert_formed(nodes: &[Node]) {
     for node in nodes {
@@ -122,13 +122,7 @@ async fn six_simulated_nodes_form_a_cluster_and_serve_through_every_node() {
     for (index, node) in nodes.iter().enumerate() {
         exercise(&node.cluster(), &format!("sim{index}")).await;
     }
-    tokio::time::timeout(Duration::from_secs(10), async {
-        for node in nodes {
-            node.shutdown().await;
-        }
-    })
-    .await
-    .unwrap();
+    shutdown_within_10s(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@ use slotkv_cluster::core::ClusterState;
 use slotkv_cluster::ClusterError;
 use slotkv_transport::sim::SimNet;
 
-use node_support::{eventually, form, owner_index, start_sim_nodes};
+use node_support::{
+    eventually, form, owner_index, replica_index, shutdown_within_10s, start_sim_nodes,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_master_refuses_writes_and_rejoins_as_replica_after_the_heal() {
@@ -62,13 +64,7 @@ async fn a_minority_master_refuses_writes_and_rejoins_as_replica_after_the_heal(
         rejoined,
         "the old master did not return as a synced replica"
     );
-    tokio::time::timeout(Duration::from_secs(10), async {
-        for node in nodes {
-            node.shutdown().await;
-        }
-    })
-    .await
-    .unwrap();
+    shutdown_within_10s(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,13 +74,7 @@ async fn a_replica_cut_off_for_a_while_resumes_with_a_partial_resync() {
     form(&nodes).await;
     let master = owner_index(&nodes, b"{p}before").await;
     let master_id = nodes[master].id();
-    let mut replica = None;
-    for (index, node) in nodes.iter().enumerate() {
-        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master_id) {
-            replica = Some(index);
-        }
-    }
-    let replica = replica.unwrap();
+    let replica = replica_index(&nodes, master_id).await;
     let cluster = nodes[master].cluster();
     cluster.set(b"{p}before", b"1").await.unwrap();
     assert_eq!(cluster.wait(1, Duration::from_secs(5)).await.unwrap(), 1);
@@ -112,11 +102,5 @@ async fn a_replica_cut_off_for_a_while_resumes_with_a_partial_resync() {
     let info = nodes[master].replication_info();
     assert_eq!(info.full_syncs_served, full_syncs, "{info:?}");
     assert!(info.partial_syncs_served >= 1, "{info:?}");
-    tokio::time::timeout(Duration::from_secs(10), async {
-        for node in nodes {
-            node.shutdown().await;
-        }
-    })
-    .await
-    .unwrap();
+    shutdown_within_10s(nodes).await;
 }

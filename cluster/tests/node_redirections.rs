@@ -11,7 +11,7 @@ use slotkv_cluster::core::{FailoverMode, SetSlotAction};
 use slotkv_cluster::{ClusterError, Durability};
 use slotkv_engine::{ExpireTime, SetExpiry, SetOptions};
 
-use node_support::{eventually, form, owner_index, start_nodes, tcp};
+use node_support::{eventually, form, owner_index, replica_index, start_nodes, tcp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_slots_answer_ask_and_tryagain_and_the_handle_follows() {
@@ -69,13 +69,7 @@ async fn replication_carries_expiry_as_deletes_and_unmet_durability_is_reported(
     let key = b"short-lived";
     let master = owner_index(&nodes, key).await;
     let master_id = nodes[master].id();
-    let mut replica = None;
-    for (index, node) in nodes.iter().enumerate() {
-        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master_id) {
-            replica = Some(index);
-        }
-    }
-    let replica = replica.unwrap();
+    let replica = replica_index(&nodes, master_id).await;
     let options = SetOptions {
         expiry: SetExpiry::Expire(ExpireTime::Milliseconds(300)),
         ..SetOptions::default()
@@ -123,13 +117,7 @@ async fn a_default_manual_failover_loses_no_write() {
         cluster.set(key.as_bytes(), key.as_bytes()).await.unwrap();
     }
     let master_id = nodes[0].id();
-    let mut promoted = None;
-    for (index, node) in nodes.iter().enumerate() {
-        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master_id) {
-            promoted = Some(index);
-        }
-    }
-    let promoted = promoted.unwrap();
+    let promoted = replica_index(&nodes, master_id).await;
     nodes[promoted]
         .failover(FailoverMode::Default)
         .await

@@ -39,6 +39,16 @@ async fn start_pair(net: &SimNet, max_memory_bytes: u64) -> Vec<Node> {
     nodes
 }
 
+/// Waits (up to 20 s) until `replica` follows `master`'s replication history, so later
+/// writes reach it as streamed ops.
+async fn wait_until_streaming(master: &Node, replica: &Node) {
+    let streaming = eventually(Duration::from_secs(20), || async {
+        replica.replication_info().replid == master.replication_info().replid
+    })
+    .await;
+    assert!(streaming, "the replica never synced");
+}
+
 fn key(index: usize) -> Vec<u8> {
     format!("evict:{index}").into_bytes()
 }
@@ -49,11 +59,7 @@ async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
     let nodes = start_pair(&net, MAX_MEMORY_BYTES).await;
     let (master, replica) = (&nodes[0], &nodes[1]);
     // The writes below must stream as ops, not arrive in a snapshot.
-    let streaming = eventually(Duration::from_secs(20), || async {
-        replica.replication_info().replid == master.replication_info().replid
-    })
-    .await;
-    assert!(streaming, "the replica never synced");
+    wait_until_streaming(master, replica).await;
     let cluster = master.cluster();
     let value = vec![b'v'; 4 << 10];
     let (old, written) = (40, 200);
@@ -117,11 +123,7 @@ async fn removals_lost_by_the_engine_make_the_replica_resync() {
     let net = SimNet::new(11);
     let nodes = start_pair(&net, 0).await;
     let (master, replica) = (&nodes[0], &nodes[1]);
-    let streaming = eventually(Duration::from_secs(20), || async {
-        replica.replication_info().replid == master.replication_info().replid
-    })
-    .await;
-    assert!(streaming, "the replica never synced");
+    wait_until_streaming(master, replica).await;
     let cluster = master.cluster();
     let options = SetOptions {
         expiry: SetExpiry::Expire(ExpireTime::Milliseconds(300)),

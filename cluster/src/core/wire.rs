@@ -358,6 +358,11 @@ mod tests {
         }
     }
 
+    /// True when `message` encodes but its decoding is refused by validation.
+    fn is_invalid(message: &Message) -> bool {
+        matches!(decode(&encode(message)), Err(DecodeError::Invalid { .. }))
+    }
+
     #[test]
     fn messages_round_trip() {
         let message = sample_message(3);
@@ -437,18 +442,12 @@ mod tests {
         };
         let mut message = sample_message(0);
         message.header.slots = vec![whole; 1000];
-        assert!(matches!(
-            decode(&encode(&message)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&message));
         message.header.slots = vec![
             SlotRange { start: 5, end: 9 },
             SlotRange { start: 0, end: 2 },
         ];
-        assert!(matches!(
-            decode(&encode(&message)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&message));
         let update = Message {
             body: Body::Update {
                 node: NodeId([2; 20]),
@@ -460,10 +459,7 @@ mod tests {
             },
             ..sample_message(0)
         };
-        assert!(matches!(
-            decode(&encode(&update)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&update));
         message.header.slots = vec![
             SlotRange { start: 0, end: 2 },
             SlotRange { start: 3, end: 9 },
@@ -478,16 +474,10 @@ mod tests {
     fn epochs_beyond_the_bound_are_invalid() {
         let mut message = sample_message(0);
         message.header.current_epoch = u64::MAX;
-        assert!(matches!(
-            decode(&encode(&message)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&message));
         let mut message = sample_message(0);
         message.header.config_epoch = MAX_EPOCH + 1;
-        assert!(matches!(
-            decode(&encode(&message)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&message));
         let update = Message {
             body: Body::Update {
                 node: NodeId([2; 20]),
@@ -496,10 +486,7 @@ mod tests {
             },
             ..sample_message(0)
         };
-        assert!(matches!(
-            decode(&encode(&update)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&update));
         message.header.config_epoch = MAX_EPOCH;
         assert!(decode(&encode(&message)).is_ok());
     }
@@ -511,10 +498,7 @@ mod tests {
             start: 10,
             end: 20000,
         }];
-        assert!(matches!(
-            decode(&encode(&message)),
-            Err(DecodeError::Invalid { .. })
-        ));
+        assert!(is_invalid(&message));
     }
 
     /// `message` encoded, with the one byte where it differs from `other`'s encoding (of
@@ -578,18 +562,12 @@ mod tests {
         for bit in 10..16 {
             let mut message = sample_message(1);
             message.header.flags = NodeFlags(NodeFlags::MASTER.0 | 1 << bit);
-            assert!(
-                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
-                "header flag bit {bit}"
-            );
+            assert!(is_invalid(&message), "header flag bit {bit}");
             let mut message = sample_message(2);
             if let Body::Ping(gossip) = &mut message.body {
                 gossip[1].flags = NodeFlags(NodeFlags::PFAIL.0 | 1 << bit);
             }
-            assert!(
-                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
-                "gossip flag bit {bit}"
-            );
+            assert!(is_invalid(&message), "gossip flag bit {bit}");
         }
         let mut message = sample_message(1);
         message.header.flags = NodeFlags::KNOWN;
@@ -601,10 +579,7 @@ mod tests {
         let mut message = sample_message(0);
         for bit in 2..8 {
             message.header.mflags = MFLAG_PAUSED | 1 << bit;
-            assert!(
-                matches!(decode(&encode(&message)), Err(DecodeError::Invalid { .. })),
-                "mflags bit {bit}"
-            );
+            assert!(is_invalid(&message), "mflags bit {bit}");
         }
         message.header.mflags = MFLAGS_KNOWN;
         assert!(decode(&encode(&message)).is_ok());

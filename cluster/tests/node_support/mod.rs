@@ -7,8 +7,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::create_cluster;
-use slotkv_cluster::{Node, NodeTransport};
+use slotkv_cluster::{Node, NodeBuilder, NodeTransport};
 use slotkv_transport::quic::{DevCertificateAuthority, QuicConfig};
 use slotkv_transport::sim::SimNet;
 use slotkv_transport::tcp::{ClusterSecret, TcpConfig};
@@ -33,17 +34,19 @@ pub(crate) fn quic_transports(count: usize) -> Vec<NodeTransport> {
         .collect()
 }
 
+/// A node builder with the tests' timeouts and the core seeded with `seed`.
+pub(crate) fn builder(transport: NodeTransport, seed: u64) -> NodeBuilder {
+    Node::builder(transport)
+        .node_timeout_ms(NODE_TIMEOUT_MS)
+        .request_timeout_ms(1_000)
+        .rng_seed(seed)
+}
+
 /// Starts `count` nodes with the given transports on loopback.
 pub(crate) async fn start_nodes(transports: Vec<NodeTransport>) -> Vec<Node> {
     let mut nodes = Vec::new();
     for (index, transport) in transports.into_iter().enumerate() {
-        let node = Node::builder(transport)
-            .node_timeout_ms(NODE_TIMEOUT_MS)
-            .request_timeout_ms(1_000)
-            .rng_seed(index as u64 + 1)
-            .start()
-            .await
-            .unwrap();
+        let node = builder(transport, index as u64 + 1).start().await.unwrap();
         nodes.push(node);
     }
     nodes
@@ -53,11 +56,9 @@ pub(crate) async fn start_nodes(transports: Vec<NodeTransport>) -> Vec<Node> {
 pub(crate) async fn start_sim_nodes(net: &SimNet, count: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     for index in 0..count {
-        let node = Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
+        let transport = NodeTransport::Custom(Arc::new(net.transport()));
+        let node = builder(transport, index as u64 + 1)
             .bind(format!("n{index}:7000"))
-            .node_timeout_ms(NODE_TIMEOUT_MS)
-            .request_timeout_ms(1_000)
-            .rng_seed(index as u64 + 1)
             .start()
             .await
             .unwrap();
@@ -104,12 +105,9 @@ pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Starts one TCP node persisting in `directory`, listening on `bind`.
 pub(crate) async fn start_persistent(bind: &str, directory: &std::path::Path, seed: u64) -> Node {
-    Node::builder(tcp())
+    builder(tcp(), seed)
         .bind(bind)
         .data_dir(directory)
-        .node_timeout_ms(NODE_TIMEOUT_MS)
-        .request_timeout_ms(1_000)
-        .rng_seed(seed)
         .start()
         .await
         .unwrap()
@@ -126,4 +124,26 @@ pub(crate) async fn owner_index(nodes: &[Node], key: &[u8]) -> usize {
         .iter()
         .position(|node| Some(node.id()) == owner)
         .unwrap()
+}
+
+/// The index of the last node (among `nodes`) replicating the master `master`.
+pub(crate) async fn replica_index(nodes: &[Node], master: NodeId) -> usize {
+    let mut replica = None;
+    for (index, node) in nodes.iter().enumerate() {
+        if node.inspect(|core| core.my_master()).await.unwrap() == Some(master) {
+            replica = Some(index);
+        }
+    }
+    replica.expect("the master has a replica")
+}
+
+/// Shuts every node down, failing the test if that takes more than 10 s.
+pub(crate) async fn shutdown_within_10s(nodes: Vec<Node>) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await
+    .unwrap();
 }
