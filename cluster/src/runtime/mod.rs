@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::node::NodeId;
+pub use crate::core::NODE_TIMEOUT_MS_MIN;
 use crate::core::{Config, Core, Event, RestoreError};
 use crate::node_state::bulk::StreamKind;
 use crate::node_state::stats::NodeStatistics;
@@ -55,9 +56,6 @@ use nodes_conf_file::{load, ConfigFileLock};
 
 /// Name of the persisted configuration in the data directory.
 pub const NODES_CONF_FILE: &str = "nodes.conf";
-
-/// Smallest accepted `node_timeout_ms`.
-pub const NODE_TIMEOUT_MS_MIN: u64 = 100;
 
 /// Why a node could not start. Nothing is left running.
 #[derive(Debug, thiserror::Error)]
