@@ -5,10 +5,16 @@
 //! outputs. [`sim`] drives many cores on a virtual clock over a seeded, faulty network; a
 //! tokio runtime wires the same core to a transport and to the engine.
 //!
-//! The embedded node around the core: [`runtime`] ([`Node`], its builder, the driver task,
-//! the admin API), [`routing`] (the [`Cluster`] data-path handle, forwarding and the
-//! MOVED/ASK/TRYAGAIN rules) and [`replication`] (the master's write log, full and partial
-//! resync over the bulk channel, WAIT).
+//! The embedded node around the core, the tokio shell, in layers that only point down:
+//! - `runtime`: [`Node`], its builder, the driver task feeding the core, the bulk-channel
+//!   demultiplexer, the admin API ([`create_cluster`]), nodes.conf file IO;
+//! - `routing`: the [`Cluster`] data-path handle, forwarding and the MOVED/ASK/TRYAGAIN
+//!   rules; `replication`: full and partial resync over the bulk channel, WAIT;
+//! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
+//!   the published slot map, counters), imported by each and owning none of them.
+//!
+//! [`views`] renders CLUSTER NODES / SLOTS / SHARDS / INFO from the core; [`codec`] is the
+//! one versioned, bounded encoding of every wire format.
 
 pub mod codec;
 pub mod core;

@@ -94,7 +94,10 @@ impl ManualFailover {
 
 impl Core {
     fn auth_timeout_ms(&self) -> u64 {
-        (self.config.node_timeout_ms * 2).max(AUTH_TIMEOUT_MIN_MS)
+        self.config
+            .node_timeout_ms
+            .saturating_mul(2)
+            .max(AUTH_TIMEOUT_MIN_MS)
     }
 
     fn election_fixed_delay_ms(&self) -> u64 {
@@ -309,7 +312,10 @@ impl Core {
         if !master.is_failed() && !force {
             return Err("requester's master is not failing");
         }
-        let interval_ms = self.config.node_timeout_ms * VOTE_INTERVAL_MULT;
+        let interval_ms = self
+            .config
+            .node_timeout_ms
+            .saturating_mul(VOTE_INTERVAL_MULT);
         if master.voted_time_ms != 0 && self.now_ms - master.voted_time_ms < interval_ms {
             return Err("voted for a replica of this master recently");
         }

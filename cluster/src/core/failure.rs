@@ -173,7 +173,10 @@ impl Core {
     /// for a master with slots only after 2 × node_timeout (no failover happened).
     pub(super) fn clear_fail_if_needed(&mut self, id: &NodeId) {
         let now = self.now_ms;
-        let undo_ms = self.config.node_timeout_ms * FAIL_UNDO_TIME_MULT;
+        let undo_ms = self
+            .config
+            .node_timeout_ms
+            .saturating_mul(FAIL_UNDO_TIME_MULT);
         let owns_slots = self.slots.count_of(id) > 0;
         let Some(node) = self.nodes.get_mut(id) else {
             return;

@@ -104,15 +104,7 @@ impl RoutingTable {
                 owners[usize::from(slot)] = position;
             }
         }
-        let states = table
-            .migrating()
-            .map(|(slot, target)| (slot, SlotState::Migrating(target)))
-            .chain(
-                table
-                    .importing()
-                    .map(|(slot, source)| (slot, SlotState::Importing(source))),
-            )
-            .collect();
+        let states = table.open_slots().into_iter().collect();
         RoutingTable {
             myself: core.myself_id(),
             myself_is_master: core.myself().is_master(),
