@@ -136,3 +136,46 @@ async fn a_wildcard_bind_without_an_announced_host_is_refused_with_the_fix() {
         .to_string();
     assert!(error.contains("announce_host"), "unhelpful error: {error}");
 }
+
+/// Redis exits when it cannot save nodes.conf, because what it would tell its peers next
+/// (a vote, a new epoch, slots) may rest on the unsaved state. The node withholds every bus
+/// message until a save succeeds again, counts the failures, and resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_save_its_config_tells_its_peers_nothing_until_it_can() {
+    let directory = node_support::temp_dir("unsaved");
+    let node_dir = directory.join("a");
+    let node = node_support::start_persistent("127.0.0.1:0", &node_dir, 1).await;
+    let peer = start_on(tcp(), "127.0.0.1:0").await.unwrap();
+    peer.meet(node.bus_address()).await.unwrap();
+    let met = eventually(Duration::from_secs(5), || async {
+        peer.inspect(|core| core.nodes().filter(|record| !record.in_handshake()).count())
+            .await
+            .unwrap()
+            == 2
+    })
+    .await;
+    assert!(met);
+    std::fs::remove_dir_all(&node_dir).unwrap();
+    let range = slotkv_cluster::core::slots::SlotRange::new(0, 99).unwrap();
+    node.add_slots(vec![range]).await.unwrap();
+    let owner_seen_by_peer = || async { peer.inspect(|core| core.slot_owner(0)).await.unwrap() };
+    tokio::time::sleep(Duration::from_millis(3 * NODE_TIMEOUT_MS)).await;
+    assert_eq!(
+        owner_seen_by_peer().await,
+        None,
+        "slots resting on an unsaved config reached a peer"
+    );
+    assert!(node.stats().config_saves_failed >= 1);
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let resumed = eventually(Duration::from_secs(10), || async {
+        owner_seen_by_peer().await == Some(node.id())
+    })
+    .await;
+    assert!(
+        resumed,
+        "the node did not resume after its config could be saved"
+    );
+    node.shutdown().await;
+    peer.shutdown().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -1,4 +1,4 @@
-//! Counters of input a node refused or dropped, readable from the host through
+//! Counters of input a node refused or dropped, and of config saves that failed, readable from the host through
 //! [`crate::Node::stats`]. Bus messages that do not decode are counted by the core.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +9,8 @@ pub(crate) struct NodeStats {
     requests_malformed: AtomicU64,
     stream_frames_malformed: AtomicU64,
     bulk_frames_unroutable: AtomicU64,
+    config_saves_failed: AtomicU64,
+    bus_messages_withheld: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -20,6 +22,10 @@ pub(crate) enum Refusal {
     MalformedStreamFrame,
     /// A bulk frame with an unknown stream tag, or for a stream kind nothing consumes.
     UnroutableBulkFrame,
+    /// A nodes.conf save that failed.
+    ConfigSaveFailed,
+    /// A bus message not sent because the config it may rest on is not saved.
+    BusMessageWithheld,
 }
 
 /// A snapshot of a node's counters of refused input.
@@ -32,6 +38,11 @@ pub struct NodeStatistics {
     pub stream_frames_malformed: u64,
     /// Bulk frames whose stream tag is unknown or has no consumer on this node: dropped.
     pub bulk_frames_unroutable: u64,
+    /// nodes.conf saves that failed (disk full, directory gone, ...). While the latest
+    /// config is unsaved the node sends no bus message and retries the save every tick.
+    pub config_saves_failed: u64,
+    /// Bus messages withheld because the config they may rest on was not saved.
+    pub bus_messages_withheld: u64,
 }
 
 impl NodeStats {
@@ -41,6 +52,8 @@ impl NodeStats {
             Refusal::MalformedRequest => &self.requests_malformed,
             Refusal::MalformedStreamFrame => &self.stream_frames_malformed,
             Refusal::UnroutableBulkFrame => &self.bulk_frames_unroutable,
+            Refusal::ConfigSaveFailed => &self.config_saves_failed,
+            Refusal::BusMessageWithheld => &self.bus_messages_withheld,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -51,6 +64,8 @@ impl NodeStats {
             requests_malformed: self.requests_malformed.load(Ordering::Relaxed),
             stream_frames_malformed: self.stream_frames_malformed.load(Ordering::Relaxed),
             bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
+            config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),
+            bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! requests from the node handle over a bounded channel. After each input it drains
 //! [`Core::poll_output`] in order: a transmit is encoded with the core's wire module and
 //! queued with `send_bus`; a `SaveConfig` is written with `save_conf` on the blocking pool
-//! and awaited before any later output; an event is acted on (role → replication) and
+//! and awaited before any later output (if it fails, no bus message goes out until a
+//! retried save succeeds, as Redis exits rather than gossip unsaved state); an event is acted on (role → replication) and
 //! published. Then it republishes the slot map for the data path. It decides nothing itself.
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::core::wire;
 use crate::core::{
     AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, Role, TICK_INTERVAL_MS,
 };
+use crate::node_state::stats::Refusal;
 use crate::node_state::{NodeState, RoutingTable};
 use crate::runtime::nodes_conf_file::save_conf;
 
@@ -62,6 +64,9 @@ pub(crate) struct Driver {
     pub(crate) role: watch::Sender<Option<NodeId>>,
     /// Events for the host.
     pub(crate) events: broadcast::Sender<Event>,
+    /// The latest config when its save failed: until a save succeeds no bus message goes
+    /// out (it may rest on this state: a vote, an epoch, slots) and the save is retried.
+    pub(crate) unsaved: Option<NodesConf>,
     /// The answer to the admin command of the current input, sent after publishing.
     pub(crate) pending_reply: Option<AdminAnswer>,
 }
@@ -80,7 +85,10 @@ impl Driver {
             let deadline = self.deadline();
             tokio::select! {
                 _ = self.shared.shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(deadline) => self.handle_tick(),
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.retry_unsaved().await;
+                    self.handle_tick();
+                }
                 Some(frame) = self.bus.recv() => {
                     let now_ms = self.shared.now_ms();
                     let _ = self.core.handle_datagram(now_ms, frame.from.as_str(), &frame.payload);
@@ -99,7 +107,7 @@ impl Driver {
             }
         }
         let snapshot = self.core.snapshot();
-        self.save(snapshot).await;
+        self.save(&snapshot).await;
     }
 
     fn deadline(&self) -> tokio::time::Instant {
@@ -164,10 +172,20 @@ impl Driver {
         let mut changed = false;
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::Transmit { to, message } => self.transmit(&to.address, &message),
+                Output::Transmit { to, message } => {
+                    if self.unsaved.is_some() {
+                        self.shared.stats.count(Refusal::BusMessageWithheld);
+                    } else {
+                        self.transmit(&to.address, &message);
+                    }
+                }
                 Output::SaveConfig(conf) => {
                     changed = true;
-                    self.save(conf).await;
+                    // A newer config replaces an unsaved older one.
+                    self.unsaved = None;
+                    if !self.save(&conf).await {
+                        self.unsaved = Some(conf);
+                    }
                 }
                 Output::Event(event) => {
                     changed = true;
@@ -189,15 +207,36 @@ impl Driver {
         }
     }
 
-    async fn save(&self, conf: NodesConf) {
+    /// Saves `conf` (when persisted); returns whether it is on disk. A failure is logged
+    /// and counted.
+    async fn save(&self, conf: &NodesConf) -> bool {
         let Some(path) = self.config_path.clone() else {
+            return true;
+        };
+        let conf = conf.clone();
+        let saved = tokio::task::spawn_blocking(move || save_conf(&path, &conf)).await;
+        let failure = match saved {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("the save task failed: {error}"),
+        };
+        self.shared.stats.count(Refusal::ConfigSaveFailed);
+        tracing::error!(
+            error = %failure,
+            "could not save nodes.conf; no bus message is sent until a save succeeds"
+        );
+        false
+    }
+
+    /// Retries the save of an unsaved config (every tick while one is pending).
+    async fn retry_unsaved(&mut self) {
+        let Some(conf) = self.unsaved.take() else {
             return;
         };
-        let saved = tokio::task::spawn_blocking(move || save_conf(&path, &conf)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "could not save nodes.conf"),
-            Err(error) => tracing::error!(%error, "the nodes.conf save task failed"),
+        if self.save(&conf).await {
+            tracing::info!("nodes.conf saved again; the node talks to its peers again");
+        } else {
+            self.unsaved = Some(conf);
         }
     }
 

@@ -255,6 +255,7 @@ impl Node {
             link_events: incoming.events,
             role,
             events: events.clone(),
+            unsaved: None,
             pending_reply: None,
         };
         let replication = ReplicationTask::new(Arc::clone(&shared), seed);
