@@ -6,8 +6,8 @@
 //! [`Core::poll_output`] in order: a transmit is encoded with the core's wire module and
 //! queued with `send_bus`; a `SaveConfig` is written with `save_conf` on the blocking pool
 //! and awaited before any later output (if it fails, no bus message goes out until a
-//! retried save succeeds, as Redis exits rather than gossip unsaved state); an event is acted on (role → replication) and
-//! published. Then it republishes the slot map for the data path. It decides nothing itself.
+//! retried save succeeds, as Redis exits rather than gossip unsaved state); an event is
+//! acted on (role → replication) and published. Then it republishes the slot map for the data path. It decides nothing itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
