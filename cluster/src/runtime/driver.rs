@@ -7,7 +7,8 @@
 //! queued with `send_bus`; a `SaveConfig` is written with `save_conf` on the blocking pool
 //! and awaited before any later output (if it fails, no bus message goes out until a
 //! retried save succeeds, as Redis exits rather than gossip unsaved state); an event is
-//! acted on (role → replication) and published. Then it republishes the slot map for the data path. It decides nothing itself.
+//! acted on (role → replication) and published. Then it republishes the slot map for the
+//! data path. It decides nothing itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
