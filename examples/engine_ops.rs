@@ -2,7 +2,7 @@
 //! valgrind (`benches/callgrind.sh` runs it and prints instructions per operation).
 //!
 //! Run: `cargo run --release --example engine_ops -- <target> <op> [operations]`
-//! with `<target>` one of `slotkv`, `rwlock_hashmap`, `per_slot_rwlock_hashmap`, `noop` (the
+//! with `<target>` one of `slotkv`, `slotkv_borrow` (`Store::get_with`), `rwlock_hashmap`, `per_slot_rwlock_hashmap`, `noop` (the
 //! loop alone: key generation and dispatch, subtracted by the script) and `<op>` one of
 //! `get_hit`, `get_miss`, `set`, `mix_90get_10set`.
 //!
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use slotkv::engine::{Store, StoreConfig, SystemClock};
-use support::{key, preload, run_ops, BareMap, Op, PerSlotMaps, Target, KEY_COUNT};
+use support::{key, preload, run_ops, BareMap, Borrowing, Op, PerSlotMaps, Target, KEY_COUNT};
 
 /// The loop without a store: what the script subtracts from every target.
 struct Noop;
@@ -69,6 +69,11 @@ fn main() -> ExitCode {
     match target.as_str() {
         "slotkv" => run(
             &Store::new(StoreConfig::default(), Arc::new(SystemClock)),
+            op,
+            operations,
+        ),
+        "slotkv_borrow" => run(
+            &Borrowing(&Store::new(StoreConfig::default(), Arc::new(SystemClock))),
             op,
             operations,
         ),

@@ -38,6 +38,10 @@ impl PerSlotMaps {
     }
 }
 
+/// slotkv read through [`Store::get_with`]: the value is looked at under the slot's lock and
+/// no handle is made (no allocation).
+pub(crate) struct Borrowing<'a>(pub(crate) &'a Store);
+
 /// The 16-byte key number `index`; `present` keys were preloaded, the others never exist.
 pub(crate) fn key(index: u64, present: bool) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -96,6 +100,15 @@ impl Target for Store {
     }
     fn set(&self, key: &[u8], value: &[u8]) {
         let _ = Store::set(self, key, value, SetOptions::default());
+    }
+}
+
+impl Target for Borrowing<'_> {
+    fn get(&self, key: &[u8]) -> Option<usize> {
+        self.0.get_with(key, |value| black_box(value).len())
+    }
+    fn set(&self, key: &[u8], value: &[u8]) {
+        Target::set(self.0, key, value);
     }
 }
 

@@ -24,13 +24,30 @@ use crate::rng::SamplingRng;
 use crate::slot::{key_slot, Slot, SLOT_COUNT};
 use crate::table::SlotTable;
 
+/// One slot's lock and table header, alone in a cache line: a lookup touches one line before
+/// the table's own memory, and two slots never share a line (no false sharing between writers
+/// of neighbouring slots).
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct SlotCell(RwLock<SlotTable>);
+
+const _: () = assert!(size_of::<SlotCell>() == 64);
+
+impl std::ops::Deref for SlotCell {
+    type Target = RwLock<SlotTable>;
+
+    fn deref(&self) -> &RwLock<SlotTable> {
+        &self.0
+    }
+}
+
 /// Milliseconds per tick of the 16-bit LRU clock (it wraps after about 18 hours).
 pub(crate) const LRU_RESOLUTION_MS: u64 = 1_000;
 
 /// The per-slot in-memory key-value store. Cheap to share behind an `Arc`; every method takes
 /// `&self` and is safe to call from many threads.
 pub struct Store {
-    pub(crate) slots: Box<[RwLock<SlotTable>]>,
+    pub(crate) slots: Box<[SlotCell]>,
     hasher: DefaultHashBuilder,
     clock: Arc<dyn Clock>,
     pub(crate) config: StoreConfig,
@@ -96,9 +113,7 @@ impl<R> Step<R> {
 impl Store {
     /// An empty store reading time from `clock`.
     pub fn new(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
-        let slots = (0..SLOT_COUNT)
-            .map(|_| RwLock::new(SlotTable::default()))
-            .collect();
+        let slots = (0..SLOT_COUNT).map(|_| SlotCell::default()).collect();
         Self {
             slots,
             hasher: DefaultHashBuilder::default(),
@@ -180,11 +195,23 @@ impl Store {
         key: &[u8],
         read: impl FnOnce(&Entry, &Now<'_>) -> R,
     ) -> Option<R> {
-        let slot = key_slot(key);
+        self.read_key_in_slot(key_slot(key), key, read)
+    }
+
+    /// [`Store::read_key`] for a caller that already knows the key's slot.
+    #[inline]
+    pub(crate) fn read_key_in_slot<R>(
+        &self,
+        slot: Slot,
+        key: &[u8],
+        read: impl FnOnce(&Entry, &Now<'_>) -> R,
+    ) -> Option<R> {
+        debug_assert_eq!(slot, key_slot(key), "caller passed the wrong slot");
         let hash = self.hash(key);
         let now = self.now();
+        let cell = &self.slots[usize::from(slot)];
         {
-            let table = self.slots[usize::from(slot)].read();
+            let table = cell.read();
             let entry = table.get(hash, key)?;
             if entry
                 .expire_at_ms()
@@ -196,11 +223,17 @@ impl Store {
                 return Some(read(entry, &now));
             }
         }
+        self.expire_on_read(slot, hash, key, &now);
+        None
+    }
+
+    /// The slow end of a read that found its key expired: removes it under the write lock.
+    #[cold]
+    fn expire_on_read(&self, slot: Slot, hash: u64, key: &[u8], now: &Now<'_>) {
         let mut table = self.slots[usize::from(slot)].write();
-        let expired = self.remove_if_expired(&mut table, slot, hash, key, &now);
+        let expired = self.remove_if_expired(&mut table, slot, hash, key, now);
         drop(table);
         drop(expired);
-        None
     }
 
     /// Removes `key` from the locked `table` if its TTL has passed, accounting and logging it.
@@ -281,10 +314,20 @@ impl Store {
     pub(crate) fn write_key<R>(
         &self,
         key: &[u8],
+        plan: impl FnMut(Option<&Entry>, &Now<'_>) -> Result<Step<R>, CommandError>,
+    ) -> Result<R, CommandError> {
+        self.write_key_in_slot(key_slot(key), key, plan)
+    }
+
+    /// [`Store::write_key`] for a caller that already knows the key's slot.
+    pub(crate) fn write_key_in_slot<R>(
+        &self,
+        slot: Slot,
+        key: &[u8],
         mut plan: impl FnMut(Option<&Entry>, &Now<'_>) -> Result<Step<R>, CommandError>,
     ) -> Result<R, CommandError> {
+        debug_assert_eq!(slot, key_slot(key), "caller passed the wrong slot");
         self.check_key(key)?;
-        let slot = key_slot(key);
         let hash = self.hash(key);
         let now = self.now();
         loop {

@@ -7,12 +7,42 @@ use crate::entry::Entry;
 use crate::error::CommandError;
 use crate::integer::parse_i64;
 use crate::options::{GetExExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome};
+use crate::slot::{key_slot, Slot};
 use crate::store::{Change, Step, Store};
 
 impl Store {
     /// GET: the value of `key` as a zero-copy `Bytes`, or `None` if absent or expired.
+    ///
+    /// The handle shares the entry (no copy of the value) but costs one small allocation;
+    /// [`Store::get_with`] reads without any.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.read_key(key, |entry, _| Store::value_of(entry))
+    }
+
+    /// [`Store::get`] for a caller that already computed `slot` = [`key_slot`]`(key)` (the
+    /// cluster's routing does): the slot is not computed again. A wrong slot is a caller bug
+    /// (checked in debug builds); in release it reads the wrong table and finds nothing.
+    pub fn get_in_slot(&self, slot: Slot, key: &[u8]) -> Option<Bytes> {
+        self.read_key_in_slot(slot, key, |entry, _| Store::value_of(entry))
+    }
+
+    /// GET without a handle: runs `read` on the value of `key` under the slot's read lock and
+    /// returns its result, or `None` if the key is absent or expired. Allocates nothing (the
+    /// caller copies or serialises what it needs inside `read`); `read` should be short, as
+    /// writers of the slot wait for it.
+    pub fn get_with<R>(&self, key: &[u8], read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.read_key(key, |entry, _| read(entry.value()))
+    }
+
+    /// [`Store::get_with`] for a caller that already computed the key's slot (see
+    /// [`Store::get_in_slot`]).
+    pub fn get_with_in_slot<R>(
+        &self,
+        slot: Slot,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        self.read_key_in_slot(slot, key, |entry, _| read(entry.value()))
     }
 
     /// SET with options (NX/XX, EX/PX/EXAT/PXAT/KEEPTTL, GET).
@@ -26,8 +56,20 @@ impl Store {
         value: &[u8],
         options: SetOptions,
     ) -> Result<SetOutcome, CommandError> {
+        self.set_in_slot(key_slot(key), key, value, options)
+    }
+
+    /// [`Store::set`] for a caller that already computed the key's slot (see
+    /// [`Store::get_in_slot`]).
+    pub fn set_in_slot(
+        &self,
+        slot: Slot,
+        key: &[u8],
+        value: &[u8],
+        options: SetOptions,
+    ) -> Result<SetOutcome, CommandError> {
         self.check_value_len(value.len())?;
-        self.write_key(key, |existing, now| {
+        self.write_key_in_slot(slot, key, |existing, now| {
             let previous = existing
                 .filter(|_| options.return_previous)
                 .map(Store::value_of);

@@ -16,13 +16,44 @@ unsafe impl Send for VolatileRef {}
 // SAFETY: see `Send`.
 unsafe impl Sync for VolatileRef {}
 
+/// A slot's TTL index: `(hash, identity)` of every entry with a TTL, in no order. One pointer
+/// wide while the slot has no TTL.
+#[derive(Default)]
+// A `Vec` is three words; boxed it is one, which is what keeps `SlotCell` in one line.
+#[allow(clippy::box_collection)]
+struct VolatileIndex(Option<Box<Vec<(u64, VolatileRef)>>>);
+
+impl std::ops::Deref for VolatileIndex {
+    type Target = [(u64, VolatileRef)];
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl VolatileIndex {
+    fn push(&mut self, item: (u64, VolatileRef)) {
+        self.0.get_or_insert_default().push(item);
+    }
+
+    fn swap_remove(&mut self, pos: usize) {
+        if let Some(items) = &mut self.0 {
+            items.swap_remove(pos);
+            if items.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
 /// The entries of one hash slot.
 #[derive(Default)]
 pub(crate) struct SlotTable {
     entries: HashTable<Entry>,
     /// Entries that have a TTL, for sampling by active expiry and volatile eviction; holds the
-    /// hash with the identity so an entry can be found again.
-    volatile: Vec<(u64, VolatileRef)>,
+    /// hash with the identity so an entry can be found again. Boxed so that the table header
+    /// stays small (see `SlotCell`); allocated with the slot's first TTL.
+    volatile: VolatileIndex,
     memory_bytes: usize,
 }
 
@@ -152,7 +183,7 @@ impl SlotTable {
 
     /// Empties the table, returning the entries so the caller can free them after unlocking.
     pub(crate) fn take_all(&mut self) -> HashTable<Entry> {
-        self.volatile = Vec::new();
+        self.volatile = VolatileIndex::default();
         self.memory_bytes = 0;
         std::mem::take(&mut self.entries)
     }
