@@ -6,8 +6,9 @@
 //! [Header 8 B][WideLengths 8 B, if WIDE][ExpireExt 16 B, if EXPIRE][key][value]
 //! ```
 //!
-//! * `Header`: a 16-bit reference count, a 16-bit LRU clock, flags and the lengths of small
-//!   keys (≤ 255 B) and values (≤ 64 KiB). Bigger entries set `WIDE` and store `u32` lengths.
+//! * `Header`: a 16-bit reference count, the 24-bit access clock (LRU seconds, or LFU minutes
+//!   and counter, see `access`), flags and the lengths of small keys (≤ 255 B) and values
+//!   (< 16 KiB). Bigger entries set `WIDE` and store `u32` lengths.
 //! * `ExpireExt`: only for entries created with a TTL: the absolute deadline (unix ms, `0` =
 //!   none) and the entry's position in its slot's TTL index.
 //!
@@ -25,10 +26,11 @@ use bytes::Bytes;
 #[repr(C)]
 struct Header {
     refs: AtomicU16,
-    lru: AtomicU16,
-    flags: u8,
-    key_len_small: u8,
-    value_len_small: u16,
+    /// Bits 0..14: the value length of a small entry; bits 14..16: the flags.
+    value_len_and_flags: u16,
+    /// Bits 0..24: the access clock; bits 24..32: the key length of a small entry (never
+    /// changes, so a store of the whole word that keeps it is a safe update of the clock).
+    access_and_key_len: AtomicU32,
 }
 
 #[repr(C)]
@@ -46,8 +48,12 @@ struct ExpireExt {
     _reserved: u32,
 }
 
-const FLAG_WIDE: u8 = 1;
-const FLAG_EXPIRE: u8 = 2;
+const FLAG_WIDE: u16 = 1 << 14;
+const FLAG_EXPIRE: u16 = 1 << 15;
+const SMALL_VALUE_MAX: usize = (1 << 14) - 1;
+const SMALL_KEY_MAX: usize = u8::MAX as usize;
+/// The access clock's bits in `Header::access_and_key_len`.
+pub(crate) const ACCESS_MASK: u32 = (1 << 24) - 1;
 const HEADER_BYTES: usize = size_of::<Header>();
 const WIDE_BYTES: usize = size_of::<WideLengths>();
 const EXPIRE_BYTES: usize = size_of::<ExpireExt>();
@@ -99,11 +105,11 @@ impl Entry {
         key: &[u8],
         value_parts: &[&[u8]],
         expire_at_ms: Option<u64>,
-        lru: u16,
+        access: u32,
     ) -> Entry {
         let value_len: usize = value_parts.iter().map(|part| part.len()).sum();
         assert!(key.len() <= MAX_PART_BYTES && value_len <= MAX_PART_BYTES);
-        let wide = key.len() > usize::from(u8::MAX) || value_len > usize::from(u16::MAX);
+        let wide = key.len() > SMALL_KEY_MAX || value_len > SMALL_VALUE_MAX;
         let has_ext = expire_at_ms.is_some();
         let data_offset = data_offset(wide, has_ext);
         let layout = layout_for(data_offset + key.len() + value_len);
@@ -116,12 +122,15 @@ impl Entry {
         // SAFETY: `base` points to `layout.size()` writable bytes aligned to 8; every write
         // below stays inside them (offsets follow `data_offset`), and the regions are disjoint.
         unsafe {
+            let (key_len_small, value_len_small) = if wide {
+                (0, 0)
+            } else {
+                (key.len() as u32, value_len as u16)
+            };
             ptr.as_ptr().write(Header {
                 refs: AtomicU16::new(1),
-                lru: AtomicU16::new(lru),
-                flags,
-                key_len_small: if wide { 0 } else { key.len() as u8 },
-                value_len_small: if wide { 0 } else { value_len as u16 },
+                value_len_and_flags: value_len_small | flags,
+                access_and_key_len: AtomicU32::new(key_len_small << 24 | access & ACCESS_MASK),
             });
             if wide {
                 let lengths = WideLengths {
@@ -150,9 +159,9 @@ impl Entry {
     }
 
     /// A copy of this entry with `expire_at_ms` as its TTL (used to give a TTL to an entry
-    /// that has no room for one). The LRU clock is carried over.
+    /// that has no room for one). The access clock is carried over.
     pub(crate) fn rebuild(&self, expire_at_ms: Option<u64>) -> Entry {
-        Entry::new(self.key(), &[self.value()], expire_at_ms, self.lru())
+        Entry::new(self.key(), &[self.value()], expire_at_ms, self.access())
     }
 
     fn header(&self) -> &Header {
@@ -160,12 +169,16 @@ impl Entry {
         unsafe { self.ptr.as_ref() }
     }
 
+    fn flags(&self) -> u16 {
+        self.header().value_len_and_flags & (FLAG_WIDE | FLAG_EXPIRE)
+    }
+
     fn is_wide(&self) -> bool {
-        self.header().flags & FLAG_WIDE != 0
+        self.flags() & FLAG_WIDE != 0
     }
 
     fn ext(&self) -> Option<&ExpireExt> {
-        if self.header().flags & FLAG_EXPIRE == 0 {
+        if self.flags() & FLAG_EXPIRE == 0 {
             return None;
         }
         // SAFETY: FLAG_EXPIRE means an initialised `ExpireExt` sits at `ext_offset`.
@@ -177,11 +190,10 @@ impl Entry {
 
     fn lengths(&self) -> (usize, usize) {
         let header = self.header();
-        if header.flags & FLAG_WIDE == 0 {
-            return (
-                usize::from(header.key_len_small),
-                usize::from(header.value_len_small),
-            );
+        if header.value_len_and_flags & FLAG_WIDE == 0 {
+            let key_len = header.access_and_key_len.load(Ordering::Relaxed) >> 24;
+            let value_len = header.value_len_and_flags & SMALL_VALUE_MAX as u16;
+            return (key_len as usize, usize::from(value_len));
         }
         // SAFETY: FLAG_WIDE means initialised `WideLengths` follow the header.
         let wide = unsafe {
@@ -196,7 +208,7 @@ impl Entry {
     }
 
     fn data_offset(&self) -> usize {
-        data_offset(self.is_wide(), self.header().flags & FLAG_EXPIRE != 0)
+        data_offset(self.is_wide(), self.flags() & FLAG_EXPIRE != 0)
     }
 
     /// The key bytes.
@@ -207,6 +219,14 @@ impl Entry {
             let start = self.ptr.as_ptr().cast::<u8>().add(self.data_offset());
             std::slice::from_raw_parts(start, key_len)
         }
+    }
+
+    /// Whether this entry's key is `key`: lengths first, then the bytes (inline for short keys,
+    /// the common case of every lookup).
+    #[inline]
+    pub(crate) fn has_key(&self, key: &[u8]) -> bool {
+        let stored = self.key();
+        stored.len() == key.len() && same_bytes(stored, key)
     }
 
     /// The value bytes.
@@ -281,16 +301,20 @@ impl Entry {
         }
     }
 
-    /// The 16-bit LRU clock of the last access.
-    pub(crate) fn lru(&self) -> u16 {
-        self.header().lru.load(Ordering::Relaxed)
+    /// The 24-bit access clock (see `access` for its meaning under each policy).
+    pub(crate) fn access(&self) -> u32 {
+        self.header().access_and_key_len.load(Ordering::Relaxed) & ACCESS_MASK
     }
 
-    /// Records an access at LRU clock `lru` (skips the store if unchanged).
-    pub(crate) fn touch(&self, lru: u16) {
-        let header = self.header();
-        if header.lru.load(Ordering::Relaxed) != lru {
-            header.lru.store(lru, Ordering::Relaxed);
+    /// Sets the access clock to `access` (its low 24 bits); skips the store if unchanged, so
+    /// reads of a key within one clock tick write nothing. Concurrent readers may race: one of
+    /// their values wins, which is all an approximate LRU/LFU needs.
+    pub(crate) fn touch(&self, access: u32) {
+        let word = &self.header().access_and_key_len;
+        let current = word.load(Ordering::Relaxed);
+        let access = access & ACCESS_MASK;
+        if current & ACCESS_MASK != access {
+            word.store(current & !ACCESS_MASK | access, Ordering::Relaxed);
         }
     }
 
@@ -347,6 +371,22 @@ impl Drop for Entry {
     }
 }
 
+/// `a == b` for slices of equal length; two overlapping 8-byte loads per side for 8..=16
+/// bytes instead of a call to `memcmp`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if !(8..=16).contains(&len) || b.len() != len {
+        return a == b;
+    }
+    let word = |bytes: &[u8], at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8)
+}
+
 fn ext_offset(wide: bool) -> usize {
     HEADER_BYTES + if wide { WIDE_BYTES } else { 0 }
 }
@@ -375,7 +415,7 @@ mod tests {
         assert_eq!(entry.key(), b"0123456789abcdef");
         assert_eq!(entry.value(), &[7u8; 32]);
         assert_eq!(entry.expire_at_ms(), None);
-        assert_eq!(entry.lru(), 3);
+        assert_eq!(entry.access(), 3);
         assert!(!entry.can_hold_expire());
         assert_eq!(entry.memory_bytes(), 64 + TABLE_OVERHEAD_BYTES);
     }
@@ -393,6 +433,41 @@ mod tests {
         assert!(entry.store_expire_at_ms(None));
         assert_eq!(entry.expire_at_ms(), None);
         assert_eq!(entry.allocation_bytes(), 8 + 8 + 16 + 300 + 70_000);
+    }
+
+    #[test]
+    fn has_key_compares_every_byte_of_every_length() {
+        for len in 0..40usize {
+            let key: Vec<u8> = (0..len as u8).collect();
+            let entry = Entry::new(&key, &[b"v"], None, 0);
+            assert!(entry.has_key(&key));
+            for at in 0..len {
+                let mut other = key.clone();
+                other[at] ^= 0x40;
+                assert!(!entry.has_key(&other), "{len} {at}");
+            }
+            assert!(!entry.has_key(&key[..len.saturating_sub(1)]) || len == 0);
+        }
+    }
+
+    #[test]
+    fn touching_the_access_clock_keeps_the_lengths() {
+        let entry = Entry::new(&[b'k'; 255], &[&[b'v'; SMALL_VALUE_MAX]], None, 7);
+        assert!(!entry.is_wide());
+        entry.touch(ACCESS_MASK);
+        assert_eq!(entry.access(), ACCESS_MASK);
+        entry.touch(u32::MAX - ACCESS_MASK);
+        assert_eq!(entry.access(), 0);
+        assert_eq!(entry.key(), &[b'k'; 255][..]);
+        assert_eq!(entry.value().len(), SMALL_VALUE_MAX);
+        let wide = Entry::new(b"k", &[&[b'v'; SMALL_VALUE_MAX + 1]], Some(9), 1);
+        assert!(wide.is_wide());
+        wide.touch(12_345);
+        assert_eq!(
+            (wide.key(), wide.value().len()),
+            (&b"k"[..], SMALL_VALUE_MAX + 1)
+        );
+        assert_eq!(wide.expire_at_ms(), Some(9));
     }
 
     #[test]
@@ -434,6 +509,6 @@ mod tests {
         let rebuilt = entry.rebuild(Some(5));
         assert_eq!(rebuilt.expire_at_ms(), Some(5));
         assert_eq!(rebuilt.value(), b"value");
-        assert_eq!(rebuilt.lru(), 9);
+        assert_eq!(rebuilt.access(), 9);
     }
 }

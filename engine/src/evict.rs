@@ -1,9 +1,12 @@
-//! Eviction under `maxmemory`: sampled approximate LRU (all keys or keys with a TTL) and
-//! random eviction, like Redis's `maxmemory-policy`.
+//! Eviction under `maxmemory`, like Redis's `maxmemory-policy`: sampled approximate LRU and
+//! LFU, nearest deadline (volatile-ttl) and random eviction, over all keys or over the keys
+//! that have a TTL (`volatile-*`).
 //!
-//! Each eviction samples `eviction_samples` keys (each from a random non-empty slot) under read
-//! locks, then removes the best candidate under its slot's write lock if it is still the same
-//! entry. The LRU clock is 16 bits of seconds, so idle times wrap after about 18 hours.
+//! Each eviction samples `eviction_samples` keys (one for the random policies), each from a
+//! random non-empty slot, under read locks, scores them (see `access`: idle time, inverse LFU
+//! counter, or nearness of the deadline), then removes the best candidate under its slot's
+//! write lock if it is still the same entry. Redis keeps a pool of good candidates across
+//! evictions; slotkv samples afresh each time.
 
 use crate::config::EvictionPolicy;
 use crate::removal::RemovalCause;
@@ -14,7 +17,7 @@ struct Candidate {
     slot: Slot,
     hash: u64,
     identity: *const (),
-    idle: u16,
+    score: u64,
 }
 
 impl Store {
@@ -24,18 +27,23 @@ impl Store {
         let policy = self.config.eviction_policy;
         let samples = match policy {
             EvictionPolicy::NoEviction => return false,
-            EvictionPolicy::AllKeysRandom => 1,
-            EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => {
-                self.config.eviction_samples.get()
-            }
+            EvictionPolicy::AllKeysRandom | EvictionPolicy::VolatileRandom => 1,
+            EvictionPolicy::AllKeysLru
+            | EvictionPolicy::VolatileLru
+            | EvictionPolicy::AllKeysLfu
+            | EvictionPolicy::VolatileLfu
+            | EvictionPolicy::VolatileTtl => self.config.eviction_samples.get(),
         };
-        let lru_now = self.lru_now(&self.now());
+        let now_ms = self.now().ms();
         let mut best: Option<Candidate> = None;
         for _ in 0..samples {
-            let Some(candidate) = self.sample_candidate(policy, lru_now) else {
+            let Some(candidate) = self.sample_candidate(policy, now_ms) else {
                 break;
             };
-            if best.as_ref().is_none_or(|best| candidate.idle > best.idle) {
+            if best
+                .as_ref()
+                .is_none_or(|best| candidate.score > best.score)
+            {
                 best = Some(candidate);
             }
         }
@@ -53,25 +61,27 @@ impl Store {
         true
     }
 
-    /// One key from a random non-empty slot (non-empty in keys with a TTL for volatile-lru).
-    fn sample_candidate(&self, policy: EvictionPolicy, lru_now: u16) -> Option<Candidate> {
+    /// One key from a random non-empty slot (non-empty in keys with a TTL for the volatile
+    /// policies), with its score.
+    fn sample_candidate(&self, policy: EvictionPolicy, now_ms: u64) -> Option<Candidate> {
         let start = self.rng.below(SLOT_COUNT);
         for offset in 0..SLOT_COUNT {
             let slot = ((start + offset) % SLOT_COUNT) as Slot;
             let table = self.slots[usize::from(slot)].read();
             let pick = self.rng.below(usize::MAX);
-            let found = match policy {
-                EvictionPolicy::VolatileLru => table.volatile_at(pick),
-                _ => table
+            let found = if policy.only_volatile() {
+                table.volatile_at(pick)
+            } else {
+                table
                     .entry_at(pick)
-                    .map(|entry| (self.hash(entry.key()), entry)),
+                    .map(|entry| (self.hash(entry.key()), entry))
             };
             if let Some((hash, entry)) = found {
                 return Some(Candidate {
                     slot,
                     hash,
                     identity: entry.identity(),
-                    idle: lru_now.wrapping_sub(entry.lru()),
+                    score: self.eviction_score(policy, entry, now_ms),
                 });
             }
         }
@@ -172,35 +182,140 @@ mod tests {
     }
 
     #[test]
-    fn volatile_lru_only_evicts_keys_with_a_ttl() {
-        let (store, _) = store_with(limited(EvictionPolicy::VolatileLru, 20_000));
-        for i in 0..60 {
+    fn volatile_policies_only_evict_keys_with_a_ttl() {
+        for policy in [
+            EvictionPolicy::VolatileLru,
+            EvictionPolicy::VolatileLfu,
+            EvictionPolicy::VolatileTtl,
+            EvictionPolicy::VolatileRandom,
+        ] {
+            let (store, _) = store_with(limited(policy, 20_000));
+            for i in 0..60 {
+                let key = format!("ttl:{i}");
+                store
+                    .set(key.as_bytes(), &[b'v'; 100], SetOptions::default())
+                    .unwrap();
+                store
+                    .expire(key.as_bytes(), 1_000, ExpireCondition::Always)
+                    .unwrap();
+            }
+            let result = fill(&store, 1_000);
+            assert_eq!(
+                result,
+                Err(CommandError::OutOfMemory),
+                "{policy:?}: no volatile key left to evict"
+            );
+            for i in 0..50 {
+                assert!(
+                    store.get(format!("key:{i}").as_bytes()).is_some(),
+                    "{policy:?}: persistent keys survive"
+                );
+            }
+            let volatile_alive = (0..60)
+                .filter(|i| store.get(format!("ttl:{i}").as_bytes()).is_some())
+                .count();
+            assert_eq!(volatile_alive, 0, "{policy:?}");
+            check_invariants(&store);
+        }
+    }
+
+    #[test]
+    fn allkeys_lfu_prefers_keys_read_often_over_keys_read_long_ago() {
+        let config = StoreConfig {
+            eviction_samples: std::num::NonZeroUsize::new(10).unwrap(),
+            ..limited(EvictionPolicy::AllKeysLfu, 30_000)
+        };
+        let (store, clock) = store_with(config);
+        fill(&store, 200).unwrap();
+        clock.advance_ms(3 * 60_000);
+        let hot: Vec<String> = (0..200).step_by(2).map(|i| format!("key:{i}")).collect();
+        for _ in 0..10 {
+            for key in &hot {
+                assert!(store.get(key.as_bytes()).is_some());
+            }
+        }
+        for i in 200..300 {
+            store
+                .set(
+                    format!("key:{i}").as_bytes(),
+                    &[b'v'; 100],
+                    SetOptions::default(),
+                )
+                .unwrap();
+        }
+        let hot_alive = hot
+            .iter()
+            .filter(|key| store.get(key.as_bytes()).is_some())
+            .count();
+        let cold_alive = (1..200)
+            .step_by(2)
+            .filter(|i| store.get(format!("key:{i}").as_bytes()).is_some())
+            .count();
+        assert!(
+            hot_alive >= 80 && cold_alive <= 30,
+            "hot {hot_alive} cold {cold_alive}"
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn lfu_counter_survives_an_overwrite() {
+        let config = StoreConfig {
+            lfu_log_factor: 0,
+            ..limited(EvictionPolicy::AllKeysLfu, 0)
+        };
+        let (store, _) = store_with(config);
+        store.set(b"k", b"1", SetOptions::default()).unwrap();
+        let counter = |store: &crate::Store| {
+            let table = store.slots[usize::from(crate::key_slot(b"k"))].read();
+            let hash = store.hash(b"k");
+            table.get(hash, b"k").map(|entry| entry.access() & 0xFF)
+        };
+        assert_eq!(
+            counter(&store),
+            Some(u32::from(crate::access::LFU_INIT_VAL))
+        );
+        store.get(b"k");
+        store.set(b"k", b"2", SetOptions::default()).unwrap();
+        assert_eq!(
+            counter(&store),
+            Some(u32::from(crate::access::LFU_INIT_VAL) + 2)
+        );
+    }
+
+    #[test]
+    fn volatile_ttl_evicts_the_nearest_deadlines_first() {
+        let config = StoreConfig {
+            eviction_samples: std::num::NonZeroUsize::new(10).unwrap(),
+            ..limited(EvictionPolicy::VolatileTtl, 30_000)
+        };
+        let (store, _) = store_with(config);
+        for i in 0..100 {
             let key = format!("ttl:{i}");
             store
                 .set(key.as_bytes(), &[b'v'; 100], SetOptions::default())
                 .unwrap();
             store
-                .expire(key.as_bytes(), 1_000, ExpireCondition::Always)
+                .expire(key.as_bytes(), 1_000 + i, ExpireCondition::Always)
                 .unwrap();
         }
-        let result = fill(&store, 1_000);
-        assert_eq!(
-            result,
-            Err(CommandError::OutOfMemory),
-            "no volatile key left to evict"
-        );
-        for i in 0..50 {
-            assert!(
-                store.get(format!("key:{i}").as_bytes()).is_some(),
-                "persistent keys survive"
-            );
+        for i in 0..150 {
+            let key = format!("key:{i}");
+            if store
+                .set(key.as_bytes(), &[b'v'; 100], SetOptions::default())
+                .is_err()
+            {
+                break;
+            }
         }
-        assert_eq!(
-            (0..60)
+        let alive = |range: std::ops::Range<i64>| {
+            range
                 .filter(|i| store.get(format!("ttl:{i}").as_bytes()).is_some())
-                .count(),
-            0
-        );
+                .count()
+        };
+        let (near, far) = (alive(0..50), alive(50..100));
+        assert!(near + far < 100, "something was evicted");
+        assert!(near * 3 <= far, "near {near} far {far}");
         check_invariants(&store);
     }
 }

@@ -9,11 +9,13 @@
 //! * `table` and `entry`: one slot's hash table of compact entries (header, key and value in
 //!   one allocation behind an 8-byte pointer; reads hand out the value zero-copy).
 //! * `strings` and `keys`: the Redis commands, with typed [`options`] and one [`CommandError`].
-//! * `expire`, `evict`: the active expiry cycle and `maxmemory` eviction.
+//! * `expire`, `evict`, `access`: the active expiry cycle, `maxmemory` eviction and the
+//!   per-entry access clock (LRU seconds or LFU counter) it samples.
 //! * `slots`: count, list, export, import and drop a slot; replication primitives.
 //! * [`clock`]: time is an input ([`Clock`]); `removal`: keys the engine removed by itself
 //!   (expiry, eviction), for the owner to replicate.
 
+mod access;
 pub mod clock;
 mod config;
 mod entry;
@@ -35,8 +37,8 @@ mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    EvictionPolicy, StoreConfig, DEFAULT_EVICTION_SAMPLES, DEFAULT_MAX_BYTES,
-    DEFAULT_REMOVAL_LOG_CAPACITY,
+    EvictionPolicy, StoreConfig, DEFAULT_EVICTION_SAMPLES, DEFAULT_LFU_DECAY_TIME_MINUTES,
+    DEFAULT_LFU_LOG_FACTOR, DEFAULT_MAX_BYTES, DEFAULT_REMOVAL_LOG_CAPACITY,
 };
 pub use error::CommandError;
 pub use expire::{

@@ -29,6 +29,11 @@ impl SamplingRng {
     pub(crate) fn below(&self, bound: usize) -> usize {
         (self.next_u64() % bound.max(1) as u64) as usize
     }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn unit(&self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::RwLock;
 
+use crate::access::AccessMode;
 use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::entry::{Entry, MAX_PART_BYTES};
@@ -41,9 +42,6 @@ impl std::ops::Deref for SlotCell {
     }
 }
 
-/// Milliseconds per tick of the 16-bit LRU clock (it wraps after about 18 hours).
-pub(crate) const LRU_RESOLUTION_MS: u64 = 1_000;
-
 /// The per-slot in-memory key-value store. Cheap to share behind an `Arc`; every method takes
 /// `&self` and is safe to call from many threads.
 pub struct Store {
@@ -56,6 +54,7 @@ pub struct Store {
     removals: RemovalLog,
     pub(crate) rng: SamplingRng,
     pub(crate) expire_cursor: AtomicUsize,
+    pub(crate) access_mode: AccessMode,
 }
 
 impl std::fmt::Debug for Store {
@@ -120,6 +119,11 @@ impl Store {
             clock,
             removals: RemovalLog::new(config.removal_log_capacity),
             rng: SamplingRng::new(config.rng_seed),
+            access_mode: AccessMode::new(
+                config.eviction_policy,
+                config.lfu_log_factor,
+                config.lfu_decay_time_minutes,
+            ),
             config,
             used_memory_bytes: AtomicUsize::new(0),
             key_count: AtomicUsize::new(0),
@@ -165,15 +169,6 @@ impl Store {
         self.hasher.hash_one(key)
     }
 
-    /// The LRU clock to stamp on an access, or 0 when the policy does not use it.
-    pub(crate) fn lru_now(&self, now: &Now<'_>) -> u16 {
-        if self.config.eviction_policy.tracks_lru() {
-            (now.ms() / LRU_RESOLUTION_MS) as u16
-        } else {
-            0
-        }
-    }
-
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<(), CommandError> {
         if key.len() > self.config.max_key_bytes.min(MAX_PART_BYTES) {
             return Err(CommandError::KeyTooLarge);
@@ -217,9 +212,7 @@ impl Store {
                 .expire_at_ms()
                 .is_none_or(|deadline| deadline > now.ms())
             {
-                if self.config.eviction_policy.tracks_lru() {
-                    entry.touch(self.lru_now(&now));
-                }
+                self.record_access(entry, &now);
                 return Some(read(entry, &now));
             }
         }
@@ -336,7 +329,7 @@ impl Store {
             let existing = table.get(hash, key);
             let step = plan(existing, &now)?;
             let old_bytes = existing.map_or(0, Entry::memory_bytes);
-            let had_key = existing.is_some();
+            let old_access = existing.map(Entry::access);
             let replaced = match step.change {
                 Change::Keep => None,
                 Change::Remove => table.remove_key(hash, key),
@@ -364,8 +357,11 @@ impl Store {
                     if old_bytes > new_bytes {
                         self.release(old_bytes - new_bytes);
                     }
+                    if let Some(old_access) = old_access {
+                        entry.touch(self.access_for_replacement(old_access, &now));
+                    }
                     let replaced = table.put(hash, entry, |key| self.hash(key));
-                    self.add_keys(1, usize::from(had_key));
+                    self.add_keys(1, usize::from(old_access.is_some()));
                     drop(table);
                     drop((expired, replaced));
                     return Ok(step.reply);
@@ -407,7 +403,7 @@ impl Store {
         Ok(slot)
     }
 
-    /// A new entry stamped with the current LRU clock.
+    /// A new entry stamped with the access clock of a new key.
     pub(crate) fn new_entry(
         &self,
         key: &[u8],
@@ -415,7 +411,7 @@ impl Store {
         expire_at_ms: Option<u64>,
         now: &Now<'_>,
     ) -> Entry {
-        Entry::new(key, value_parts, expire_at_ms, self.lru_now(now))
+        Entry::new(key, value_parts, expire_at_ms, self.access_for_new(now))
     }
 
     /// A value read out of an entry (zero-copy).

@@ -224,9 +224,7 @@ impl Store {
                         expired.push(*key);
                         return None;
                     }
-                    if self.config.eviction_policy.tracks_lru() {
-                        entry.touch(self.lru_now(&now));
-                    }
+                    self.record_access(entry, &now);
                     Some(Store::value_of(entry))
                 })
                 .collect()

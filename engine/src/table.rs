@@ -71,7 +71,7 @@ impl SlotTable {
     }
 
     pub(crate) fn get(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
-        self.entries.find(hash, |entry| entry.key() == key)
+        self.entries.find(hash, |entry| entry.has_key(key))
     }
 
     /// Inserts or replaces the entry for `entry.key()`; returns the replaced one.
@@ -86,7 +86,7 @@ impl SlotTable {
         let identity = entry.identity();
         let slot = self.entries.entry(
             hash,
-            |existing| existing.key() == entry.key(),
+            |existing| existing.has_key(entry.key()),
             |existing| hasher(existing.key()),
         );
         let replaced = match slot {
@@ -111,7 +111,7 @@ impl SlotTable {
     pub(crate) fn remove_key(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
         let occupied = self
             .entries
-            .find_entry(hash, |entry| entry.key() == key)
+            .find_entry(hash, |entry| entry.has_key(key))
             .ok()?;
         let (entry, _) = occupied.remove();
         self.forget(&entry);

@@ -90,6 +90,10 @@ fn get_hits_and_misses_allocate_nothing_under_every_policy() {
         EvictionPolicy::AllKeysLru,
         EvictionPolicy::VolatileLru,
         EvictionPolicy::AllKeysRandom,
+        EvictionPolicy::AllKeysLfu,
+        EvictionPolicy::VolatileLfu,
+        EvictionPolicy::VolatileTtl,
+        EvictionPolicy::VolatileRandom,
     ] {
         let (store, keys) = filled(policy);
         let missing: Vec<Vec<u8>> = (0..KEYS)
