@@ -8,8 +8,8 @@
 //! or may not be, and the caller covers them with its write log. Each batch scans the whole
 //! slot under its read lock (O(n log k) for n keys in the slot and k keys per batch).
 
-use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -43,16 +43,64 @@ impl Default for ExportLimits {
     }
 }
 
-/// Where an export continues: after the `(hash, key)` last returned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where an export continues: a position in the snapshot of the slot's key names taken by the
+/// export's first batch (see the module doc). A cursor belongs to the slot it was returned
+/// for; given for another slot, it starts a new export of that slot. Cloning is cheap.
+#[derive(Clone, Default)]
 pub struct ExportCursor {
-    after: Option<(u64, Bytes)>,
+    snapshot: Option<Arc<KeySnapshot>>,
+    /// Names of the snapshot already visited.
+    position: usize,
 }
 
 impl ExportCursor {
     /// The cursor of a new export.
     pub fn start() -> Self {
         Self::default()
+    }
+}
+
+impl PartialEq for ExportCursor {
+    fn eq(&self, other: &Self) -> bool {
+        let same_snapshot = match (&self.snapshot, &other.snapshot) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            (None, None) => true,
+            _ => false,
+        };
+        same_snapshot && self.position == other.position
+    }
+}
+
+impl Eq for ExportCursor {}
+
+impl std::fmt::Debug for ExportCursor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.snapshot.as_ref();
+        formatter
+            .debug_struct("ExportCursor")
+            .field("slot", &snapshot.map(|snapshot| snapshot.slot))
+            .field("keys", &snapshot.map_or(0, |snapshot| snapshot.len()))
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+/// The names of a slot's live keys when its export started, packed in one buffer.
+struct KeySnapshot {
+    slot: Slot,
+    bytes: Vec<u8>,
+    /// `ends[i]` is where key `i` ends in `bytes` (it starts where key `i - 1` ends).
+    ends: Vec<usize>,
+}
+
+impl KeySnapshot {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn key(&self, index: usize) -> &[u8] {
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.bytes[start..self.ends[index]]
     }
 }
 
@@ -121,8 +169,8 @@ impl Store {
             .collect())
     }
 
-    /// The next batch of `slot`'s live keys after `cursor` (see the module doc for the order
-    /// and the guarantee under concurrent writes).
+    /// The next batch of `slot`'s live keys after `cursor` (see the module doc for the order,
+    /// the cost and the guarantee under concurrent writes).
     pub fn export_slot(
         &self,
         slot: Slot,
@@ -131,49 +179,54 @@ impl Store {
     ) -> Result<ExportBatch, CommandError> {
         let index = check_slot(slot)?;
         let now_ms = self.now().ms();
-        let max_keys = limits.max_keys_per_batch.get();
-        let table = self.slots[index].read();
-        let after = cursor.after.as_ref().map(|(hash, key)| (*hash, &key[..]));
-        let mut smallest: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(max_keys + 1);
-        let mut more = false;
-        for entry in table.iter() {
-            let position = (self.hash(entry.key()), entry.key());
-            if entry.is_expired(now_ms) || after.is_some_and(|after| position <= after) {
-                continue;
-            }
-            smallest.push(position);
-            if smallest.len() > max_keys {
-                smallest.pop();
-                more = true;
-            }
-        }
-        let mut entries = Vec::with_capacity(smallest.len());
-        let mut bytes = 0;
-        let mut last = None;
-        for (hash, key) in smallest.into_sorted_vec() {
-            let Some(entry) = table.get(hash, key) else {
-                continue;
-            };
-            let size = key.len() + entry.value().len();
-            if !entries.is_empty() && bytes + size > limits.max_bytes_per_batch.get() {
-                more = true;
-                break;
-            }
-            bytes += size;
-            entries.push(ExportedEntry {
-                key: Bytes::copy_from_slice(key),
-                value: Store::value_of(entry),
-                ttl_ms: entry.expire_at_ms().map(|deadline| deadline - now_ms),
-            });
-            last = Some(hash);
-        }
-        let next = match (more, last, entries.last()) {
-            (true, Some(hash), Some(entry)) => Some(ExportCursor {
-                after: Some((hash, entry.key.clone())),
-            }),
-            _ => None,
+        let (snapshot, mut position) = match &cursor.snapshot {
+            Some(snapshot) if snapshot.slot == slot => (Arc::clone(snapshot), cursor.position),
+            _ => (Arc::new(self.snapshot_keys(slot, now_ms)), 0),
         };
+        let max_keys = limits.max_keys_per_batch.get();
+        let mut entries = Vec::with_capacity(max_keys.min(snapshot.len() - position));
+        let mut bytes = 0;
+        let table = self.slots[index].read();
+        while position < snapshot.len() && entries.len() < max_keys {
+            let key = snapshot.key(position);
+            let live = table
+                .get(self.hash(key), key)
+                .filter(|entry| !entry.is_expired(now_ms));
+            if let Some(entry) = live {
+                let size = key.len() + entry.value().len();
+                if !entries.is_empty() && bytes + size > limits.max_bytes_per_batch.get() {
+                    break;
+                }
+                bytes += size;
+                entries.push(ExportedEntry {
+                    key: Bytes::copy_from_slice(key),
+                    value: Store::value_of(entry),
+                    ttl_ms: entry.expire_at_ms().map(|deadline| deadline - now_ms),
+                });
+            }
+            position += 1;
+        }
+        drop(table);
+        let next = (position < snapshot.len()).then_some(ExportCursor {
+            snapshot: Some(snapshot),
+            position,
+        });
         Ok(ExportBatch { entries, next })
+    }
+
+    /// The names of `slot`'s live keys, in table order.
+    fn snapshot_keys(&self, slot: Slot, now_ms: u64) -> KeySnapshot {
+        let table = self.slots[usize::from(slot)].read();
+        let mut snapshot = KeySnapshot {
+            slot,
+            bytes: Vec::new(),
+            ends: Vec::with_capacity(table.len()),
+        };
+        for entry in table.iter().filter(|entry| !entry.is_expired(now_ms)) {
+            snapshot.bytes.extend_from_slice(entry.key());
+            snapshot.ends.push(snapshot.bytes.len());
+        }
+        snapshot
     }
 
     /// Imports an export batch: each key is written (replacing any current value) with its
@@ -246,7 +299,15 @@ mod tests {
     }
 
     fn export_all(store: &Store, slot: Slot, limits: ExportLimits) -> Vec<ExportedEntry> {
-        let mut cursor = ExportCursor::start();
+        export_all_from(store, slot, ExportCursor::start(), limits)
+    }
+
+    fn export_all_from(
+        store: &Store,
+        slot: Slot,
+        mut cursor: ExportCursor,
+        limits: ExportLimits,
+    ) -> Vec<ExportedEntry> {
         let mut all = Vec::new();
         loop {
             let batch = store.export_slot(slot, &cursor, limits).unwrap();
@@ -305,6 +366,51 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), 1_000);
         assert_eq!(exported.len(), 1_000);
+    }
+
+    #[test]
+    fn later_batches_walk_the_first_batch_snapshot_from_their_position() {
+        let (store, _) = store();
+        for i in 0..500 {
+            store.set(&tagged(i), b"v", SetOptions::default()).unwrap();
+        }
+        let slot = key_slot(b"{slot}");
+        let limits = ExportLimits {
+            max_keys_per_batch: NonZeroUsize::new(100).unwrap(),
+            max_bytes_per_batch: NonZeroUsize::new(1 << 20).unwrap(),
+        };
+        let first = store
+            .export_slot(slot, &ExportCursor::start(), limits)
+            .unwrap();
+        let cursor = first.next.unwrap();
+        assert_eq!(cursor.position, 100);
+        for i in 500..600 {
+            store
+                .set(&tagged(i), b"new", SetOptions::default())
+                .unwrap();
+        }
+        let removed: Vec<&[u8]> = first.entries[..10].iter().map(|e| &e.key[..]).collect();
+        assert_eq!(store.del(&removed), Ok(10));
+        let second = store.export_slot(slot, &cursor, limits).unwrap();
+        let next = second.next.unwrap();
+        assert!(Arc::ptr_eq(
+            cursor.snapshot.as_ref().unwrap(),
+            next.snapshot.as_ref().unwrap()
+        ));
+        assert_eq!(next.position, 200, "one batch visits one batch of names");
+        let rest = export_all_from(&store, slot, next, limits);
+        assert_eq!(first.entries.len() + second.entries.len() + rest.len(), 500);
+        assert!(
+            rest.iter().all(|entry| &entry.value[..] == b"v"),
+            "keys written later are not in the export"
+        );
+        let other = store
+            .export_slot(key_slot(b"other"), &cursor, limits)
+            .unwrap();
+        assert!(
+            other.entries.is_empty() && other.next.is_none(),
+            "another slot starts afresh"
+        );
     }
 
     #[test]
