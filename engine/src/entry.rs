@@ -164,19 +164,23 @@ impl Entry {
         Entry::new(self.key(), &[self.value()], expire_at_ms, self.access())
     }
 
+    #[inline]
     fn header(&self) -> &Header {
         // SAFETY: the header was initialised in `new` and lives as long as any reference.
         unsafe { self.ptr.as_ref() }
     }
 
+    #[inline]
     fn flags(&self) -> u16 {
         self.header().value_len_and_flags & (FLAG_WIDE | FLAG_EXPIRE)
     }
 
+    #[inline]
     fn is_wide(&self) -> bool {
         self.flags() & FLAG_WIDE != 0
     }
 
+    #[inline]
     fn ext(&self) -> Option<&ExpireExt> {
         if self.flags() & FLAG_EXPIRE == 0 {
             return None;
@@ -188,6 +192,7 @@ impl Entry {
         }
     }
 
+    #[inline]
     fn lengths(&self) -> (usize, usize) {
         let header = self.header();
         if header.value_len_and_flags & FLAG_WIDE == 0 {
@@ -207,11 +212,13 @@ impl Entry {
         (wide.key_len as usize, wide.value_len as usize)
     }
 
+    #[inline]
     fn data_offset(&self) -> usize {
         data_offset(self.is_wide(), self.flags() & FLAG_EXPIRE != 0)
     }
 
     /// The key bytes.
+    #[inline]
     pub(crate) fn key(&self) -> &[u8] {
         let (key_len, _) = self.lengths();
         // SAFETY: `key_len` initialised bytes start at the data offset.
@@ -230,6 +237,7 @@ impl Entry {
     }
 
     /// The value bytes.
+    #[inline]
     pub(crate) fn value(&self) -> &[u8] {
         let (key_len, value_len) = self.lengths();
         // SAFETY: `value_len` initialised bytes follow the key.
@@ -241,6 +249,7 @@ impl Entry {
     }
 
     /// Bytes of the allocation.
+    #[inline]
     pub(crate) fn allocation_bytes(&self) -> usize {
         let (key_len, value_len) = self.lengths();
         self.data_offset() + key_len + value_len
@@ -248,6 +257,7 @@ impl Entry {
 
     /// The accounted memory of this entry: its allocation rounded as the allocator does, its
     /// share of the hash table, and its slot in the TTL index if it has a TTL.
+    #[inline]
     pub(crate) fn memory_bytes(&self) -> usize {
         let allocation = (self.allocation_bytes() + ALLOCATOR_OVERHEAD_BYTES)
             .next_multiple_of(ALLOCATOR_GRANULE_BYTES);
@@ -260,6 +270,7 @@ impl Entry {
     }
 
     /// The absolute deadline in unix ms, if the entry has a TTL.
+    #[inline]
     pub(crate) fn expire_at_ms(&self) -> Option<u64> {
         let deadline = self.ext()?.expire_at_ms.load(Ordering::Relaxed);
         (deadline != 0).then_some(deadline)
@@ -284,6 +295,7 @@ impl Entry {
     }
 
     /// Whether the entry's deadline is at or before `now_ms`.
+    #[inline]
     pub(crate) fn is_expired(&self, now_ms: u64) -> bool {
         self.expire_at_ms()
             .is_some_and(|deadline| deadline <= now_ms)
@@ -302,6 +314,7 @@ impl Entry {
     }
 
     /// The 24-bit access clock (see `access` for its meaning under each policy).
+    #[inline]
     pub(crate) fn access(&self) -> u32 {
         self.header().access_and_key_len.load(Ordering::Relaxed) & ACCESS_MASK
     }
@@ -309,6 +322,7 @@ impl Entry {
     /// Sets the access clock to `access` (its low 24 bits); skips the store if unchanged, so
     /// reads of a key within one clock tick write nothing. Concurrent readers may race: one of
     /// their values wins, which is all an approximate LRU/LFU needs.
+    #[inline]
     pub(crate) fn touch(&self, access: u32) {
         let word = &self.header().access_and_key_len;
         let current = word.load(Ordering::Relaxed);
@@ -387,10 +401,12 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8)
 }
 
+#[inline]
 fn ext_offset(wide: bool) -> usize {
     HEADER_BYTES + if wide { WIDE_BYTES } else { 0 }
 }
 
+#[inline]
 fn data_offset(wide: bool, has_ext: bool) -> usize {
     ext_offset(wide) + if has_ext { EXPIRE_BYTES } else { 0 }
 }

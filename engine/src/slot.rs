@@ -16,6 +16,7 @@ const _: () = assert!(SLOT_COUNT - 1 <= u16::MAX as usize);
 /// CRC16-XMODEM (polynomial 0x1021, initial value 0, no reflection, no final xor): the same
 /// function as the `crc16` crate's `XMODEM` (checked against it in the tests), computed eight
 /// bytes per step with slicing-by-8 tables, because every command computes it on its key.
+#[inline]
 pub fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0;
     let mut chunks = bytes.chunks_exact(8);
@@ -79,6 +80,7 @@ const fn crc_tables() -> [[u16; 256]; 8] {
 ///
 /// The tag is the bytes between the first `{` and the first `}` after it; an empty tag
 /// (`{}`) or a missing `}` means the whole key is hashed.
+#[inline]
 pub fn hash_tag(key: &[u8]) -> &[u8] {
     let Some(open) = find_byte(key, b'{') else {
         return key;
@@ -92,6 +94,7 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 
 /// The index of the first `needle` in `bytes`, eight bytes per step (every command looks for
 /// a hash tag in its key, and most keys have none).
+#[inline]
 fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
@@ -115,6 +118,7 @@ fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
 }
 
 /// The hash slot of `key`: `CRC16(hash_tag(key)) mod 16384`.
+#[inline]
 pub fn key_slot(key: &[u8]) -> Slot {
     crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1)
 }

@@ -23,7 +23,7 @@ use crate::error::CommandError;
 use crate::removal::{Removal, RemovalCause, RemovalLog};
 use crate::rng::SamplingRng;
 use crate::slot::{key_slot, Slot, SLOT_COUNT};
-use crate::table::SlotTable;
+use crate::table::{Edit, SlotTable};
 
 /// One slot's lock and table header, alone in a cache line: a lookup touches one line before
 /// the table's own memory, and two slots never share a line (no false sharing between writers
@@ -75,6 +75,7 @@ pub(crate) struct Now<'a> {
 }
 
 impl Now<'_> {
+    #[inline]
     pub(crate) fn ms(&self) -> u64 {
         if let Some(now_ms) = self.cached_ms.get() {
             return now_ms;
@@ -92,6 +93,19 @@ pub(crate) enum Change {
     Remove,
     /// Set (or with `None` clear) the TTL of the existing entry, in place when it has room.
     SetExpire(Option<u64>),
+}
+
+/// What `write_key` does after the table edit.
+enum Planned<R> {
+    /// The edit is applied: reply with `reply`; `put` if it wrote an entry, `added` if that
+    /// entry is a new key.
+    Written { reply: R, put: bool, added: bool },
+    /// Apply the TTL change, then reply.
+    SetExpire(Option<u64>, R),
+    /// The plan failed; nothing but an expired entry was removed.
+    Failed(CommandError),
+    /// The write needs memory that is not there: evict (or fail with OOM) and retry.
+    NeedsRoom,
 }
 
 /// A planned write and the reply the command gives if it is applied.
@@ -158,6 +172,7 @@ impl Store {
         self.removals.dropped()
     }
 
+    #[inline]
     pub(crate) fn now(&self) -> Now<'_> {
         Now {
             clock: &*self.clock,
@@ -165,6 +180,7 @@ impl Store {
         }
     }
 
+    #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -301,9 +317,10 @@ impl Store {
         }
     }
 
-    /// The core of every single-key write: lock the key's slot, expire the key lazily, let
-    /// `plan` decide the change from the live entry, reserve the memory it needs (evicting and
-    /// retrying without the lock if needed) and apply it. `plan` may run more than once.
+    /// The core of every single-key write: lock the key's slot, find the key with one probe,
+    /// expire it lazily, let `plan` decide the change from the live entry, reserve the memory
+    /// it needs (evicting and retrying without the lock if needed) and apply it in place.
+    /// `plan` may run more than once.
     pub(crate) fn write_key<R>(
         &self,
         key: &[u8],
@@ -325,55 +342,103 @@ impl Store {
         let now = self.now();
         loop {
             let mut table = self.slots[usize::from(slot)].write();
-            let expired = self.remove_if_expired(&mut table, slot, hash, key, &now);
-            let existing = table.get(hash, key);
-            let step = plan(existing, &now)?;
-            let old_bytes = existing.map_or(0, Entry::memory_bytes);
-            let old_access = existing.map(Entry::access);
-            let replaced = match step.change {
-                Change::Keep => None,
-                Change::Remove => table.remove_key(hash, key),
-                Change::SetExpire(deadline) => {
-                    let before = table.memory_bytes();
-                    let rebuilt = table.set_expire(hash, key, deadline, |key| self.hash(key));
-                    let after = table.memory_bytes();
-                    drop(table);
-                    if after > before {
-                        self.add_memory_unchecked(after - before);
-                    } else {
-                        self.release(before - after);
-                    }
-                    drop((expired, rebuilt));
-                    return Ok(step.reply);
-                }
-                Change::Put(entry) => {
-                    let new_bytes = entry.memory_bytes();
-                    if new_bytes > old_bytes && !self.try_reserve(new_bytes - old_bytes) {
-                        drop(table);
-                        drop(expired);
-                        self.make_room()?;
-                        continue;
-                    }
-                    if old_bytes > new_bytes {
-                        self.release(old_bytes - new_bytes);
-                    }
-                    if let Some(old_access) = old_access {
-                        entry.touch(self.access_for_replacement(old_access, &now));
-                    }
-                    let replaced = table.put(hash, entry, |key| self.hash(key));
-                    self.add_keys(1, usize::from(old_access.is_some()));
-                    drop(table);
-                    drop((expired, replaced));
-                    return Ok(step.reply);
-                }
-            };
-            drop(table);
-            if let Some(removed) = &replaced {
-                self.account_removed(removed);
+            let mut expired = false;
+            let (old, outcome) = table.write_with(
+                hash,
+                key,
+                |key| self.hash(key),
+                |found| {
+                    expired = found.is_some_and(|entry| Self::is_expired_now(entry, &now));
+                    let existing = found.filter(|_| !expired);
+                    self.decide(existing, expired, plan(existing, &now), &now)
+                },
+            );
+            if let Planned::SetExpire(deadline, _) = &outcome {
+                self.set_expire_locked(&mut table, hash, key, *deadline);
             }
-            drop((expired, replaced));
-            return Ok(step.reply);
+            drop(table);
+            if let Some(old) = &old {
+                let put = matches!(outcome, Planned::Written { put: true, .. });
+                if expired {
+                    self.account_removed(old);
+                    self.record_removal(slot, key, RemovalCause::Expired);
+                } else if !put {
+                    self.account_removed(old);
+                }
+            }
+            drop(old);
+            match outcome {
+                Planned::Written { reply, added, .. } => {
+                    self.add_keys(usize::from(added), 0);
+                    return Ok(reply);
+                }
+                Planned::SetExpire(_, reply) => return Ok(reply),
+                Planned::Failed(error) => return Err(error),
+                Planned::NeedsRoom => self.make_room()?,
+            }
         }
+    }
+
+    fn is_expired_now(entry: &Entry, now: &Now<'_>) -> bool {
+        entry
+            .expire_at_ms()
+            .is_some_and(|deadline| deadline <= now.ms())
+    }
+
+    /// Turns a planned step into the table edit, reserving or releasing its memory. An
+    /// expired entry is removed whatever the plan, unless the plan replaces it.
+    fn decide<R>(
+        &self,
+        existing: Option<&Entry>,
+        expired: bool,
+        step: Result<Step<R>, CommandError>,
+        now: &Now<'_>,
+    ) -> (Edit, Planned<R>) {
+        let drop_expired = if expired { Edit::Remove } else { Edit::Keep };
+        let step = match step {
+            Ok(step) => step,
+            Err(error) => return (drop_expired, Planned::Failed(error)),
+        };
+        let Step { change, reply } = step;
+        let written = |reply, put, added| Planned::Written { reply, put, added };
+        match change {
+            Change::Keep => (drop_expired, written(reply, false, false)),
+            Change::Remove => (Edit::Remove, written(reply, false, false)),
+            Change::SetExpire(deadline) => (drop_expired, Planned::SetExpire(deadline, reply)),
+            Change::Put(entry) => {
+                let old_bytes = existing.map_or(0, Entry::memory_bytes);
+                let new_bytes = entry.memory_bytes();
+                if new_bytes > old_bytes && !self.try_reserve(new_bytes - old_bytes) {
+                    return (drop_expired, Planned::NeedsRoom);
+                }
+                if old_bytes > new_bytes {
+                    self.release(old_bytes - new_bytes);
+                }
+                if let Some(old) = existing {
+                    entry.touch(self.access_for_replacement(old.access(), now));
+                }
+                (Edit::Put(entry), written(reply, true, existing.is_none()))
+            }
+        }
+    }
+
+    /// Applies a TTL change to `key` in the locked `table`, accounting the memory delta.
+    fn set_expire_locked(
+        &self,
+        table: &mut SlotTable,
+        hash: u64,
+        key: &[u8],
+        deadline: Option<u64>,
+    ) {
+        let before = table.memory_bytes();
+        let rebuilt = table.set_expire(hash, key, deadline, |key| self.hash(key));
+        let after = table.memory_bytes();
+        if after > before {
+            self.add_memory_unchecked(after - before);
+        } else {
+            self.release(before - after);
+        }
+        drop(rebuilt);
     }
 
     /// Frees memory for a write that could not reserve it: evicts one key, or fails with OOM

@@ -46,6 +46,16 @@ impl VolatileIndex {
     }
 }
 
+/// What [`SlotTable::write_with`] does to the entry it found.
+pub(crate) enum Edit {
+    /// Nothing.
+    Keep,
+    /// Insert this entry, or replace the one found with it.
+    Put(Entry),
+    /// Remove the entry found (nothing if there is none).
+    Remove,
+}
+
 /// The entries of one hash slot.
 #[derive(Default)]
 pub(crate) struct SlotTable {
@@ -70,6 +80,7 @@ impl SlotTable {
         self.memory_bytes
     }
 
+    #[inline]
     pub(crate) fn get(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
         self.entries.find(hash, |entry| entry.has_key(key))
     }
@@ -105,6 +116,57 @@ impl SlotTable {
             self.index_volatile(hash, identity);
         }
         replaced
+    }
+
+    /// One probe for a whole write: `decide` sees the entry for `key` (if any) and returns the
+    /// edit to make where it was found, with a result passed through. Returns the entry the
+    /// edit replaced or removed, for the caller to account and free after unlocking.
+    pub(crate) fn write_with<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        hasher: impl Fn(&[u8]) -> u64,
+        decide: impl FnOnce(Option<&Entry>) -> (Edit, R),
+    ) -> (Option<Entry>, R) {
+        let found = self.entries.entry(
+            hash,
+            |existing| existing.has_key(key),
+            |existing| hasher(existing.key()),
+        );
+        let (old, inserted) = match found {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                match decide(Some(occupied.get())) {
+                    (Edit::Keep, result) => return (None, result),
+                    (Edit::Put(entry), result) => {
+                        self.memory_bytes += entry.memory_bytes();
+                        let identity = entry.identity();
+                        let has_ttl = entry.expire_at_ms().is_some();
+                        let old = std::mem::replace(occupied.get_mut(), entry);
+                        ((old, result), has_ttl.then_some(identity))
+                    }
+                    (Edit::Remove, result) => ((occupied.remove().0, result), None),
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => match decide(None) {
+                (Edit::Put(entry), result) => {
+                    self.memory_bytes += entry.memory_bytes();
+                    let has_ttl = entry.expire_at_ms().is_some();
+                    let identity = entry.identity();
+                    vacant.insert(entry);
+                    if has_ttl {
+                        self.index_volatile(hash, identity);
+                    }
+                    return (None, result);
+                }
+                (Edit::Keep | Edit::Remove, result) => return (None, result),
+            },
+        };
+        let (old, result) = old;
+        self.forget(&old);
+        if let Some(identity) = inserted {
+            self.index_volatile(hash, identity);
+        }
+        (Some(old), result)
     }
 
     /// Removes the entry for `key`, if any.
