@@ -1,6 +1,6 @@
 //! Engine benchmarks: slotkv's `Store` against a bare `parking_lot::RwLock<hashbrown::HashMap>`
 //! and `dashmap`, on 1M preloaded keys (16-byte keys, 64-byte values), with 1 and 2 threads;
-//! plus `key_slot` on 16-byte keys. The workload is `benches/support`, shared with the
+//! plus exporting a 1M-key slot and `key_slot` on 16-byte keys. The workload is `benches/support`, shared with the
 //! callgrind driver `examples/engine_ops.rs` (`benches/callgrind.sh`).
 //!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use slotkv::engine::{Store, StoreConfig, SystemClock};
+use slotkv::engine::{ExportCursor, ExportLimits, SetOptions, Store, StoreConfig, SystemClock};
 use support::{key, preload, run_ops, BareMap, Borrowing, Op, PerSlotMaps, Target};
 
 fn run_threads(target: &dyn Target, op: Op, iters: u64, threads: u64) -> Duration {
@@ -71,6 +71,39 @@ fn bench_store_ops(c: &mut Criterion) {
     }
 }
 
+/// Exports a slot holding 1M keys (16-byte-ish keys with one hash tag, 64-byte values) in
+/// batches of the default limits: the cost of a migration or full sync of one big slot.
+fn bench_export_slot(c: &mut Criterion) {
+    const SLOT_KEYS: u64 = 1_000_000;
+    let store = Store::new(StoreConfig::default(), Arc::new(SystemClock));
+    for index in 0..SLOT_KEYS {
+        let key = format!("{{big}}:{index:09}");
+        let _ = store.set(key.as_bytes(), &support::VALUE, SetOptions::default());
+    }
+    let slot = slotkv::key_slot(b"{big}");
+    let mut group = c.benchmark_group("export_slot");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(SLOT_KEYS));
+    group.bench_function("1M_keys_one_slot", |b| {
+        b.iter(|| {
+            let mut cursor = ExportCursor::start();
+            let mut exported = 0;
+            loop {
+                let batch = store
+                    .export_slot(slot, &cursor, ExportLimits::default())
+                    .expect("the slot is in range");
+                exported += batch.entries.len();
+                match batch.next {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+            assert_eq!(exported as u64, SLOT_KEYS);
+        })
+    });
+    group.finish();
+}
+
 fn bench_key_slot(c: &mut Criterion) {
     let mut group = c.benchmark_group("key_slot");
     group.throughput(Throughput::Elements(1));
@@ -91,6 +124,6 @@ criterion_group! {
         .without_plots()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_store_ops, bench_key_slot
+    targets = bench_store_ops, bench_export_slot, bench_key_slot
 }
 criterion_main!(benches);

@@ -1,7 +1,8 @@
-//! Bytes of memory per key: 1M keys of 16 bytes with 32-byte values, in the slotkv store and in
-//! a bare `RwLock<hashbrown::HashMap<Bytes, Bytes>>`, measured by a counting global allocator.
+//! Bytes of memory per key: 1M keys of 16 bytes with 32-byte values (or as many bytes as the
+//! first argument says), in the slotkv store and in a bare
+//! `RwLock<hashbrown::HashMap<Bytes, Bytes>>`, measured by a counting global allocator.
 //!
-//! Run: `cargo run --release --example memory_per_key`
+//! Run: `cargo run --release --example memory_per_key [value bytes, default 32, at least 27]`
 //!
 //! Printed per key: bytes requested from the allocator, bytes the allocator really reserved
 //! (`malloc_usable_size` + its 8-byte chunk header, glibc), the growth of the process's resident
@@ -70,8 +71,8 @@ fn key(i: usize) -> String {
     format!("key:{i:012}")
 }
 
-fn value(i: usize) -> String {
-    format!("value:{i:026}")
+fn value(i: usize, len: usize) -> String {
+    format!("value:{i:0width$}", width = len - 6)
 }
 
 struct Snapshot {
@@ -105,16 +106,24 @@ fn report(name: &str, before: &Snapshot, show_resident: bool) {
 }
 
 fn main() {
+    let value_len = match std::env::args().nth(1).map(|text| text.parse::<usize>()) {
+        None => 32,
+        Some(Ok(len)) if len >= 27 => len,
+        Some(_) => {
+            eprintln!("usage: memory_per_key [value bytes, at least 27]");
+            std::process::exit(2);
+        }
+    };
     assert_eq!(key(0).len(), 16);
-    assert_eq!(value(0).len(), 32);
-    println!("{KEY_COUNT} keys, 16-byte keys, 32-byte values");
+    assert_eq!(value(0, value_len).len(), value_len);
+    println!("{KEY_COUNT} keys, 16-byte keys, {value_len}-byte values");
 
     let before = snapshot();
     let store = Store::new(StoreConfig::default(), Arc::new(SystemClock));
     for i in 0..KEY_COUNT {
         let outcome = store.set(
             key(i).as_bytes(),
-            value(i).as_bytes(),
+            value(i, value_len).as_bytes(),
             SetOptions::default(),
         );
         assert!(outcome.is_ok_and(|outcome| outcome.written));
@@ -131,7 +140,7 @@ fn main() {
     let map = RwLock::new(hashbrown::HashMap::<Bytes, Bytes>::new());
     for i in 0..KEY_COUNT {
         map.write()
-            .insert(Bytes::from(key(i)), Bytes::from(value(i)));
+            .insert(Bytes::from(key(i)), Bytes::from(value(i, value_len)));
     }
     report("RwLock<HashMap<Bytes, Bytes>>", &before, false);
     drop(map);
