@@ -143,20 +143,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn allkeys_lru_prefers_keys_not_read_recently() {
-        let config = StoreConfig {
-            eviction_samples: std::num::NonZeroUsize::new(10).unwrap(),
-            ..limited(EvictionPolicy::AllKeysLru, 30_000)
-        };
-        let (store, clock) = store_with(config);
-        fill(&store, 200).unwrap();
-        let hot: Vec<String> = (0..200).step_by(2).map(|i| format!("key:{i}")).collect();
-        clock.advance_ms(60_000);
-        for key in &hot {
-            assert!(store.get(key.as_bytes()).is_some());
-        }
-        clock.advance_ms(1_000);
+    /// Writes 100 more keys into a full store whose even keys of `key:0..200` are `hot`, then
+    /// checks that eviction took the odd (cold) ones.
+    fn assert_new_writes_evicted_the_cold_keys(store: &crate::Store, hot: &[String]) {
         for i in 200..300 {
             store
                 .set(
@@ -178,7 +167,24 @@ mod tests {
             hot_alive >= 80 && cold_alive <= 30,
             "hot {hot_alive} cold {cold_alive}"
         );
-        check_invariants(&store);
+        check_invariants(store);
+    }
+
+    #[test]
+    fn allkeys_lru_prefers_keys_not_read_recently() {
+        let config = StoreConfig {
+            eviction_samples: std::num::NonZeroUsize::new(10).unwrap(),
+            ..limited(EvictionPolicy::AllKeysLru, 30_000)
+        };
+        let (store, clock) = store_with(config);
+        fill(&store, 200).unwrap();
+        let hot: Vec<String> = (0..200).step_by(2).map(|i| format!("key:{i}")).collect();
+        clock.advance_ms(60_000);
+        for key in &hot {
+            assert!(store.get(key.as_bytes()).is_some());
+        }
+        clock.advance_ms(1_000);
+        assert_new_writes_evicted_the_cold_keys(&store, &hot);
     }
 
     #[test]
@@ -234,28 +240,7 @@ mod tests {
                 assert!(store.get(key.as_bytes()).is_some());
             }
         }
-        for i in 200..300 {
-            store
-                .set(
-                    format!("key:{i}").as_bytes(),
-                    &[b'v'; 100],
-                    SetOptions::default(),
-                )
-                .unwrap();
-        }
-        let hot_alive = hot
-            .iter()
-            .filter(|key| store.get(key.as_bytes()).is_some())
-            .count();
-        let cold_alive = (1..200)
-            .step_by(2)
-            .filter(|i| store.get(format!("key:{i}").as_bytes()).is_some())
-            .count();
-        assert!(
-            hot_alive >= 80 && cold_alive <= 30,
-            "hot {hot_alive} cold {cold_alive}"
-        );
-        check_invariants(&store);
+        assert_new_writes_evicted_the_cold_keys(&store, &hot);
     }
 
     #[test]

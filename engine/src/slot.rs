@@ -175,19 +175,19 @@ mod tests {
         assert_eq!(hash_tag(b"nobraces"), b"nobraces");
     }
 
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     #[test]
     fn crc16_equals_the_crc16_crate_xmodem_on_all_lengths() {
         let mut state = 0x1234_5678_9ABC_DEF0u64;
         for len in 0..200 {
             for _ in 0..20 {
-                let bytes: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        state as u8
-                    })
-                    .collect();
+                let bytes: Vec<u8> = (0..len).map(|_| xorshift(&mut state) as u8).collect();
                 let reference = crc16::State::<crc16::XMODEM>::calculate(&bytes);
                 assert_eq!(crc16(&bytes), reference, "{bytes:?}");
             }
@@ -211,12 +211,7 @@ mod tests {
         for len in 0..40 {
             for _ in 0..200 {
                 let key: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        alphabet[(state % 8) as usize]
-                    })
+                    .map(|_| alphabet[(xorshift(&mut state) % 8) as usize])
                     .collect();
                 assert_eq!(hash_tag(&key), reference(&key), "{key:?}");
             }
