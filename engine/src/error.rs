@@ -46,6 +46,18 @@ pub enum CommandError {
     /// A value (or the result of APPEND) longer than `StoreConfig::max_value_bytes`.
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     ValueTooLarge,
+    /// SETRANGE at a negative offset.
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
+    /// INCRBYFLOAT on a value (or with an increment) that is not a decimal number.
+    #[error("ERR value is not a valid float")]
+    NotAFloat,
+    /// INCRBYFLOAT whose result is not finite.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// COPY of a key onto itself.
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
 }
 
 #[cfg(test)]
@@ -76,6 +88,16 @@ mod tests {
                 "CROSSSLOT Keys in request don't hash to the same slot",
             ),
             (CommandError::Syntax, "ERR syntax error"),
+            (CommandError::OffsetOutOfRange, "ERR offset is out of range"),
+            (CommandError::NotAFloat, "ERR value is not a valid float"),
+            (
+                CommandError::NanOrInfinity,
+                "ERR increment would produce NaN or Infinity",
+            ),
+            (
+                CommandError::SameObject,
+                "ERR source and destination objects are the same",
+            ),
             (
                 CommandError::WrongArity { command: "mget" },
                 "ERR wrong number of arguments for 'mget' command",

@@ -1,5 +1,7 @@
-//! Key-space commands: DEL, EXISTS, the EXPIRE family, PERSIST, TTL, PTTL, DBSIZE, FLUSHALL.
+//! Key-space commands: DEL, EXISTS, the EXPIRE family, PERSIST, TTL, PTTL, DBSIZE, FLUSHALL,
+//! TOUCH, UNLINK and COPY.
 
+use crate::entry::Entry;
 use crate::error::CommandError;
 use crate::options::{ExpireCondition, ExpireTime};
 use crate::slot::SLOT_COUNT;
@@ -35,8 +37,7 @@ impl Store {
 
     /// EXISTS: how many of `keys` (all in one slot) exist; repeated keys count repeatedly.
     pub fn exists(&self, keys: &[&[u8]]) -> Result<usize, CommandError> {
-        self.common_slot(keys.iter().copied(), "exists")?;
-        Ok(keys.iter().filter(|key| self.exists_one(key)).count())
+        self.count_existing(keys, "exists")
     }
 
     /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT, by the variant of `time`, under `condition`.
@@ -160,6 +161,89 @@ impl Store {
         (0..SLOT_COUNT)
             .map(|slot| self.drop_slot(slot as u16).unwrap_or(0))
             .sum()
+    }
+}
+
+/// TOUCH, UNLINK and COPY.
+impl Store {
+    /// TOUCH: refreshes the access time of `keys` (all in one slot) for LRU eviction; returns
+    /// how many exist (repeated keys count repeatedly).
+    pub fn touch(&self, keys: &[&[u8]]) -> Result<usize, CommandError> {
+        self.count_existing(keys, "touch")
+    }
+
+    /// UNLINK: [`Store::del`] under its own name (values are freed when their last reader
+    /// drops them, never under a lock, so there is nothing to defer).
+    pub fn unlink(&self, keys: &[&[u8]]) -> Result<usize, CommandError> {
+        self.common_slot(keys.iter().copied(), "unlink")?;
+        self.del(keys)
+    }
+
+    /// COPY: copies the value and TTL of `source` to `destination` (one slot, else CROSSSLOT)
+    /// under one lock of the slot; returns whether it copied: not when `source` is missing or
+    /// `destination` exists and `replace` is false. Errors: `SameObject` when the keys are
+    /// equal, `KeyTooLarge`, `OutOfMemory`.
+    pub fn copy(
+        &self,
+        source: &[u8],
+        destination: &[u8],
+        replace: bool,
+    ) -> Result<bool, CommandError> {
+        let slot = self.common_slot([source, destination], "copy")?;
+        if source == destination {
+            return Err(CommandError::SameObject);
+        }
+        self.check_key(destination)?;
+        let (source_hash, destination_hash) = (self.hash(source), self.hash(destination));
+        let now = self.now();
+        loop {
+            let mut table = self.slots[usize::from(slot)].write();
+            let mut garbage = Vec::new();
+            garbage.extend(self.remove_if_expired(&mut table, slot, source_hash, source, &now));
+            garbage.extend(self.remove_if_expired(
+                &mut table,
+                slot,
+                destination_hash,
+                destination,
+                &now,
+            ));
+            let existing = table
+                .get(destination_hash, destination)
+                .map(Entry::memory_bytes);
+            let copy = match table.get(source_hash, source) {
+                Some(entry) if replace || existing.is_none() => {
+                    self.new_entry(destination, &[entry.value()], entry.expire_at_ms(), &now)
+                }
+                _ => {
+                    drop(table);
+                    drop(garbage);
+                    return Ok(false);
+                }
+            };
+            let old_bytes = existing.unwrap_or(0);
+            let new_bytes = copy.memory_bytes();
+            if new_bytes > old_bytes && !self.try_reserve(new_bytes - old_bytes) {
+                drop(table);
+                drop(garbage);
+                self.make_room()?;
+                continue;
+            }
+            if old_bytes > new_bytes {
+                self.release(old_bytes - new_bytes);
+            }
+            garbage.extend(table.put(destination_hash, copy, |key| self.hash(key)));
+            drop(table);
+            self.add_keys(1, usize::from(existing.is_some()));
+            drop(garbage);
+            return Ok(true);
+        }
+    }
+
+    /// How many of `keys` (all in one slot) exist, refreshing their access time; `command`
+    /// names the command for the arity error.
+    fn count_existing(&self, keys: &[&[u8]], command: &'static str) -> Result<usize, CommandError> {
+        self.common_slot(keys.iter().copied(), command)?;
+        Ok(keys.iter().filter(|key| self.exists_one(key)).count())
     }
 }
 
@@ -337,6 +421,81 @@ mod tests {
         assert_eq!(store.flushall(), 500);
         assert_eq!(store.dbsize(), 0);
         assert_eq!(store.used_memory_bytes(), 0);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn touch_counts_existing_keys_and_unlink_removes_them() {
+        let (store, _) = store();
+        put(&store, b"{t}a");
+        put(&store, b"{t}b");
+        assert_eq!(store.touch(&[b"{t}a", b"{t}a", b"{t}z"]), Ok(2));
+        assert_eq!(
+            store.touch(&[]),
+            Err(CommandError::WrongArity { command: "touch" })
+        );
+        assert_eq!(store.unlink(&[b"{t}a", b"{t}b", b"{t}z"]), Ok(2));
+        assert_eq!(store.dbsize(), 0);
+        assert_eq!(
+            store.unlink(&[]),
+            Err(CommandError::WrongArity { command: "unlink" })
+        );
+        assert_eq!(
+            store.unlink(&[b"foo", b"bar"]),
+            Err(CommandError::CrossSlot)
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn copy_keeps_the_ttl_and_replaces_only_when_asked() {
+        let (store, _) = store();
+        store.set(b"{c}src", b"one", SetOptions::default()).unwrap();
+        store
+            .expire(b"{c}src", 100, ExpireCondition::Always)
+            .unwrap();
+        assert_eq!(store.copy(b"{c}src", b"{c}dst", false), Ok(true));
+        assert_eq!(store.get(b"{c}dst").as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.ttl(b"{c}dst"), 100);
+        store.set(b"{c}src", b"two", SetOptions::default()).unwrap();
+        assert_eq!(store.copy(b"{c}src", b"{c}dst", false), Ok(false));
+        assert_eq!(store.get(b"{c}dst").as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.copy(b"{c}src", b"{c}dst", true), Ok(true));
+        assert_eq!(store.get(b"{c}dst").as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.ttl(b"{c}dst"), -1, "the source's (absent) TTL");
+        assert_eq!(store.copy(b"{c}missing", b"{c}dst", true), Ok(false));
+        assert_eq!(store.get(b"{c}dst").as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.dbsize(), 2);
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn copy_refuses_the_same_key_and_keys_in_two_slots() {
+        let (store, _) = store();
+        put(&store, b"k");
+        assert_eq!(store.copy(b"k", b"k", true), Err(CommandError::SameObject));
+        assert_eq!(
+            store.copy(b"foo", b"bar", false),
+            Err(CommandError::CrossSlot)
+        );
+        assert_eq!(store.dbsize(), 1);
+    }
+
+    #[test]
+    fn copy_is_refused_when_the_copy_does_not_fit_maxmemory() {
+        let (unlimited, _) = store();
+        put(&unlimited, b"{c}a");
+        let config = crate::StoreConfig {
+            max_memory_bytes: unlimited.used_memory_bytes() as u64 + 8,
+            ..crate::StoreConfig::default()
+        };
+        let (store, _) = crate::testing::store_with(config);
+        put(&store, b"{c}a");
+        assert_eq!(
+            store.copy(b"{c}a", b"{c}b", false),
+            Err(CommandError::OutOfMemory)
+        );
+        assert_eq!(store.dbsize(), 1);
         check_invariants(&store);
     }
 }

@@ -8,7 +8,8 @@
 //!   and key counters, and the single write path every command goes through.
 //! * `table` and `entry`: one slot's hash table of compact entries (header, key and value in
 //!   one allocation behind an 8-byte pointer; reads hand out the value zero-copy).
-//! * `strings` and `keys`: the Redis commands, with typed [`options`] and one [`CommandError`].
+//! * `strings` and `keys`: the Redis commands, with typed [`options`] and one [`CommandError`];
+//!   `integer` and `float`: Redis's number syntax and formatting.
 //! * `expire`, `evict`, `access`: the active expiry cycle, `maxmemory` eviction and the
 //!   per-entry access clock (LRU seconds or LFU counter) it samples.
 //! * `slots`: count, list, export, import and drop a slot; replication primitives.
@@ -22,6 +23,7 @@ mod entry;
 mod error;
 mod evict;
 mod expire;
+mod float;
 mod integer;
 mod keys;
 pub mod options;

@@ -1,12 +1,14 @@
-//! String commands: GET, SET, GETDEL, GETEX, APPEND, STRLEN, the INCR family and the
-//! same-slot multi-key commands MGET, MSET and MSETNX.
+//! String commands: GET, SET, GETDEL, GETEX, APPEND, STRLEN, the INCR family, the same-slot
+//! multi-key commands MGET, MSET and MSETNX, and SETNX, GETSET, SETEX, PSETEX, SETRANGE,
+//! GETRANGE and INCRBYFLOAT.
 
 use bytes::Bytes;
 
 use crate::entry::Entry;
 use crate::error::CommandError;
+use crate::float::{format_f64, parse_f64};
 use crate::integer::parse_i64;
-use crate::options::{GetExExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome};
+use crate::options::{ExpireTime, GetExExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome};
 use crate::slot::{key_slot, Slot};
 use crate::store::{Change, Step, Store};
 
@@ -321,6 +323,135 @@ fn last_write_wins<'p>(pairs: &[(&'p [u8], &'p [u8])]) -> Vec<(&'p [u8], &'p [u8
         .collect();
     kept.reverse();
     kept
+}
+
+/// The commands built on SET, and the range and float commands.
+impl Store {
+    /// SETNX: sets `key` only if it does not exist; returns whether it did.
+    pub fn setnx(&self, key: &[u8], value: &[u8]) -> Result<bool, CommandError> {
+        let options = SetOptions {
+            condition: SetCondition::IfAbsent,
+            ..SetOptions::default()
+        };
+        Ok(self.set(key, value, options)?.written)
+    }
+
+    /// GETSET: sets `key` to `value` (clearing its TTL); returns the previous value.
+    pub fn getset(&self, key: &[u8], value: &[u8]) -> Result<Option<Bytes>, CommandError> {
+        let options = SetOptions {
+            return_previous: true,
+            ..SetOptions::default()
+        };
+        Ok(self.set(key, value, options)?.previous)
+    }
+
+    /// SETEX: sets `key` to `value` expiring in `seconds`. Errors: "invalid expire time in
+    /// 'setex' command" for a non-positive or overflowing time, and those of SET.
+    pub fn setex(&self, key: &[u8], seconds: i64, value: &[u8]) -> Result<(), CommandError> {
+        self.set_expiring(key, value, ExpireTime::Seconds(seconds), "setex")
+    }
+
+    /// PSETEX: [`Store::setex`] in milliseconds ("... in 'psetex' command").
+    pub fn psetex(&self, key: &[u8], milliseconds: i64, value: &[u8]) -> Result<(), CommandError> {
+        self.set_expiring(key, value, ExpireTime::Milliseconds(milliseconds), "psetex")
+    }
+
+    fn set_expiring(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        time: ExpireTime,
+        command: &'static str,
+    ) -> Result<(), CommandError> {
+        time.strict_deadline_ms(self.now().ms(), command)?;
+        let options = SetOptions {
+            expiry: SetExpiry::Expire(time),
+            ..SetOptions::default()
+        };
+        self.set(key, value, options).map(|_| ())
+    }
+
+    /// SETRANGE: writes `value` into the value of `key` from byte `offset`, zero-padding a
+    /// shorter (or missing) value and keeping the TTL; returns the new length. An empty
+    /// `value` changes nothing (and creates no key). Errors: `OffsetOutOfRange` for a negative
+    /// offset, `ValueTooLarge` when the result would be longer than allowed.
+    pub fn setrange(&self, key: &[u8], offset: i64, value: &[u8]) -> Result<usize, CommandError> {
+        let offset = usize::try_from(offset).map_err(|_| CommandError::OffsetOutOfRange)?;
+        self.write_key(key, |existing, now| {
+            let (current, expire_at_ms) = existing.map_or((&b""[..], None), |entry| {
+                (entry.value(), entry.expire_at_ms())
+            });
+            if value.is_empty() {
+                return Ok(Step::keep(current.len()));
+            }
+            let end = offset
+                .checked_add(value.len())
+                .ok_or(CommandError::ValueTooLarge)?;
+            self.check_value_len(end)?;
+            let padding = vec![0; offset.saturating_sub(current.len())];
+            let head = &current[..offset.min(current.len())];
+            let tail = current.get(end..).unwrap_or_default();
+            let entry = self.new_entry(key, &[head, &padding, value, tail], expire_at_ms, now);
+            Ok(Step {
+                change: Change::Put(entry),
+                reply: end.max(current.len()),
+            })
+        })
+    }
+
+    /// GETRANGE: bytes `start..=end` of the value of `key` as a zero-copy slice; negative
+    /// offsets count from the end and the range is clamped to the value, as in Redis. Empty
+    /// for a missing key or an empty range.
+    pub fn getrange(&self, key: &[u8], start: i64, end: i64) -> Bytes {
+        self.read_key(key, |entry, _| {
+            let range = byte_range(entry.value().len(), start, end);
+            range.map_or_else(Bytes::new, |range| Store::value_of(entry).slice(range))
+        })
+        .unwrap_or_default()
+    }
+
+    /// INCRBYFLOAT: adds `increment` to the decimal value of `key` (0 if absent), keeping its
+    /// TTL; returns the new value as stored, in Redis's formatting. Errors: `NotAFloat` if the
+    /// value is not a decimal number or `increment` is NaN, `NanOrInfinity` for a result
+    /// that is not finite.
+    pub fn incrbyfloat(&self, key: &[u8], increment: f64) -> Result<Bytes, CommandError> {
+        if increment.is_nan() {
+            return Err(CommandError::NotAFloat);
+        }
+        self.write_key(key, |existing, now| {
+            let current = match existing {
+                Some(entry) => parse_f64(entry.value()).ok_or(CommandError::NotAFloat)?,
+                None => 0.0,
+            };
+            let next = current + increment;
+            if !next.is_finite() {
+                return Err(CommandError::NanOrInfinity);
+            }
+            let text = format_f64(next);
+            let expire_at_ms = existing.and_then(Entry::expire_at_ms);
+            let entry = self.new_entry(key, &[text.as_bytes()], expire_at_ms, now);
+            Ok(Step {
+                change: Change::Put(entry),
+                reply: Bytes::from(text),
+            })
+        })
+    }
+}
+
+/// GETRANGE's clamping of `start..=end` (negative from the end) to a value of `len` bytes, or
+/// `None` when the range is empty.
+fn byte_range(len: usize, start: i64, end: i64) -> Option<std::ops::Range<usize>> {
+    if start < 0 && end < 0 && start > end {
+        return None;
+    }
+    let len = i64::try_from(len).ok()?;
+    let from_end = |offset: i64| if offset < 0 { len + offset } else { offset };
+    let start = from_end(start).max(0);
+    let end = from_end(end).max(0).min(len - 1);
+    if len == 0 || start > end {
+        return None;
+    }
+    Some(start as usize..end as usize + 1)
 }
 
 #[cfg(test)]
@@ -652,5 +783,136 @@ mod tests {
         store.mset(&[(b"{u}a", b"2")]).unwrap();
         assert_eq!(store.ttl(b"{u}a"), -1);
         check_invariants(&store);
+    }
+
+    #[test]
+    fn setnx_sets_only_a_missing_key_and_getset_returns_the_old_value() {
+        let (store, _) = store();
+        assert_eq!(store.setnx(b"k", b"1"), Ok(true));
+        assert_eq!(store.setnx(b"k", b"2"), Ok(false));
+        assert_eq!(store.get(b"k").as_deref(), Some(&b"1"[..]));
+        store.expire(b"k", 100, ExpireCondition::Always).unwrap();
+        assert_eq!(
+            store.getset(b"k", b"3").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(store.ttl(b"k"), -1, "GETSET clears the TTL");
+        assert_eq!(store.getset(b"new", b"v"), Ok(None));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn setex_and_psetex_set_a_ttl_and_refuse_non_positive_ones_by_name() {
+        let (store, _) = store();
+        store.setex(b"a", 10, b"v").unwrap();
+        assert_eq!(store.pttl(b"a"), 10_000);
+        store.psetex(b"b", 1_500, b"v").unwrap();
+        assert_eq!(store.pttl(b"b"), 1_500);
+        for seconds in [0, -1, i64::MAX] {
+            assert_eq!(
+                store.setex(b"c", seconds, b"v"),
+                Err(CommandError::InvalidExpireTime { command: "setex" })
+            );
+        }
+        assert_eq!(
+            store.psetex(b"c", 0, b"v"),
+            Err(CommandError::InvalidExpireTime { command: "psetex" })
+        );
+        assert_eq!(store.exists(&[b"c"]), Ok(0));
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn setrange_overwrites_pads_with_zeros_and_keeps_the_ttl() {
+        let (store, _) = store();
+        set_plain(&store, b"k", b"Hello World");
+        store.expire(b"k", 100, ExpireCondition::Always).unwrap();
+        assert_eq!(store.setrange(b"k", 6, b"Redis"), Ok(11));
+        assert_eq!(store.get(b"k").as_deref(), Some(&b"Hello Redis"[..]));
+        assert_eq!(store.ttl(b"k"), 100);
+        assert_eq!(store.setrange(b"k", 9, b"xyz"), Ok(12));
+        assert_eq!(store.get(b"k").as_deref(), Some(&b"Hello Redxyz"[..]));
+        assert_eq!(store.setrange(b"pad", 3, b"ab"), Ok(5));
+        assert_eq!(store.get(b"pad").as_deref(), Some(&b"\0\0\0ab"[..]));
+        assert_eq!(
+            store.setrange(b"k", 1, b""),
+            Ok(12),
+            "empty value: the length"
+        );
+        assert_eq!(store.setrange(b"missing", 5, b""), Ok(0));
+        assert_eq!(store.exists(&[b"missing"]), Ok(0), "no key created");
+        assert_eq!(
+            store.setrange(b"k", -1, b"x"),
+            Err(CommandError::OffsetOutOfRange)
+        );
+        assert_eq!(
+            store.setrange(b"k", i64::MAX, b"x"),
+            Err(CommandError::ValueTooLarge)
+        );
+        check_invariants(&store);
+    }
+
+    #[test]
+    fn getrange_counts_negative_offsets_from_the_end_and_clamps() {
+        let (store, _) = store();
+        set_plain(&store, b"k", b"This is a string");
+        let cases: &[(i64, i64, &[u8])] = &[
+            (0, 3, b"This"),
+            (-3, -1, b"ing"),
+            (0, -1, b"This is a string"),
+            (10, 100, b"string"),
+            (-100, 3, b"This"),
+            (5, 3, b""),
+            (-1, -5, b""),
+            (16, 20, b""),
+        ];
+        for (start, end, expected) in cases {
+            assert_eq!(
+                &store.getrange(b"k", *start, *end)[..],
+                *expected,
+                "{start} {end}"
+            );
+        }
+        assert!(store.getrange(b"missing", 0, -1).is_empty());
+    }
+
+    #[test]
+    fn incrbyfloat_formats_like_redis_and_keeps_the_ttl() {
+        let (store, _) = store();
+        set_plain(&store, b"k", b"10.50");
+        store.expire(b"k", 100, ExpireCondition::Always).unwrap();
+        assert_eq!(&store.incrbyfloat(b"k", 0.1).unwrap()[..], b"10.6");
+        assert_eq!(&store.incrbyfloat(b"k", -5.0).unwrap()[..], b"5.6");
+        assert_eq!(store.get(b"k").as_deref(), Some(&b"5.6"[..]));
+        assert_eq!(store.ttl(b"k"), 100);
+        set_plain(&store, b"e", b"5.0e3");
+        assert_eq!(&store.incrbyfloat(b"e", 2.0e2).unwrap()[..], b"5200");
+        assert_eq!(&store.incrbyfloat(b"new", 3.0).unwrap()[..], b"3");
+    }
+
+    #[test]
+    fn incrbyfloat_refuses_non_numbers_and_non_finite_results_without_writing() {
+        let (store, _) = store();
+        set_plain(&store, b"text", b"abc");
+        assert_eq!(
+            store.incrbyfloat(b"text", 1.0),
+            Err(CommandError::NotAFloat)
+        );
+        assert_eq!(
+            store.incrbyfloat(b"n", f64::NAN),
+            Err(CommandError::NotAFloat)
+        );
+        set_plain(&store, b"big", b"1e308");
+        assert_eq!(
+            store.incrbyfloat(b"big", 1e308),
+            Err(CommandError::NanOrInfinity)
+        );
+        assert_eq!(
+            store.incrbyfloat(b"inf", f64::INFINITY),
+            Err(CommandError::NanOrInfinity)
+        );
+        assert_eq!(store.get(b"big").as_deref(), Some(&b"1e308"[..]));
+        assert_eq!(store.exists(&[b"n", b"inf"]), Err(CommandError::CrossSlot));
+        assert_eq!(store.dbsize(), 2);
     }
 }
