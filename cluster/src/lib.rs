@@ -8,6 +8,8 @@
 //! The embedded node around the core, the tokio shell, in layers that only point down:
 //! - `runtime`: [`Node`], its builder, the driver task feeding the core, the bulk-channel
 //!   demultiplexer, the admin API ([`create_cluster`]), nodes.conf file IO;
+//! - `command`: one file per command (arguments, keys and slot rule, read/write, engine call,
+//!   wire form, reply, its [`Cluster`] method) and the registry dispatching them;
 //! - `routing`: the [`Cluster`] data-path handle, forwarding and the MOVED/ASK/TRYAGAIN
 //!   rules; `replication`: full and partial resync over the bulk channel, WAIT;
 //! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
@@ -17,6 +19,7 @@
 //! one versioned, bounded encoding of every wire format.
 
 pub mod codec;
+pub(crate) mod command;
 pub mod core;
 pub(crate) mod node_state;
 pub(crate) mod replication;
@@ -27,7 +30,7 @@ pub mod views;
 
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
-pub use routing::protocol::{DownReason, ProtocolError};
+pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
 pub use runtime::{

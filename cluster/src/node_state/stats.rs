@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(crate) struct NodeStats {
     requests_malformed: AtomicU64,
+    responses_malformed: AtomicU64,
     stream_frames_malformed: AtomicU64,
     bulk_frames_unroutable: AtomicU64,
     config_saves_failed: AtomicU64,
@@ -18,6 +19,8 @@ pub(crate) struct NodeStats {
 pub(crate) enum Refusal {
     /// A forwarded data request that did not decode (dropped unanswered).
     MalformedRequest,
+    /// An owner's answer to a forwarded request that did not decode (the call failed).
+    MalformedResponse,
     /// A bulk-stream frame (replication, migration) that did not decode.
     MalformedStreamFrame,
     /// A bulk frame with an unknown stream tag, or for a stream kind nothing consumes.
@@ -34,6 +37,10 @@ pub struct NodeStatistics {
     /// Forwarded data requests that did not decode (unknown command or option code,
     /// truncated, oversized, wrong version): dropped, nothing applied.
     pub requests_malformed: u64,
+    /// Answers from owners to this node's forwarded requests that did not decode (unknown
+    /// value, error or command-name code, ...): the call failed with
+    /// `ClusterError::Protocol`; the command may have been executed there.
+    pub responses_malformed: u64,
     /// Bulk-stream frames (replication) that did not decode: dropped, nothing applied.
     pub stream_frames_malformed: u64,
     /// Bulk frames whose stream tag is unknown or has no consumer on this node: dropped.
@@ -50,6 +57,7 @@ impl NodeStats {
     pub(crate) fn count(&self, refusal: Refusal) {
         let counter = match refusal {
             Refusal::MalformedRequest => &self.requests_malformed,
+            Refusal::MalformedResponse => &self.responses_malformed,
             Refusal::MalformedStreamFrame => &self.stream_frames_malformed,
             Refusal::UnroutableBulkFrame => &self.bulk_frames_unroutable,
             Refusal::ConfigSaveFailed => &self.config_saves_failed,
@@ -62,6 +70,7 @@ impl NodeStats {
     pub(crate) fn snapshot(&self) -> NodeStatistics {
         NodeStatistics {
             requests_malformed: self.requests_malformed.load(Ordering::Relaxed),
+            responses_malformed: self.responses_malformed.load(Ordering::Relaxed),
             stream_frames_malformed: self.stream_frames_malformed.load(Ordering::Relaxed),
             bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
             config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),

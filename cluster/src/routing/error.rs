@@ -3,7 +3,8 @@
 use slotkv_engine::{CommandError, Slot};
 use slotkv_transport::RequestError;
 
-use crate::routing::protocol::{DownReason, ProtocolError};
+use crate::codec::DecodeError;
+use crate::routing::protocol::DownReason;
 
 /// Why a command through the cluster handle failed. Each variant says whether the command
 /// may have been executed.
@@ -49,9 +50,10 @@ pub enum ClusterError {
     /// The request could not be delivered or its link failed; it may have been executed.
     #[error("forwarding failed: {0}")]
     Transport(RequestError),
-    /// The owner answered something this node cannot decode.
+    /// The owner answered something this node cannot decode (counted in
+    /// `NodeStatistics::responses_malformed`); the command may have been executed.
     #[error("bad answer from the owner: {0}")]
-    Protocol(#[from] ProtocolError),
+    Protocol(#[from] DecodeError),
     /// The write was executed but fewer replicas than asked acknowledged it in time.
     #[error("the write was applied but only {acknowledged} of {wanted} replicas acknowledged it")]
     NotDurable {

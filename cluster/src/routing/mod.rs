@@ -1,22 +1,21 @@
 //! The data path: the cloneable [`Cluster`] handle and how a call reaches the key's owner.
 //!
-//! A call computes the key's slot and reads the published slot map
-//! ([`crate::node_state::routing_table`]). If this
-//! node masters the slot and it is stable, the call runs straight on the local engine: no
-//! serialization, no network, values handed out zero-copy. Otherwise it becomes a
-//! [`protocol::Request`] sent on the transport's request channel to the owner, which applies
-//! the spec's rules ([`serve`]) and executes it ([`execute`]). The handle follows MOVED
-//! (bounded, re-reading the map) and ASK (one-shot, with ASKING), retries TRYAGAIN with
-//! exponential backoff, and maps the rest to [`ClusterError`].
+//! Each command's `Cluster` method lives with the command (`crate::command`) and calls
+//! [`Cluster::run`]: it computes the command's slot and reads the published slot map
+//! ([`crate::node_state::routing_table`]). If this node masters the slot and it is stable, the command runs straight on
+//! the local engine: no serialization, no copy of keys or values, values handed out
+//! zero-copy. Otherwise it is encoded from the caller's borrowed bytes into a request
+//! ([`protocol`]) sent on the transport's request channel to the owner, which applies the
+//! spec's rules ([`serve`]) and executes it through the same command registry. The handle
+//! follows MOVED (bounded, re-reading the map) and ASK (one-shot, with ASKING), retries
+//! TRYAGAIN with exponential backoff, and maps the rest to [`ClusterError`].
 //!
 //! Many calls in flight to one peer share its request link: the endpoint keeps up to its
 //! `requests_outstanding_max` requests outstanding and writes queued frames in batches, so
 //! forwarded throughput grows with the number of concurrent callers.
 
-mod commands;
-pub(crate) mod error;
-pub(crate) mod execute;
-pub(crate) mod multi;
+mod error;
+mod multi;
 pub(crate) mod protocol;
 pub(crate) mod serve;
 
@@ -28,12 +27,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use parking_lot::Mutex;
-use slotkv_engine::{CommandError, Slot, Store};
+use slotkv_engine::{CommandError, Slot};
 use slotkv_transport::PeerAddr;
 
 pub use error::ClusterError;
-use protocol::{decode_response, encode_request, Command, DownReason, Request, Response, Value};
 
+use crate::codec::DecodeError;
+use crate::command::{execute, BorrowedCommand, Command, Reply, Value};
+use protocol::{CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT};
+
+use crate::node_state::stats::Refusal;
 use crate::node_state::NodeState;
 
 /// Where reads go.
@@ -140,11 +143,11 @@ impl Cluster {
         // Every master is waited on at once, so the call returns within `timeout` (plus the
         // request timeout for an unanswered peer), as Redis's WAIT does.
         let remote = written.into_iter().map(|(address, offset)| async move {
-            let request = plain_request(Command::Wait {
+            let request: Request<BorrowedCommand<'_>> = Request::Wait {
                 offset,
                 replicas,
                 timeout_ms: timeout.as_millis() as u64,
-            });
+            };
             let request_timeout =
                 timeout + Duration::from_millis(self.shared.settings.request_timeout_ms);
             let count = match self.send(&address, &request, request_timeout).await? {
@@ -173,67 +176,62 @@ impl Cluster {
         Ok(counts.into_iter().min().unwrap_or(0))
     }
 
-    /// Runs a command on `slot`: locally when possible, else forwarded.
-    async fn run<T>(
-        &self,
-        slot: Slot,
-        keys: &[&[u8]],
-        write: bool,
-        local: impl FnOnce(&Store) -> Result<T, CommandError>,
-        remote: impl FnOnce() -> Command,
-        convert: impl FnOnce(Value) -> Option<T>,
-    ) -> Result<T, ClusterError> {
+    /// Runs `command`: on the local engine when this node serves its slot (borrowing the
+    /// caller's bytes), else encoded from them and forwarded to the owner.
+    pub(crate) async fn run<'a, C>(&self, command: C) -> Result<C::Output, ClusterError>
+    where
+        C: Command + Into<BorrowedCommand<'a>>,
+    {
+        let slot = command.slot().map_err(|error| match error {
+            CommandError::CrossSlot => ClusterError::CrossSlot,
+            other => ClusterError::Command(other),
+        })?;
         let replica_reads = self.read_from == ReadFrom::Replica;
-        if self.shared.routing.is_local(slot, write, replica_reads) {
-            return self.run_local(slot, keys, write, local).await;
+        if self.shared.routing.is_local(slot, C::WRITES, replica_reads) {
+            return self.run_local(slot, &command).await;
         }
-        let value = self.forward(slot, self.request(remote())).await?;
-        convert(value).ok_or_else(|| {
-            ClusterError::Protocol(protocol::ProtocolError::Malformed(
-                "the answer does not fit the command".to_string(),
-            ))
+        let value = self.forward(slot, self.request(command.into())).await?;
+        C::Output::from_value(value).ok_or_else(|| {
+            self.shared.stats.count(Refusal::MalformedResponse);
+            ClusterError::Protocol(DecodeError::Invalid {
+                format: RESPONSE_FORMAT.name,
+                reason: "the answer does not fit the command",
+            })
         })
     }
 
-    async fn run_local<T>(
+    async fn run_local<C: Command>(
         &self,
         slot: Slot,
-        keys: &[&[u8]],
-        write: bool,
-        local: impl FnOnce(&Store) -> Result<T, CommandError>,
-    ) -> Result<T, ClusterError> {
-        if !write {
-            return Ok(local(&self.shared.store.get())?);
-        }
-        let (result, offset) = {
-            let _stripe = self.shared.log.lock_slot(slot);
-            // Taken under the stripe: a promotion swaps the engine with every stripe held.
-            let store = self.shared.store.get();
-            let result = local(&store)?;
-            (result, self.shared.log.record(&store, keys))
+        command: &C,
+    ) -> Result<C::Output, ClusterError> {
+        let (output, offset) = execute(&self.shared.store, &self.shared.log, slot, command)?;
+        let (
+            Some(offset),
+            Durability::Replicas {
+                replicas,
+                timeout_ms,
+            },
+        ) = (offset, self.durability)
+        else {
+            return Ok(output);
         };
-        if let Durability::Replicas {
-            replicas,
-            timeout_ms,
-        } = self.durability
-        {
-            let timeout = Duration::from_millis(timeout_ms);
-            let acknowledged = self
-                .shared
-                .log
-                .wait(offset, replicas as usize, timeout)
-                .await;
-            if (acknowledged as u32) < replicas {
-                return Err(ClusterError::NotDurable {
-                    acknowledged: acknowledged as u32,
-                    wanted: replicas,
-                });
-            }
+        let timeout = Duration::from_millis(timeout_ms);
+        let acknowledged = self
+            .shared
+            .log
+            .wait(offset, replicas as usize, timeout)
+            .await;
+        if (acknowledged as u32) < replicas {
+            return Err(ClusterError::NotDurable {
+                acknowledged: acknowledged as u32,
+                wanted: replicas,
+            });
         }
-        Ok(result)
+        Ok(output)
     }
 
-    fn request(&self, command: Command) -> Request {
+    fn request<'a>(&self, command: BorrowedCommand<'a>) -> CommandRequest<BorrowedCommand<'a>> {
         let (durability_replicas, durability_timeout_ms) = match self.durability {
             Durability::Master => (0, 0),
             Durability::Replicas {
@@ -241,7 +239,7 @@ impl Cluster {
                 timeout_ms,
             } => (replicas, timeout_ms),
         };
-        Request {
+        CommandRequest {
             command,
             asking: false,
             read_from_replica: self.read_from == ReadFrom::Replica,
@@ -251,7 +249,11 @@ impl Cluster {
     }
 
     /// Sends `request` to the owner of `slot`, following redirections.
-    async fn forward(&self, slot: Slot, mut request: Request) -> Result<Value, ClusterError> {
+    async fn forward(
+        &self,
+        slot: Slot,
+        mut request: CommandRequest<BorrowedCommand<'_>>,
+    ) -> Result<Value, ClusterError> {
         let settings = self.shared.settings;
         let mut redirections = 0;
         let mut attempts = 0;
@@ -264,7 +266,8 @@ impl Cluster {
                 Some(address) => address,
                 None => self.route(slot, &request)?,
             };
-            let response = match self.send(&address, &request, timeout).await {
+            let frame = Request::Command(request.clone());
+            let response = match self.send(&address, &frame, timeout).await {
                 Ok(response) => response,
                 Err(error) => {
                     self.moved.lock().remove(&slot);
@@ -278,12 +281,21 @@ impl Cluster {
             request.asking = false;
             match response {
                 Response::Done(value, offset) => {
-                    if !request.command.is_read_only() {
+                    if request.command.writes() {
                         self.note_write(&address, offset);
                     }
                     return Ok(value);
                 }
-                Response::Failed(error) => return Err(ClusterError::Command(error.into())),
+                Response::Failed(error) => {
+                    // Validated when decoded: the name is the registry's.
+                    return Err(match error.to_engine() {
+                        Some(error) => ClusterError::Command(error),
+                        None => ClusterError::Protocol(DecodeError::Invalid {
+                            format: RESPONSE_FORMAT.name,
+                            reason: "an engine error names an unknown command",
+                        }),
+                    });
+                }
                 Response::Moved(_, _, next) | Response::Ask(_, _, next) => {
                     redirections += 1;
                     if redirections > settings.redirections_max {
@@ -333,7 +345,11 @@ impl Cluster {
 
     /// Where a request for `slot` goes first: a MOVED hint still ahead of this node's map,
     /// else the map's owner (or one of its replicas for replica reads).
-    fn route(&self, slot: Slot, request: &Request) -> Result<PeerAddr, ClusterError> {
+    fn route(
+        &self,
+        slot: Slot,
+        request: &CommandRequest<BorrowedCommand<'_>>,
+    ) -> Result<PeerAddr, ClusterError> {
         let table = self.shared.routing.table();
         let owner = table
             .owner(slot)
@@ -350,7 +366,7 @@ impl Cluster {
                 None => {}
             }
         }
-        if request.read_from_replica && request.command.is_read_only() {
+        if request.read_from_replica && !request.command.writes() {
             let replicas = table.healthy_replicas_of(&owner.id);
             if !replicas.is_empty() {
                 let pick = self.replica_cursor.fetch_add(1, Ordering::Relaxed) % replicas.len();
@@ -364,7 +380,7 @@ impl Cluster {
     async fn send(
         &self,
         address: &PeerAddr,
-        request: &Request,
+        request: &Request<BorrowedCommand<'_>>,
         timeout: Duration,
     ) -> Result<Response, ClusterError> {
         if address == self.shared.endpoint.local_addr() {
@@ -373,13 +389,17 @@ impl Cluster {
         if self.shared.shutdown.is_cancelled() {
             return Err(ClusterError::Shutdown);
         }
-        let payload = Bytes::from(encode_request(request));
+        let payload = Bytes::from(REQUEST_FORMAT.encode(request));
         let answer = self
             .shared
             .endpoint
             .request_with_timeout(address, payload, timeout)
             .await?;
-        Ok(decode_response(&answer)?)
+        RESPONSE_FORMAT.decode(&answer).map_err(|error| {
+            self.shared.stats.count(Refusal::MalformedResponse);
+            tracing::debug!(from = %address, %error, "refused a malformed data answer");
+            ClusterError::Protocol(error)
+        })
     }
 
     fn note_write(&self, address: &PeerAddr, offset: u64) {
@@ -389,15 +409,5 @@ impl Cluster {
         let mut written = self.written.lock();
         let entry = written.entry(address.clone()).or_insert(0);
         *entry = (*entry).max(offset);
-    }
-}
-
-fn plain_request(command: Command) -> Request {
-    Request {
-        command,
-        asking: false,
-        read_from_replica: false,
-        durability_replicas: 0,
-        durability_timeout_ms: 0,
     }
 }

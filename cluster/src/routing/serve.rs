@@ -1,6 +1,7 @@
 //! The owner's side of the data path: decides, by the spec's rules (8.1, 9), whether to
 //! execute a request here or answer MOVED, ASK, TRYAGAIN, CLUSTERDOWN or CROSSSLOT; then
-//! executes it and, when asked, waits for replica acknowledgements.
+//! executes it through the command registry and, when asked, waits for replica
+//! acknowledgements. The rules take the keys and the read/write flag from the command.
 //!
 //! Rule order: CROSSSLOT; slot unassigned → `CLUSTERDOWN Hash slot not served`; cluster
 //! state fail → CLUSTERDOWN (reads pass with `allow_reads_when_down`); owner and migrating
@@ -10,15 +11,15 @@
 
 use std::time::Duration;
 
-use slotkv_engine::{key_slot, Slot, Store};
+use slotkv_engine::{CommandError, Slot, Store};
 use slotkv_transport::{InboundRequest, Responder};
 
+use crate::command::{AnyCommand, KeyList, OwnedCommand, PairList, Value, WireCommandError};
 use crate::core::slots::SlotState;
 use crate::node_state::stats::Refusal;
 use crate::node_state::{NodeState, NodeStats, RoutingTable};
-use crate::routing::execute::execute;
 use crate::routing::protocol::{
-    decode_request, encode_response, Command, DownReason, Request, Response, WireCommandError,
+    CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
 };
 
 /// What the rules say about one request.
@@ -28,12 +29,12 @@ enum Decision {
     Answer(Response),
 }
 
-/// The common slot of `keys`, or `None` when they span slots (or there are none).
-pub(crate) fn common_slot(keys: &[&[u8]]) -> Option<Slot> {
-    let first = key_slot(keys.first()?);
-    keys.iter()
-        .all(|key| key_slot(key) == first)
-        .then_some(first)
+/// What a request asks of the rules besides its keys.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    read_only: bool,
+    asking: bool,
+    read_from_replica: bool,
 }
 
 fn existing_keys(store: &Store, keys: &[&[u8]]) -> usize {
@@ -59,16 +60,37 @@ fn redirect(
     }
 }
 
-fn decide(table: &RoutingTable, store: &Store, request: &Request) -> Decision {
-    let keys = request.command.keys();
-    let Some(slot) = common_slot(&keys) else {
-        return Decision::Answer(Response::CrossSlot);
+fn decide<B: AsRef<[u8]>, L: KeyList, P: PairList>(
+    table: &RoutingTable,
+    store: &Store,
+    request: &CommandRequest<AnyCommand<B, L, P>>,
+) -> Decision {
+    let slot = match request.command.slot() {
+        Ok(slot) => slot,
+        Err(CommandError::CrossSlot) => return Decision::Answer(Response::CrossSlot),
+        Err(error) => return Decision::Answer(Response::Failed((&error).into())),
     };
-    let read_only = request.command.is_read_only();
+    let asked = Asked {
+        read_only: !request.command.writes(),
+        asking: request.asking,
+        read_from_replica: request.read_from_replica,
+    };
+    request
+        .command
+        .with_keys(|keys| decide_slot(table, store, slot, keys, asked))
+}
+
+fn decide_slot(
+    table: &RoutingTable,
+    store: &Store,
+    slot: Slot,
+    keys: &[&[u8]],
+    asked: Asked,
+) -> Decision {
     let Some(owner) = table.owner(slot) else {
         return Decision::Answer(Response::Down(DownReason::SlotNotServed));
     };
-    if !(table.cluster_ok || read_only && table.allow_reads_when_down) {
+    if !(table.cluster_ok || asked.read_only && table.allow_reads_when_down) {
         let reason = if table.allow_reads_when_down {
             DownReason::ReadOnly
         } else {
@@ -79,7 +101,7 @@ fn decide(table: &RoutingTable, store: &Store, request: &Request) -> Decision {
     let owner_id = owner.id;
     if owner_id == table.myself && table.myself_is_master {
         if let SlotState::Migrating(target) = table.state(slot) {
-            let present = existing_keys(store, &keys);
+            let present = existing_keys(store, keys);
             if present == keys.len() {
                 return Decision::Execute(slot);
             }
@@ -88,53 +110,71 @@ fn decide(table: &RoutingTable, store: &Store, request: &Request) -> Decision {
             }
             return Decision::Answer(redirect(table, slot, &target, true));
         }
-        if !read_only && !table.accepts_writes {
+        if !asked.read_only && !table.accepts_writes {
             return Decision::Answer(Response::TryAgain);
         }
         return Decision::Execute(slot);
     }
     if let SlotState::Importing(_) = table.state(slot) {
-        if request.asking {
-            if keys.len() > 1 && existing_keys(store, &keys) < keys.len() {
+        if asked.asking {
+            if keys.len() > 1 && existing_keys(store, keys) < keys.len() {
                 return Decision::Answer(Response::TryAgain);
             }
             return Decision::Execute(slot);
         }
     }
-    if request.read_from_replica && read_only && table.my_master == Some(owner_id) {
+    if asked.read_from_replica && asked.read_only && table.my_master == Some(owner_id) {
         return Decision::Execute(slot);
     }
     Decision::Answer(redirect(table, slot, &owner_id, false))
 }
 
-/// Serves one request on this node and returns the answer.
-pub(crate) async fn handle_request(shared: &NodeState, request: &Request) -> Response {
-    if let Command::Wait {
-        offset,
-        replicas,
-        timeout_ms,
-    } = request.command
-    {
-        let count = shared
-            .log
-            .wait(offset, replicas as usize, Duration::from_millis(timeout_ms))
-            .await;
-        return Response::Done(
-            crate::routing::protocol::Value::Integer(count as i64),
+/// Serves one request on this node and returns the answer. Generic over how the command
+/// holds its bytes: a peer's decoded request owns them, this node's own handle lends them.
+pub(crate) async fn handle_request<B, L, P>(
+    shared: &NodeState,
+    request: &Request<AnyCommand<B, L, P>>,
+) -> Response
+where
+    B: AsRef<[u8]> + Sync,
+    L: KeyList + Sync,
+    P: PairList + Sync,
+{
+    match request {
+        Request::Wait {
             offset,
-        );
+            replicas,
+            timeout_ms,
+        } => {
+            let timeout = Duration::from_millis(*timeout_ms);
+            let count = shared.log.wait(*offset, *replicas as usize, timeout).await;
+            Response::Done(Value::Integer(count as i64), *offset)
+        }
+        Request::Command(request) => serve_command(shared, request).await,
     }
+}
+
+async fn serve_command<B, L, P>(
+    shared: &NodeState,
+    request: &CommandRequest<AnyCommand<B, L, P>>,
+) -> Response
+where
+    B: AsRef<[u8]> + Sync,
+    L: KeyList + Sync,
+    P: PairList + Sync,
+{
     let table = shared.routing.table();
     let slot = match decide(&table, &shared.store.get(), request) {
         Decision::Execute(slot) => slot,
         Decision::Answer(response) => return response,
     };
-    let (value, offset) = match execute(&shared.store, &shared.log, slot, &request.command) {
-        Ok(done) => done,
+    let (value, offset) = match request.command.execute(&shared.store, &shared.log, slot) {
+        Ok((value, Some(offset))) => (value, offset),
+        Ok((value, None)) => (value, shared.log.offset()),
         Err(error) => return Response::Failed(WireCommandError::from(&error)),
     };
     let wanted = request.durability_replicas;
-    if wanted == 0 || request.command.is_read_only() {
+    if wanted == 0 || !request.command.writes() {
         return Response::Done(value, offset);
     }
     let timeout = Duration::from_millis(request.durability_timeout_ms);
@@ -149,18 +189,25 @@ pub(crate) async fn handle_request(shared: &NodeState, request: &Request) -> Res
 }
 
 /// Serves one decoded request from a peer and sends the answer.
-pub(crate) async fn answer(shared: &NodeState, request: Request, responder: Responder) {
+pub(crate) async fn answer(
+    shared: &NodeState,
+    request: Request<OwnedCommand>,
+    responder: Responder,
+) {
     let response = handle_request(shared, &request).await;
-    let frame = bytes::Bytes::from(encode_response(&response));
+    let frame = bytes::Bytes::from(RESPONSE_FORMAT.encode(&response));
     if let Err(error) = responder.respond(frame) {
         tracing::debug!(%error, "could not answer a data request");
     }
 }
 
-/// Decodes an inbound request; malformed ones are dropped and counted (the requester sees
-/// "unanswered").
-pub(crate) fn decode_inbound(stats: &NodeStats, inbound: &InboundRequest) -> Option<Request> {
-    match decode_request(&inbound.payload) {
+/// Decodes an inbound request. A malformed one (see [`crate::codec`]) is counted, logged at
+/// debug and dropped: nothing is applied and the requester sees "unanswered".
+pub(crate) fn decode_inbound(
+    stats: &NodeStats,
+    inbound: &InboundRequest,
+) -> Option<Request<OwnedCommand>> {
+    match REQUEST_FORMAT.decode(&inbound.payload) {
         Ok(request) => Some(request),
         Err(error) => {
             stats.count(Refusal::MalformedRequest);
@@ -171,18 +218,9 @@ pub(crate) fn decode_inbound(stats: &NodeStats, inbound: &InboundRequest) -> Opt
 }
 
 /// True when serving `request` may wait (durability or WAIT) and so deserves its own task.
-pub(crate) fn may_block(request: &Request) -> bool {
-    request.durability_replicas > 0 || matches!(request.command, Command::Wait { .. })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn common_slot_requires_one_slot() {
-        assert_eq!(common_slot(&[b"{a}x", b"{a}y"]), Some(key_slot(b"a")));
-        assert_eq!(common_slot(&[b"foo", b"bar"]), None);
-        assert_eq!(common_slot(&[]), None);
+pub(crate) fn may_block(request: &Request<OwnedCommand>) -> bool {
+    match request {
+        Request::Wait { .. } => true,
+        Request::Command(request) => request.durability_replicas > 0,
     }
 }

@@ -1,0 +1,42 @@
+//! GETRANGE key start end.
+
+use bincode::{Decode, Encode};
+use bytes::Bytes;
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::Command;
+use crate::routing::{Cluster, ClusterError};
+
+/// GETRANGE: the bytes `start..=end` of the value of `key` (negative offsets count from the
+/// end); empty when the range is empty or the key is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct GetRange<B> {
+    /// The key.
+    pub(crate) key: B,
+    /// First byte (inclusive).
+    pub(crate) start: i64,
+    /// Last byte (inclusive).
+    pub(crate) end: i64,
+}
+
+impl<B: AsRef<[u8]>> Command for GetRange<B> {
+    const NAMES: &'static [&'static str] = &["getrange"];
+    const WRITES: bool = false;
+    type Output = Bytes;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<Bytes, CommandError> {
+        Ok(store.getrange(self.key.as_ref(), self.start, self.end))
+    }
+}
+
+impl Cluster {
+    /// GETRANGE: bytes `start..=end` of the value (negative offsets count from the end), as
+    /// a zero-copy slice when local; empty for a missing key or an empty range.
+    pub async fn getrange(&self, key: &[u8], start: i64, end: i64) -> Result<Bytes, ClusterError> {
+        self.run(GetRange { key, start, end }).await
+    }
+}

@@ -1,0 +1,76 @@
+//! The INCR family: INCRBY key increment and DECRBY key decrement (INCR and DECR are their
+//! special cases on the handle). DECRBY stays its own command: `i64::MIN` has no negation.
+
+use bincode::{Decode, Encode};
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::Command;
+use crate::routing::{Cluster, ClusterError};
+
+/// INCRBY: adds `increment` to the integer value of `key` (0 when missing).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct IncrBy<B> {
+    /// The key.
+    pub(crate) key: B,
+    /// What to add.
+    pub(crate) increment: i64,
+}
+
+/// DECRBY: subtracts `decrement` from the integer value of `key` (0 when missing).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct DecrBy<B> {
+    /// The key.
+    pub(crate) key: B,
+    /// What to subtract.
+    pub(crate) decrement: i64,
+}
+
+impl<B: AsRef<[u8]>> Command for IncrBy<B> {
+    const NAMES: &'static [&'static str] = &["incrby", "incr"];
+    const WRITES: bool = true;
+    type Output = i64;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+        store.incrby(self.key.as_ref(), self.increment)
+    }
+}
+
+impl<B: AsRef<[u8]>> Command for DecrBy<B> {
+    const NAMES: &'static [&'static str] = &["decrby", "decr"];
+    const WRITES: bool = true;
+    type Output = i64;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+        store.decrby(self.key.as_ref(), self.decrement)
+    }
+}
+
+impl Cluster {
+    /// INCRBY: the new value.
+    pub async fn incr_by(&self, key: &[u8], increment: i64) -> Result<i64, ClusterError> {
+        self.run(IncrBy { key, increment }).await
+    }
+
+    /// DECRBY: the new value.
+    pub async fn decr_by(&self, key: &[u8], decrement: i64) -> Result<i64, ClusterError> {
+        self.run(DecrBy { key, decrement }).await
+    }
+
+    /// INCR.
+    pub async fn incr(&self, key: &[u8]) -> Result<i64, ClusterError> {
+        self.incr_by(key, 1).await
+    }
+
+    /// DECR.
+    pub async fn decr(&self, key: &[u8]) -> Result<i64, ClusterError> {
+        self.decr_by(key, 1).await
+    }
+}

@@ -1,0 +1,36 @@
+//! MGET key [key ...] (same slot; `Cluster::mget_multi` splits keys of many slots).
+
+use bincode::{Decode, Encode};
+use bytes::Bytes;
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::{Command, KeyList};
+use crate::routing::{Cluster, ClusterError};
+
+/// MGET: the values of the keys, read at one point in time.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct MGet<L> {
+    /// The keys, all in one slot.
+    pub(crate) keys: L,
+}
+
+impl<L: KeyList> Command for MGet<L> {
+    const NAMES: &'static [&'static str] = &["mget"];
+    const WRITES: bool = false;
+    type Output = Vec<Option<Bytes>>;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        self.keys.with_slices(visit)
+    }
+
+    fn apply(&self, store: &Store) -> Result<Vec<Option<Bytes>>, CommandError> {
+        self.keys.with_slices(|keys| store.mget(keys))
+    }
+}
+
+impl Cluster {
+    /// MGET of same-slot keys (see [`Cluster::mget_multi`] for keys in many slots).
+    pub async fn mget(&self, keys: &[&[u8]]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+        self.run(MGet { keys }).await
+    }
+}

@@ -1,0 +1,37 @@
+//! SETNX key value.
+
+use bincode::{Decode, Encode};
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::Command;
+use crate::routing::{Cluster, ClusterError};
+
+/// SETNX: sets `key` only if it does not exist; whether it did.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct SetNx<B> {
+    /// The key.
+    pub(crate) key: B,
+    /// The value.
+    pub(crate) value: B,
+}
+
+impl<B: AsRef<[u8]>> Command for SetNx<B> {
+    const NAMES: &'static [&'static str] = &["setnx"];
+    const WRITES: bool = true;
+    type Output = bool;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+        store.setnx(self.key.as_ref(), self.value.as_ref())
+    }
+}
+
+impl Cluster {
+    /// SETNX: sets `key` to `value` only if it does not exist; whether it was set.
+    pub async fn setnx(&self, key: &[u8], value: &[u8]) -> Result<bool, ClusterError> {
+        self.run(SetNx { key, value }).await
+    }
+}

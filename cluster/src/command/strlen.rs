@@ -1,0 +1,35 @@
+//! STRLEN key.
+
+use bincode::{Decode, Encode};
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::Command;
+use crate::routing::{Cluster, ClusterError};
+
+/// STRLEN: the length of the value of `key`, 0 when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Strlen<B> {
+    /// The key.
+    pub(crate) key: B,
+}
+
+impl<B: AsRef<[u8]>> Command for Strlen<B> {
+    const NAMES: &'static [&'static str] = &["strlen"];
+    const WRITES: bool = false;
+    type Output = usize;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<usize, CommandError> {
+        Ok(store.strlen(self.key.as_ref()))
+    }
+}
+
+impl Cluster {
+    /// STRLEN.
+    pub async fn strlen(&self, key: &[u8]) -> Result<usize, ClusterError> {
+        self.run(Strlen { key }).await
+    }
+}

@@ -1,0 +1,43 @@
+//! PTTL key, and TTL key derived from it on the handle.
+
+use bincode::{Decode, Encode};
+use slotkv_engine::{CommandError, Store};
+
+use crate::command::Command;
+use crate::routing::{Cluster, ClusterError};
+
+/// PTTL: remaining ms, -1 without TTL, -2 when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Pttl<B> {
+    /// The key.
+    pub(crate) key: B,
+}
+
+impl<B: AsRef<[u8]>> Command for Pttl<B> {
+    const NAMES: &'static [&'static str] = &["pttl", "ttl"];
+    const WRITES: bool = false;
+    type Output = i64;
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        visit(&[self.key.as_ref()])
+    }
+
+    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+        Ok(store.pttl(self.key.as_ref()))
+    }
+}
+
+impl Cluster {
+    /// PTTL: remaining ms, -1 without TTL, -2 when missing.
+    pub async fn pttl(&self, key: &[u8]) -> Result<i64, ClusterError> {
+        self.run(Pttl { key }).await
+    }
+
+    /// TTL: remaining seconds (rounded), -1 without TTL, -2 when missing.
+    pub async fn ttl(&self, key: &[u8]) -> Result<i64, ClusterError> {
+        Ok(match self.pttl(key).await? {
+            remaining if remaining < 0 => remaining,
+            remaining => (remaining + 500) / 1_000,
+        })
+    }
+}
