@@ -14,6 +14,8 @@
 //! `requests_outstanding_max` requests outstanding and writes queued frames in batches, so
 //! forwarded throughput grows with the number of concurrent callers.
 
+#[cfg(test)]
+mod decoding_tests;
 mod error;
 mod multi;
 pub(crate) mod protocol;
