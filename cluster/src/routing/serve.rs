@@ -140,7 +140,8 @@ where
     L: KeyList + Sync,
     P: PairList + Sync,
 {
-    match request {
+    let request = match request {
+        Request::Command(request) => request,
         Request::Wait {
             offset,
             replicas,
@@ -148,21 +149,9 @@ where
         } => {
             let timeout = Duration::from_millis(*timeout_ms);
             let count = shared.log.wait(*offset, *replicas as usize, timeout).await;
-            Response::Done(Value::Integer(count as i64), *offset)
+            return Response::Done(Value::Integer(count as i64), *offset);
         }
-        Request::Command(request) => serve_command(shared, request).await,
-    }
-}
-
-async fn serve_command<B, L, P>(
-    shared: &NodeState,
-    request: &CommandRequest<AnyCommand<B, L, P>>,
-) -> Response
-where
-    B: AsRef<[u8]> + Sync,
-    L: KeyList + Sync,
-    P: PairList + Sync,
-{
+    };
     let table = shared.routing.table();
     let slot = match decide(&table, &shared.store.get(), request) {
         Decision::Execute(slot) => slot,
