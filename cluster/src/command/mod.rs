@@ -83,11 +83,11 @@ pub(crate) trait Command {
 /// The slot all `keys` hash to; `CrossSlot` when they span slots, `WrongArity` (naming
 /// `command`) when there is none.
 pub(crate) fn common_slot(keys: &[&[u8]], command: &'static str) -> Result<Slot, CommandError> {
-    let Some(first) = keys.first() else {
+    let Some((first, others)) = keys.split_first() else {
         return Err(CommandError::WrongArity { command });
     };
     let slot = key_slot(first);
-    if keys.iter().any(|key| key_slot(key) != slot) {
+    if others.iter().any(|key| key_slot(key) != slot) {
         return Err(CommandError::CrossSlot);
     }
     Ok(slot)
