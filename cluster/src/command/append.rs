@@ -24,7 +24,7 @@ impl<B: AsRef<[u8]>> Command for Append<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<usize, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         store.append(self.key.as_ref(), self.suffix.as_ref())
     }
 }

@@ -27,7 +27,7 @@ impl<B: AsRef<[u8]>> Command for Copy<B> {
         visit(&[self.source.as_ref(), self.destination.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         let (source, destination) = (self.source.as_ref(), self.destination.as_ref());
         store.copy(source, destination, self.replace)
     }

@@ -84,7 +84,7 @@ impl<B: AsRef<[u8]>> Command for Expire<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         store.expire_with(self.key.as_ref(), self.time.into(), self.condition.into())
     }
 }

@@ -23,8 +23,12 @@ impl<B: AsRef<[u8]>> Command for Get<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Option<Bytes>, CommandError> {
-        Ok(store.get(self.key.as_ref()))
+    fn apply(
+        &self,
+        store: &Store,
+        slot: slotkv_engine::Slot,
+    ) -> Result<Option<Bytes>, CommandError> {
+        Ok(store.get_in_slot(slot, self.key.as_ref()))
     }
 }
 

@@ -23,7 +23,11 @@ impl<B: AsRef<[u8]>> Command for GetDel<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Option<Bytes>, CommandError> {
+    fn apply(
+        &self,
+        store: &Store,
+        _slot: slotkv_engine::Slot,
+    ) -> Result<Option<Bytes>, CommandError> {
         store.getdel(self.key.as_ref())
     }
 }

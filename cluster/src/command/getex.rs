@@ -57,7 +57,11 @@ impl<B: AsRef<[u8]>> Command for GetEx<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Option<Bytes>, CommandError> {
+    fn apply(
+        &self,
+        store: &Store,
+        _slot: slotkv_engine::Slot,
+    ) -> Result<Option<Bytes>, CommandError> {
         store.getex(self.key.as_ref(), self.expiry.into())
     }
 }

@@ -28,7 +28,7 @@ impl<B: AsRef<[u8]>> Command for GetRange<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Bytes, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<Bytes, CommandError> {
         Ok(store.getrange(self.key.as_ref(), self.start, self.end))
     }
 }

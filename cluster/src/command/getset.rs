@@ -25,7 +25,11 @@ impl<B: AsRef<[u8]>> Command for GetSet<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Option<Bytes>, CommandError> {
+    fn apply(
+        &self,
+        store: &Store,
+        _slot: slotkv_engine::Slot,
+    ) -> Result<Option<Bytes>, CommandError> {
         store.getset(self.key.as_ref(), self.value.as_ref())
     }
 }

@@ -34,7 +34,7 @@ impl<B: AsRef<[u8]>> Command for IncrBy<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<i64, CommandError> {
         store.incrby(self.key.as_ref(), self.increment)
     }
 }
@@ -48,7 +48,7 @@ impl<B: AsRef<[u8]>> Command for DecrBy<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<i64, CommandError> {
         store.decrby(self.key.as_ref(), self.decrement)
     }
 }

@@ -26,7 +26,7 @@ impl<B: AsRef<[u8]>> Command for IncrByFloat<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<Bytes, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<Bytes, CommandError> {
         store.incrbyfloat(self.key.as_ref(), self.increment)
     }
 }

@@ -23,7 +23,11 @@ impl<L: KeyList> Command for MGet<L> {
         self.keys.with_slices(visit)
     }
 
-    fn apply(&self, store: &Store) -> Result<Vec<Option<Bytes>>, CommandError> {
+    fn apply(
+        &self,
+        store: &Store,
+        _slot: slotkv_engine::Slot,
+    ) -> Result<Vec<Option<Bytes>>, CommandError> {
         self.keys.with_slices(|keys| store.mget(keys))
     }
 }

@@ -70,8 +70,9 @@ pub(crate) trait Command {
     /// exactly the keys whose resulting state the replication log must capture.
     fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R;
 
-    /// Applies the command to the engine.
-    fn apply(&self, store: &Store) -> Result<Self::Output, CommandError>;
+    /// Applies the command to the engine. `slot` is the common slot of its keys (the slot
+    /// rule has been checked), so hot commands can skip hashing the key again.
+    fn apply(&self, store: &Store, slot: Slot) -> Result<Self::Output, CommandError>;
 
     /// The slot rule: every key in one slot (else `CROSSSLOT`), at least one key (else
     /// Redis's arity error).
@@ -104,11 +105,11 @@ pub(crate) fn execute<C: Command>(
     command: &C,
 ) -> Result<(C::Output, Option<u64>), CommandError> {
     if !C::WRITES {
-        return Ok((command.apply(&stores.get())?, None));
+        return Ok((command.apply(&stores.get(), slot)?, None));
     }
     let _stripe = log.lock_slot(slot);
     let store = stores.get();
-    let output = command.apply(&store)?;
+    let output = command.apply(&store, slot)?;
     let offset = command.with_keys(|keys| log.record(&store, keys));
     Ok((output, Some(offset)))
 }

@@ -30,7 +30,7 @@ impl<P: PairList> Command for MSet<P> {
         self.pairs.with_keys(visit)
     }
 
-    fn apply(&self, store: &Store) -> Result<(), CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<(), CommandError> {
         self.pairs.with_pairs(|pairs| store.mset(pairs))
     }
 }
@@ -44,7 +44,7 @@ impl<P: PairList> Command for MSetNx<P> {
         self.pairs.with_keys(visit)
     }
 
-    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         self.pairs.with_pairs(|pairs| store.msetnx(pairs))
     }
 }

@@ -22,7 +22,7 @@ impl<B: AsRef<[u8]>> Command for Persist<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         store.persist(self.key.as_ref())
     }
 }

@@ -97,8 +97,13 @@ impl<B: AsRef<[u8]>> Command for Set<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<SetOutcome, CommandError> {
-        store.set(self.key.as_ref(), self.value.as_ref(), self.options.into())
+    fn apply(&self, store: &Store, slot: slotkv_engine::Slot) -> Result<SetOutcome, CommandError> {
+        store.set_in_slot(
+            slot,
+            self.key.as_ref(),
+            self.value.as_ref(),
+            self.options.into(),
+        )
     }
 }
 

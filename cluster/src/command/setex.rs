@@ -43,7 +43,7 @@ impl<B: AsRef<[u8]>> Command for SetEx<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<(), CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<(), CommandError> {
         let (key, value) = (self.key.as_ref(), self.value.as_ref());
         match self.ttl {
             SetExTtl::Seconds(seconds) => store.setex(key, seconds, value),

@@ -24,7 +24,7 @@ impl<B: AsRef<[u8]>> Command for SetNx<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<bool, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         store.setnx(self.key.as_ref(), self.value.as_ref())
     }
 }

@@ -27,7 +27,7 @@ impl<B: AsRef<[u8]>> Command for SetRange<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<usize, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         store.setrange(self.key.as_ref(), self.offset, self.value.as_ref())
     }
 }

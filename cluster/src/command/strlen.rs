@@ -22,7 +22,7 @@ impl<B: AsRef<[u8]>> Command for Strlen<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<usize, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         Ok(store.strlen(self.key.as_ref()))
     }
 }

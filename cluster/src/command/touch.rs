@@ -23,7 +23,7 @@ impl<L: KeyList> Command for Touch<L> {
         self.keys.with_slices(visit)
     }
 
-    fn apply(&self, store: &Store) -> Result<usize, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         self.keys.with_slices(|keys| store.touch(keys))
     }
 }

@@ -22,7 +22,7 @@ impl<B: AsRef<[u8]>> Command for Pttl<B> {
         visit(&[self.key.as_ref()])
     }
 
-    fn apply(&self, store: &Store) -> Result<i64, CommandError> {
+    fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<i64, CommandError> {
         Ok(store.pttl(self.key.as_ref()))
     }
 }
