@@ -179,3 +179,36 @@ async fn a_node_that_cannot_save_its_config_tells_its_peers_nothing_until_it_can
     peer.shutdown().await;
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// A host that means "wait as long as it takes" passes the largest timeout it can: WAIT and
+/// replica durability on a remote master must neither panic nor wrap to a short timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_wait_and_durability_timeouts_neither_panic_nor_wrap() {
+    let net = slotkv_transport::sim::SimNet::new(7);
+    let nodes = node_support::start_sim_nodes(&net, 6).await;
+    form(&nodes).await;
+    // A key another master owns, so both the write and WAIT are forwarded.
+    let mut remote_key = None;
+    for index in 0..64 {
+        let key = format!("far:{index}");
+        if owner_index(&nodes, key.as_bytes()).await != 0 {
+            remote_key = Some(key);
+            break;
+        }
+    }
+    let key = remote_key.expect("some key lives on another master");
+    let durable = nodes[0]
+        .cluster()
+        .with_durability(slotkv_cluster::Durability::Replicas {
+            replicas: 1,
+            timeout_ms: u64::MAX,
+        });
+    durable.set(key.as_bytes(), b"v").await.unwrap();
+    let counted = tokio::time::timeout(Duration::from_secs(20), durable.wait(1, Duration::MAX))
+        .await
+        .expect("WAIT with an unbounded timeout returns once a replica acknowledged");
+    assert_eq!(counted.unwrap(), 1);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

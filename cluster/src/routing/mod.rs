@@ -148,10 +148,12 @@ impl Cluster {
             let request: Request<BorrowedCommand<'_>> = Request::Wait {
                 offset,
                 replicas,
-                timeout_ms: timeout.as_millis() as u64,
+                // Saturating: a timeout beyond u64 ms means "as long as it takes".
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             };
-            let request_timeout =
-                timeout + Duration::from_millis(self.shared.settings.request_timeout_ms);
+            let request_timeout = timeout.saturating_add(Duration::from_millis(
+                self.shared.settings.request_timeout_ms,
+            ));
             let count = match self.send(&address, &request, request_timeout).await? {
                 Response::Done(Value::Integer(count), _) => count as u32,
                 _ => 0,
@@ -261,8 +263,11 @@ impl Cluster {
         let mut attempts = 0;
         let mut backoff_ms = settings.try_again_backoff_ms;
         let mut target: Option<PeerAddr> = None;
-        let timeout =
-            Duration::from_millis(settings.request_timeout_ms + request.durability_timeout_ms);
+        let timeout = Duration::from_millis(
+            settings
+                .request_timeout_ms
+                .saturating_add(request.durability_timeout_ms),
+        );
         loop {
             let address = match target.take() {
                 Some(address) => address,
