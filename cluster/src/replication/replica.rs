@@ -432,6 +432,22 @@ mod tests {
         }
     }
 
+    /// `replica` asks for the stream (PSYNC from scratch), then acknowledges `offset`.
+    async fn stream_to_and_ack(
+        task: &mut ReplicationTask,
+        replica: &str,
+        replid: u64,
+        offset: u64,
+    ) {
+        let psync = StreamFrame::Psync {
+            replid: 0,
+            offset: 0,
+        };
+        task.handle_frame(bulk_frame(replica, &psync)).await;
+        let ack = StreamFrame::Ack { replid, offset };
+        task.handle_frame(bulk_frame(replica, &ack)).await;
+    }
+
     #[tokio::test]
     async fn acknowledgements_count_only_from_replicas_this_master_streams_to() {
         let net = SimNet::new(1);
@@ -448,12 +464,7 @@ mod tests {
             "an ack from a stranger counted"
         );
         // A replica that asked for the stream is counted.
-        let psync = StreamFrame::Psync {
-            replid: 0,
-            offset: 0,
-        };
-        task.handle_frame(bulk_frame("replica2:7000", &psync)).await;
-        task.handle_frame(bulk_frame("replica2:7000", &ack)).await;
+        stream_to_and_ack(&mut task, "replica2:7000", replid, offset).await;
         assert_eq!(shared.log.replicas_at(offset), 1);
         task.streams.stop_all();
         node.shutdown().await;
@@ -466,13 +477,7 @@ mod tests {
         let shared = node.shared();
         let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
         let (replid, offset) = shared.log.position();
-        let psync = StreamFrame::Psync {
-            replid: 0,
-            offset: 0,
-        };
-        task.handle_frame(bulk_frame("replica2:7000", &psync)).await;
-        let ack = StreamFrame::Ack { replid, offset };
-        task.handle_frame(bulk_frame("replica2:7000", &ack)).await;
+        stream_to_and_ack(&mut task, "replica2:7000", replid, offset).await;
         assert_eq!(shared.log.replicas_at(offset), 1);
         let new_master = NodeId::parse_hex(&"cd".repeat(20)).unwrap();
         task.handle_role(Some(new_master)).await;
