@@ -1,7 +1,8 @@
 //! Replication under maxmemory: the master evicts and its evictions reach the replica as
 //! deletes; the replica ignores maxmemory (as Redis's `replica-ignore-maxmemory`), so it never
 //! evicts or refuses on its own and its keys stay the master's; promoted, it enforces
-//! maxmemory again.
+//! maxmemory again, set in place on its engine. Sustained eviction never overflows the
+//! removal log into repeated full syncs.
 
 mod node_support;
 
@@ -102,17 +103,23 @@ async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
             "key {index} differs"
         );
     }
-    assert_eq!(replica.store().config().max_memory_bytes, 0);
+    assert_eq!(replica.store().max_memory_bytes(), 0);
 
-    // Promoted, the replica enforces maxmemory again and keeps every key.
-    let keys_before = replica.store().dbsize();
+    // Promoted, the replica enforces maxmemory again and keeps every key, on the same
+    // engine: nothing is copied (a copy would hold every write for its length).
+    let engine_before = replica.store();
+    let keys_before = engine_before.dbsize();
     replica.failover(FailoverMode::Default).await.unwrap();
     let limited = eventually(Duration::from_secs(20), || async {
-        replica.store().config().max_memory_bytes == MAX_MEMORY_BYTES
+        replica.store().max_memory_bytes() == MAX_MEMORY_BYTES
     })
     .await;
     assert!(limited, "the promoted replica does not enforce maxmemory");
     assert_eq!(replica.store().dbsize(), keys_before);
+    assert!(
+        Arc::ptr_eq(&engine_before, &replica.store()),
+        "the promotion copied the engine"
+    );
     for node in nodes {
         node.shutdown().await;
     }
@@ -162,6 +169,52 @@ async fn removals_lost_by_the_engine_make_the_replica_resync() {
         "the replica still holds {} keys its master removed",
         replica.store().dbsize()
     );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// Sustained eviction, faster than a housekeeping round drains the removal log, must not
+/// make the replica full-sync again and again: the writers that evict log their removals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_eviction_does_not_restart_full_syncs() {
+    let net = SimNet::new(13);
+    let nodes = start_pair(&net, MAX_MEMORY_BYTES).await;
+    let (master, replica) = (&nodes[0], &nodes[1]);
+    wait_until_streaming(master, replica).await;
+    let full_syncs = master.replication_info().full_syncs_served;
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let cluster = master.cluster();
+            tokio::spawn(async move {
+                for index in 0..60_000 {
+                    let key = format!("storm:{writer}:{index}");
+                    cluster.set(key.as_bytes(), b"value").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let converged = eventually(Duration::from_secs(20), || async {
+        replica.replication_info().offset == master.replication_info().offset
+            && replica.store().dbsize() == master.store().dbsize()
+    })
+    .await;
+    let info = master.replication_info();
+    assert!(
+        converged,
+        "replica {} keys, master {} keys",
+        replica.store().dbsize(),
+        master.store().dbsize()
+    );
+    assert_eq!(
+        master.store().removals_dropped(),
+        0,
+        "the removal log overflowed under sustained eviction"
+    );
+    assert_eq!(info.full_syncs_served, full_syncs, "{info:?}");
     for node in nodes {
         node.shutdown().await;
     }

@@ -111,7 +111,8 @@ mod tests {
                 &[b'v'; 100],
                 SetOptions::default(),
             )?;
-            assert!(store.used_memory_bytes() as u64 <= store.config().max_memory_bytes);
+            let limit = store.max_memory_bytes();
+            assert!(limit == 0 || store.used_memory_bytes() as u64 <= limit);
         }
         Ok(())
     }
@@ -141,6 +142,33 @@ mod tests {
             assert_eq!(evicted.len(), 2_000 - store.dbsize());
             check_invariants(&store);
         }
+    }
+
+    #[test]
+    fn a_limit_changed_in_place_applies_to_the_next_writes() {
+        let (store, _) = store_with(limited(EvictionPolicy::AllKeysRandom, 0));
+        fill(&store, 500).unwrap();
+        let used = store.used_memory_bytes() as u64;
+        assert_eq!(store.removals_pending(), 0);
+        // Lowered below the data: nothing is removed until a write needs memory.
+        store.set_max_memory_bytes(used / 2);
+        assert_eq!(store.dbsize(), 500);
+        store
+            .set(b"one more", &[b'v'; 100], SetOptions::default())
+            .unwrap();
+        assert!(store.used_memory_bytes() as u64 <= used / 2);
+        assert_eq!(store.removals_pending(), 501 - store.dbsize());
+        // Lifted: writes no longer evict.
+        store.set_max_memory_bytes(0);
+        let keys = store.dbsize();
+        fill(&store, 500).unwrap();
+        assert!(store.dbsize() >= keys);
+        assert_eq!(
+            store.config().max_memory_bytes,
+            0,
+            "the config is the creation's"
+        );
+        check_invariants(&store);
     }
 
     /// Writes 100 more keys into a full store whose even keys of `key:0..200` are `hot`, then

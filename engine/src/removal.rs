@@ -6,7 +6,7 @@
 //! removals and must fall back to a full resynchronisation of its replicas.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -36,6 +36,8 @@ pub struct Removal {
 pub(crate) struct RemovalLog {
     capacity: usize,
     events: Mutex<VecDeque<Removal>>,
+    /// `events.len()`, kept beside it for lock-free reads.
+    pending: AtomicUsize,
     dropped: AtomicU64,
 }
 
@@ -44,6 +46,7 @@ impl RemovalLog {
         Self {
             capacity,
             events: Mutex::new(VecDeque::new()),
+            pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
         }
     }
@@ -65,12 +68,19 @@ impl RemovalLog {
             key: Bytes::copy_from_slice(key),
             cause,
         });
+        self.pending.store(events.len(), Ordering::Relaxed);
     }
 
     pub(crate) fn drain(&self, max_events: usize) -> Vec<Removal> {
         let mut events = self.events.lock();
         let count = max_events.min(events.len());
-        events.drain(..count).collect()
+        let drained = events.drain(..count).collect();
+        self.pending.store(events.len(), Ordering::Relaxed);
+        drained
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dropped(&self) -> u64 {

@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +50,9 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     pub(crate) config: StoreConfig,
     used_memory_bytes: AtomicUsize,
+    /// The live memory limit (`0`: none); starts at the config's, see
+    /// [`Store::set_max_memory_bytes`].
+    max_memory_bytes: AtomicU64,
     key_count: AtomicUsize,
     removals: RemovalLog,
     pub(crate) rng: SamplingRng,
@@ -138,6 +141,7 @@ impl Store {
                 config.lfu_log_factor,
                 config.lfu_decay_time_minutes,
             ),
+            max_memory_bytes: AtomicU64::new(config.max_memory_bytes),
             config,
             used_memory_bytes: AtomicUsize::new(0),
             key_count: AtomicUsize::new(0),
@@ -145,9 +149,22 @@ impl Store {
         }
     }
 
-    /// The configuration the store was built with.
+    /// The configuration the store was built with. Its `max_memory_bytes` is the limit at
+    /// creation; [`Store::max_memory_bytes`] is the live one.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The memory limit in force, in bytes (`0`: none).
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Changes the memory limit in place (Redis's `CONFIG SET maxmemory`): `0` lifts it. Data
+    /// already above a lowered limit stays; later writes that need memory evict by the policy
+    /// (or fail with OOM under `noeviction`) until the data fits, as in Redis.
+    pub fn set_max_memory_bytes(&self, bytes: u64) {
+        self.max_memory_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Number of keys, including expired keys not yet removed (Redis DBSIZE).
@@ -165,6 +182,12 @@ impl Store {
     /// Takes up to `max_events` of the oldest events of the removal log.
     pub fn drain_removals(&self, max_events: usize) -> Vec<Removal> {
         self.removals.drain(max_events)
+    }
+
+    /// Removal events waiting in the log (cheap: one atomic load), so an owner can drain them
+    /// as soon as a write produced some.
+    pub fn removals_pending(&self) -> usize {
+        self.removals.pending()
     }
 
     /// Removal events dropped because the log was full, since the store was created.
@@ -285,7 +308,7 @@ impl Store {
 
     /// Reserves `growth` bytes of the memory budget; fails if that would pass `maxmemory`.
     pub(crate) fn try_reserve(&self, growth: usize) -> bool {
-        let limit = self.config.max_memory_bytes;
+        let limit = self.max_memory_bytes();
         if limit == 0 {
             self.used_memory_bytes.fetch_add(growth, Ordering::Relaxed);
             return true;

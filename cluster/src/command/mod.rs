@@ -47,6 +47,7 @@ pub(crate) mod unlink;
 use bincode::{Decode, Encode};
 use slotkv_engine::{key_slot, CommandError, Slot, Store};
 
+use crate::node_state::write_log::{record_removals, REMOVALS_PER_WRITE_MAX};
 use crate::node_state::{StoreCell, WriteLog};
 pub(crate) use reply::{Reply, Value, WireCommandError};
 
@@ -95,9 +96,10 @@ pub(crate) fn common_slot(keys: &[&[u8]], command: &'static str) -> Result<Slot,
 }
 
 /// Runs `command` (all keys in `slot`) on the engine: a read straight on it; a write only once
-/// it holds the slot's write stripe (so it takes the engine a promotion may swap, see
-/// [`StoreCell::get`]), recording its keys' effects in the log before the stripe is released.
-/// Returns the output and, for a write, the log offset after it.
+/// it holds the slot's write stripe (so it takes the engine a full sync may swap, see
+/// [`StoreCell::get`]), recording its keys' effects in the log before the stripe is released;
+/// then it logs the engine removals pending (its evictions), at most
+/// [`REMOVALS_PER_WRITE_MAX`]. Returns the output and, for a write, the log offset after it.
 pub(crate) fn execute<C: Command>(
     stores: &StoreCell,
     log: &WriteLog,
@@ -107,11 +109,18 @@ pub(crate) fn execute<C: Command>(
     if !C::WRITES {
         return Ok((command.apply(&stores.get(), slot)?, None));
     }
-    let _stripe = log.lock_slot(slot);
+    let stripe = log.lock_slot(slot);
     let store = stores.get();
-    let output = command.apply(&store, slot)?;
-    let offset = command.with_keys(|keys| log.record(&store, keys));
-    Ok((output, Some(offset)))
+    let output = command.apply(&store, slot);
+    let offset = output
+        .is_ok()
+        .then(|| command.with_keys(|keys| log.record(&store, keys)));
+    drop(stripe);
+    // Evictions (and lazy expiries) this write caused are logged by it, outside its stripe.
+    if store.removals_pending() > 0 {
+        record_removals(log, &store, REMOVALS_PER_WRITE_MAX);
+    }
+    Ok((output?, offset))
 }
 
 /// The keys of a multi-key command: borrowed slices for a local call, owned for a decoded

@@ -1,9 +1,8 @@
-//! The node's engine behind a replaceable cell: a replica runs on an engine without
-//! maxmemory and a promoted replica moves its data into one with the configured limit.
+//! The node's engine behind a replaceable cell: a replica runs its engine without
+//! maxmemory and a promoted replica sets the configured limit on it in place.
 //! [`export_batches`] is the one loop that walks every key of an engine in bounded batches
-//! (full sync, promotion copies).
+//! (full sync).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -18,7 +17,7 @@ use slotkv_engine::{
 /// evictions reach it as deletes. Each full sync loads into such a fresh engine beside the
 /// current one, which keeps serving until the load completes and is swapped in
 /// ([`StoreCell::begin_load`], [`StoreCell::finish_load`]); an abandoned load leaves the old
-/// copy in place. A promoted replica moves its data into an engine with the configured limit.
+/// copy in place. A promoted replica sets the configured limit on its engine in place.
 pub(crate) struct StoreCell {
     current: RwLock<Arc<Store>>,
     /// The engine a full sync is loading into, swapped in at its end.
@@ -26,8 +25,6 @@ pub(crate) struct StoreCell {
     /// The configured engine settings (with maxmemory), for a master.
     master_config: StoreConfig,
     clock: Arc<dyn Clock>,
-    /// True while the current engine has the configured limit.
-    limited: AtomicBool,
 }
 
 impl StoreCell {
@@ -39,7 +36,6 @@ impl StoreCell {
             loading: RwLock::new(None),
             master_config: config,
             clock,
-            limited: AtomicBool::new(true),
         }
     }
 
@@ -79,7 +75,6 @@ impl StoreCell {
             return false;
         };
         *self.current.write() = loaded;
-        self.limited.store(false, Ordering::Release);
         true
     }
 
@@ -91,26 +86,18 @@ impl StoreCell {
         }
     }
 
-    /// This node became a master: moves the data into an engine with the configured
-    /// maxmemory. Call with every write stripe held (blocking: it copies every key). If the
-    /// data does not fit the limit, the unlimited engine stays and a warning says so.
-    pub(crate) fn restore_limits(&self) {
-        if self.limited.load(Ordering::Acquire) {
-            return;
-        }
-        if self.master_config.max_memory_bytes == 0 {
-            self.limited.store(true, Ordering::Release);
-            return;
-        }
-        let current = self.get();
-        let limited = Store::new(self.master_config.clone(), Arc::clone(&self.clock));
-        if let Err(error) = copy_all(&current, &limited) {
-            tracing::warn!(%error, "the data of this promoted replica exceeds maxmemory; \
-                maxmemory is not enforced on it until it resyncs or restarts");
-            return;
-        }
-        *self.current.write() = Arc::new(limited);
-        self.limited.store(true, Ordering::Release);
+    /// This node became a master: the configured maxmemory applies again, set in place on
+    /// the current engine (no copy, no lock). Data above the limit stays; the next writes
+    /// that need memory evict by the policy (or are refused with OOM), as in Redis.
+    pub(crate) fn enforce_limits(&self) {
+        self.get()
+            .set_max_memory_bytes(self.master_config.max_memory_bytes);
+    }
+
+    /// This node became a replica: its engine holds exactly its master's keys, so it stops
+    /// evicting on its own (in place; a full sync's fresh engine has no limit either).
+    pub(crate) fn lift_limits(&self) {
+        self.get().set_max_memory_bytes(0);
     }
 }
 
@@ -175,14 +162,6 @@ impl Iterator for ExportBatches<'_> {
         }
         None
     }
-}
-
-/// Copies every key of `from` into `to`.
-fn copy_all(from: &Store, to: &Store) -> Result<(), CommandError> {
-    for batch in export_batches(from) {
-        to.import_batch(&batch?)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -153,11 +153,6 @@ impl WriteLog {
         self.stripes[usize::from(slot) % WRITE_STRIPES].lock()
     }
 
-    /// Locks every stripe: no write is in flight while the guards live.
-    pub(crate) fn lock_all(&self) -> Vec<MutexGuard<'_, ()>> {
-        self.stripes.iter().map(|stripe| stripe.lock()).collect()
-    }
-
     /// Appends the current state of each of `keys` as ops; returns the last offset. Call
     /// with the keys' stripe lock held, right after the engine write.
     pub(crate) fn record(&self, store: &Store, keys: &[&[u8]]) -> u64 {
@@ -356,7 +351,13 @@ pub(crate) fn capture(store: &Store, key: &[u8]) -> Op {
     }
 }
 
-/// Logs the engine's own removals (expiry, eviction) as the keys' current state.
+/// Most engine removals a write logs after itself (see `command::execute`): a write that
+/// evicts logs its victims at once, so sustained eviction never outruns the housekeeping
+/// drain and overflows the engine's removal log; bounded so one write's latency is too.
+pub(crate) const REMOVALS_PER_WRITE_MAX: usize = 64;
+
+/// Logs the engine's own removals (expiry, eviction) as the keys' current state. Call with
+/// no stripe held (it takes each removal's).
 pub(crate) fn record_removals(log: &WriteLog, store: &Store, max_events: usize) -> usize {
     let removals = store.drain_removals(max_events);
     for removal in &removals {

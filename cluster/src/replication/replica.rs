@@ -36,8 +36,15 @@ pub(crate) const MASTER_LINK_TIMEOUT_MS: u64 = 1_000;
 /// dead or unreachable peer never blocks the replication task (a dropped PSYNC or ACK is
 /// sent again on the next tick; a master's streams have their own tasks).
 pub(crate) const SEND_TIMEOUT_MS: u64 = 500;
-/// Engine removals logged per housekeeping round.
-pub(crate) const REMOVALS_PER_ROUND_MAX: usize = 4_096;
+/// Engine removals logged per housekeeping round (the default removal-log capacity: a
+/// round empties a full log). Writes log their own evictions
+/// ([`crate::node_state::write_log::REMOVALS_PER_WRITE_MAX`]); rounds catch lazy expiries
+/// found by reads and what writes left.
+pub(crate) const REMOVALS_PER_ROUND_MAX: usize = slotkv_engine::DEFAULT_REMOVAL_LOG_CAPACITY;
+/// Least time between two full resyncs caused by lost engine removals, in ms: removals
+/// lost meanwhile are covered by the next one, so an overflowing removal log never turns
+/// into back-to-back full syncs.
+pub(crate) const LOST_REMOVALS_RESYNC_INTERVAL_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -64,6 +71,8 @@ pub(crate) struct ReplicationTask {
     history_seed: u64,
     /// The engine's lost-removal count already acted on (master).
     removals_dropped_seen: u64,
+    /// When lost removals last made the replicas resync (ms), if ever.
+    last_lost_removals_resync_ms: Option<u64>,
 }
 
 impl ReplicationTask {
@@ -75,6 +84,7 @@ impl ReplicationTask {
             link: None,
             history_seed,
             removals_dropped_seen: 0,
+            last_lost_removals_resync_ms: None,
         }
     }
 
@@ -114,7 +124,7 @@ impl ReplicationTask {
                     // Promoted mid-sync: the old copy, whole, is the data set; never the
                     // partial snapshot.
                     self.shared.store.abandon_load();
-                    self.restore_store_limits().await;
+                    self.shared.store.enforce_limits();
                     self.removals_dropped_seen = self.shared.store.get().removals_dropped();
                 }
                 if was_replica || self.shared.log.position().0 == 0 {
@@ -128,6 +138,7 @@ impl ReplicationTask {
                     return;
                 }
                 self.stop_streams();
+                self.shared.store.lift_limits();
                 self.shared.master_link_up.store(false, Ordering::Release);
                 self.link = Some(ReplicaLink {
                     master,
@@ -137,20 +148,6 @@ impl ReplicationTask {
                 });
                 self.send_psync().await;
             }
-        }
-    }
-
-    /// A promoted replica moves its data into an engine with the configured maxmemory,
-    /// with every write stripe held (writes wait; reads go on), on the blocking pool.
-    async fn restore_store_limits(&self) {
-        let shared = Arc::clone(&self.shared);
-        let restored = tokio::task::spawn_blocking(move || {
-            let _all_stripes = shared.log.lock_all();
-            shared.store.restore_limits();
-        })
-        .await;
-        if let Err(error) = restored {
-            tracing::error!(%error, "restoring maxmemory after a promotion failed");
         }
     }
 
@@ -224,13 +221,22 @@ impl ReplicationTask {
 
     /// The engine's removal log overflowed (`dropped_total` events lost so far): some
     /// expirations or evictions will never reach the replicas as deletes. A new history
-    /// and stopped streams make every replica full-sync.
+    /// and stopped streams make every replica full-sync, at most once per
+    /// [`LOST_REMOVALS_RESYNC_INTERVAL_MS`] (later losses wait for the next).
     fn handle_lost_removals(&mut self, dropped_total: u64) {
         if dropped_total <= self.removals_dropped_seen {
             return;
         }
+        let now_ms = self.shared.now_ms();
+        if self
+            .last_lost_removals_resync_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) < LOST_REMOVALS_RESYNC_INTERVAL_MS)
+        {
+            return;
+        }
         let lost = dropped_total - self.removals_dropped_seen;
         self.removals_dropped_seen = dropped_total;
+        self.last_lost_removals_resync_ms = Some(now_ms);
         tracing::warn!(
             lost,
             "engine removals were lost before being logged; replicas resync"
