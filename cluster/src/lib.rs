@@ -21,6 +21,8 @@
 pub mod codec;
 pub(crate) mod command;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod node_state;
 pub(crate) mod replication;
 pub(crate) mod routing;

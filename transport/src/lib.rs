@@ -44,6 +44,8 @@ mod endpoint;
 mod error;
 mod event;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod quic;
 mod rng;
 pub mod sim;

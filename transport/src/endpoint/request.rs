@@ -28,7 +28,8 @@ pub(crate) enum EnvelopeKind {
 }
 
 impl EnvelopeKind {
-    fn tag(self) -> u8 {
+    /// The kind's byte on the wire.
+    pub(crate) fn tag(self) -> u8 {
         match self {
             EnvelopeKind::Request => 0,
             EnvelopeKind::Response => 1,

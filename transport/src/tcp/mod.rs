@@ -5,7 +5,7 @@
 //! buffers; the `Bus` connection keeps flowing. Handshakes run in their own tasks, bounded in
 //! number and time, so a slow or hostile client never stops the listener serving others.
 
-mod handshake;
+pub(crate) mod handshake;
 #[cfg(test)]
 mod tests;
 

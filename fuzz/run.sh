@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a while (needs the nightly toolchain and cargo-fuzz).
+#
+# Usage: bash fuzz/run.sh [seconds per target, default 60] [targets...]
+# Crashes are written to fuzz/artifacts/<target>/; copy each into fuzz/regressions/<target>/
+# so `cargo test` replays it (cluster/tests/fuzz_corpus.rs) once it is fixed. Prints the
+# executions each target reached. FUZZ_WORK_DIR keeps the grown corpus and logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(bus_message bulk_frame request response nodes_conf hello envelope frames tcp_handshake)
+fi
+
+work="${FUZZ_WORK_DIR:-$(mktemp -d)}"
+for target in "${targets[@]}"; do
+  # New inputs go to a scratch corpus; the repository's seeds are read, never grown.
+  mkdir -p "$work/$target"
+  log="$work/$target.log"
+  # -rss_limit_mb bounds memory; -max_len bounds inputs (every decoder bounds lengths itself).
+  if ! cargo +nightly fuzz run --release "$target" "$work/$target" "fuzz/corpus/$target" -- \
+      -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $target failed (inputs in fuzz/artifacts/$target)" >&2
+    exit 1
+  fi
+  runs="$(grep -o 'Done [0-9]* runs' "$log" | tail -1 || true)"
+  echo "$target: ${runs:-no summary} in ${seconds}s"
+done
