@@ -128,24 +128,21 @@ fn bulk_frame(data: &[u8]) {
 
 fn request(data: &[u8]) {
     if let Ok(decoded) = REQUEST_FORMAT.decode::<Request<OwnedCommand>>(data) {
-        let again =
-            REQUEST_FORMAT.decode::<Request<OwnedCommand>>(&REQUEST_FORMAT.encode(&decoded));
-        assert_eq!(
-            again.as_ref(),
-            Ok(&decoded),
-            "a request changed in a round trip"
-        );
+        // Compared as encodings: a command may carry a NaN (INCRBYFLOAT's increment, which
+        // the engine refuses), and NaN is not equal to itself.
+        let encoded = REQUEST_FORMAT.encode(&decoded);
+        let again = REQUEST_FORMAT.decode::<Request<OwnedCommand>>(&encoded);
+        let reencoded = again.map(|again| REQUEST_FORMAT.encode(&again));
+        assert_eq!(reencoded, Ok(encoded), "a request changed in a round trip");
     }
 }
 
 fn response(data: &[u8]) {
     if let Ok(decoded) = RESPONSE_FORMAT.decode::<Response>(data) {
-        let again = RESPONSE_FORMAT.decode::<Response>(&RESPONSE_FORMAT.encode(&decoded));
-        assert_eq!(
-            again.as_ref(),
-            Ok(&decoded),
-            "a response changed in a round trip"
-        );
+        let encoded = RESPONSE_FORMAT.encode(&decoded);
+        let again = RESPONSE_FORMAT.decode::<Response>(&encoded);
+        let reencoded = again.map(|again| RESPONSE_FORMAT.encode(&again));
+        assert_eq!(reencoded, Ok(encoded), "a response changed in a round trip");
     }
 }
 
