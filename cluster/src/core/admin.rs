@@ -6,6 +6,7 @@
 
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{slots_of_ranges, Slot, SlotRange, SlotState, SLOT_COUNT};
+use crate::core::wire::{Body, MAX_FORGOTTEN_TTL_MS};
 use crate::core::{Core, Event, Role};
 
 /// CLUSTER FAILOVER's mode.
@@ -121,9 +122,20 @@ pub enum AdminError {
     /// The target must be a master.
     #[error("node {0} is not a master")]
     NotMaster(NodeId),
-    /// REPLICATE on a master that owns slots.
-    #[error("to become a replica the node must be empty and without assigned slots")]
+    /// REPLICATE on a master that owns slots or (refused by the shell, which sees the
+    /// engine) holds keys. Redis's wording.
+    #[error("To set a master the node must be empty and without assigned slots.")]
     HasSlots,
+    /// SETSLOT NODE giving one of my slots to another node while it holds keys (refused by
+    /// the shell). Redis's wording.
+    #[error(
+        "Can't assign hashslot {0} to a different node while I still hold keys for this hash slot."
+    )]
+    SlotHasKeys(Slot),
+    /// ADDSLOTS of a slot this node still holds keys of (stale keys of a slot it lost;
+    /// refused by the shell). Redis accepts it and serves the old keys again.
+    #[error("Can't add hashslot {0} while I still hold keys for this hash slot.")]
+    AddedSlotHasKeys(Slot),
     /// FAILOVER on a master.
     #[error("you should send CLUSTER FAILOVER to a replica")]
     NotReplica,
@@ -144,6 +156,9 @@ pub enum AdminError {
     #[error("invalid config epoch {0}: the largest accepted is {max}", max = crate::core::wire::MAX_EPOCH)]
     InvalidConfigEpoch(u64),
 }
+
+/// Most FORGOTTEN_NODE messages that follow one PING ([`Core::gossip_forgotten_nodes`]).
+const FORGOTTEN_PER_PING_MAX: usize = 8;
 
 fn check_ranges(ranges: &[SlotRange]) -> Result<(), AdminError> {
     match ranges.iter().find(|range| !range.is_valid()) {
@@ -274,7 +289,13 @@ impl Core {
                 self.slots.set_state(slot, SlotState::Stable);
             }
         }
+        let given_away = owner != myself && self.slots.owner(slot) == Some(myself);
         self.set_slot_owner(slot, Some(owner));
+        if given_away {
+            // The shell refuses this while the slot holds keys; a write that raced the
+            // check is deleted here.
+            self.drop_lost_slots(vec![slot]);
+        }
         if owner == myself {
             if let SlotState::Importing(_) = self.slots.state(slot) {
                 self.slots.set_state(slot, SlotState::Stable);
@@ -335,7 +356,45 @@ impl Core {
         self.remove_node(&id);
         self.blacklist
             .insert(id, self.now_ms + self.config.blacklist_ttl_ms);
+        // FORGET on one node works cluster-wide: every other node forgets it too.
+        let ttl_ms = self.config.blacklist_ttl_ms.clamp(1, MAX_FORGOTTEN_TTL_MS);
+        for peer in self.other_known_nodes() {
+            self.send(peer, Body::ForgottenNode { node: id, ttl_ms });
+        }
         Ok(AdminReply::Ok)
+    }
+
+    /// Follows a PING to `to` with the bans still in force (at most
+    /// [`FORGOTTEN_PER_PING_MAX`]), as Redis carries its blacklist in every ping: a node
+    /// that missed the first FORGOTTEN_NODE forgets within a ping period.
+    pub(crate) fn gossip_forgotten_nodes(&mut self, to: NodeId) {
+        let now = self.now_ms;
+        let bans: Vec<(NodeId, u64)> = self
+            .blacklist
+            .iter()
+            .filter(|(_, until_ms)| **until_ms > now)
+            .take(FORGOTTEN_PER_PING_MAX)
+            .map(|(id, until_ms)| (*id, (until_ms - now).min(MAX_FORGOTTEN_TTL_MS)))
+            .collect();
+        for (node, ttl_ms) in bans {
+            self.send(to, Body::ForgottenNode { node, ttl_ms });
+        }
+    }
+
+    /// A FORGOTTEN_NODE from a known node: forget `node` and ban it for `ttl_ms`, unless it
+    /// is myself or my master (Redis's rule). An unknown `node` is nothing to forget.
+    pub(super) fn handle_forgotten_node(&mut self, sender: &NodeId, node: &NodeId, ttl_ms: u64) {
+        if !self.is_known(sender)
+            || *node == self.myself
+            || self.my_master() == Some(*node)
+            || !self.nodes.contains_key(node)
+        {
+            return;
+        }
+        tracing::info!(%node, by = %sender, "forgetting a node forgotten elsewhere");
+        self.remove_node(node);
+        let until_ms = self.now_ms.saturating_add(ttl_ms.min(MAX_FORGOTTEN_TTL_MS));
+        self.blacklist.insert(*node, until_ms);
     }
 
     fn reset(&mut self, mode: ResetMode) {
@@ -395,5 +454,126 @@ impl Core {
         self.current_epoch = self.current_epoch.max(epoch);
         self.save_config_now();
         Ok(AdminReply::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::testing::{add_node, core, drain, header, id, own};
+    use crate::core::wire::{Body, Message};
+    use crate::core::{AdminCommand, Output, ReleaseReason, SetSlotAction};
+
+    fn forgotten_sent(outputs: &[Output]) -> Vec<(Option<u8>, u8, u64)> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Transmit { to, message } => match message.body {
+                    Body::ForgottenNode { node, ttl_ms } => {
+                        Some((to.id.map(|to| to.0[0]), node.0[0], ttl_ms))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn forgotten_message(sender: u8, node: u8, ttl_ms: u64) -> Message {
+        Message {
+            header: header(sender, None, 1, &[]),
+            body: Body::ForgottenNode {
+                node: id(node),
+                ttl_ms,
+            },
+        }
+    }
+
+    #[test]
+    fn forget_tells_every_other_node_and_releases_the_forgotten_peer() {
+        let mut core = core(1);
+        for other in 2..=4 {
+            add_node(&mut core, other, None, u64::from(other));
+        }
+        drain(&mut core);
+        core.handle_command(10_000, AdminCommand::Forget(id(4)))
+            .unwrap();
+        let outputs = drain(&mut core);
+        let mut sent = forgotten_sent(&outputs);
+        sent.sort();
+        assert_eq!(sent, vec![(Some(2), 4, 60_000), (Some(3), 4, 60_000)]);
+        assert!(outputs.contains(&Output::ReleasePeer {
+            address: "n4:17000".to_string(),
+            reason: ReleaseReason::Forgotten,
+        }));
+    }
+
+    #[test]
+    fn a_forgotten_node_message_forgets_and_bans_except_myself_and_my_master() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        add_node(&mut core, 4, Some(2), 2);
+        own(&mut core, 2, 0..=9);
+        core.set_my_master(id(2));
+        drain(&mut core);
+        core.handle_message(10_000, "n3:17000", forgotten_message(3, 1, 5_000));
+        core.handle_message(10_000, "n3:17000", forgotten_message(3, 2, 5_000));
+        assert!(core.node(&id(1)).is_some() && core.node(&id(2)).is_some());
+        assert!(!core.is_blacklisted(&id(2)));
+        core.handle_message(10_000, "n9:17000", forgotten_message(9, 4, 5_000));
+        assert!(core.node(&id(4)).is_some(), "an unknown sender is ignored");
+        core.handle_message(10_000, "n3:17000", forgotten_message(3, 4, 5_000));
+        assert!(core.node(&id(4)).is_none());
+        assert!(core.is_blacklisted(&id(4)));
+        core.handle_tick(15_100);
+        assert!(!core.is_blacklisted(&id(4)), "the ban lasts the sent ttl");
+    }
+
+    #[test]
+    fn pings_carry_the_bans_still_in_force() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        core.handle_command(10_000, AdminCommand::Forget(id(3)))
+            .unwrap();
+        drain(&mut core);
+        core.handle_tick(12_000);
+        let sent = forgotten_sent(&drain(&mut core));
+        assert!(
+            sent.iter()
+                .any(|(to, node, ttl_ms)| *to == Some(2) && *node == 3 && *ttl_ms == 58_000),
+            "{sent:?}"
+        );
+        core.handle_tick(71_000);
+        drain(&mut core);
+        core.handle_tick(73_000);
+        assert!(forgotten_sent(&drain(&mut core)).is_empty());
+    }
+
+    #[test]
+    fn setslot_node_giving_my_slot_away_drops_its_keys() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=9);
+        add_node(&mut core, 2, None, 2);
+        drain(&mut core);
+        let give = AdminCommand::SetSlot {
+            slot: 4,
+            action: SetSlotAction::Node(id(2)),
+        };
+        core.handle_command(10_000, give).unwrap();
+        let outputs = drain(&mut core);
+        let single = crate::core::slots::SlotRange::single(4);
+        assert!(
+            outputs.contains(&Output::DropSlots(vec![single])),
+            "{outputs:?}"
+        );
+        let take_back = AdminCommand::SetSlot {
+            slot: 4,
+            action: SetSlotAction::Node(id(1)),
+        };
+        core.handle_command(10_000, take_back).unwrap();
+        assert!(!drain(&mut core)
+            .iter()
+            .any(|output| matches!(output, Output::DropSlots(_))));
     }
 }

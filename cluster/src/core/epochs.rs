@@ -9,9 +9,9 @@
 
 use crate::core::gossip::PingKind;
 use crate::core::node::{NodeFlags, NodeId};
-use crate::core::slots::{slots_of_ranges, SlotRange, SlotState};
+use crate::core::slots::{ranges_from_sorted_slots, slots_of_ranges, Slot, SlotRange, SlotState};
 use crate::core::wire::{Body, Header};
-use crate::core::{Core, Event, Role};
+use crate::core::{Core, Event, Output, ReleaseReason, Role};
 
 impl Core {
     /// Rules 1-2 and the reverse (UPDATE) check for the slots in a ping-family header.
@@ -109,6 +109,8 @@ impl Core {
         }
         let current_master = self.my_master().unwrap_or(self.myself);
         let mut lost_to_claimer = false;
+        // Slots this master served and loses ("dirty slots"): their keys must go.
+        let mut lost_by_me: Vec<Slot> = Vec::new();
         for slot in slots_of_ranges(ranges) {
             let owner = self.slots.owner(slot);
             if owner == Some(claimer) || matches!(self.slots.state(slot), SlotState::Importing(_)) {
@@ -123,6 +125,7 @@ impl Core {
                 }
                 if owner == Some(self.myself) {
                     self.slots.set_state(slot, SlotState::Stable);
+                    lost_by_me.push(slot);
                 }
                 self.set_slot_owner(slot, Some(claimer));
             }
@@ -130,8 +133,22 @@ impl Core {
         self.fix_open_slots_after_update(claimer);
         if lost_to_claimer && self.slots.count_of(&current_master) == 0 {
             tracing::info!(new_master = %claimer, "lost every slot; following the new owner");
+            // The full sync from the new owner replaces every key: no drop as well.
             self.set_my_master(claimer);
+        } else {
+            self.drop_lost_slots(lost_by_me);
         }
+    }
+
+    /// Queues the deletion of the keys of `slots`, which this master just lost to another
+    /// node (`clusterUpdateSlotsConfigWith`'s dirty slots). `slots` ascend.
+    pub(crate) fn drop_lost_slots(&mut self, slots: Vec<Slot>) {
+        if slots.is_empty() || !self.myself().is_master() {
+            return;
+        }
+        let ranges = ranges_from_sorted_slots(slots);
+        tracing::info!(?ranges, "lost slots to another node; deleting their keys");
+        self.outputs.push_back(Output::DropSlots(ranges));
     }
 
     /// A slot we were importing from `claimer` that it no longer claims becomes ours.
@@ -264,16 +281,20 @@ impl Core {
         }
     }
 
-    /// Drops every trace of `id` (FORGET): record, slots, and reports it made.
+    /// Drops every trace of `id` (FORGET): record, slots, and reports it made; the shell
+    /// lets go of its stream and links.
     pub(crate) fn remove_node(&mut self, id: &NodeId) {
         for range in self.slots.ranges_of(id) {
             for slot in range.slots() {
                 self.set_slot_owner(slot, None);
             }
         }
-        self.nodes.remove(id);
+        if let Some(record) = self.nodes.remove(id) {
+            self.release_peer(record.bus_address(), id, ReleaseReason::Forgotten);
+        }
         self.ping_attempt_ms.remove(id);
         self.orphaned_since.remove(id);
+        self.released_failed.remove(id);
         for node in self.nodes.values_mut() {
             node.failure_reports.retain(|report| report.reporter != *id);
         }
@@ -415,6 +436,74 @@ mod tests {
         add_node(&mut large, 1, None, 4);
         large.handle_epoch_collision(&header(1, None, 4, &[]));
         assert_eq!(large.myself().config_epoch, 4);
+    }
+
+    fn dropped(outputs: &[Output]) -> Vec<SlotRange> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::DropSlots(ranges) => Some(ranges.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_master_that_loses_some_slots_to_a_newer_claim_drops_their_keys() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=9);
+        add_node(&mut core, 2, None, 7);
+        drain(&mut core);
+        core.apply_sender_slots(&header(2, None, 7, &[range(3, 5), range(8, 8)]));
+        let outputs = drain(&mut core);
+        assert_eq!(dropped(&outputs), vec![range(3, 5), range(8, 8)]);
+        assert_eq!(core.my_master(), None, "still a master of the others");
+        assert_eq!(core.slot_owner(0), Some(id(1)));
+    }
+
+    #[test]
+    fn an_update_taking_some_of_my_slots_drops_them_and_taking_all_makes_a_replica() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=9);
+        add_node(&mut core, 2, None, 3);
+        add_node(&mut core, 3, None, 4);
+        drain(&mut core);
+        core.handle_update(&id(3), &id(2), 8, &[range(0, 4)]);
+        assert_eq!(dropped(&drain(&mut core)), vec![range(0, 4)]);
+        core.handle_update(&id(3), &id(2), 9, &[range(0, 9)]);
+        let outputs = drain(&mut core);
+        assert_eq!(core.my_master(), Some(id(2)));
+        assert!(
+            dropped(&outputs).is_empty(),
+            "a master turned replica is full-synced, not dropped: {outputs:?}"
+        );
+    }
+
+    #[test]
+    fn a_replica_whose_master_loses_a_slot_drops_nothing_itself() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 3);
+        add_node(&mut core, 3, None, 4);
+        own(&mut core, 2, 0..=9);
+        core.set_my_master(id(2));
+        drain(&mut core);
+        core.handle_update(&id(3), &id(3), 8, &[range(0, 4)]);
+        let outputs = drain(&mut core);
+        assert!(dropped(&outputs).is_empty(), "{outputs:?}");
+        assert_eq!(core.slot_owner(0), Some(id(3)));
+    }
+
+    #[test]
+    fn an_equal_or_older_claim_drops_nothing() {
+        let mut core = core(1);
+        core.nodes.get_mut(&id(1)).unwrap().config_epoch = 7;
+        own(&mut core, 1, 0..=9);
+        add_node(&mut core, 2, None, 7);
+        drain(&mut core);
+        core.update_slots_config_with(id(2), 7, &[range(0, 4)]);
+        assert!(dropped(&drain(&mut core)).is_empty());
+        assert_eq!(core.slot_owner(0), Some(id(1)));
     }
 
     #[test]

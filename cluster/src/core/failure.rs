@@ -12,7 +12,7 @@
 use crate::core::gossip::PingKind;
 use crate::core::node::{FailureReport, NodeFlags, NodeId};
 use crate::core::wire::{Body, GossipEntry};
-use crate::core::{Core, Event};
+use crate::core::{Core, Event, ReleaseReason};
 
 /// Redis's `CLUSTER_FAIL_REPORT_VALIDITY_MULT`: a failure report stays valid for this many
 /// node timeouts.
@@ -157,6 +157,28 @@ impl Core {
         self.emit(Event::NodeFailed(*id));
     }
 
+    /// Nodes FAIL for a node timeout or more: the shell closes their stream and links once
+    /// (queued frames included; a later PING opens a fresh link).
+    pub(super) fn release_long_failed_peers(&mut self) {
+        let now = self.now_ms;
+        let wait_ms = self.config.node_timeout_ms;
+        let due: Vec<(NodeId, String)> = self
+            .nodes
+            .values()
+            .filter(|node| {
+                node.is_failed()
+                    && !node.flags.contains(NodeFlags::MYSELF)
+                    && now.saturating_sub(node.fail_time_ms) >= wait_ms
+                    && !self.released_failed.contains(&node.id)
+            })
+            .map(|node| (node.id, node.bus_address()))
+            .collect();
+        for (id, address) in due {
+            self.released_failed.insert(id);
+            self.release_peer(address, &id, ReleaseReason::Failed);
+        }
+    }
+
     /// A FAIL message: believe it (FAIL beats PFAIL) unless it is about us.
     pub(super) fn handle_fail_message(&mut self, sender: &NodeId, failing: &NodeId) {
         if !self.is_known(sender) || *failing == self.myself {
@@ -190,6 +212,7 @@ impl Core {
         if clear {
             node.flags.remove(NodeFlags::FAIL);
             node.fail_time_ms = 0;
+            self.released_failed.remove(id);
             self.config_dirty = true;
             self.state_dirty = true;
             self.emit(Event::NodeRecovered(*id));
@@ -203,7 +226,7 @@ mod tests {
     use crate::core::node::{FailureReport, NodeFlags};
     use crate::core::testing::{add_node, core, drain, id, own};
     use crate::core::wire::{Body, GossipEntry};
-    use crate::core::{Core, Event, Output};
+    use crate::core::{Core, Event, Output, ReleaseReason};
 
     /// Me (1) and 2, 3, 4 are masters with slots; 4 is the suspect.
     fn cluster_of_four() -> Core {
@@ -237,6 +260,37 @@ mod tests {
             .iter()
             .filter(|output| matches!(output, Output::Transmit { message, .. } if matches!(message.body, Body::Fail { .. })))
             .count()
+    }
+
+    #[test]
+    fn a_node_fail_for_a_node_timeout_is_released_once_per_failure() {
+        let mut core = cluster_of_four();
+        core.handle_fail_message(&id(2), &id(4));
+        drain(&mut core);
+        let released = |core: &mut Core| {
+            drain(core)
+                .iter()
+                .filter(|output| {
+                    matches!(output, Output::ReleasePeer { address, reason: ReleaseReason::Failed }
+                        if address == "n4:17000")
+                })
+                .count()
+        };
+        core.handle_tick(10_500);
+        assert_eq!(released(&mut core), 0, "not failed for long yet");
+        core.handle_tick(11_100);
+        assert_eq!(released(&mut core), 1);
+        core.handle_tick(12_000);
+        assert_eq!(released(&mut core), 0, "once");
+        core.nodes
+            .get_mut(&id(4))
+            .unwrap()
+            .flags
+            .remove(NodeFlags::FAIL);
+        core.released_failed.remove(&id(4));
+        core.handle_fail_message(&id(2), &id(4));
+        core.handle_tick(13_100);
+        assert_eq!(released(&mut core), 1, "again after a new failure");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use crate::core::node::{NodeFlags, NodeId, NodeRecord};
 use crate::core::wire::{Body, GossipEntry, Header, Message, MFLAG_PAUSED};
-use crate::core::{Core, MAX_KNOWN_NODES};
+use crate::core::{Core, ReleaseReason, MAX_KNOWN_NODES};
 
 /// Random candidates examined by the once-a-second ping (Redis: 5).
 const RANDOM_PING_CANDIDATES: usize = 5;
@@ -89,7 +89,7 @@ impl Core {
             .filter(|node| {
                 !node
                     .flags
-                    .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE)
+                    .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE | NodeFlags::NOADDR)
                     && node.ping_sent_ms == 0
             })
             .map(|node| node.id)
@@ -121,7 +121,7 @@ impl Core {
         for node in self.nodes.values() {
             if node
                 .flags
-                .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE)
+                .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE | NodeFlags::NOADDR)
             {
                 continue;
             }
@@ -157,6 +157,9 @@ impl Core {
             PingKind::Meet => Body::Meet(gossip),
         };
         self.send(to, body);
+        if kind == PingKind::Ping && !self.blacklist.is_empty() {
+            self.gossip_forgotten_nodes(to);
+        }
     }
 
     /// Sends a PONG to every known node (config changes that must spread fast).
@@ -229,11 +232,18 @@ impl Core {
         let is_meet = matches!(message.body, Body::Meet(_));
         let is_pong = matches!(message.body, Body::Pong(_));
         let sender_known = self.is_known(&header.sender);
+        if sender_known && header.sender != self.myself {
+            // First, so the answer goes where the sender lives now.
+            self.update_sender_address(from, header);
+        }
         if !is_pong {
             if is_meet && !sender_known {
                 self.accept_meet(from, header, gossip);
             }
             self.reply_pong(from, header);
+        }
+        if is_pong {
+            self.mark_address_taken(from, &header.sender);
         }
         if is_pong && !sender_known {
             self.complete_handshake(header);
@@ -245,7 +255,6 @@ impl Core {
         if is_pong {
             self.handle_pong_liveness(&header.sender);
         }
-        self.update_sender_address(from, header);
         self.update_sender_role(header);
         self.apply_sender_slots(header);
         self.handle_manual_failover_header(header);
@@ -335,20 +344,66 @@ impl Core {
         self.clear_fail_if_needed(sender);
     }
 
-    fn update_sender_address(&mut self, from: &str, header: &Header) {
-        let ip = sender_ip(from, header);
-        if let Some(node) = self.nodes.get_mut(&header.sender) {
-            if node.ip != ip
-                || node.bus_port != header.bus_port
-                || node.client_port != header.client_port
-            {
-                node.ip = ip;
-                node.bus_port = header.bus_port;
-                node.client_port = header.client_port;
-                node.flags.remove(NodeFlags::NOADDR);
+    /// A PONG from `sender` came from `from`, the address we know another node by: that
+    /// node's address is stale (it moved, or another node took its address). As Redis
+    /// does, it is marked NOADDR with its address cleared, so nothing is sent to it until
+    /// it is heard from again ([`Core::update_sender_address`], or gossip).
+    fn mark_address_taken(&mut self, from: &str, sender: &NodeId) {
+        let stale: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|node| {
+                node.id != *sender
+                    && !node
+                        .flags
+                        .intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE | NodeFlags::NOADDR)
+                    && node.bus_address() == from
+            })
+            .map(|node| node.id)
+            .collect();
+        for id in stale {
+            if let Some(node) = self.nodes.get_mut(&id) {
+                tracing::info!(node = %id, address = %from, answered_by = %sender,
+                    "another node answers at this node's address; marking it noaddr");
+                node.flags.insert(NodeFlags::NOADDR);
+                node.ip.clear();
+                node.client_port = 0;
+                node.bus_port = 0;
+                node.ping_sent_ms = 0;
                 self.config_dirty = true;
             }
+        }
+    }
+
+    /// The node's own PING/PONG/MEET names where it lives: adopt a changed address.
+    fn update_sender_address(&mut self, from: &str, header: &Header) {
+        let ip = sender_ip(from, header);
+        self.set_node_address(&header.sender, ip, header.client_port, header.bus_port);
+        if let Some(node) = self.nodes.get_mut(&header.sender) {
             node.hostname.clone_from(&header.hostname);
+        }
+    }
+
+    /// Records `id` at `ip:bus_port` (clearing NOADDR) if that is news; the shell lets go
+    /// of what it kept for the old address.
+    fn set_node_address(&mut self, id: &NodeId, ip: String, client_port: u16, bus_port: u16) {
+        let Some(node) = self.nodes.get_mut(id) else {
+            return;
+        };
+        if node.ip == ip && node.bus_port == bus_port && node.client_port == client_port {
+            return;
+        }
+        let old_address = node.bus_address();
+        let had_address = !node.flags.contains(NodeFlags::NOADDR);
+        tracing::info!(node = %id, old = %old_address, new = %format!("{ip}:{bus_port}"),
+            "node address updated");
+        node.ip = ip;
+        node.bus_port = bus_port;
+        node.client_port = client_port;
+        node.flags.remove(NodeFlags::NOADDR);
+        self.config_dirty = true;
+        if had_address {
+            self.release_peer(old_address, id, ReleaseReason::AddressChanged);
         }
     }
 
@@ -359,9 +414,14 @@ impl Core {
             return;
         };
         let was_master = node.is_master();
+        let was_replica = node.is_replica();
         let old_master = node.master_id;
+        let address = node.bus_address();
+        if was_replica && old_master == Some(self.myself) && header.master_id != old_master {
+            self.release_peer(address, &sender, ReleaseReason::NotMyReplica);
+        }
         match header.master_id {
-            None if !was_master || node.is_replica() => {
+            None if !was_master || was_replica => {
                 self.set_node_role(sender, None);
             }
             Some(master) if was_master || old_master != Some(master) => {
@@ -428,6 +488,7 @@ impl Core {
                     self.note_gossip_report(sender, entry);
                 }
                 self.adopt_gossiped_pong(entry);
+                self.adopt_gossiped_address(entry);
             } else {
                 self.learn_gossiped_node(entry);
             }
@@ -486,6 +547,28 @@ impl Core {
         }
     }
 
+    /// Redis's gossip rule for a node we cannot reach (PFAIL, FAIL, or NOADDR here): a
+    /// sender that sees it healthy at another address tells us where it went.
+    fn adopt_gossiped_address(&mut self, entry: &GossipEntry) {
+        let Some(node) = self.nodes.get(&entry.id) else {
+            return;
+        };
+        let unreachable = node
+            .flags
+            .intersects(NodeFlags::PFAIL | NodeFlags::FAIL | NodeFlags::NOADDR);
+        let healthy = !entry
+            .flags
+            .intersects(NodeFlags::PFAIL | NodeFlags::FAIL | NodeFlags::NOADDR);
+        if unreachable && healthy && !entry.ip.is_empty() {
+            self.set_node_address(
+                &entry.id,
+                entry.ip.clone(),
+                entry.client_port,
+                entry.bus_port,
+            );
+        }
+    }
+
     /// The manual-failover bits of a header from our master (its paused offset).
     fn handle_manual_failover_header(&mut self, header: &Header) {
         if self.my_master() == Some(header.sender) && header.mflags & MFLAG_PAUSED != 0 {
@@ -520,8 +603,10 @@ fn sender_bus_address(from: &str, header: &Header) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::testing::{core, drain, id};
-    use crate::core::{AdminCommand, Core, Output};
+    use crate::core::node::NodeFlags;
+    use crate::core::testing::{add_node, core, drain, header, id};
+    use crate::core::wire::{Body, GossipEntry, Message};
+    use crate::core::{AdminCommand, Core, Output, ReleaseReason};
 
     /// Delivers every queued transmit between the two cores until both are quiet.
     fn exchange(cores: &mut [Core; 2], now_ms: u64) {
@@ -604,6 +689,148 @@ mod tests {
             "{} ping times kept for {} nodes",
             core.ping_attempt_ms.len(),
             core.nodes().count()
+        );
+    }
+
+    fn from_header(header: crate::core::wire::Header, body: Body) -> Message {
+        Message { header, body }
+    }
+
+    fn releases(outputs: &[Output]) -> Vec<(String, ReleaseReason)> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::ReleasePeer { address, reason } => Some((address.clone(), *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn transmits_to(outputs: &[Output], address: &str) -> usize {
+        outputs
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { to, .. } if to.address == address))
+            .count()
+    }
+
+    #[test]
+    fn a_pong_from_another_node_at_a_known_address_marks_the_old_owner_noaddr() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        drain(&mut core);
+        // n3 now answers at n2's old address.
+        let mut pong = header(3, None, 3, &[]);
+        pong.ip = "n2".to_string();
+        core.handle_message(
+            10_000,
+            "n2:17000",
+            from_header(pong, Body::Pong(Vec::new())),
+        );
+        let stale = core.node(&id(2)).unwrap();
+        assert!(stale.flags.contains(NodeFlags::NOADDR), "{stale:?}");
+        assert_eq!(stale.bus_address(), ":0");
+        drain(&mut core);
+        for step in 1..=30 {
+            core.handle_tick(10_000 + step * 100);
+        }
+        let outputs = drain(&mut core);
+        assert_eq!(
+            transmits_to(&outputs, ":0"),
+            0,
+            "nothing goes to a noaddr node"
+        );
+        assert!(
+            !core.node(&id(2)).unwrap().is_failing(),
+            "a noaddr node is not pinged, so not suspected"
+        );
+        // n2 speaks from its new address: found again.
+        let mut ping = header(2, None, 2, &[]);
+        ping.ip = "m2".to_string();
+        core.handle_message(
+            13_100,
+            "m2:17000",
+            from_header(ping, Body::Ping(Vec::new())),
+        );
+        let found = core.node(&id(2)).unwrap();
+        assert!(!found.flags.contains(NodeFlags::NOADDR));
+        assert_eq!(found.bus_address(), "m2:17000");
+    }
+
+    #[test]
+    fn a_node_heard_at_a_new_address_is_updated_and_its_old_address_released() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        drain(&mut core);
+        let mut ping = header(2, None, 2, &[]);
+        ping.bus_port = 17001;
+        core.handle_message(
+            10_000,
+            "n2:17001",
+            from_header(ping, Body::Ping(Vec::new())),
+        );
+        let outputs = drain(&mut core);
+        assert_eq!(core.node(&id(2)).unwrap().bus_address(), "n2:17001");
+        assert_eq!(
+            releases(&outputs),
+            vec![("n2:17000".to_string(), ReleaseReason::AddressChanged)]
+        );
+        assert!(
+            transmits_to(&outputs, "n2:17001") > 0,
+            "the answer goes to the new address"
+        );
+    }
+
+    #[test]
+    fn gossip_moves_an_unreachable_node_to_its_new_address_but_not_a_healthy_one() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        add_node(&mut core, 4, None, 4);
+        core.nodes
+            .get_mut(&id(3))
+            .unwrap()
+            .flags
+            .insert(NodeFlags::FAIL);
+        drain(&mut core);
+        let entry = |node: u8| GossipEntry {
+            id: id(node),
+            ip: format!("m{node}"),
+            client_port: 7000,
+            bus_port: 17000,
+            flags: NodeFlags::MASTER,
+            pong_age_ms: 10,
+            ping_pending: false,
+        };
+        let ping = from_header(
+            header(2, None, 2, &[]),
+            Body::Ping(vec![entry(3), entry(4)]),
+        );
+        core.handle_message(10_000, "n2:17000", ping);
+        assert_eq!(core.node(&id(3)).unwrap().bus_address(), "m3:17000");
+        assert_eq!(
+            core.node(&id(4)).unwrap().bus_address(),
+            "n4:17000",
+            "a node we reach ourselves keeps its address"
+        );
+        assert!(releases(&drain(&mut core))
+            .contains(&("n3:17000".to_string(), ReleaseReason::AddressChanged)));
+    }
+
+    #[test]
+    fn a_replica_that_follows_another_master_releases_its_stream() {
+        let mut core = core(1);
+        add_node(&mut core, 2, Some(1), 1);
+        add_node(&mut core, 3, None, 3);
+        drain(&mut core);
+        let ping = from_header(header(2, Some(1), 1, &[]), Body::Ping(Vec::new()));
+        core.handle_message(10_000, "n2:17000", ping);
+        assert!(releases(&drain(&mut core)).is_empty(), "still my replica");
+        let ping = from_header(header(2, Some(3), 3, &[]), Body::Ping(Vec::new()));
+        core.handle_message(10_100, "n2:17000", ping);
+        assert_eq!(
+            releases(&drain(&mut core)),
+            vec![("n2:17000".to_string(), ReleaseReason::NotMyReplica)]
         );
     }
 

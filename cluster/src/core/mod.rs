@@ -48,7 +48,7 @@ pub use admin::{AdminCommand, AdminError, AdminReply, FailoverMode, ResetMode, S
 pub use config::{Config, NODE_TIMEOUT_MS_MIN};
 use failover::{FailoverState, ManualFailover};
 pub use nodes_conf::NodesConf;
-pub use output::{Event, Output, Peer, Role};
+pub use output::{Event, Output, Peer, ReleaseReason, Role};
 pub use restore::RestoreError;
 pub use state::ClusterState;
 use state::StateTracker;
@@ -126,6 +126,9 @@ pub struct Core {
     header_slots_cache: Option<Vec<SlotRange>>,
     /// Per claimer: the slot-table version and claimed ranges last found to match.
     matching_claims: BTreeMap<NodeId, (u64, Vec<SlotRange>)>,
+    /// FAIL nodes already released as long failed ([`ReleaseReason::Failed`]): once per
+    /// failure; bounded by the node table (entries go with the FAIL flag or the node).
+    released_failed: BTreeSet<NodeId>,
 }
 
 /// What the runtime last reported about replication.
@@ -184,6 +187,7 @@ impl Core {
             state_dirty: true,
             header_slots_cache: None,
             matching_claims: BTreeMap::new(),
+            released_failed: BTreeSet::new(),
         }
     }
 
@@ -344,6 +348,9 @@ impl Core {
             Body::FailoverAuthRequest => self.handle_auth_request(&message.header),
             Body::FailoverAuthAck => self.handle_auth_ack(&message.header),
             Body::MfStart => self.handle_mfstart(&sender),
+            Body::ForgottenNode { node, ttl_ms } => {
+                self.handle_forgotten_node(&sender, node, *ttl_ms)
+            }
         }
         self.handle_replica_failover();
         self.finish_input();
@@ -487,7 +494,8 @@ impl Core {
         self.outputs.push_back(Output::Transmit { to, message });
     }
 
-    /// Sends `body` to a known node (ignored for unknown ids and for myself).
+    /// Sends `body` to a known node (ignored for unknown ids, myself and NOADDR nodes,
+    /// whose address is not known).
     fn send(&mut self, to: NodeId, body: Body) {
         if to == self.myself {
             return;
@@ -495,6 +503,9 @@ impl Core {
         let Some(node) = self.nodes.get(&to) else {
             return;
         };
+        if node.flags.contains(NodeFlags::NOADDR) {
+            return;
+        }
         let peer = Peer {
             address: node.bus_address(),
             id: (!node.in_handshake()).then_some(to),
@@ -513,6 +524,22 @@ impl Core {
             })
             .map(|node| node.id)
             .collect()
+    }
+
+    /// Tells the shell to let go of what it keeps for `address` (see [`ReleaseReason`]),
+    /// unless a known node other than `released` still lives there.
+    fn release_peer(&mut self, address: String, released: &NodeId, reason: ReleaseReason) {
+        let still_used = self.nodes.values().any(|node| {
+            node.id != *released
+                && node.id != self.myself
+                && !node.flags.contains(NodeFlags::NOADDR)
+                && node.bus_address() == address
+        });
+        if address.starts_with(':') || still_used {
+            return;
+        }
+        self.outputs
+            .push_back(Output::ReleasePeer { address, reason });
     }
 
     /// Persists the configuration now, ahead of any transmit queued after this call.

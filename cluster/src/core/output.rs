@@ -8,6 +8,14 @@
 //!   and fsync) each save before sending anything queued after it; if the save fails,
 //!   those transmits must not go out;
 //! - transmits go out in queue order (a FAIL broadcast after the PFAIL push that led to it);
+//! - [`Output::DropSlots`] comes after the slot-owner change that caused it (this node, a
+//!   master, lost slots to another node by the config rules): the caller deletes the
+//!   slots' keys, and replicates the deletion, before acting on later outputs, so a later
+//!   input that gives a slot back never finds the old keys in it. A master that lost its
+//!   last slot becomes a replica instead and is full-synced: no drop is queued then;
+//! - [`Output::ReleasePeer`] tells the caller a peer's address is no longer needed for what
+//!   it names (see [`ReleaseReason`]); queued once per occasion, in order with the transmits
+//!   (a later transmit to the same address opens a fresh link);
 //! - [`Output::Event`]s tell the host what changed during the input (role, slot owners,
 //!   failure flags, `cluster_state`); they oblige nothing of the other outputs.
 //!
@@ -60,6 +68,28 @@ pub struct Peer {
     pub id: Option<NodeId>,
 }
 
+/// Why the shell may let go of what it keeps for a peer ([`Output::ReleasePeer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// The node was forgotten (FORGET, a FORGOTTEN_NODE message, RESET): nothing more
+    /// goes to it; close its replication stream and its links.
+    Forgotten,
+    /// The node has been FAIL for a node timeout: close its replication stream and its
+    /// links (queued frames go with them; the next PING opens a fresh link).
+    Failed,
+    /// The node now lives at another address: close what was kept for the old one.
+    AddressChanged,
+    /// The node stopped replicating this master: close its replication stream only.
+    NotMyReplica,
+}
+
+impl ReleaseReason {
+    /// True when the outbound links go too (not only the replication stream).
+    pub fn closes_links(self) -> bool {
+        self != ReleaseReason::NotMyReplica
+    }
+}
+
 /// One thing the caller must do, in queue order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -72,6 +102,16 @@ pub enum Output {
     },
     /// Persist this configuration (atomically, with fsync) before handling later outputs.
     SaveConfig(NodesConf),
+    /// This master lost these slots (sorted, disjoint) to other nodes: delete their keys,
+    /// and replicate the deletion, before handling later outputs.
+    DropSlots(Vec<SlotRange>),
+    /// Stop what is kept for the peer at `address` (see [`ReleaseReason`]).
+    ReleasePeer {
+        /// The peer's bus address, `host:port`.
+        address: String,
+        /// Why.
+        reason: ReleaseReason,
+    },
     /// Tell the host.
     Event(Event),
 }

@@ -66,6 +66,14 @@ impl Core {
                 .remove(NodeFlags::PFAIL | NodeFlags::HANDSHAKE | NodeFlags::MEET);
             if record.id != myself {
                 record.flags.remove(NodeFlags::MYSELF);
+            } else {
+                // Where the node lives now is what it was started with, not what it saved:
+                // a node restarted on a new address announces it, and its peers follow.
+                record.ip.clone_from(&core.config.ip);
+                record.hostname.clone_from(&core.config.hostname);
+                record.client_port = core.config.client_port;
+                record.bus_port = core.config.bus_port;
+                record.flags.remove(NodeFlags::NOADDR);
             }
             core.nodes.insert(record.id, record);
         }
@@ -135,6 +143,25 @@ mod tests {
         assert_eq!(restored.current_epoch(), 7);
         assert!(restored.bump_epoch_without_consensus() || restored.myself().config_epoch == 7);
         assert!(restored.myself().config_epoch >= 7);
+    }
+
+    #[test]
+    fn a_node_restarted_on_a_new_address_announces_the_new_one() {
+        let config = Config {
+            ip: "10.0.0.1".to_string(),
+            bus_port: 17000,
+            ..Config::default()
+        };
+        let core = Core::new(config.clone(), 0);
+        let moved = Config {
+            ip: "10.0.0.9".to_string(),
+            bus_port: 17001,
+            client_port: 7001,
+            ..config
+        };
+        let restored = Core::restore(moved, core.snapshot(), 1000).unwrap();
+        assert_eq!(restored.myself().bus_address(), "10.0.0.9:17001");
+        assert_eq!(restored.myself().client_port, 7001);
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl Core {
         }
         self.ping_due_nodes();
         self.detect_failures();
+        self.release_long_failed_peers();
         self.handle_manual_failover_timeout();
         self.handle_manual_failover_progress();
         self.handle_replica_migration();

@@ -34,6 +34,10 @@ pub const MAX_ADDRESS_BYTES: usize = 255;
 /// so a forged or corrupted epoch near `u64::MAX` cannot wrap a node's epochs to zero.
 pub const MAX_EPOCH: u64 = i64::MAX as u64;
 
+/// Longest ban a FORGOTTEN_NODE message may ask for, in ms (a day; Redis's default
+/// `cluster-blacklist-ttl` is a minute): a longer one is refused as malformed.
+pub const MAX_FORGOTTEN_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// `mflags` bit: the sender is a master paused for a manual failover.
 pub const MFLAG_PAUSED: u8 = 1;
 /// `mflags` bit: vote even though the master is not FAIL (manual failover).
@@ -127,6 +131,14 @@ pub enum Body {
     FailoverAuthAck,
     /// A replica asks its master to start a manual failover.
     MfStart,
+    /// The named node was forgotten (CLUSTER FORGET): forget it too and refuse it for
+    /// `ttl_ms` (Redis 7's FORGOTTEN_NODE ping extension, as a message of its own).
+    ForgottenNode {
+        /// The forgotten node.
+        node: NodeId,
+        /// How long it stays banned, in ms: 1 ..= [`MAX_FORGOTTEN_TTL_MS`].
+        ttl_ms: u64,
+    },
 }
 
 /// One bus message.
@@ -157,11 +169,13 @@ pub enum MessageType {
     Update,
     /// MFSTART.
     MfStart,
+    /// FORGOTTEN_NODE.
+    ForgottenNode,
 }
 
 impl MessageType {
     /// Number of message types.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every type, in counter-index order.
     pub const ALL: [MessageType; MessageType::COUNT] = [
         MessageType::Ping,
@@ -172,6 +186,7 @@ impl MessageType {
         MessageType::FailoverAuthAck,
         MessageType::Update,
         MessageType::MfStart,
+        MessageType::ForgottenNode,
     ];
 
     /// The name CLUSTER INFO uses (`cluster_stats_messages_<name>_sent`).
@@ -185,6 +200,7 @@ impl MessageType {
             MessageType::FailoverAuthAck => "auth-ack",
             MessageType::Update => "update",
             MessageType::MfStart => "mfstart",
+            MessageType::ForgottenNode => "forgotten-node",
         }
     }
 
@@ -206,6 +222,7 @@ impl Body {
             Body::FailoverAuthRequest => MessageType::FailoverAuthRequest,
             Body::FailoverAuthAck => MessageType::FailoverAuthAck,
             Body::MfStart => MessageType::MfStart,
+            Body::ForgottenNode { .. } => MessageType::ForgottenNode,
         }
     }
 
@@ -235,6 +252,8 @@ pub fn redis_encoded_len(message: &Message) -> usize {
         Body::Fail { .. } => REDIS_HEADER_BYTES + 40,
         Body::Update { .. } => REDIS_HEADER_BYTES + 8 + 40 + 2048,
         Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => REDIS_HEADER_BYTES,
+        // Redis carries it as a ping extension: 8-byte extension header, 40-byte name, TTL.
+        Body::ForgottenNode { .. } => 8 + 40 + 8,
     }
 }
 
@@ -314,6 +333,11 @@ impl Validate for Message {
             validate_ranges(slots)?;
             if *config_epoch > MAX_EPOCH {
                 return Err("epoch beyond MAX_EPOCH");
+            }
+        }
+        if let Body::ForgottenNode { ttl_ms, .. } = &self.body {
+            if !(1..=MAX_FORGOTTEN_TTL_MS).contains(ttl_ms) {
+                return Err("forgotten-node ttl out of range");
             }
         }
         Ok(())
@@ -521,11 +545,35 @@ mod tests {
             ..sample_message(0)
         };
         let mut bytes = encode(&message);
-        // The unit body is the last byte: its discriminant (MfStart is the last, 7).
+        // The unit body is the last byte: its discriminant (MfStart, 7); ForgottenNode is
+        // the last (8) and needs its fields.
         let last = bytes.len() - 1;
         assert_eq!(bytes[last], 7);
+        bytes[last] = 9;
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
         bytes[last] = 8;
         assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_forgotten_node_message_round_trips_and_its_ttl_is_bounded() {
+        let forgotten = |ttl_ms| Message {
+            body: Body::ForgottenNode {
+                node: NodeId([4; 20]),
+                ttl_ms,
+            },
+            ..sample_message(0)
+        };
+        let message = forgotten(60_000);
+        assert_eq!(decode(&encode(&message)), Ok(message));
+        assert!(decode(&encode(&forgotten(MAX_FORGOTTEN_TTL_MS))).is_ok());
+        assert!(is_invalid(&forgotten(0)));
+        assert!(is_invalid(&forgotten(MAX_FORGOTTEN_TTL_MS + 1)));
+        assert!(is_invalid(&forgotten(u64::MAX)));
+        let bytes = encode(&forgotten(60_000));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! ([`WriteLog::record`]). Two writes to one key are thus logged in the order the engine
 //! applied them. Expirations and evictions the engine performs by itself come out of its
 //! removal log and are logged the same way ([`record_removals`]), so they replicate as
-//! deletes. The data path writes to it; replication (`crate::replication`) streams it.
+//! deletes. The slots a master loses to another node are emptied and logged as one
+//! [`Op::DropSlot`] each ([`drop_lost_slots`]). The data path writes to it; replication (`crate::replication`) streams it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,9 @@ use parking_lot::{Mutex, MutexGuard};
 use slotkv_engine::{Slot, Store};
 use slotkv_transport::PeerAddr;
 use tokio::sync::watch;
+
+use crate::core::slots::SlotRange;
+use crate::node_state::StoreCell;
 
 /// Stripes of the write-ordering lock (slot modulo this).
 pub(crate) const WRITE_STRIPES: usize = 1024;
@@ -45,6 +49,11 @@ pub(crate) enum Op {
         /// The key.
         key: Bytes,
     },
+    /// The slot holds no key: this master lost it to another node ([`drop_lost_slots`]).
+    DropSlot {
+        /// The slot.
+        slot: Slot,
+    },
 }
 
 impl Op {
@@ -54,6 +63,7 @@ impl Op {
             + match self {
                 Op::Set { key, value, .. } => key.len() + value.len(),
                 Op::Del { key } => key.len(),
+                Op::DropSlot { .. } => 0,
             }
     }
 }
@@ -126,6 +136,8 @@ pub struct ReplicationInfo {
     /// A replica's full sync is loading (Redis's `master_sync_in_progress`); the previous
     /// copy serves meanwhile.
     pub sync_in_progress: bool,
+    /// Replication streams this master runs (one per replica being served).
+    pub master_streams: usize,
 }
 
 impl WriteLog {
@@ -323,6 +335,7 @@ impl WriteLog {
             partial_syncs_served: self.partial_syncs_served.load(Ordering::Relaxed),
             replicas: self.replica_offsets(),
             sync_in_progress: false,
+            master_streams: 0,
         }
     }
 
@@ -365,6 +378,28 @@ pub(crate) fn record_removals(log: &WriteLog, store: &Store, max_events: usize) 
         log.record(store, &[&removal.key[..]]);
     }
     removals.len()
+}
+
+/// Deletes every key of `ranges` (slots this master lost, see
+/// [`crate::core::Output::DropSlots`]) and logs one [`Op::DropSlot`] per slot that held
+/// keys, so replicas delete them too. Each slot is dropped under its write stripe, so no
+/// write to it is half logged; the engine swaps the slot's table out, so the data path
+/// waits for one slot's swap at a time, never for the whole drop. Returns the keys deleted.
+pub(crate) fn drop_lost_slots(log: &WriteLog, stores: &StoreCell, ranges: &[SlotRange]) -> usize {
+    let mut deleted = 0;
+    for slot in ranges.iter().flat_map(SlotRange::slots) {
+        let _stripe = log.lock_slot(slot);
+        let store = stores.get();
+        match store.drop_slot(slot) {
+            Ok(0) => {}
+            Ok(count) => {
+                deleted += count;
+                log.append(vec![Op::DropSlot { slot }]);
+            }
+            Err(error) => tracing::warn!(slot, %error, "could not drop a lost slot"),
+        }
+    }
+    deleted
 }
 
 #[cfg(test)]
@@ -446,7 +481,7 @@ mod tests {
         clock.early_reads.store(1, Ordering::Release);
         match capture(&store, b"k") {
             Op::Set { expire_at_ms, .. } => assert_eq!(expire_at_ms, Some(2_000)),
-            Op::Del { .. } => {}
+            other => assert!(matches!(other, Op::Del { .. }), "{other:?}"),
         }
     }
 

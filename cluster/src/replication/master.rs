@@ -74,6 +74,30 @@ impl MasterStreams {
             .is_some_and(|task| !task.is_finished())
     }
 
+    /// Stops the stream to `replica`, if any, and resolves once its task has ended (so no
+    /// frame of it follows, and it opens no link to the peer again); its acknowledgements
+    /// no longer count for WAIT. Returns whether a stream was running.
+    pub(crate) async fn stop(&self, shared: &NodeState, replica: &PeerAddr) -> bool {
+        let task = self.tasks.lock().remove(replica);
+        let Some(task) = task else {
+            return false;
+        };
+        task.abort();
+        // Resolves once the aborted task is gone (its result is the abort).
+        let _ = task.await;
+        shared.log.remove_replica(replica);
+        true
+    }
+
+    /// Streams whose task is still running.
+    pub(crate) fn running_count(&self) -> usize {
+        self.tasks
+            .lock()
+            .values()
+            .filter(|task| !task.is_finished())
+            .count()
+    }
+
     /// Stops every stream (this node stopped being a master, or shuts down).
     pub(crate) fn stop_all(&self) {
         for (_, task) in self.tasks.lock().drain() {

@@ -66,7 +66,7 @@ struct ReplicaLink {
 /// The replication task's state.
 pub(crate) struct ReplicationTask {
     shared: Arc<NodeState>,
-    streams: MasterStreams,
+    streams: Arc<MasterStreams>,
     link: Option<ReplicaLink>,
     history_seed: u64,
     /// The engine's lost-removal count already acted on (master).
@@ -80,12 +80,18 @@ impl ReplicationTask {
     pub(crate) fn new(shared: Arc<NodeState>, history_seed: u64) -> ReplicationTask {
         ReplicationTask {
             shared,
-            streams: MasterStreams::default(),
+            streams: Arc::new(MasterStreams::default()),
             link: None,
             history_seed,
             removals_dropped_seen: 0,
             last_lost_removals_resync_ms: None,
         }
+    }
+
+    /// The master's streams, shared with the driver, which stops a stream when the core
+    /// releases its peer.
+    pub(crate) fn master_streams(&self) -> Arc<MasterStreams> {
+        Arc::clone(&self.streams)
     }
 
     /// Runs until shutdown: follows `role` (the master this node replicates, `None` for a
@@ -363,6 +369,7 @@ impl ReplicationTask {
                 let result = match &op {
                     WireOp::Set(key, value, deadline) => store.apply_set(key, value, *deadline),
                     WireOp::Del(key) => store.apply_del(key).map(|_| ()),
+                    WireOp::DropSlot(slot) => store.drop_slot(*slot).map(|_| ()),
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, "a replica could not apply an op");

@@ -12,6 +12,8 @@
 
 use bincode::{Decode, Encode};
 
+use slotkv_engine::SLOT_COUNT;
+
 use crate::codec::{DecodeError, Format, Validate};
 use crate::node_state::bulk::StreamKind;
 use crate::node_state::write_log::Op;
@@ -32,6 +34,8 @@ pub(crate) enum WireOp {
     Set(Vec<u8>, Vec<u8>, Option<u64>),
     /// The key no longer exists.
     Del(Vec<u8>),
+    /// The slot holds no key any more (its master lost it to another node).
+    DropSlot(u16),
 }
 
 /// A snapshot entry: key, value, remaining TTL in ms.
@@ -96,6 +100,7 @@ impl From<&Op> for WireOp {
                 expire_at_ms,
             } => WireOp::Set(key.to_vec(), value.to_vec(), *expire_at_ms),
             Op::Del { key } => WireOp::Del(key.to_vec()),
+            Op::DropSlot { slot } => WireOp::DropSlot(*slot),
         }
     }
 }
@@ -111,6 +116,13 @@ impl Validate for StreamFrame {
                 if first_offset.checked_add(ops.len() as u64).is_none() =>
             {
                 Err("op offsets overflow")
+            }
+            StreamFrame::Ops { ops, .. }
+                if ops.iter().any(
+                    |op| matches!(op, WireOp::DropSlot(slot) if usize::from(*slot) >= SLOT_COUNT),
+                ) =>
+            {
+                Err("slot out of range")
             }
             _ => Ok(()),
         }
@@ -138,6 +150,7 @@ mod tests {
             ops: vec![
                 WireOp::Set(b"k".to_vec(), b"v".to_vec(), Some(5)),
                 WireOp::Del(b"x".to_vec()),
+                WireOp::DropSlot(16_383),
             ],
         };
         let encoded = encode_frame(&frame);
@@ -157,7 +170,11 @@ mod tests {
             first_offset: u64::MAX,
             ops: vec![WireOp::Del(b"k".to_vec())],
         };
-        for frame in [at_zero, overflowing] {
+        let bad_slot = StreamFrame::Ops {
+            first_offset: 1,
+            ops: vec![WireOp::DropSlot(16_384)],
+        };
+        for frame in [at_zero, overflowing, bad_slot] {
             let encoded = encode_frame(&frame);
             assert!(matches!(
                 decode_frame(&encoded[1..]),

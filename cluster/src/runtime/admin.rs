@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use slotkv_engine::SLOT_COUNT;
+use slotkv_engine::{Store, SLOT_COUNT};
 use slotkv_transport::PeerAddr;
 use tokio::sync::oneshot;
 
 use crate::core::node::NodeId;
-use crate::core::slots::{Slot, SlotRange};
+use crate::core::slots::{slots_of_ranges, Slot, SlotRange};
 use crate::core::{
     AdminCommand, AdminError, AdminReply, ClusterState, Core, FailoverMode, ResetMode,
     SetSlotAction,
@@ -187,6 +187,39 @@ impl Node {
     }
 }
 
+/// The one rule for the admin commands whose refusal depends on keys, which the core
+/// cannot see: ADDSLOTS / ADDSLOTSRANGE of a slot the engine still holds keys of,
+/// SETSLOT NODE giving one of this node's slots with keys to another node, and REPLICATE
+/// on a master holding any key are refused with Redis's errors. The driver applies it
+/// right before the core runs the command (a write racing a SETSLOT NODE is deleted by the
+/// core's [`crate::core::Output::DropSlots`]).
+pub(crate) fn refuse_while_keys_held(
+    core: &Core,
+    store: &Store,
+    command: &AdminCommand,
+) -> Result<(), AdminError> {
+    let holds_keys = |slot: Slot| store.count_keys_in_slot(slot).is_ok_and(|count| count > 0);
+    let myself = core.myself_id();
+    match command {
+        AdminCommand::AddSlots(ranges) => {
+            let valid: Vec<SlotRange> =
+                ranges.iter().copied().filter(SlotRange::is_valid).collect();
+            let held = slots_of_ranges(&valid).find(|slot| holds_keys(*slot));
+            held.map_or(Ok(()), |slot| Err(AdminError::AddedSlotHasKeys(slot)))
+        }
+        AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Node(owner),
+        } if *owner != myself && core.slot_owner(*slot) == Some(myself) && holds_keys(*slot) => {
+            Err(AdminError::SlotHasKeys(*slot))
+        }
+        AdminCommand::Replicate(_) if core.myself().is_master() && store.dbsize() > 0 => {
+            Err(AdminError::HasSlots)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Splits the 16384 slots into `masters` contiguous ranges the way redis-cli does.
 pub fn spread_slots(masters: usize) -> Vec<SlotRange> {
     let per_master = SLOT_COUNT as f64 / masters.max(1) as f64;
@@ -288,6 +321,54 @@ pub async fn create_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+
+    use slotkv_engine::{key_slot, ManualClock, SetOptions, StoreConfig};
+
+    use crate::core::Config;
+
+    #[test]
+    fn commands_that_would_orphan_keys_are_refused_with_redis_errors() {
+        let mut core = Core::new(Config::default(), 0);
+        let other = Core::new(
+            Config {
+                rng_seed: 9,
+                ..Config::default()
+            },
+            0,
+        )
+        .myself_id();
+        let store = Store::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
+        let slot = key_slot(b"{held}");
+        store.set(b"{held}:1", b"v", SetOptions::default()).unwrap();
+        let add = AdminCommand::AddSlots(vec![SlotRange::new(0, 16383).unwrap()]);
+        assert_eq!(
+            refuse_while_keys_held(&core, &store, &add),
+            Err(AdminError::AddedSlotHasKeys(slot))
+        );
+        assert_eq!(
+            refuse_while_keys_held(&core, &store, &AdminCommand::Replicate(other))
+                .map_err(|e| e.to_string()),
+            Err("To set a master the node must be empty and without assigned slots.".to_string())
+        );
+        core.handle_command(0, AdminCommand::AddSlots(vec![SlotRange::single(slot)]))
+            .unwrap();
+        let give = AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Node(other),
+        };
+        assert_eq!(
+            refuse_while_keys_held(&core, &store, &give).map_err(|e| e.to_string()),
+            Err(format!(
+                "Can't assign hashslot {slot} to a different node while I still hold keys for this hash slot."
+            ))
+        );
+        store.drop_slot(slot).unwrap();
+        for command in [add, give, AdminCommand::Replicate(other)] {
+            assert_eq!(refuse_while_keys_held(&core, &store, &command), Ok(()));
+        }
+    }
 
     #[test]
     fn slots_spread_like_redis_cli() {

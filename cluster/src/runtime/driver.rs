@@ -19,12 +19,17 @@ use slotkv_transport::{Channel, Direction, InboundFrame, PeerAddr, TransportEven
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::core::node::NodeId;
+use crate::core::slots::SlotRange;
 use crate::core::wire;
 use crate::core::{
-    AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, Role, TICK_INTERVAL_MS,
+    AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, ReleaseReason, Role,
+    TICK_INTERVAL_MS,
 };
 use crate::node_state::stats::Refusal;
+use crate::node_state::write_log::drop_lost_slots;
 use crate::node_state::{NodeState, RoutingTable};
+use crate::replication::master::MasterStreams;
+use crate::runtime::admin::refuse_while_keys_held;
 use crate::runtime::nodes_conf_file::save_conf;
 
 /// Capacity of the admin request channel.
@@ -70,6 +75,9 @@ pub(crate) struct Driver {
     pub(crate) unsaved: Option<NodesConf>,
     /// The answer to the admin command of the current input, sent after publishing.
     pub(crate) pending_reply: Option<AdminAnswer>,
+    /// The master's replication streams (run by the replication task), stopped here when
+    /// the core releases their peer.
+    pub(crate) streams: Arc<MasterStreams>,
 }
 
 /// An admin command's answer and where it goes.
@@ -160,7 +168,9 @@ impl Driver {
         match request {
             DriverRequest::Admin(command, reply) => {
                 let now_ms = self.shared.now_ms();
-                let result = self.core.handle_command(now_ms, command);
+                let store = self.shared.store.get();
+                let result = refuse_while_keys_held(&self.core, &store, &command)
+                    .and_then(|()| self.core.handle_command(now_ms, command));
                 self.pending_reply = Some((reply, result));
             }
             DriverRequest::Inspect(inspect) => inspect(&self.core),
@@ -188,6 +198,13 @@ impl Driver {
                         self.unsaved = Some(conf);
                     }
                 }
+                Output::DropSlots(ranges) => {
+                    changed = true;
+                    self.drop_lost_slots(&ranges);
+                }
+                Output::ReleasePeer { address, reason } => {
+                    self.release_peer(&address, reason).await;
+                }
                 Output::Event(event) => {
                     changed = true;
                     self.handle_event(event);
@@ -195,6 +212,33 @@ impl Driver {
             }
         }
         changed
+    }
+
+    /// Deletes the keys of slots this master lost (replicated as one op per slot). The new
+    /// slot map is published first, so the data path sends new writes to the new owner.
+    fn drop_lost_slots(&mut self, ranges: &[SlotRange]) {
+        self.publish();
+        let deleted = drop_lost_slots(&self.shared.log, &self.shared.store, ranges);
+        if deleted > 0 {
+            tracing::info!(
+                ?ranges,
+                deleted,
+                "deleted the keys of slots lost to other nodes"
+            );
+        }
+    }
+
+    /// Ends the replication stream to `address` and, for a forgotten, long-failed or
+    /// re-addressed peer, its outbound links (the stream first, so it cannot reopen them).
+    async fn release_peer(&self, address: &str, reason: ReleaseReason) {
+        let Ok(peer) = PeerAddr::new(address) else {
+            return;
+        };
+        let stopped = self.streams.stop(&self.shared, &peer).await;
+        let closed = reason.closes_links() && self.shared.endpoint.disconnect(&peer);
+        if stopped || closed {
+            tracing::debug!(%peer, ?reason, stopped, closed, "released a peer");
+        }
     }
 
     fn transmit(&self, address: &str, message: &wire::Message) {

@@ -46,6 +46,7 @@ use crate::node_state::write_log::ReplicationInfo;
 use crate::node_state::{
     DataPathSettings, NodeState, NodeStats, RoutingCell, RoutingTable, StoreCell, WriteLog,
 };
+use crate::replication::master::MasterStreams;
 use crate::replication::replica::ReplicationTask;
 use crate::routing::Cluster;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
@@ -95,6 +96,7 @@ pub struct Node {
     requests: mpsc::Sender<DriverRequest>,
     events: broadcast::Sender<Event>,
     tasks: Vec<JoinHandle<()>>,
+    streams: Arc<MasterStreams>,
     _lock: Option<ConfigFileLock>,
 }
 
@@ -246,6 +248,7 @@ impl Node {
         let (request_sender, requests) = mpsc::channel(ADMIN_QUEUE_MAX);
         let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);
         let (role, role_receiver) = watch::channel(core.my_master());
+        let replication = ReplicationTask::new(Arc::clone(&shared), seed);
         let driver = Driver {
             core,
             shared: Arc::clone(&shared),
@@ -257,8 +260,9 @@ impl Node {
             events: events.clone(),
             unsaved: None,
             pending_reply: None,
+            streams: replication.master_streams(),
         };
-        let replication = ReplicationTask::new(Arc::clone(&shared), seed);
+        let streams = replication.master_streams();
         let mut bulk_routes = BulkRoutes::default();
         let replication_frames = bulk_routes.register(StreamKind::Replication);
         let tasks = vec![
@@ -277,6 +281,7 @@ impl Node {
             requests: request_sender,
             events,
             tasks,
+            streams,
             _lock: lock,
         })
     }
@@ -311,8 +316,15 @@ impl Node {
     pub fn replication_info(&self) -> ReplicationInfo {
         ReplicationInfo {
             sync_in_progress: self.shared.store.is_loading(),
+            master_streams: self.streams.running_count(),
             ..self.shared.log.info()
         }
+    }
+
+    /// The peers this node keeps outbound links to (open or reconnecting), in address
+    /// order: a forgotten, long-failed or re-addressed peer's are closed.
+    pub fn linked_peers(&self) -> Vec<PeerAddr> {
+        self.shared.endpoint.linked_peers()
     }
 
     /// Counters of input this node refused or dropped (malformed requests and stream frames,

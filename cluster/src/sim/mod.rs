@@ -541,6 +541,8 @@ impl Simulator {
                     self.invariants.note_saved(index, &conf);
                     self.nodes[index].saved = Some(nodes_conf::render_nodes_conf(&conf));
                 }
+                Output::DropSlots(ranges) => self.note(format!("n{index} drops {ranges:?}")),
+                Output::ReleasePeer { .. } => {}
                 Output::Event(event) => self.note(format!("n{index} {event:?}")),
             }
         }

@@ -155,7 +155,7 @@ pub fn cluster_info(core: &Core) -> String {
 mod tests {
     use super::*;
     use crate::core::Config;
-    use crate::views::testing::{conf, core};
+    use crate::views::testing::{conf, core, restored};
 
     #[test]
     fn cluster_info_prints_every_field_in_redis_order() {
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_replicas_my_epoch_is_its_masters() {
-        let core = Core::restore(Config::default(), conf(0xcc), 0).unwrap();
+        let core = restored(conf(0xcc), 0);
         let info = ClusterInfo::from_core(&core);
         assert_eq!(
             (info.slots_ok, info.slots_pfail, info.slots_fail),

@@ -87,7 +87,7 @@ mod tests {
     use super::*;
     use crate::core::node::LinkState;
     use crate::core::Config;
-    use crate::views::testing::{conf, core, hex, id, UNIX_NOW_MS};
+    use crate::views::testing::{conf, core, hex, id, restored, UNIX_NOW_MS};
 
     #[test]
     fn cluster_nodes_prints_redis_lines_in_id_order() {
@@ -112,7 +112,7 @@ mod tests {
     fn cluster_nodes_shows_open_slots_only_on_myself_and_links_of_myself_as_connected() {
         let mut conf = conf(0xbb);
         conf.nodes[1].link = LinkState::Disconnected;
-        let text = cluster_nodes(&Core::restore(Config::default(), conf, 1_000).unwrap(), 0);
+        let text = cluster_nodes(&restored(conf, 1_000), 0);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with("connected 0-5460 5462"), "{}", lines[0]);
         assert!(lines[1].contains("myself,master,fail - 0 0 2 connected 5461 5463-10922 [100->-"));

@@ -66,5 +66,23 @@ pub(crate) fn conf(myself: u8) -> NodesConf {
 
 /// The fixture's cluster as node `myself` sees it.
 pub(crate) fn core(myself: u8) -> Core {
-    Core::restore(Config::default(), conf(myself), 1_000).unwrap()
+    restored(conf(myself), 1_000)
+}
+
+/// `conf` restored by a node started at the address its `myself` line names (a restart
+/// announces the address it was started with).
+pub(crate) fn restored(conf: NodesConf, now_ms: u64) -> Core {
+    let myself = conf
+        .nodes
+        .iter()
+        .find(|node| node.flags.contains(crate::core::node::NodeFlags::MYSELF))
+        .expect("the fixture names myself");
+    let config = Config {
+        ip: myself.ip.clone(),
+        hostname: myself.hostname.clone(),
+        client_port: myself.client_port,
+        bus_port: myself.bus_port,
+        ..Config::default()
+    };
+    Core::restore(config, conf, now_ms).unwrap()
 }

@@ -276,6 +276,13 @@ impl Endpoint {
         removed.is_some()
     }
 
+    /// The peers with outbound links (open, connecting or reconnecting), in address order.
+    pub fn linked_peers(&self) -> Vec<PeerAddr> {
+        let mut peers: Vec<PeerAddr> = self.shared.peers.lock().keys().cloned().collect();
+        peers.sort();
+        peers
+    }
+
     /// Queues a gossip frame without waiting. When the peer's bus queue is full the frame is
     /// dropped, counted in [`Endpoint::bus_frames_dropped`] and [`SendError::QueueFull`] returned.
     pub fn send_bus(&self, peer: &PeerAddr, frame: Bytes) -> Result<(), SendError> {
