@@ -329,6 +329,14 @@ impl Simulator {
         }
     }
 
+    /// Node `index` announces bus port `port` from its next restart on (a node that comes
+    /// back on a new address; the simulated network routes by host, so it stays reachable).
+    pub fn set_bus_port(&mut self, index: usize, port: u16) {
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.config.bus_port = port;
+        }
+    }
+
     /// Restarts node `index` from its last saved config (or fresh if it never saved).
     pub fn restart(&mut self, index: usize) -> Result<(), SimError> {
         let now = self.now_ms;
