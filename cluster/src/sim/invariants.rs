@@ -7,11 +7,35 @@
 //! live masters claim one slot with the same configEpoch. After healing and quiet time:
 //! every live node has the same slot map, every slot has exactly one owner (a live
 //! master that claims it), and no owner is FAIL in the eyes of a majority of live nodes.
+//!
+//! With data (see [`super::data`] and [`super::clients`]), four more:
+//!
+//! 1. **No acknowledged write is lost while one of its holders stands.** A write
+//!    acknowledged by N replicas has N + 1 *holders*: its master and the N replicas whose
+//!    acknowledgements counted. A holder has *failed* for that write when, since the
+//!    acknowledgement, it restarted without its data (its data wiped, its nodes.conf kept),
+//!    or while it is dead (killed and not restarted). While at most N of the N + 1 holders
+//!    failed (so at most N − 1 of its replicas besides the master), some live node holds
+//!    the write's value or a later value of the key. Checked at every step at which a
+//!    holding can end: a node's data set replaced by a full sync or wiped, a node killed or
+//!    restarted. After healing, the owner of the key's slot holds it.
+//! 2. **At most one node accepts writes for a slot at any configEpoch**: every accepted
+//!    client write records (slot, the acceptor's configEpoch — its master's for a
+//!    replica — as its headers carry it); a second node accepting at the same pair fails.
+//! 3. **No node votes twice in one epoch**: a second FAILOVER_AUTH_ACK from one node with
+//!    the same currentEpoch fails, whoever it is for.
+//! 4. **After healing no node can serve a value of a slot it no longer owns**: once healed
+//!    and quiet, every key a live node holds is of a slot owned by that node or by its
+//!    master (a node that kept a lost slot's keys would serve them again on regaining it),
+//!    and every read served returned a value that was once written to that key.
 
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{SlotRange, SLOT_COUNT};
+use std::collections::BTreeMap;
+
 use crate::core::wire::{Body, Message};
 use crate::core::NodesConf;
+use crate::sim::data::{Key, Value};
 use crate::sim::{SimError, Simulator};
 
 /// What the invariants remember between steps.
@@ -23,6 +47,99 @@ pub(crate) struct InvariantState {
     claims: Vec<Option<(u64, Vec<SlotRange>)>>,
     /// Per node: (currentEpoch, lastVoteEpoch, own configEpoch) of its last saved config.
     saved_epochs: Vec<(u64, u64, u64)>,
+    /// Votes sent: (voter, epoch) → the index of the node voted for (invariant 3).
+    votes: BTreeMap<(usize, u64), usize>,
+    /// Accepted client writes: (slot, configEpoch) → the acceptor (invariant 2).
+    accepted: BTreeMap<(u16, u64), usize>,
+    /// What the clients wrote and what was acknowledged (invariants 1 and 4).
+    pub(crate) ledger: Ledger,
+}
+
+/// A write acknowledged with replica durability.
+#[derive(Clone, Debug)]
+struct AcknowledgedWrite {
+    value: Value,
+    /// Replicas that had to acknowledge (N).
+    replicas: usize,
+    /// The master first, then the replicas whose acknowledgements counted.
+    holders: Vec<usize>,
+    acknowledged_ms: u64,
+}
+
+/// The clients' writes: every value ever written, the acknowledged ones, and when each
+/// node last lost its data.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ledger {
+    /// Every value written, with its key.
+    written: BTreeMap<Value, Key>,
+    /// Acknowledged writes by key, oldest first.
+    acknowledged: BTreeMap<Key, Vec<AcknowledgedWrite>>,
+    /// When each node last restarted without its data, in virtual ms.
+    wiped_at_ms: BTreeMap<usize, u64>,
+}
+
+impl Ledger {
+    pub(crate) fn note_written(&mut self, key: Key, value: Value) {
+        self.written.insert(value, key);
+    }
+
+    pub(crate) fn note_wiped(&mut self, index: usize, now_ms: u64) {
+        self.wiped_at_ms.insert(index, now_ms);
+    }
+
+    /// Whether `value` was once written to `key`.
+    pub(crate) fn was_written(&self, key: Key, value: Value) -> bool {
+        self.written.get(&value) == Some(&key)
+    }
+
+    pub(crate) fn note_acknowledged(
+        &mut self,
+        key: Key,
+        value: Value,
+        replicas: usize,
+        holders: Vec<usize>,
+        now_ms: u64,
+    ) {
+        self.acknowledged
+            .entry(key)
+            .or_default()
+            .push(AcknowledgedWrite {
+                value,
+                replicas,
+                holders,
+                acknowledged_ms: now_ms,
+            });
+    }
+
+    /// Holders of `write` that failed (see the module docs), given which nodes are dead.
+    fn failed_holders(&self, write: &AcknowledgedWrite, dead: &dyn Fn(usize) -> bool) -> usize {
+        write
+            .holders
+            .iter()
+            .filter(|holder| {
+                dead(**holder)
+                    || self
+                        .wiped_at_ms
+                        .get(holder)
+                        .is_some_and(|wiped_ms| *wiped_ms >= write.acknowledged_ms)
+            })
+            .count()
+    }
+
+    /// The latest acknowledged write of each key that invariant 1 still protects (at most
+    /// N of its holders failed); a key's earlier writes are covered by it.
+    fn protected(&self, dead: &dyn Fn(usize) -> bool) -> Vec<(Key, &AcknowledgedWrite, usize)> {
+        self.acknowledged
+            .iter()
+            .filter_map(|(key, writes)| {
+                writes.iter().rev().find_map(|write| {
+                    let failed = self.failed_holders(write, dead);
+                    (failed <= write.replicas && failed < write.holders.len())
+                        .then_some((*key, write, failed))
+                })
+            })
+            .collect()
+    }
 }
 
 impl InvariantState {
@@ -31,7 +148,39 @@ impl InvariantState {
             epochs: vec![(0, 0); node_count],
             claims: vec![None; node_count],
             saved_epochs: vec![(0, 0, 0); node_count],
+            votes: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            ledger: Ledger::default(),
         }
+    }
+
+    /// Node `index` sent a vote (FAILOVER_AUTH_ACK) to node `candidate` in `epoch`:
+    /// invariant 3.
+    pub(crate) fn check_single_vote(
+        &mut self,
+        index: usize,
+        epoch: u64,
+        candidate: usize,
+    ) -> Option<String> {
+        let earlier = self.votes.insert((index, epoch), candidate)?;
+        Some(format!(
+            "n{index} voted twice in epoch {epoch}: for n{earlier} and for n{candidate}"
+        ))
+    }
+
+    /// Node `index` accepted a client write for `slot` at `config_epoch`: invariant 2.
+    pub(crate) fn check_single_acceptor(
+        &mut self,
+        index: usize,
+        slot: u16,
+        config_epoch: u64,
+    ) -> Option<String> {
+        let acceptor = *self.accepted.entry((slot, config_epoch)).or_insert(index);
+        (acceptor != index).then(|| {
+            format!(
+                "n{index} and n{acceptor} both accepted writes for slot {slot} at configEpoch {config_epoch}"
+            )
+        })
     }
 
     /// A node saved its config: remember its epochs and refresh its slot claim.
@@ -95,6 +244,11 @@ impl InvariantState {
     }
 }
 
+fn names(indices: &[usize]) -> String {
+    let names: Vec<String> = indices.iter().map(|index| format!("n{index}")).collect();
+    names.join(" ")
+}
+
 fn overlap(left: &[SlotRange], right: &[SlotRange]) -> Option<u16> {
     left.iter().find_map(|a| {
         right
@@ -150,6 +304,75 @@ impl Simulator {
     pub fn forget_epoch_history(&mut self, index: usize) {
         self.invariants.epochs[index] = (0, 0);
         self.invariants.claims[index] = None;
+        self.invariants
+            .votes
+            .retain(|(voter, _), _| *voter != index);
+    }
+
+    /// Invariant 1 now: every protected acknowledged write is held by a live node.
+    pub(crate) fn check_writes_held(&self) -> Result<(), SimError> {
+        let dead = |index: usize| self.core(index).is_none();
+        for (key, write, failed) in self.invariants.ledger.protected(&dead) {
+            let held = self.live_nodes().into_iter().any(|index| {
+                self.nodes[index]
+                    .data
+                    .values
+                    .get(&key)
+                    .is_some_and(|value| *value >= write.value)
+            });
+            if !held {
+                return Err(self.error(format!(
+                    "write key:{key}={} acknowledged by {} replicas (holders {}, {failed} failed) is held by no live node\n{}",
+                    write.value,
+                    write.replicas,
+                    names(&write.holders),
+                    self.describe()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariants 1 and 4 after heal and quiet time (call after [`Self::check_converged`]):
+    /// each protected write is held by its slot's owner, and no live node holds a key of
+    /// a slot that neither it nor its master owns.
+    pub fn check_data_converged(&self) -> Result<(), SimError> {
+        let live = self.live_nodes();
+        let Some(table) = live.first().and_then(|index| self.core(*index)) else {
+            return Err(self.error("no live node".to_string()));
+        };
+        let owner_of = |key: Key| {
+            let slot = self.clients_slot(key)?;
+            table.slot_owner(slot).and_then(|id| self.index_of_id(&id))
+        };
+        let dead = |index: usize| self.core(index).is_none();
+        for (key, write, failed) in self.invariants.ledger.protected(&dead) {
+            let owner = owner_of(key);
+            let held = owner.and_then(|owner| self.nodes[owner].data.values.get(&key).copied());
+            if held.is_none_or(|value| value < write.value) {
+                return Err(self.error(format!(
+                    "write key:{key}={} acknowledged by {} replicas (holders {}, {failed} failed) is not readable from its owner {owner:?} (it holds {held:?})",
+                    write.value,
+                    write.replicas,
+                    names(&write.holders)
+                )));
+            }
+        }
+        for index in &live {
+            let Some(core) = self.core(*index) else {
+                continue;
+            };
+            let master = core.my_master().and_then(|id| self.index_of_id(&id));
+            for key in self.nodes[*index].data.values.keys() {
+                let owner = owner_of(*key);
+                if owner != Some(*index) && owner != master {
+                    return Err(self.error(format!(
+                        "n{index} holds key:{key} of a slot owned by {owner:?}, neither it nor its master {master:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// After heal + quiet time: one agreed slot map, one live claiming owner per slot,

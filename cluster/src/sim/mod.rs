@@ -9,10 +9,25 @@
 //! checked after every step (see [`invariants`]); a failure reports the seed, the replay
 //! command and the last events.
 //!
-//! Nodes are named `n<i>` with bus address `n<i>:17000`. Replication is faked: a master's
-//! offset grows by one per cron tick while it accepts writes, and a connected replica
-//! reports its master's offset.
+//! Nodes are named `n<i>` with bus address `n<i>:17000`. Each node carries data and
+//! replicates it as the shell does ([`data`]: write histories, PSYNC, partial and full
+//! resyncs that keep the old copy while loading, per-replica acknowledgements), over the
+//! same network as the bus, so partitions, one-way cuts and loss cut replication as they
+//! cut the bus; each node's offset and master link go to its core as the shell's driver
+//! reports them, before every cron tick. Simulated clients ([`clients`], started by
+//! [`Simulator::start_clients`]) write and read through the cores' slot tables and count a
+//! write acknowledged as WAIT does.
+//!
+//! Faults: [`Simulator::kill`] (the process stops; [`Simulator::restart`] brings it back
+//! with its nodes.conf and its data, as after a snapshot), [`Simulator::restart_without_data`]
+//! (its data is gone, its nodes.conf stays), [`Simulator::pause`] (it handles no input for
+//! a while, then resumes with its old timers), partitions and one-way cuts
+//! ([`Simulator::cut_one_way`]), and the network's delay, loss and duplication.
 
+mod clients;
+mod data;
+#[cfg(test)]
+mod faults;
 pub mod invariants;
 mod network;
 mod scenario;
@@ -21,6 +36,7 @@ mod trace;
 
 use std::fmt;
 
+pub use clients::{ClientStats, Durability, Workload};
 pub use network::NetworkConfig;
 pub use trace::{Trace, TRACE_CAPACITY_LINES};
 
@@ -28,13 +44,19 @@ use crate::core::rng::Rng;
 use crate::core::slots::SlotRange;
 use crate::core::{nodes_conf, wire};
 use crate::core::{AdminCommand, Config, Core, Output};
+use clients::Clients;
+use data::{NodeData, Outgoing, StreamFrame, ACK_INTERVAL_MS};
 use invariants::InvariantState;
-use network::Network;
+use network::{Network, Payload};
 
 /// Bus port of every simulated node.
 pub const SIM_BUS_PORT: u16 = 17000;
 /// Client port of every simulated node.
 pub const SIM_CLIENT_PORT: u16 = 7000;
+/// Mixed into the seed for the replication model's random draws.
+const DATA_RNG_SALT: u64 = 0xDA7A_5EED;
+/// Mixed into the seed for the clients' random draws.
+const CLIENT_RNG_SALT: u64 = 0xC11E_5EED;
 /// Default cap on simulation steps for one run.
 pub const DEFAULT_STEP_LIMIT: u64 = 50_000_000;
 
@@ -104,10 +126,12 @@ struct SimNode {
     config: Config,
     /// The node's "disk": the last nodes.conf text it saved.
     saved: Option<String>,
-    /// Fake replication offset reported to the core.
-    offset: u64,
-    /// Last replication status reported: (offset, master link up).
-    reported: Option<(u64, bool)>,
+    /// The node's data and replication state.
+    data: NodeData,
+    /// The node handles no input before this time (a process pause), in virtual ms.
+    paused_until_ms: u64,
+    /// When the replication model next does its periodic work, in virtual ms.
+    next_data_tick_ms: u64,
     restarts: u64,
 }
 
@@ -126,6 +150,14 @@ pub struct Simulator {
     messages_sent: Vec<u64>,
     config_saves: Vec<u64>,
     invariants: InvariantState,
+    /// Draws of the replication model (its own stream, so bus runs replay as before).
+    data_rng: Rng,
+    clients: Option<Clients>,
+    /// A holding of data may have ended (kill, restart, full sync): invariant 1 is checked
+    /// at the end of the step.
+    holdings_changed: bool,
+    #[cfg(test)]
+    faults: faults::Faults,
 }
 
 /// The bus address of node `index`.
@@ -158,14 +190,16 @@ impl Simulator {
                     core: Some(Core::new(core_config.clone(), 0)),
                     config: core_config,
                     saved: None,
-                    offset: 0,
-                    reported: None,
+                    data: NodeData::default(),
+                    paused_until_ms: 0,
+                    next_data_tick_ms: 0,
                     restarts: 0,
                 }
             })
             .collect();
         let count = config.node_count;
-        Simulator {
+        let data_rng = Rng::new(config.seed ^ DATA_RNG_SALT);
+        let mut sim = Simulator {
             network: Network::new(config.network, count),
             trace: Trace::new(config.trace_capacity_lines),
             invariants: InvariantState::new(count),
@@ -178,7 +212,16 @@ impl Simulator {
             rng,
             nodes,
             steps: 0,
+            data_rng,
+            clients: None,
+            holdings_changed: false,
+            #[cfg(test)]
+            faults: faults::Faults::default(),
+        };
+        for index in 0..count {
+            sim.follow_role(index);
         }
+        sim
     }
 
     /// Virtual time, in ms.
@@ -320,13 +363,19 @@ impl Simulator {
         reply
     }
 
-    /// Kills node `index` (its saved config survives).
+    /// Kills node `index`: its process stops, the replication frames it had in flight
+    /// are lost; its saved config and its data survive for [`Self::restart`].
     pub fn kill(&mut self, index: usize) {
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        node.core = None;
+        node.data.stop();
+        node.paused_until_ms = 0;
+        self.network.drop_streams_from(index);
         self.note(format!("n{index} killed"));
-        if let Some(node) = self.nodes.get_mut(index) {
-            node.core = None;
-            node.reported = None;
-        }
+        // Invariant 1 is checked at the next step.
+        self.holdings_changed = true;
     }
 
     /// Node `index` announces bus port `port` from its next restart on (a node that comes
@@ -337,8 +386,25 @@ impl Simulator {
         }
     }
 
-    /// Restarts node `index` from its last saved config (or fresh if it never saved).
+    /// Restarts node `index` from its last saved config (or fresh if it never saved) and
+    /// its data, as after a snapshot.
     pub fn restart(&mut self, index: usize) -> Result<(), SimError> {
+        self.start_process(index)
+    }
+
+    /// Restarts node `index` from its last saved config with its data gone (no
+    /// persistence, or a crash): it holds nothing and has no history.
+    pub fn restart_without_data(&mut self, index: usize) -> Result<(), SimError> {
+        if self.core(index).is_some() || index >= self.nodes.len() {
+            return Ok(());
+        }
+        self.nodes[index].data = NodeData::default();
+        self.invariants.ledger.note_wiped(index, self.now_ms);
+        self.note(format!("n{index} lost its data"));
+        self.start_process(index)
+    }
+
+    fn start_process(&mut self, index: usize) -> Result<(), SimError> {
         let now = self.now_ms;
         let Some(node) = self.nodes.get_mut(index) else {
             return Ok(());
@@ -364,8 +430,39 @@ impl Simulator {
             Ok(core) => node.core = Some(core),
             Err(reason) => return Err(self.error(reason)),
         }
+        node.next_data_tick_ms = now;
         self.note(format!("n{index} restarted"));
+        self.follow_role(index);
+        self.holdings_changed = true;
         Ok(())
+    }
+
+    /// Pauses node `index` for `duration_ms`: it handles no message, tick or client
+    /// request until then (messages wait for it), then resumes with its old timers.
+    pub fn pause(&mut self, index: usize, duration_ms: u64) {
+        let until_ms = self.now_ms + duration_ms;
+        if let Some(node) = self.nodes.get_mut(index).filter(|node| node.core.is_some()) {
+            node.paused_until_ms = until_ms;
+            self.note(format!("n{index} paused until {until_ms} ms"));
+        }
+    }
+
+    fn is_paused(&self, index: usize) -> bool {
+        self.nodes
+            .get(index)
+            .is_some_and(|node| node.paused_until_ms > self.now_ms)
+    }
+
+    /// Cuts one direction of a link: `to` stops hearing `from` (bus and replication);
+    /// `from` still hears `to`. [`Self::heal`] restores it.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.note(format!("cut n{from} -> n{to}"));
+        self.network.cut_one_way(from, to);
+    }
+
+    /// True when no partition or one-way cut is in force.
+    pub fn network_is_whole(&self) -> bool {
+        self.network.is_whole()
     }
 
     /// Splits the network into the given groups (others form one more group).
@@ -412,45 +509,57 @@ impl Simulator {
         }
     }
 
-    /// One input to one core, if anything is due before `until_ms`; false otherwise.
+    /// One input to one node, if anything is due before `until_ms`; false otherwise.
     fn step(&mut self, until_ms: u64) -> Result<bool, SimError> {
         self.steps += 1;
         if self.steps > self.config.step_limit {
             return Err(self.error(format!("step limit {} reached", self.config.step_limit)));
         }
-        let next_message = self.network.next_delivery_ms();
+        let next_message = self.network.next_delivery_ms().map(|at_ms| (at_ms, 0));
+        // A paused node's timers fire when it resumes.
         let next_timer = self
             .nodes
             .iter()
             .enumerate()
-            .filter_map(|(index, node)| node.core.as_ref().map(|core| (core.poll_timeout(), index)))
+            .filter_map(|(index, node)| {
+                let core = node.core.as_ref()?;
+                Some((core.poll_timeout().max(node.paused_until_ms), 1, index))
+            })
             .min();
-        let message_first = match (next_message, next_timer) {
-            (Some(message_ms), Some((timer_ms, _))) => message_ms <= timer_ms,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return Ok(false),
-        };
-        let at_ms = if message_first {
-            next_message.unwrap_or(until_ms)
-        } else {
-            next_timer.map_or(until_ms, |(timer_ms, _)| timer_ms)
+        let next_client = self.clients.as_ref().map(|clients| (clients.next_op_ms, 2));
+        let next = [
+            next_message,
+            next_timer.map(|(at_ms, kind, _)| (at_ms, kind)),
+            next_client,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some((at_ms, kind)) = next else {
+            return Ok(false);
         };
         if at_ms > until_ms {
             return Ok(false);
         }
         self.now_ms = self.now_ms.max(at_ms);
-        let index = if message_first {
-            match self.deliver_next()? {
-                Some(index) => index,
-                None => return Ok(true),
+        let index = match kind {
+            0 => self.deliver_next()?,
+            1 => {
+                let index = next_timer.map_or(0, |(_, _, index)| index);
+                self.tick_node(index)?;
+                Some(index)
             }
-        } else {
-            let index = next_timer.map_or(0, |(_, index)| index);
-            self.tick_node(index)?;
-            index
+            _ => {
+                self.client_operation()?;
+                None
+            }
         };
-        self.check_step_invariants(index)?;
+        if std::mem::take(&mut self.holdings_changed) {
+            self.check_writes_held()?;
+        }
+        if let Some(index) = index {
+            self.check_step_invariants(index)?;
+        }
         Ok(true)
     }
 
@@ -460,63 +569,126 @@ impl Simulator {
             return Ok(None);
         };
         let to = message.to;
-        let from_address = address_of(message.from);
-        let Some(core) = self.nodes.get_mut(to).and_then(|node| node.core.as_mut()) else {
+        if self.core(to).is_none() {
             return Ok(None);
-        };
-        if let Err(error) = core.handle_datagram(now, &from_address, &message.bytes) {
-            return Err(self.error(format!("n{to} could not decode a message: {error}")));
         }
-        self.drain(to)?;
+        if self.is_paused(to) {
+            let until_ms = self.nodes[to].paused_until_ms;
+            self.network.defer(message, until_ms);
+            return Ok(None);
+        }
+        match message.payload {
+            Payload::Bus(bytes) => {
+                let from_address = address_of(message.from);
+                let Some(core) = self.nodes[to].core.as_mut() else {
+                    return Ok(None);
+                };
+                if let Err(error) = core.handle_datagram(now, &from_address, &bytes) {
+                    return Err(self.error(format!("n{to} could not decode a message: {error}")));
+                }
+                self.drain(to)?;
+            }
+            Payload::Stream(frame) => self.deliver_frame(message.from, to, frame)?,
+        }
         Ok(Some(to))
     }
 
-    /// Reports fake replication progress, then ticks the core.
+    /// A replication frame reaches node `to`'s data.
+    fn deliver_frame(
+        &mut self,
+        from: usize,
+        to: usize,
+        frame: StreamFrame,
+    ) -> Result<(), SimError> {
+        let is_ack = matches!(frame, StreamFrame::Ack { .. });
+        #[cfg(test)]
+        let before = self.nodes[to].data.values.clone();
+        let mut out = Vec::new();
+        let replaced = self.nodes[to]
+            .data
+            .handle_frame(from, frame, self.now_ms, &mut out);
+        if replaced {
+            #[cfg(test)]
+            self.apply_full_sync_fault(to, before);
+            self.note(format!("n{to} full sync from n{from} loaded"));
+            self.holdings_changed = true;
+        }
+        self.send_frames(to, out);
+        if is_ack {
+            self.handle_acknowledgements(to);
+        }
+        Ok(())
+    }
+
+    fn send_frames(&mut self, from: usize, out: Vec<Outgoing>) {
+        let now = self.now_ms;
+        for (to, frame, extra_ms) in out {
+            if matches!(frame, StreamFrame::FullSyncStart { .. }) {
+                self.note(format!("n{from} -> n{to} full sync"));
+            }
+            self.network
+                .send_stream(&mut self.data_rng, now, (from, to), frame, extra_ms);
+        }
+    }
+
+    /// Reports replication progress as the shell's driver does, runs the replication
+    /// model's periodic work when due, then ticks the core.
     fn tick_node(&mut self, index: usize) -> Result<(), SimError> {
         let now = self.now_ms;
-        self.report_replication(index);
-        if let Some(core) = self.nodes[index].core.as_mut() {
+        let node = &mut self.nodes[index];
+        let Some(core) = node.core.as_mut() else {
+            return Ok(());
+        };
+        let (offset, link_up) = node.data.status(now);
+        core.handle_replication_status(now, offset, link_up);
+        let mut out = Vec::new();
+        if node.next_data_tick_ms <= now {
+            node.next_data_tick_ms = now + ACK_INTERVAL_MS;
+            node.data.tick(now, &mut out);
+        }
+        if let Some(core) = node.core.as_mut() {
             core.handle_tick(now);
         }
+        self.send_frames(index, out);
         self.drain(index)
     }
 
-    fn report_replication(&mut self, index: usize) {
-        let now = self.now_ms;
-        let Some(core) = self.nodes[index].core.as_ref() else {
+    /// Makes node `index`'s replication follow its core's role.
+    fn follow_role(&mut self, index: usize) {
+        let Some(core) = self.core(index) else {
             return;
         };
-        let status = match core.my_master() {
-            None => {
-                if core.accepts_writes() {
-                    self.nodes[index].offset += 1;
-                }
-                (self.nodes[index].offset, false)
-            }
-            Some(master) => {
-                let source = self.index_of_id(&master).filter(|source| {
-                    self.nodes[*source].core.is_some() && self.network.connected(index, *source)
-                });
-                match source {
-                    Some(source) => {
-                        let offset = self.nodes[source].offset;
-                        self.nodes[index].offset = offset;
-                        (offset, true)
-                    }
-                    None => (self.nodes[index].offset, false),
-                }
-            }
+        let master = match core.my_master() {
+            None => None,
+            Some(id) => match self.index_of_id(&id) {
+                Some(master) => Some(master),
+                // A master not known by any node yet: nothing to follow.
+                None => return,
+            },
         };
-        if self.nodes[index].reported != Some(status) {
-            self.nodes[index].reported = Some(status);
-            if let Some(core) = self.nodes[index].core.as_mut() {
-                core.handle_replication_status(now, status.0, status.1);
-            }
+        let phase_before = self.nodes[index].data.phase();
+        let now = self.now_ms;
+        let rng = &mut self.data_rng;
+        let mut out = Vec::new();
+        self.nodes[index]
+            .data
+            .follow_role(master, now, || rng.next_u64().max(1), &mut out);
+        if phase_before.is_some() != self.nodes[index].data.phase().is_some() {
+            let role = master.map_or("master".to_string(), |m| format!("replica of n{m}"));
+            self.note(format!("n{index} data follows: {role}"));
         }
+        self.send_frames(index, out);
     }
 
-    /// Routes node `index`'s outputs: transmits into the network, saves to its disk.
+    /// Routes node `index`'s outputs (transmits into the network, saves to its disk), then
+    /// lets its replication follow its role.
     fn drain(&mut self, index: usize) -> Result<(), SimError> {
+        self.drain_outputs(index)?;
+        self.follow_role(index);
+        Ok(())
+    }
+
+    fn drain_outputs(&mut self, index: usize) -> Result<(), SimError> {
         let now = self.now_ms;
         loop {
             let Some(output) = self.nodes[index].core.as_mut().and_then(Core::poll_output) else {
@@ -541,6 +713,14 @@ impl Simulator {
                     if notable {
                         let kind = message.body.message_type().stats_name();
                         self.note(format!("n{index} -> n{target} {kind}"));
+                    }
+                    if message.body == wire::Body::FailoverAuthAck {
+                        let epoch = message.header.current_epoch;
+                        if let Some(problem) =
+                            self.invariants.check_single_vote(index, epoch, target)
+                        {
+                            return Err(self.error(problem));
+                        }
                     }
                     self.network.send(&mut self.rng, now, index, target, bytes);
                 }
