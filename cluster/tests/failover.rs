@@ -124,3 +124,23 @@ fn restarted_old_master_rejoins_as_a_replica_of_its_successor() {
     sim.check_converged()
         .unwrap_or_else(|error| panic!("{error}"));
 }
+
+#[test]
+fn a_replica_that_never_synced_with_its_master_does_not_take_over() {
+    // n3 and n6 replicate n0. n6 restarts after n0 died: it never streamed from n0, so
+    // whatever it holds is not n0's data set (Redis: "repl down since ever"); promoting
+    // it would lose every write n0 had acknowledged (random fault seed 148 found this).
+    let mut sim = nine_node_cluster(5, 1000);
+    sim.kill(6);
+    sim.kill(3);
+    sim.run_for(500).unwrap();
+    sim.kill(0);
+    sim.run_for(100).unwrap();
+    sim.restart(6).unwrap();
+    sim.run_for(10_000).unwrap();
+    let core = sim.core(6).unwrap();
+    assert!(
+        !core.myself().is_master(),
+        "a replica that never synced with its master was promoted"
+    );
+}

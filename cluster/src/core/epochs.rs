@@ -189,7 +189,8 @@ impl Core {
         }
         self.manual = Default::default();
         self.failover = Default::default();
-        self.replication.last_master_interaction_ms = self.now_ms;
+        // Nothing of the new master's data is held until its stream is up.
+        self.replication.last_master_interaction_ms = None;
         self.header_slots_cache = None;
         self.emit(Event::RoleChanged(Role::Replica { master }));
         self.config_dirty = true;

@@ -147,7 +147,10 @@ impl Core {
             return true;
         }
         let timeout_ms = self.config.node_timeout_ms;
-        let mut data_age_ms = self.now_ms - self.replication.last_master_interaction_ms;
+        let Some(last_interaction_ms) = self.replication.last_master_interaction_ms else {
+            return false;
+        };
+        let mut data_age_ms = self.now_ms - last_interaction_ms;
         if data_age_ms > timeout_ms {
             data_age_ms -= timeout_ms;
         }

@@ -138,8 +138,11 @@ struct ReplicationStatus {
     offset: u64,
     /// For a replica: whether the link to the master is up.
     master_link_up: bool,
-    /// Last time we heard from our master, or the link was reported up (`now` ms).
-    last_master_interaction_ms: u64,
+    /// Last time we heard from our master, or the link was reported up (`now` ms);
+    /// `None` until the replication link to the current master was first reported up
+    /// (Redis's "repl down since ever"): such a replica holds none of its master's data
+    /// and may not fail over automatically.
+    last_master_interaction_ms: Option<u64>,
 }
 
 impl Core {
@@ -176,10 +179,7 @@ impl Core {
             failover: FailoverState::default(),
             manual: ManualFailover::default(),
             tracker: StateTracker::default(),
-            replication: ReplicationStatus {
-                last_master_interaction_ms: now_ms,
-                ..ReplicationStatus::default()
-            },
+            replication: ReplicationStatus::default(),
             orphaned_since: BTreeMap::new(),
             ping_attempt_ms: BTreeMap::new(),
             changed_slots: BTreeSet::new(),
@@ -378,7 +378,7 @@ impl Core {
         self.advance(now_ms);
         self.replication.offset = offset;
         if master_link_up {
-            self.replication.last_master_interaction_ms = self.now_ms;
+            self.replication.last_master_interaction_ms = Some(self.now_ms);
         }
         self.replication.master_link_up = master_link_up;
         let myself = self.myself;
@@ -416,8 +416,9 @@ impl Core {
             node.config_epoch = header.config_epoch;
             self.config_dirty = true;
         }
-        if is_my_master {
-            self.replication.last_master_interaction_ms = now;
+        // Bus traffic keeps a synced replica's data fresh; it does not sync one.
+        if is_my_master && self.replication.last_master_interaction_ms.is_some() {
+            self.replication.last_master_interaction_ms = Some(now);
         }
     }
 
