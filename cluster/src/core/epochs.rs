@@ -171,6 +171,25 @@ impl Core {
         self.broadcast_pong();
     }
 
+    /// Sub-replica guard on state (as Valkey's): a replica whose master is itself a
+    /// replica follows that master's master, however the chain arose (a missed role
+    /// change, a restart); a replica of a replica receives no stream. Run by the cron.
+    pub(super) fn follow_master_of_master(&mut self) {
+        let Some(master) = self.my_master() else {
+            return;
+        };
+        let grandmaster = self
+            .nodes
+            .get(&master)
+            .filter(|node| node.is_replica())
+            .and_then(|node| node.master_id)
+            .filter(|grandmaster| *grandmaster != self.myself);
+        if let Some(grandmaster) = grandmaster {
+            tracing::info!(%master, %grandmaster, "my master is a replica; following its master");
+            self.set_my_master(grandmaster);
+        }
+    }
+
     /// Makes this node a replica of `master` (from rules, REPLICATE or migration).
     pub(crate) fn set_my_master(&mut self, master: NodeId) {
         let myself = self.myself;
@@ -390,6 +409,21 @@ mod tests {
             core.apply_sender_slots(&header(2, Some(byte), 0, &[]));
         }
         assert!(core.matching_claims.len() <= core.nodes.len());
+    }
+
+    #[test]
+    fn a_replica_whose_master_is_a_replica_follows_that_masters_master() {
+        // However the chain arose (here: known only from state, no role change seen in
+        // its master's header), a replica of a replica receives no stream and would keep
+        // another shard's keys (random fault seed 173).
+        let mut core = core(1);
+        add_node(&mut core, 3, None, 4);
+        own(&mut core, 3, 0..=9);
+        add_node(&mut core, 2, Some(3), 4);
+        core.set_my_master(id(2));
+        drain(&mut core);
+        core.handle_tick(core.now_ms + 1_000);
+        assert_eq!(core.my_master(), Some(id(3)), "a sub-replica stayed");
     }
 
     #[test]

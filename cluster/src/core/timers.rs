@@ -63,5 +63,6 @@ impl Core {
         self.handle_manual_failover_timeout();
         self.handle_manual_failover_progress();
         self.handle_replica_migration();
+        self.follow_master_of_master();
     }
 }
