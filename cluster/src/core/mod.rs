@@ -129,6 +129,10 @@ pub struct Core {
     /// FAIL nodes already released as long failed ([`ReleaseReason::Failed`]): once per
     /// failure; bounded by the node table (entries go with the FAIL flag or the node).
     released_failed: BTreeSet<NodeId>,
+    /// Test builds only: votes ignore this node's vote history (lastVoteEpoch and the
+    /// per-master interval), so the simulator's negative tests can show a double vote.
+    #[cfg(test)]
+    pub(crate) fault_vote_ignores_history: bool,
 }
 
 /// What the runtime last reported about replication.
@@ -188,6 +192,8 @@ impl Core {
             header_slots_cache: None,
             matching_claims: BTreeMap::new(),
             released_failed: BTreeSet::new(),
+            #[cfg(test)]
+            fault_vote_ignores_history: false,
         }
     }
 

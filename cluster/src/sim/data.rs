@@ -371,7 +371,13 @@ impl NodeData {
         let Some(link) = self.link.as_mut().filter(|link| link.master == from) else {
             return false;
         };
-        link.last_frame_ms = now_ms;
+        // While loading, only the snapshot is progress: the shell's stream is one ordered
+        // connection, so a lost snapshot means no later frame either, and the replica
+        // re-asks after STALE_STREAM_MS.
+        let loading = matches!(link.phase, Phase::Loading { .. });
+        if !loading || matches!(frame, StreamFrame::FullSyncData(_)) {
+            link.last_frame_ms = now_ms;
+        }
         match frame {
             StreamFrame::FullSyncStart { replid, offset } => {
                 link.phase = Phase::Loading { replid, offset };

@@ -367,7 +367,9 @@ impl Simulator {
                 let owner = owner_of(*key);
                 if owner != Some(*index) && owner != master {
                     return Err(self.error(format!(
-                        "n{index} holds key:{key} of a slot owned by {owner:?}, neither it nor its master {master:?}"
+                        "n{index} holds key:{key} of a slot owned by {owner:?}, neither it nor its master {master:?} (replication {:?})\n{}",
+                        self.nodes[*index].data.phase(),
+                        self.describe()
                     )));
                 }
             }

@@ -675,7 +675,10 @@ impl Simulator {
             .follow_role(master, now, || rng.next_u64().max(1), &mut out);
         if phase_before.is_some() != self.nodes[index].data.phase().is_some() {
             let role = master.map_or("master".to_string(), |m| format!("replica of n{m}"));
-            self.note(format!("n{index} data follows: {role}"));
+            let (replid, offset) = self.nodes[index].data.position();
+            self.note(format!(
+                "n{index} data follows: {role} (was {phase_before:?}, history {replid:x} offset {offset})"
+            ));
         }
         self.send_frames(index, out);
     }
