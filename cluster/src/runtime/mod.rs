@@ -18,6 +18,7 @@
 //! dropping a [`Node`] cancels and aborts its tasks too.
 
 pub(crate) mod admin;
+pub(crate) mod atomic_file;
 pub(crate) mod bulk_demux;
 pub(crate) mod config;
 pub(crate) mod driver;

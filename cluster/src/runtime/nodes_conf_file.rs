@@ -2,9 +2,8 @@
 //!
 //! The sans-IO core only emits `Output::SaveConfig(NodesConf)` and starts from
 //! `Core::restore`; this module is the runtime's side of that contract, with std IO only.
-//! The text format lives in [`crate::core::nodes_conf`]. A save is write temp file → fsync →
-//! rename over the target → fsync the directory, so a crash leaves either the old or the new
-//! file, never a torn one. The runtime must finish each save before sending the transmits
+//! The text format lives in [`crate::core::nodes_conf`]. A save replaces the file
+//! crash-safely ([`super::atomic_file`]: temp file, fsync, rename, fsync the directory). The runtime must finish each save before sending the transmits
 //! queued after it (votes and epoch bumps depend on it).
 //!
 //! The lock is taken on a sidecar file `<nodes.conf>.lock`, not on nodes.conf itself: every
@@ -15,6 +14,8 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+use super::atomic_file::{io_failure, replace_file, sibling_path, IoFailure};
 
 use crate::core::nodes_conf::{
     parse_nodes_conf, render_nodes_conf, NodesConfError, MAX_NODES_CONF_BYTES,
@@ -74,80 +75,35 @@ pub enum ConfigFileError {
 }
 
 fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> ConfigFileError {
-    let path = path.to_path_buf();
-    move |source| ConfigFileError::Io {
-        path,
-        operation,
-        source,
+    let failure = io_failure(path, operation);
+    move |source| failure(source).into()
+}
+
+impl From<IoFailure> for ConfigFileError {
+    fn from(failure: IoFailure) -> Self {
+        ConfigFileError::Io {
+            path: failure.path,
+            operation: failure.operation,
+            source: failure.source,
+        }
     }
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-/// `path` with `suffix` appended to its file name, optionally hidden with a leading dot.
-fn sibling_path(path: &Path, prefix: &str, suffix: &str) -> Result<PathBuf, ConfigFileError> {
-    let name = path.file_name().ok_or_else(|| ConfigFileError::Io {
-        path: path.to_path_buf(),
-        operation: "name a file next to",
-        source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-    })?;
-    let mut sibling = std::ffi::OsString::from(prefix);
-    sibling.push(name);
-    sibling.push(suffix);
-    Ok(parent_dir(path).join(sibling))
-}
-
-/// Replaces the file at `path` with `text`, crash-safely: a temp file in the same directory
-/// is written and fsynced, renamed over `path`, then the directory is fsynced.
+/// Replaces the file at `path` with `text`, crash-safely ([`replace_file`]).
 ///
 /// Saves to one path must not run concurrently (the [`ConfigFileLock`] holder saves); on
 /// error the temp file is removed and the previous file is untouched.
 pub(crate) fn save_atomically(path: &Path, text: &str) -> Result<(), ConfigFileError> {
-    let temp = sibling_path(path, ".", &format!(".tmp-{}", std::process::id()))?;
-    let result = write_synced(&temp, text)
-        .and_then(|()| std::fs::rename(&temp, path).map_err(io_error(path, "rename onto")))
-        .and_then(|()| sync_dir(parent_dir(path)));
-    if result.is_err() {
-        // Best effort: the temp file may not exist or the directory may be gone.
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    replace_file(path, |writer, temp| {
+        writer
+            .write_all(text.as_bytes())
+            .map_err(io_error(temp, "write"))
+    })
 }
 
 /// Renders `conf` and saves it with [`save_atomically`].
 pub(crate) fn save_conf(path: &Path, conf: &NodesConf) -> Result<(), ConfigFileError> {
     save_atomically(path, &render_nodes_conf(conf))
-}
-
-fn write_synced(path: &Path, text: &str) -> Result<(), ConfigFileError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(io_error(path, "create"))?;
-    file.write_all(text.as_bytes())
-        .map_err(io_error(path, "write"))?;
-    file.sync_all().map_err(io_error(path, "fsync"))
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), ConfigFileError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(io_error(dir, "fsync directory"))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), ConfigFileError> {
-    // Directories cannot be opened as files here; the rename is as durable as the OS makes it.
-    Ok(())
 }
 
 /// Reads and parses nodes.conf. `Ok(None)` when the file does not exist or holds only
@@ -204,7 +160,7 @@ impl ConfigFileLock {
     /// when another process or guard already holds it. The lock file is created if needed
     /// and left in place afterwards (removing it would race with the next owner).
     pub(crate) fn acquire(config_path: &Path) -> Result<ConfigFileLock, ConfigFileError> {
-        let path = sibling_path(config_path, "", ".lock")?;
+        let path = sibling_path(config_path, "", ".lock").map_err(ConfigFileError::from)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
