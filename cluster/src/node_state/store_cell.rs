@@ -39,6 +39,11 @@ impl StoreCell {
         }
     }
 
+    /// The clock of every engine of this cell (unix ms).
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// The current engine. Writers take it with their write stripe held, so a swap made
     /// with every stripe held never loses a write.
     pub(crate) fn get(&self) -> Arc<Store> {

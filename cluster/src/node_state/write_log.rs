@@ -11,7 +11,7 @@
 //! [`Op::DropSlot`] each ([`drop_lost_slots`]). The data path writes to it; replication (`crate::replication`) streams it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -118,6 +118,8 @@ pub(crate) struct WriteLog {
     acknowledged: watch::Sender<u64>,
     full_syncs_served: AtomicU64,
     partial_syncs_served: AtomicU64,
+    /// Set once by [`WriteLog::stop_writes`] (shutdown): the data path refuses writes.
+    writes_stopped: AtomicBool,
 }
 
 /// Replication counters and position, for monitoring and tests.
@@ -157,12 +159,27 @@ impl WriteLog {
             acknowledged: watch::channel(0).0,
             full_syncs_served: AtomicU64::new(0),
             partial_syncs_served: AtomicU64::new(0),
+            writes_stopped: AtomicBool::new(false),
         }
     }
 
     /// Locks the write stripe of `slot`: hold it across an engine write and [`Self::record`].
     pub(crate) fn lock_slot(&self, slot: Slot) -> MutexGuard<'_, ()> {
         self.stripes[usize::from(slot) % WRITE_STRIPES].lock()
+    }
+
+    /// Stops the data path's writes for good (shutdown): sets the flag the handle checks
+    /// before a write, then takes every stripe once, waiting for the writes in flight.
+    pub(crate) fn stop_writes(&self) {
+        self.writes_stopped.store(true, Ordering::Release);
+        for stripe in self.stripes.iter() {
+            drop(stripe.lock());
+        }
+    }
+
+    /// Whether [`WriteLog::stop_writes`] was called.
+    pub(crate) fn writes_stopped(&self) -> bool {
+        self.writes_stopped.load(Ordering::Acquire)
     }
 
     /// Appends the current state of each of `keys` as ops; returns the last offset. Call

@@ -209,6 +209,9 @@ impl Cluster {
         slot: Slot,
         command: &C,
     ) -> Result<C::Output, ClusterError> {
+        if C::WRITES && self.shared.log.writes_stopped() {
+            return Err(ClusterError::Shutdown);
+        }
         let (output, offset) = execute(&self.shared.store, &self.shared.log, slot, command)?;
         let (
             Some(offset),

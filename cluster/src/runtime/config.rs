@@ -11,6 +11,7 @@ use slotkv_transport::{EndpointConfig, Transport};
 use crate::core::node::NodeId;
 use crate::node_state::write_log::DEFAULT_BACKLOG_BYTES_MAX;
 use crate::node_state::DEFAULT_REQUEST_TIMEOUT_MS;
+use crate::runtime::snapshot::Persistence;
 use crate::runtime::{Node, StartError};
 
 /// How the node links to its peers.
@@ -52,8 +53,12 @@ pub struct NodeConfig {
     pub transport: NodeTransport,
     /// `cluster-node-timeout`, in ms (at least 100).
     pub node_timeout_ms: u64,
-    /// Directory of the persisted `nodes.conf` (and its lock); `None`: not persisted.
+    /// Directory of the persisted `nodes.conf` (and its lock, and the data snapshot);
+    /// `None`: not persisted.
     pub data_dir: Option<PathBuf>,
+    /// Whether the keys persist across restarts (default [`Persistence::None`]); a
+    /// snapshot needs `data_dir`.
+    pub persistence: Persistence,
     /// Engine memory limit in bytes; 0: none.
     pub max_memory_bytes: u64,
     /// What a write does at the memory limit.
@@ -98,6 +103,7 @@ impl NodeBuilder {
                 transport,
                 node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
+                persistence: Persistence::None,
                 max_memory_bytes: engine.max_memory_bytes,
                 eviction_policy: engine.eviction_policy,
                 replica_validity_factor: protocol.replica_validity_factor,
@@ -146,6 +152,15 @@ impl NodeBuilder {
     /// Persists nodes.conf in `directory`.
     pub fn data_dir(mut self, directory: impl Into<PathBuf>) -> Self {
         self.config.data_dir = Some(directory.into());
+        self
+    }
+
+    /// Sets whether the keys persist across restarts. [`Persistence::Snapshot`] writes
+    /// `data.snapshot` in the data directory when a master shuts down (and on
+    /// [`Node::save_snapshot`]) and loads it at the next start; it needs
+    /// [`NodeBuilder::data_dir`]. Off by default.
+    pub fn persistence(mut self, persistence: Persistence) -> Self {
+        self.config.persistence = persistence;
         self
     }
 

@@ -15,7 +15,8 @@
 //!
 //! [`Node::cluster`] hands out the data-path handle; admin commands and views are in
 //! [`admin`]. [`Node::shutdown`] stops the tasks, saves the config and closes the links;
-//! dropping a [`Node`] cancels and aborts its tasks too.
+//! dropping a [`Node`] cancels and aborts its tasks too. With [`Persistence::Snapshot`] a
+//! master's keys are saved on shutdown and loaded at start ([`snapshot`]).
 
 pub(crate) mod admin;
 pub(crate) mod atomic_file;
@@ -24,8 +25,9 @@ pub(crate) mod config;
 pub(crate) mod driver;
 pub(crate) mod nodes_conf_file;
 pub(crate) mod server;
+pub(crate) mod snapshot;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +57,10 @@ pub use config::{NodeBuilder, NodeConfig, NodeTransport};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
 pub use nodes_conf_file::ConfigFileError;
 use nodes_conf_file::{load, ConfigFileLock};
+use snapshot::{
+    load_snapshot, Persistence, SnapshotError, SnapshotInfo, SnapshotLoadError,
+    LOADED_SNAPSHOT_FILE, SNAPSHOT_FILE,
+};
 
 /// Name of the persisted configuration in the data directory.
 pub const NODES_CONF_FILE: &str = "nodes.conf";
@@ -80,6 +86,10 @@ pub enum StartError {
     /// The saved nodes.conf cannot start a node.
     #[error("cannot restore from nodes.conf: {0}")]
     Restore(#[from] RestoreError),
+    /// The data snapshot found at start is unusable (corrupt, truncated, of another node
+    /// or a newer format); the message names the file and how to start anyway.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotLoadError),
     /// The data directory could not be created.
     #[error("cannot create data directory {}: {source}", path.display())]
     DataDir {
@@ -98,6 +108,10 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     tasks: Vec<JoinHandle<()>>,
     streams: Arc<MasterStreams>,
+    /// The data snapshot's path, when [`Persistence::Snapshot`] is on.
+    snapshot_path: Option<PathBuf>,
+    /// One snapshot save at a time (they share the temp file).
+    snapshot_saving: tokio::sync::Mutex<()>,
     _lock: Option<ConfigFileLock>,
 }
 
@@ -198,6 +212,43 @@ fn open_data_dir(data_dir: Option<&PathBuf>) -> Result<DataDir, StartError> {
     Ok((Some(path), Some(lock), saved))
 }
 
+/// The data snapshot's path when the config enables it; a snapshot without a data
+/// directory is refused.
+fn snapshot_path(config: &NodeConfig) -> Result<Option<PathBuf>, StartError> {
+    match (config.persistence, &config.data_dir) {
+        (Persistence::None, _) => Ok(None),
+        (Persistence::Snapshot, Some(directory)) => Ok(Some(directory.join(SNAPSHOT_FILE))),
+        (Persistence::Snapshot, None) => Err(StartError::Config(
+            "snapshot persistence needs a data_dir to keep the snapshot in".to_string(),
+        )),
+    }
+}
+
+/// Loads the data snapshot at `path` into `store` for node `node`, and renames it to
+/// [`LOADED_SNAPSHOT_FILE`] so no later start loads it again. Returns whether data was
+/// loaded (false: no snapshot).
+async fn load_at_start(path: &Path, store: &StoreCell, node: NodeId) -> Result<bool, StartError> {
+    let (path, engine, clock) = (path.to_path_buf(), store.get(), store.clock());
+    let loading = tokio::task::spawn_blocking(move || {
+        let Some(loaded) = load_snapshot(&path, &engine, clock.as_ref(), node)? else {
+            return Ok(false);
+        };
+        let consumed = path.with_file_name(LOADED_SNAPSHOT_FILE);
+        std::fs::rename(&path, &consumed)
+            .map_err(atomic_file::io_failure(&path, "rename after loading"))?;
+        atomic_file::sync_dir(atomic_file::parent_dir(&path))?;
+        tracing::info!(file = %path.display(), keys = loaded.keys, expired = loaded.expired,
+            bytes = loaded.bytes, created_unix_ms = loaded.created_unix_ms,
+            ms = loaded.duration.as_millis() as u64, "loaded the data snapshot");
+        Ok::<bool, SnapshotLoadError>(true)
+    });
+    let loaded = loading.await.map_err(|error| StartError::DataDir {
+        path: PathBuf::new(),
+        source: std::io::Error::other(error.to_string()),
+    })??;
+    Ok(loaded)
+}
+
 impl Node {
     /// A builder for a node using `transport`.
     pub fn builder(transport: NodeTransport) -> NodeBuilder {
@@ -211,6 +262,7 @@ impl Node {
                 "node_timeout_ms must be at least {NODE_TIMEOUT_MS_MIN}"
             )));
         }
+        let snapshot_path = snapshot_path(&config)?;
         let data_dir = config.data_dir.clone();
         let opened = tokio::task::spawn_blocking(move || open_data_dir(data_dir.as_ref())).await;
         let (config_path, lock, saved) = opened.map_err(|error| StartError::DataDir {
@@ -232,6 +284,20 @@ impl Node {
             None => Core::new(core_config, 0),
         };
         let store = new_store(&config);
+        // A replica resyncs from its master: it loads no snapshot.
+        let data_loaded = match &snapshot_path {
+            Some(path) if core.my_master().is_none() => {
+                match load_at_start(path, &store, core.myself_id()).await {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        // Release the address before returning, as a shutdown does.
+                        endpoint.close().await;
+                        return Err(error);
+                    }
+                }
+            }
+            _ => false,
+        };
         let shared = Arc::new(NodeState {
             store,
             routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
@@ -276,13 +342,15 @@ impl Node {
             tokio::spawn(replication.run(role_receiver, replication_frames)),
             tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),
         ];
-        tracing::info!(address = %local, "slotkv node started");
+        tracing::info!(address = %local, data_loaded, "slotkv node started");
         Ok(Node {
             shared,
             requests: request_sender,
             events,
             tasks,
             streams,
+            snapshot_path,
+            snapshot_saving: tokio::sync::Mutex::new(()),
             _lock: lock,
         })
     }
@@ -340,9 +408,53 @@ impl Node {
         Arc::clone(&self.shared)
     }
 
+    /// Writes a snapshot of this node's keys now ([`Persistence::Snapshot`] only), replacing
+    /// the previous one; the next start loads it. Writes continue meanwhile: each key is
+    /// saved as it is when its slot is reached. One save runs at a time.
+    pub async fn save_snapshot(&self) -> Result<SnapshotInfo, SnapshotError> {
+        let path = self
+            .snapshot_path
+            .clone()
+            .ok_or(SnapshotError::NotEnabled)?;
+        let _one_at_a_time = self.snapshot_saving.lock().await;
+        let (engine, clock, node) = (
+            self.shared.store.get(),
+            self.shared.store.clock(),
+            self.id(),
+        );
+        tokio::task::spawn_blocking(move || {
+            snapshot::save_snapshot(&path, &engine, clock.as_ref(), node)
+        })
+        .await
+        .map_err(|error| SnapshotError::Task(error.to_string()))?
+    }
+
+    /// On shutdown with [`Persistence::Snapshot`]: a master stops its writes and saves its
+    /// keys; a replica saves nothing (it resyncs from its master when it returns).
+    async fn save_snapshot_on_shutdown(&self) {
+        if self.snapshot_path.is_none() {
+            return;
+        }
+        if !self.shared.routing.table().myself_is_master {
+            tracing::info!("a replica writes no data snapshot on shutdown");
+            return;
+        }
+        self.shared.log.stop_writes();
+        match self.save_snapshot().await {
+            Ok(info) => tracing::info!(file = %info.path.display(), keys = info.keys,
+                bytes = info.bytes, ms = info.duration.as_millis() as u64,
+                "saved the data snapshot"),
+            Err(error) => tracing::error!(%error, "could not save the data snapshot on shutdown; \
+                the previous one, if any, stays"),
+        }
+    }
+
     /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link and the
-    /// listener. Returns only once the listener's socket is released and every link and
-    /// task of the node has ended, so a node can be started on the same address at once.
+    /// listener; with [`Persistence::Snapshot`], a master then refuses writes
+    /// ([`ClusterError::Shutdown`](crate::ClusterError::Shutdown)) and saves its keys.
+    /// Returns only once the listener's socket is released, every link and task of the node
+    /// has ended and the snapshot is written, so a node can be started on the same address
+    /// (and data directory) at once.
     pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         for task in self.tasks.drain(..) {
@@ -351,6 +463,7 @@ impl Node {
             }
         }
         self.shared.endpoint.close().await;
+        self.save_snapshot_on_shutdown().await;
         tracing::info!(address = %self.shared.endpoint.local_addr(), "slotkv node stopped");
     }
 }
