@@ -35,6 +35,7 @@ pub use node_state::write_log::ReplicationInfo;
 pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
+pub use runtime::atomic_file::FileError;
 pub use runtime::snapshot::{
     Persistence, SnapshotError, SnapshotInfo, SnapshotLoadError, LOADED_SNAPSHOT_FILE,
     SNAPSHOT_FILE,

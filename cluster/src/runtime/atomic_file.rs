@@ -11,24 +11,26 @@ use std::path::{Path, PathBuf};
 /// keys costs few write calls.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
-/// An IO call on a data-directory file failed.
-#[derive(Debug)]
-pub(crate) struct IoFailure {
+/// An IO call on a data-directory file failed; nothing was changed by the failed call.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {operation} {}: {source}", path.display())]
+pub struct FileError {
     /// The file or directory.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// What was being done (`create`, `write`, `fsync`, `rename onto`, ...).
-    pub(crate) operation: &'static str,
+    pub operation: &'static str,
     /// The OS error.
-    pub(crate) source: io::Error,
+    #[source]
+    pub source: io::Error,
 }
 
-/// A closure turning an `io::Error` of `operation` on `path` into an [`IoFailure`].
+/// A closure turning an `io::Error` of `operation` on `path` into an [`FileError`].
 pub(crate) fn io_failure(
     path: &Path,
     operation: &'static str,
-) -> impl FnOnce(io::Error) -> IoFailure {
+) -> impl FnOnce(io::Error) -> FileError {
     let path = path.to_path_buf();
-    move |source| IoFailure {
+    move |source| FileError {
         path,
         operation,
         source,
@@ -44,8 +46,8 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 }
 
 /// `path` with `prefix` and `suffix` added around its file name, in the same directory.
-pub(crate) fn sibling_path(path: &Path, prefix: &str, suffix: &str) -> Result<PathBuf, IoFailure> {
-    let name = path.file_name().ok_or_else(|| IoFailure {
+pub(crate) fn sibling_path(path: &Path, prefix: &str, suffix: &str) -> Result<PathBuf, FileError> {
+    let name = path.file_name().ok_or_else(|| FileError {
         path: path.to_path_buf(),
         operation: "name a file next to",
         source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
@@ -62,7 +64,7 @@ pub(crate) fn sibling_path(path: &Path, prefix: &str, suffix: &str) -> Result<Pa
 ///
 /// Replacements of one path must not run concurrently (the temp file's name is per
 /// process); on error the temp file is removed and the previous file is untouched.
-pub(crate) fn replace_file<E: From<IoFailure>>(
+pub(crate) fn replace_file<E: From<FileError>>(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -80,7 +82,7 @@ pub(crate) fn replace_file<E: From<IoFailure>>(
     result
 }
 
-fn write_synced<E: From<IoFailure>>(
+fn write_synced<E: From<FileError>>(
     temp: &Path,
     write: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -102,7 +104,7 @@ fn write_synced<E: From<IoFailure>>(
 
 /// Fsyncs directory `dir`, so a rename or removal in it survives a crash.
 #[cfg(unix)]
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FileError> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .map_err(io_failure(dir, "fsync directory"))
@@ -110,6 +112,6 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), IoFailure> {
 
 /// Directories cannot be opened as files here; the rename is as durable as the OS makes it.
 #[cfg(not(unix))]
-pub(crate) fn sync_dir(_dir: &Path) -> Result<(), IoFailure> {
+pub(crate) fn sync_dir(_dir: &Path) -> Result<(), FileError> {
     Ok(())
 }

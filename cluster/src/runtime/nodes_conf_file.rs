@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::atomic_file::{io_failure, replace_file, sibling_path, IoFailure};
+use super::atomic_file::{io_failure, replace_file, sibling_path, FileError};
 
 use crate::core::nodes_conf::{
     parse_nodes_conf, render_nodes_conf, NodesConfError, MAX_NODES_CONF_BYTES,
@@ -79,8 +79,8 @@ fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) -> C
     move |source| failure(source).into()
 }
 
-impl From<IoFailure> for ConfigFileError {
-    fn from(failure: IoFailure) -> Self {
+impl From<FileError> for ConfigFileError {
+    fn from(failure: FileError) -> Self {
         ConfigFileError::Io {
             path: failure.path,
             operation: failure.operation,

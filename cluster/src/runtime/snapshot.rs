@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use slotkv_engine::{Clock, CommandError, Store};
 
-use super::atomic_file::{io_failure, replace_file, IoFailure};
+use super::atomic_file::{io_failure, replace_file, FileError};
 use crate::core::node::{NodeId, NODE_ID_BYTES};
 use crate::node_state::store_cell::export_batches;
 
@@ -100,16 +100,8 @@ pub enum SnapshotError {
     #[error("snapshot persistence is not enabled on this node (set persistence and data_dir)")]
     NotEnabled,
     /// An IO call failed.
-    #[error("cannot {operation} {}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done (`create`, `write`, `fsync`, `rename onto`, ...).
-        operation: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The engine refused to export a slot.
     #[error("cannot export the engine's keys: {0}")]
     Engine(#[from] CommandError),
@@ -118,31 +110,13 @@ pub enum SnapshotError {
     Task(String),
 }
 
-impl From<IoFailure> for SnapshotError {
-    fn from(failure: IoFailure) -> Self {
-        SnapshotError::Io {
-            path: failure.path,
-            operation: failure.operation,
-            source: failure.source,
-        }
-    }
-}
-
 /// Why a snapshot found at start was refused. The node does not start; each message names
 /// the file and the way out.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotLoadError {
-    /// An IO call failed.
-    #[error("cannot {operation} the snapshot {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What was being done.
-        operation: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// An IO call on the snapshot failed.
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The file does not start with the snapshot magic.
     #[error("{} is not a slotkv snapshot (bad magic); delete it to start this node empty", path.display())]
     BadMagic {
@@ -231,16 +205,6 @@ pub enum SnapshotLoadError {
         #[source]
         source: CommandError,
     },
-}
-
-impl From<IoFailure> for SnapshotLoadError {
-    fn from(failure: IoFailure) -> Self {
-        SnapshotLoadError::Io {
-            path: failure.path,
-            operation: failure.operation,
-            source: failure.source,
-        }
-    }
 }
 
 /// A writer that counts and checksums what passes through it.

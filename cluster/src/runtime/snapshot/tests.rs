@@ -65,6 +65,12 @@ fn load_bytes(dir: &TempDir, bytes: &[u8]) -> Result<Option<LoadedSnapshot>, Sna
     load_snapshot(&dir.file(), &store(&clock), clock.as_ref(), WRITER)
 }
 
+/// Reseals `bytes` (so only its content is wrong) and returns the load's refusal.
+fn refusal_of_resealed(dir: &TempDir, mut bytes: Vec<u8>) -> SnapshotLoadError {
+    reseal(&mut bytes);
+    load_bytes(dir, &bytes).expect_err("a damaged snapshot was accepted")
+}
+
 /// Replaces the checksum at the end so the content is accepted as written.
 fn reseal(bytes: &mut [u8]) {
     let content = bytes.len() - CHECKSUM_BYTES as usize;
@@ -166,8 +172,7 @@ fn a_truncated_snapshot_is_refused() {
     // Cut after a record and resealed: the checksum holds, the end record is missing.
     let mut cut = bytes[..bytes.len() - (END_BYTES as usize)].to_vec();
     cut.extend_from_slice(&[0; CHECKSUM_BYTES as usize]);
-    reseal(&mut cut);
-    let error = load_bytes(&dir, &cut).unwrap_err();
+    let error = refusal_of_resealed(&dir, cut);
     assert!(
         matches!(error, SnapshotLoadError::Truncated { .. }),
         "{error}"
@@ -210,8 +215,7 @@ fn a_snapshot_of_a_future_format_version_is_refused() {
     let dir = TempDir::new("version");
     let mut bytes = valid_snapshot(&dir);
     bytes[8..12].copy_from_slice(&(SNAPSHOT_FORMAT_VERSION + 1).to_le_bytes());
-    reseal(&mut bytes);
-    let error = load_bytes(&dir, &bytes).unwrap_err();
+    let error = refusal_of_resealed(&dir, bytes);
     assert!(
         matches!(error, SnapshotLoadError::UnsupportedVersion { version, .. }
         if version == SNAPSHOT_FORMAT_VERSION + 1),
@@ -226,8 +230,7 @@ fn lengths_beyond_the_engine_limit_or_the_file_are_refused_before_allocating() {
     let mut bytes = valid_snapshot(&dir);
     let first_key_length = HEADER_BYTES as usize + 1;
     bytes[first_key_length..first_key_length + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    reseal(&mut bytes);
-    let error = load_bytes(&dir, &bytes).unwrap_err();
+    let error = refusal_of_resealed(&dir, bytes);
     assert!(
         matches!(error, SnapshotLoadError::Oversized { what: "key", .. }),
         "{error}"
@@ -235,8 +238,7 @@ fn lengths_beyond_the_engine_limit_or_the_file_are_refused_before_allocating() {
     // Within the engine's limit but past the end of the file.
     let mut bytes = valid_snapshot(&dir);
     bytes[first_key_length..first_key_length + 4].copy_from_slice(&(1u32 << 28).to_le_bytes());
-    reseal(&mut bytes);
-    let error = load_bytes(&dir, &bytes).unwrap_err();
+    let error = refusal_of_resealed(&dir, bytes);
     assert!(
         matches!(error, SnapshotLoadError::Truncated { .. }),
         "{error}"
@@ -248,8 +250,7 @@ fn an_unknown_record_or_a_wrong_key_count_is_malformed() {
     let dir = TempDir::new("malformed");
     let mut bytes = valid_snapshot(&dir);
     bytes[HEADER_BYTES as usize] = 7;
-    reseal(&mut bytes);
-    let error = load_bytes(&dir, &bytes).unwrap_err();
+    let error = refusal_of_resealed(&dir, bytes);
     assert!(matches!(
         error,
         SnapshotLoadError::Malformed {
@@ -260,8 +261,7 @@ fn an_unknown_record_or_a_wrong_key_count_is_malformed() {
     let mut bytes = valid_snapshot(&dir);
     let count = bytes.len() - (CHECKSUM_BYTES + 8) as usize;
     bytes[count..count + 8].copy_from_slice(&299u64.to_le_bytes());
-    reseal(&mut bytes);
-    let error = load_bytes(&dir, &bytes).unwrap_err();
+    let error = refusal_of_resealed(&dir, bytes);
     assert!(
         matches!(error, SnapshotLoadError::Malformed { .. }),
         "{error}"
