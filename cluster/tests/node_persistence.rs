@@ -241,3 +241,46 @@ async fn a_corrupt_or_foreign_snapshot_stops_the_start_naming_the_file() {
     assert_eq!(node.store().dbsize(), 0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sets_a_snapshot_aside_at_start_without_loading_it() {
+    let (master_dir, replica_dir) = (DataDir::new("replica-m"), DataDir::new("replica-r"));
+    let master = start("127.0.0.1:0", &master_dir.0, Persistence::Snapshot)
+        .await
+        .unwrap();
+    let replica = start("127.0.0.1:0", &replica_dir.0, Persistence::Snapshot)
+        .await
+        .unwrap();
+    create_cluster(&[&master, &replica], 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // An on-demand snapshot of the replica, older than what its master will hold.
+    replica.save_snapshot().await.unwrap();
+    let address = replica.bus_address().clone();
+    replica.shutdown().await;
+    assert!(replica_dir.file(SNAPSHOT_FILE).exists());
+    master.cluster().set(b"newer", b"value").await.unwrap();
+
+    let replica = start(address.as_str(), &replica_dir.0, Persistence::Snapshot)
+        .await
+        .unwrap();
+    assert!(
+        !replica_dir.file(SNAPSHOT_FILE).exists(),
+        "a replica left a snapshot a later start could load"
+    );
+    assert!(replica_dir.file(LOADED_SNAPSHOT_FILE).exists());
+    let synced = eventually(Duration::from_secs(10), || async {
+        replica.store().get(b"newer").is_some()
+    })
+    .await;
+    assert!(
+        synced,
+        "the restarted replica never resynced from its master"
+    );
+    replica.shutdown().await;
+    assert!(
+        !replica_dir.file(SNAPSHOT_FILE).exists(),
+        "a replica wrote a snapshot on shutdown"
+    );
+    master.shutdown().await;
+}

@@ -52,6 +52,7 @@ use crate::node_state::{
 use crate::replication::master::MasterStreams;
 use crate::replication::replica::ReplicationTask;
 use crate::routing::Cluster;
+use atomic_file::FileError;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
 pub use config::{NodeBuilder, NodeConfig, NodeTransport};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
@@ -224,26 +225,46 @@ fn snapshot_path(config: &NodeConfig) -> Result<Option<PathBuf>, StartError> {
     }
 }
 
-/// Loads the data snapshot at `path` into `store` for node `node`, and renames it to
-/// [`LOADED_SNAPSHOT_FILE`] so no later start loads it again. Returns whether data was
-/// loaded (false: no snapshot).
-async fn load_at_start(path: &Path, store: &StoreCell, node: NodeId) -> Result<bool, StartError> {
+/// Renames the snapshot at `path` to [`LOADED_SNAPSHOT_FILE`] (and fsyncs the directory),
+/// so no later start loads it again.
+fn set_aside(path: &Path) -> Result<(), FileError> {
+    let consumed = path.with_file_name(LOADED_SNAPSHOT_FILE);
+    std::fs::rename(path, &consumed).map_err(atomic_file::io_failure(path, "set aside"))?;
+    atomic_file::sync_dir(atomic_file::parent_dir(path))
+}
+
+/// The data snapshot at start. A master (`load`) loads it into `store` for node `node`; a
+/// replica, which resyncs from its master, does not. Either way the file is then set aside
+/// ([`set_aside`]), so an older copy can never be loaded by a later start. Returns whether
+/// data was loaded (false: no snapshot, or a replica).
+async fn take_snapshot_at_start(
+    path: &Path,
+    store: &StoreCell,
+    node: NodeId,
+    load: bool,
+) -> Result<bool, StartError> {
     let (path, engine, clock) = (path.to_path_buf(), store.get(), store.clock());
-    let loading = tokio::task::spawn_blocking(move || {
+    let directory = atomic_file::parent_dir(&path).to_path_buf();
+    let taking = tokio::task::spawn_blocking(move || {
+        if !load {
+            if path.exists() {
+                set_aside(&path)?;
+                tracing::info!(file = %path.display(), "a replica sets its data snapshot \
+                    aside without loading it: it resyncs from its master");
+            }
+            return Ok(false);
+        }
         let Some(loaded) = load_snapshot(&path, &engine, clock.as_ref(), node)? else {
             return Ok(false);
         };
-        let consumed = path.with_file_name(LOADED_SNAPSHOT_FILE);
-        std::fs::rename(&path, &consumed)
-            .map_err(atomic_file::io_failure(&path, "rename after loading"))?;
-        atomic_file::sync_dir(atomic_file::parent_dir(&path))?;
+        set_aside(&path)?;
         tracing::info!(file = %path.display(), keys = loaded.keys, expired = loaded.expired,
             bytes = loaded.bytes, created_unix_ms = loaded.created_unix_ms,
             ms = loaded.duration.as_millis() as u64, "loaded the data snapshot");
         Ok::<bool, SnapshotLoadError>(true)
     });
-    let loaded = loading.await.map_err(|error| StartError::DataDir {
-        path: PathBuf::new(),
+    let loaded = taking.await.map_err(|error| StartError::DataDir {
+        path: directory,
         source: std::io::Error::other(error.to_string()),
     })??;
     Ok(loaded)
@@ -284,10 +305,10 @@ impl Node {
             None => Core::new(core_config, 0),
         };
         let store = new_store(&config);
-        // A replica resyncs from its master: it loads no snapshot.
         let data_loaded = match &snapshot_path {
-            Some(path) if core.my_master().is_none() => {
-                match load_at_start(path, &store, core.myself_id()).await {
+            Some(path) => {
+                let master = core.my_master().is_none();
+                match take_snapshot_at_start(path, &store, core.myself_id(), master).await {
                     Ok(loaded) => loaded,
                     Err(error) => {
                         // Release the address before returning, as a shutdown does.
@@ -296,7 +317,7 @@ impl Node {
                     }
                 }
             }
-            _ => false,
+            None => false,
         };
         let shared = Arc::new(NodeState {
             store,

@@ -60,8 +60,9 @@ pub enum Persistence {
     None,
     /// A snapshot of the keys ([`SNAPSHOT_FILE`] in the data directory) is written when a
     /// master shuts down and by [`Node::save_snapshot`](crate::Node::save_snapshot), and is
-    /// loaded at start. Needs a data directory. A replica writes none on shutdown (it
-    /// resyncs from its master) and loads none at start.
+    /// loaded once at start (then renamed [`LOADED_SNAPSHOT_FILE`]). Needs a data directory.
+    /// A replica writes none on shutdown (it resyncs from its master) and loads none at
+    /// start: one it finds there is set aside unloaded.
     Snapshot,
 }
 
