@@ -41,6 +41,6 @@ pub use runtime::snapshot::{
     SNAPSHOT_FILE,
 };
 pub use runtime::{
-    ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError, NODES_CONF_FILE,
-    NODE_TIMEOUT_MS_MIN,
+    ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError,
+    DEFAULT_HANDOVER_TIMEOUT, NODES_CONF_FILE, NODE_TIMEOUT_MS_MIN,
 };

@@ -8,7 +8,7 @@ use slotkv_cluster::core::node::{NodeFlags, NodeId};
 use slotkv_cluster::core::nodes_conf;
 use slotkv_cluster::core::rng::Rng;
 use slotkv_cluster::core::slots::SlotRange;
-use slotkv_cluster::core::wire::{self, Body, GossipEntry, Header, Message};
+use slotkv_cluster::core::wire::{self, Body, GossipEntry, HandOverMode, Header, Message};
 use slotkv_cluster::sim::{SimConfig, Simulator};
 use slotkv_cluster::views::{self, PreferredEndpoint};
 
@@ -85,7 +85,7 @@ fn random_message(rng: &mut Rng, known: &[NodeId]) -> Message {
         mflags: rng.below(4) as u8,
         shard_id: rng.chance(1, 2).then(|| random_id(rng, known)),
     };
-    let body = match rng.below(8) {
+    let body = match rng.below(10) {
         0 => Body::Ping(random_gossip(rng, known)),
         1 => Body::Pong(random_gossip(rng, known)),
         2 => Body::Meet(random_gossip(rng, known)),
@@ -99,7 +99,13 @@ fn random_message(rng: &mut Rng, known: &[NodeId]) -> Message {
         },
         5 => Body::FailoverAuthRequest,
         6 => Body::FailoverAuthAck,
-        _ => Body::MfStart,
+        7 => Body::MfStart,
+        8 => Body::HandOver {
+            mode: HandOverMode::Graceful,
+        },
+        _ => Body::HandOver {
+            mode: HandOverMode::WithoutData,
+        },
     };
     Message { header, body }
 }

@@ -100,16 +100,22 @@ pub(crate) fn common_slot(keys: &[&[u8]], command: &'static str) -> Result<Slot,
 /// [`StoreCell::get`]), recording its keys' effects in the log before the stripe is released;
 /// then it logs the engine removals pending (its evictions), at most
 /// [`REMOVALS_PER_WRITE_MAX`]. Returns the output and, for a write, the log offset after it.
+/// A write refused by the log's gate under its stripe ([`WriteLog::writes_open`]: writes
+/// were paused after the routing check) changes nothing and is
+/// [`ExecuteError::WritesClosed`].
 pub(crate) fn execute<C: Command>(
     stores: &StoreCell,
     log: &WriteLog,
     slot: Slot,
     command: &C,
-) -> Result<(C::Output, Option<u64>), CommandError> {
+) -> Result<(C::Output, Option<u64>), ExecuteError> {
     if !C::WRITES {
         return Ok((command.apply(&stores.get(), slot)?, None));
     }
     let stripe = log.lock_slot(slot);
+    if !log.writes_open() {
+        return Err(ExecuteError::WritesClosed);
+    }
     let store = stores.get();
     let output = command.apply(&store, slot);
     let offset = output
@@ -121,6 +127,21 @@ pub(crate) fn execute<C: Command>(
         record_removals(log, &store, REMOVALS_PER_WRITE_MAX);
     }
     Ok((output?, offset))
+}
+
+/// Why [`execute`] did not run a command. Nothing changed in either case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecuteError {
+    /// The engine refused it.
+    Command(CommandError),
+    /// A write arrived after writes were paused (a retryable TRYAGAIN for the caller).
+    WritesClosed,
+}
+
+impl From<CommandError> for ExecuteError {
+    fn from(error: CommandError) -> Self {
+        ExecuteError::Command(error)
+    }
 }
 
 /// The keys of a multi-key command: borrowed slices for a local call, owned for a decoded
@@ -238,7 +259,7 @@ macro_rules! registry {
                 stores: &StoreCell,
                 log: &WriteLog,
                 slot: Slot,
-            ) -> Result<(Value, Option<u64>), CommandError> {
+            ) -> Result<(Value, Option<u64>), ExecuteError> {
                 match self {
                     $(AnyCommand::$variant { command } => execute(stores, log, slot, command)
                         .map(|(output, offset)| (output.into_value(), offset)),)+
@@ -325,6 +346,34 @@ mod tests {
         .into();
         assert!(incr.execute(&store, &log, slot).is_err());
         assert!(matches!(log.read_after(1, 0, 10), BacklogRead::Ops { ops, .. } if ops.len() == 2));
+    }
+
+    #[test]
+    fn a_write_after_the_gate_closed_changes_nothing_and_a_read_still_runs() {
+        let (store, log) = fixture();
+        let slot = key_slot(b"k");
+        let plain = |value: &'static [u8]| -> BorrowedCommand<'static> {
+            set::Set {
+                key: &b"k"[..],
+                value,
+                options: slotkv_engine::SetOptions::default().into(),
+            }
+            .into()
+        };
+        let set = plain(b"v");
+        assert!(matches!(set.execute(&store, &log, slot), Ok((_, Some(1)))));
+        assert_eq!(log.close_writes(), 1);
+        let overwrite = plain(b"w");
+        assert_eq!(
+            overwrite.execute(&store, &log, slot),
+            Err(ExecuteError::WritesClosed)
+        );
+        assert_eq!(log.offset(), 1, "nothing was logged");
+        let get: BorrowedCommand<'_> = get::Get { key: &b"k"[..] }.into();
+        assert_eq!(
+            get.execute(&store, &log, slot),
+            Ok((Value::Bulk(Some(b"v".to_vec())), None))
+        );
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Core {
         self.failover = Default::default();
         // Nothing of the new master's data is held until its stream is up.
         self.replication.last_master_interaction_ms = None;
+        self.replication.last_link_up_ms = None;
         self.header_slots_cache = None;
         self.emit(Event::RoleChanged(Role::Replica { master }));
         self.config_dirty = true;

@@ -61,6 +61,9 @@ pub(crate) struct ManualFailover {
     master_offset: Option<u64>,
     /// Master side: the replica taking over; writes are paused meanwhile.
     replica: Option<NodeId>,
+    /// Master side: the log offset after the last write, reported by the caller once the
+    /// pause is in force ([`Core::handle_writes_paused`]); advertised only from then on.
+    paused_offset: Option<u64>,
 }
 
 impl ManualFailover {
@@ -74,9 +77,24 @@ impl ManualFailover {
         self.replica
     }
 
+    /// Master side: paused, and the caller has not reported the paused offset yet.
+    pub(crate) fn awaits_paused_offset(&self) -> bool {
+        self.replica.is_some() && self.paused_offset.is_none()
+    }
+
+    /// Master side: the pause is in force at `offset`; returns the replica to tell.
+    pub(crate) fn note_paused_offset(&mut self, offset: u64) -> Option<NodeId> {
+        if !self.awaits_paused_offset() {
+            return None;
+        }
+        self.paused_offset = Some(offset);
+        self.replica
+    }
+
     pub(crate) fn header_mflags(&self) -> u8 {
         let mut flags = 0;
-        if self.replica.is_some() {
+        // PAUSED tells the replica "my offset is final": only once it is.
+        if self.replica.is_some() && self.paused_offset.is_some() {
             flags |= MFLAG_PAUSED;
         }
         if self.can_start {
@@ -93,7 +111,7 @@ impl ManualFailover {
 }
 
 impl Core {
-    fn auth_timeout_ms(&self) -> u64 {
+    pub(super) fn auth_timeout_ms(&self) -> u64 {
         self.config
             .node_timeout_ms
             .saturating_mul(2)
@@ -142,19 +160,32 @@ impl Core {
         {
             return false;
         }
+        self.data_age_allows_failover(self.replication.last_master_interaction_ms)
+    }
+
+    /// `cluster-replica-validity-factor`: data last refreshed at `refreshed_ms` (`None`:
+    /// never, since following this master) is recent enough to take over when its age past node_timeout is at most
+    /// `repl_ping_replica_period_ms + node_timeout_ms × factor` (always with factor 0).
+    fn data_age_allows_failover(&self, refreshed_ms: Option<u64>) -> bool {
         let factor = self.config.replica_validity_factor;
         if factor == 0 {
             return true;
         }
         let timeout_ms = self.config.node_timeout_ms;
-        let Some(last_interaction_ms) = self.replication.last_master_interaction_ms else {
+        let Some(refreshed_ms) = refreshed_ms else {
             return false;
         };
-        let mut data_age_ms = self.now_ms - last_interaction_ms;
+        let mut data_age_ms = self.now_ms.saturating_sub(refreshed_ms);
         if data_age_ms > timeout_ms {
             data_age_ms -= timeout_ms;
         }
         data_age_ms <= self.config.repl_ping_replica_period_ms + timeout_ms * factor
+    }
+
+    /// The validity rule on the replication link's age (bus messages from the master do
+    /// not count: they carry no data): a hand-over's eligibility.
+    pub(super) fn replica_data_is_recent(&self) -> bool {
+        self.data_age_allows_failover(self.replication.last_link_up_ms)
     }
 
     /// The replica's election (`clusterHandleReplicaFailover`), run after every input.
@@ -357,8 +388,7 @@ impl Core {
         self.manual = ManualFailover {
             end_ms: Some(self.now_ms + self.config.manual_failover_timeout_ms),
             can_start: force,
-            master_offset: None,
-            replica: None,
+            ..ManualFailover::default()
         };
         self.failover = FailoverState::default();
         if force {
@@ -368,7 +398,10 @@ impl Core {
         }
     }
 
-    /// MFSTART from one of my replicas: pause writes and ping it with my frozen offset.
+    /// MFSTART from one of my replicas: pause writes. The caller stops them and reports
+    /// the offset after the last one ([`crate::core::Output::PauseWrites`]); only then is
+    /// the replica pinged with it ([`Core::handle_writes_paused`]), so no write accepted
+    /// before the pause can land beyond the offset the replica waits for.
     pub(super) fn handle_mfstart(&mut self, sender: &NodeId) {
         let is_my_replica = self
             .nodes
@@ -380,12 +413,11 @@ impl Core {
         let pause_ms = self.config.manual_failover_timeout_ms * MANUAL_FAILOVER_PAUSE_MULT;
         self.manual = ManualFailover {
             end_ms: Some(self.now_ms + pause_ms),
-            can_start: false,
-            master_offset: None,
             replica: Some(*sender),
+            ..ManualFailover::default()
         };
         tracing::info!(replica = %sender, "paused for a manual failover");
-        self.send_ping(*sender, PingKind::Ping);
+        self.outputs.push_back(crate::core::Output::PauseWrites);
     }
 
     /// Replica side: once our offset reaches the paused master's, the election may start.

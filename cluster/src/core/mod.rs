@@ -19,6 +19,7 @@
 //! [`slots`] (slot table), [`wire`] (messages and encoding), `gossip` (ping schedule,
 //! MEET/handshake, gossip), [`failure`] (PFAIL/FAIL, the failure-report rule), `failover`
 //! (elections, votes, manual failover), `epochs` (config rules 1-2, UPDATE, collisions),
+//! [`handover`] (shutdown hand-over, restart without data, the writes pause),
 //! `replica_migration`, `state` (cluster_state), [`admin`] (commands), [`rng`], `timers`,
 //! and [`nodes_conf`] (the nodes.conf text format). The views (CLUSTER NODES, SLOTS, ...)
 //! live outside the protocol state, in [`crate::views`].
@@ -29,6 +30,7 @@ mod epochs;
 mod failover;
 pub mod failure;
 mod gossip;
+pub mod handover;
 pub mod node;
 pub mod nodes_conf;
 pub mod output;
@@ -47,6 +49,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use admin::{AdminCommand, AdminError, AdminReply, FailoverMode, ResetMode, SetSlotAction};
 pub use config::{Config, NODE_TIMEOUT_MS_MIN};
 use failover::{FailoverState, ManualFailover};
+pub use handover::HandOverError;
+use handover::HandOverState;
 pub use nodes_conf::NodesConf;
 pub use output::{Event, Output, Peer, ReleaseReason, Role};
 pub use restore::RestoreError;
@@ -109,6 +113,7 @@ pub struct Core {
     timers: Timers,
     failover: FailoverState,
     manual: ManualFailover,
+    handover: HandOverState,
     tracker: StateTracker,
     replication: ReplicationStatus,
     /// When each orphaned master was first seen orphaned (`now` ms).
@@ -147,6 +152,10 @@ struct ReplicationStatus {
     /// (Redis's "repl down since ever"): such a replica holds none of its master's data
     /// and may not fail over automatically.
     last_master_interaction_ms: Option<u64>,
+    /// Last time the replication link was reported up (`now` ms), `None` since this node
+    /// became a replica of its current master until then: the age of the data itself,
+    /// which bus messages do not refresh (a hand-over's eligibility).
+    last_link_up_ms: Option<u64>,
 }
 
 impl Core {
@@ -182,6 +191,7 @@ impl Core {
             timers: Timers::new(now_ms),
             failover: FailoverState::default(),
             manual: ManualFailover::default(),
+            handover: HandOverState::default(),
             tracker: StateTracker::default(),
             replication: ReplicationStatus::default(),
             orphaned_since: BTreeMap::new(),
@@ -300,9 +310,13 @@ impl Core {
     }
 
     /// True when this node may accept writes: a master, `cluster_state` ok, not paused
-    /// for a manual failover.
+    /// for a manual failover or a hand-over, not withholding its slots after a restart
+    /// without data.
     pub fn accepts_writes(&self) -> bool {
-        self.myself().is_master() && self.state == ClusterState::Ok && !self.manual.is_paused()
+        self.myself().is_master()
+            && self.state == ClusterState::Ok
+            && !self.manual.is_paused()
+            && !self.handover.blocks_writes()
     }
 
     /// The master this node replicates, if it is a replica.
@@ -340,6 +354,7 @@ impl Core {
         let sender = message.header.sender;
         if self.is_known(&sender) && sender != self.myself {
             self.note_sender_header(&message.header);
+            self.note_restart_header(&message.header);
         }
         match &message.body {
             Body::Ping(_) | Body::Meet(_) | Body::Pong(_) => {
@@ -357,8 +372,10 @@ impl Core {
             Body::ForgottenNode { node, ttl_ms } => {
                 self.handle_forgotten_node(&sender, node, *ttl_ms)
             }
+            Body::HandOver { mode } => self.handle_hand_over(&sender, *mode),
         }
         self.handle_replica_failover();
+        self.handle_restart_progress();
         self.finish_input();
     }
 
@@ -385,6 +402,7 @@ impl Core {
         self.replication.offset = offset;
         if master_link_up {
             self.replication.last_master_interaction_ms = Some(self.now_ms);
+            self.replication.last_link_up_ms = Some(self.now_ms);
         }
         self.replication.master_link_up = master_link_up;
         let myself = self.myself;

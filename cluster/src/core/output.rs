@@ -17,7 +17,11 @@
 //!   it names (see [`ReleaseReason`]); queued once per occasion, in order with the transmits
 //!   (a later transmit to the same address opens a fresh link);
 //! - [`Output::Event`]s tell the host what changed during the input (role, slot owners,
-//!   failure flags, `cluster_state`); they oblige nothing of the other outputs.
+//!   failure flags, `cluster_state`); they oblige nothing of the other outputs;
+//! - [`Output::PauseWrites`] asks the caller to stop writes before it goes on draining:
+//!   once no write can apply any more, it reports the log offset with
+//!   [`crate::core::Core::handle_writes_paused`], whose outputs (the paused master's
+//!   offset to its replica) join the queue.
 //!
 //! The queue is bounded by the work of one input (a few messages per known node, see
 //! [`crate::core::MAX_KNOWN_NODES`]): the caller drains it before the next input.
@@ -57,6 +61,14 @@ pub enum Event {
     NodeRecovered(NodeId),
     /// `cluster_state` changed.
     ClusterStateChanged(ClusterState),
+    /// This master restarted without its data and no replica took its slots over within
+    /// the bounds of `crate::core::handover`: it serves them again, empty.
+    RestartedWithoutData {
+        /// The slots it serves empty.
+        slots: Vec<SlotRange>,
+        /// The replica asked to take over that did not (`None`: none could be asked).
+        replica: Option<NodeId>,
+    },
 }
 
 /// Where a message goes: by bus address, and by id once known.
@@ -114,4 +126,9 @@ pub enum Output {
     },
     /// Tell the host.
     Event(Event),
+    /// Writes are paused (manual failover, shutdown hand-over): stop accepting them, wait
+    /// for the writes in flight, then report the log offset after the last one with
+    /// [`crate::core::Core::handle_writes_paused`]. Until then the paused master does not
+    /// advertise an offset to its replica.
+    PauseWrites,
 }

@@ -45,6 +45,7 @@ impl Core {
             self.run_cron();
         }
         self.handle_replica_failover();
+        self.handle_restart_progress();
         self.finish_input();
     }
 

@@ -139,6 +139,24 @@ pub enum Body {
         /// How long it stays banned, in ms: 1 ..= [`MAX_FORGOTTEN_TTL_MS`].
         ttl_ms: u64,
     },
+    /// A master asks one of its replicas to take over its slots (slotkv's own message:
+    /// shutdown hand-over, restart without data; see `crate::core::handover`).
+    HandOver {
+        /// How the replica takes over.
+        mode: HandOverMode,
+    },
+}
+
+/// How a replica takes over in a [`Body::HandOver`]. Decoding is strict: an unknown mode
+/// is a [`DecodeError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum HandOverMode {
+    /// The master paused its writes: the replica runs the lossless manual failover
+    /// (MFSTART, wait for the paused offset, election with FORCEACK).
+    Graceful,
+    /// The master restarted without its data, so its offset means nothing: the replica
+    /// starts the election with FORCEACK at once, like CLUSTER FAILOVER FORCE.
+    WithoutData,
 }
 
 /// One bus message.
@@ -171,11 +189,13 @@ pub enum MessageType {
     MfStart,
     /// FORGOTTEN_NODE.
     ForgottenNode,
+    /// HANDOVER (slotkv's own).
+    HandOver,
 }
 
 impl MessageType {
     /// Number of message types.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every type, in counter-index order.
     pub const ALL: [MessageType; MessageType::COUNT] = [
         MessageType::Ping,
@@ -187,6 +207,7 @@ impl MessageType {
         MessageType::Update,
         MessageType::MfStart,
         MessageType::ForgottenNode,
+        MessageType::HandOver,
     ];
 
     /// The name CLUSTER INFO uses (`cluster_stats_messages_<name>_sent`).
@@ -201,6 +222,7 @@ impl MessageType {
             MessageType::Update => "update",
             MessageType::MfStart => "mfstart",
             MessageType::ForgottenNode => "forgotten-node",
+            MessageType::HandOver => "handover",
         }
     }
 
@@ -223,6 +245,7 @@ impl Body {
             Body::FailoverAuthAck => MessageType::FailoverAuthAck,
             Body::MfStart => MessageType::MfStart,
             Body::ForgottenNode { .. } => MessageType::ForgottenNode,
+            Body::HandOver { .. } => MessageType::HandOver,
         }
     }
 
@@ -254,6 +277,8 @@ pub fn redis_encoded_len(message: &Message) -> usize {
         Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => REDIS_HEADER_BYTES,
         // Redis carries it as a ping extension: 8-byte extension header, 40-byte name, TTL.
         Body::ForgottenNode { .. } => 8 + 40 + 8,
+        // Redis has no such message; its nearest, MFSTART, is a bare header.
+        Body::HandOver { .. } => REDIS_HEADER_BYTES,
     }
 }
 
@@ -545,13 +570,37 @@ mod tests {
             ..sample_message(0)
         };
         let mut bytes = encode(&message);
-        // The unit body is the last byte: its discriminant (MfStart, 7); ForgottenNode is
-        // the last (8) and needs its fields.
+        // The unit body is the last byte: its discriminant (MfStart, 7); ForgottenNode (8)
+        // and HandOver (9, the last) need their fields.
         let last = bytes.len() - 1;
         assert_eq!(bytes[last], 7);
-        bytes[last] = 9;
+        bytes[last] = 10;
         assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
         bytes[last] = 8;
+        assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
+        bytes[last] = 9;
+    }
+
+    #[test]
+    fn a_hand_over_round_trips_and_an_unknown_mode_is_a_decode_error() {
+        for mode in [HandOverMode::Graceful, HandOverMode::WithoutData] {
+            let message = Message {
+                body: Body::HandOver { mode },
+                ..sample_message(0)
+            };
+            assert_eq!(decode(&encode(&message)), Ok(message));
+        }
+        let message = Message {
+            body: Body::HandOver {
+                mode: HandOverMode::WithoutData,
+            },
+            ..sample_message(0)
+        };
+        let mut bytes = encode(&message);
+        // The body is the last two bytes: its discriminant (9), then the mode's (1).
+        let last = bytes.len() - 1;
+        assert_eq!((bytes[last - 1], bytes[last]), (9, 1));
+        bytes[last] = 2;
         assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
     }
 

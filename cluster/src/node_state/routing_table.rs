@@ -61,6 +61,9 @@ pub(crate) struct RoutingTable {
     pub(crate) cluster_ok: bool,
     /// This node accepts writes.
     pub(crate) accepts_writes: bool,
+    /// False while this master withholds its slots after a restart without data: it
+    /// neither serves them nor ships its engine to a replica.
+    pub(crate) serves_data: bool,
     /// `cluster-allow-reads-when-down`.
     pub(crate) allow_reads_when_down: bool,
     owners: Vec<u16>,
@@ -111,6 +114,7 @@ impl RoutingTable {
             my_master: core.my_master(),
             cluster_ok: core.cluster_state() == ClusterState::Ok,
             accepts_writes: core.accepts_writes(),
+            serves_data: core.serves_data(),
             allow_reads_when_down: core.config().allow_reads_when_down,
             owners,
             states,
@@ -148,7 +152,8 @@ impl RoutingTable {
             id.and_then(|id| self.nodes.iter().position(|node| node.id == id))
                 .map_or(NO_OWNER - 1, |position| position as u16)
         };
-        let mine = if self.myself_is_master {
+        // A master withholding its data serves no slot on the fast path.
+        let mine = if self.myself_is_master && self.serves_data {
             position_of(Some(self.myself))
         } else {
             NO_OWNER - 1

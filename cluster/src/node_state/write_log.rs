@@ -9,6 +9,11 @@
 //! removal log and are logged the same way ([`record_removals`]), so they replicate as
 //! deletes. The slots a master loses to another node are emptied and logged as one
 //! [`Op::DropSlot`] each ([`drop_lost_slots`]). The data path writes to it; replication (`crate::replication`) streams it.
+//!
+//! The log also holds the gate that makes a pause lossless ([`WriteLog::writes_open`]):
+//! a write checks it under its stripe, so once [`WriteLog::close_writes`] returns, no
+//! write that passed the routing check before the pause can still apply, and the offset
+//! it returns is final.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +115,9 @@ pub(crate) enum BacklogRead {
 /// The write log of one node. See the module docs.
 pub(crate) struct WriteLog {
     stripes: Box<[Mutex<()>]>,
+    /// Whether writes may apply (checked under the stripe; the driver sets it as the core
+    /// accepts writes or not). Open at creation: the routing check comes first anyway.
+    writes_open: AtomicBool,
     state: Mutex<LogState>,
     backlog_bytes_max: usize,
     /// Bumped on every new op (wakes streamers).
@@ -147,6 +155,7 @@ impl WriteLog {
     pub(crate) fn new(replid: u64, backlog_bytes_max: usize) -> WriteLog {
         WriteLog {
             stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
+            writes_open: AtomicBool::new(true),
             state: Mutex::new(LogState {
                 replid,
                 offset: 0,
@@ -180,6 +189,28 @@ impl WriteLog {
     /// Whether [`WriteLog::stop_writes`] was called.
     pub(crate) fn writes_stopped(&self) -> bool {
         self.writes_stopped.load(Ordering::Acquire)
+    }
+
+    /// Whether a write may apply now. Call with the write's stripe held.
+    pub(crate) fn writes_open(&self) -> bool {
+        self.writes_open.load(Ordering::Acquire)
+    }
+
+    /// Opens or closes the gate without waiting (opening, or closing when no offset is
+    /// needed); [`Self::close_writes`] closes and waits.
+    pub(crate) fn set_writes_open(&self, open: bool) {
+        self.writes_open.store(open, Ordering::Release);
+    }
+
+    /// Closes the gate, then takes every stripe once: a write that saw the gate open holds
+    /// its stripe until it is logged, and any later one sees it closed. Returns the offset
+    /// after the last write that applied.
+    pub(crate) fn close_writes(&self) -> u64 {
+        self.set_writes_open(false);
+        for stripe in self.stripes.iter() {
+            drop(stripe.lock());
+        }
+        self.offset()
     }
 
     /// Appends the current state of each of `keys` as ops; returns the last offset. Call
@@ -500,6 +531,30 @@ mod tests {
             Op::Set { expire_at_ms, .. } => assert_eq!(expire_at_ms, Some(2_000)),
             other => assert!(matches!(other, Op::Del { .. }), "{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_write_holding_its_stripe_is_logged_before_close_writes_returns() {
+        let log = Arc::new(WriteLog::new(1, DEFAULT_BACKLOG_BYTES_MAX));
+        let store = Arc::new(store());
+        let stripe = log.lock_slot(7);
+        assert!(log.writes_open(), "the write saw the gate open");
+        let closing = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || log.close_writes())
+        };
+        // The barrier waits for this write's stripe.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !closing.is_finished(),
+            "close_writes returned with a write in flight"
+        );
+        store.set(b"k", b"v", SetOptions::default()).unwrap();
+        let offset = log.record(&store, &[b"k"]);
+        drop(stripe);
+        assert_eq!(closing.join().unwrap(), offset);
+        let _stripe = log.lock_slot(7);
+        assert!(!log.writes_open(), "a later write sees the gate closed");
     }
 
     #[tokio::test]

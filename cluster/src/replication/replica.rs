@@ -271,6 +271,11 @@ impl ReplicationTask {
             }
         };
         match decoded {
+            // A master withholding its slots after a restart without data never ships its
+            // empty engine: the replica keeps its copy (and asks again later).
+            StreamFrame::Psync { .. } if !self.shared.routing.table().serves_data => {
+                tracing::debug!(from = %frame.from, "refused a PSYNC: restarted without data");
+            }
             StreamFrame::Psync { replid, offset } => {
                 if self.link.is_none() {
                     self.streams

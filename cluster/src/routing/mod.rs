@@ -35,7 +35,7 @@ use slotkv_transport::PeerAddr;
 pub use error::ClusterError;
 
 use crate::codec::DecodeError;
-use crate::command::{execute, BorrowedCommand, Command, Reply, Value};
+use crate::command::{execute, BorrowedCommand, Command, ExecuteError, Reply, Value};
 use protocol::{CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT};
 
 use crate::node_state::stats::Refusal;
@@ -192,7 +192,16 @@ impl Cluster {
         })?;
         let replica_reads = self.read_from == ReadFrom::Replica;
         if self.shared.routing.is_local(slot, C::WRITES, replica_reads) {
-            return self.run_local(slot, &command).await;
+            if C::WRITES && self.shared.log.writes_stopped() {
+                return Err(ClusterError::Shutdown);
+            }
+            match execute(&self.shared.store, &self.shared.log, slot, &command) {
+                Ok((output, offset)) => return self.await_durability(output, offset).await,
+                Err(ExecuteError::Command(error)) => return Err(ClusterError::Command(error)),
+                // Writes were paused after the routing check: the owner's rules answer
+                // TRYAGAIN on the forwarding path, which retries and follows the slot.
+                Err(ExecuteError::WritesClosed) => {}
+            }
         }
         let value = self.forward(slot, self.request(command.into())).await?;
         C::Output::from_value(value).ok_or_else(|| {
@@ -204,15 +213,8 @@ impl Cluster {
         })
     }
 
-    async fn run_local<C: Command>(
-        &self,
-        slot: Slot,
-        command: &C,
-    ) -> Result<C::Output, ClusterError> {
-        if C::WRITES && self.shared.log.writes_stopped() {
-            return Err(ClusterError::Shutdown);
-        }
-        let (output, offset) = execute(&self.shared.store, &self.shared.log, slot, command)?;
+    /// A local write's durability: waits for the replicas [`Durability`] asks for.
+    async fn await_durability<T>(&self, output: T, offset: Option<u64>) -> Result<T, ClusterError> {
         let (
             Some(offset),
             Durability::Replicas {

@@ -3,8 +3,8 @@
 //! executes it through the command registry and, when asked, waits for replica
 //! acknowledgements. The rules take the keys and the read/write flag from the command.
 //!
-//! Rule order: CROSSSLOT; slot unassigned → `CLUSTERDOWN Hash slot not served`; cluster
-//! state fail → CLUSTERDOWN (reads pass with `allow_reads_when_down`); owner and migrating
+//! Rule order: CROSSSLOT; slot unassigned → `CLUSTERDOWN Hash slot not served`; a slot
+//! this master withholds after a restart without data → TRYAGAIN; cluster state fail → CLUSTERDOWN (reads pass with `allow_reads_when_down`); owner and migrating
 //! → execute if every key exists here, TRYAGAIN if only some do, else ASK the target;
 //! importing with ASKING → execute (TRYAGAIN for a multi-key request with missing keys);
 //! READONLY read on a replica of the owner → execute; otherwise MOVED.
@@ -14,7 +14,9 @@ use std::time::Duration;
 use slotkv_engine::{CommandError, Slot, Store};
 use slotkv_transport::{InboundRequest, Responder};
 
-use crate::command::{AnyCommand, KeyList, OwnedCommand, PairList, Value, WireCommandError};
+use crate::command::{
+    AnyCommand, ExecuteError, KeyList, OwnedCommand, PairList, Value, WireCommandError,
+};
 use crate::core::slots::SlotState;
 use crate::node_state::stats::Refusal;
 use crate::node_state::{NodeState, NodeStats, RoutingTable};
@@ -90,6 +92,12 @@ fn decide_slot(
     let Some(owner) = table.owner(slot) else {
         return Decision::Answer(Response::Down(DownReason::SlotNotServed));
     };
+    if owner.id == table.myself && table.myself_is_master && !table.serves_data {
+        // Restarted without data: the slot is being handed to a replica (see
+        // `crate::core::handover`), before and after the startup delay; the caller
+        // retries TRYAGAIN and follows the new owner.
+        return Decision::Answer(Response::TryAgain);
+    }
     if !(table.cluster_ok || asked.read_only && table.allow_reads_when_down) {
         let reason = if table.allow_reads_when_down {
             DownReason::ReadOnly
@@ -160,7 +168,11 @@ where
     let (value, offset) = match request.command.execute(&shared.store, &shared.log, slot) {
         Ok((value, Some(offset))) => (value, offset),
         Ok((value, None)) => (value, shared.log.offset()),
-        Err(error) => return Response::Failed(WireCommandError::from(&error)),
+        Err(ExecuteError::Command(error)) => {
+            return Response::Failed(WireCommandError::from(&error))
+        }
+        // Paused after the rules let it through: as if the pause had come first.
+        Err(ExecuteError::WritesClosed) => return Response::TryAgain,
     };
     let wanted = request.durability_replicas;
     if wanted == 0 || !request.command.writes() {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use slotkv_engine::EvictionPolicy;
 use slotkv_transport::quic::QuicConfig;
@@ -79,7 +80,16 @@ pub struct NodeConfig {
     pub rng_seed: Option<u64>,
     /// Bounds of the transport endpoint.
     pub endpoint: EndpointConfig,
+    /// Longest the shutdown of a master waits for a replica to take its slots over (the
+    /// replica catching up, then the election); `Duration::ZERO` stops without a
+    /// hand-over. Default [`DEFAULT_HANDOVER_TIMEOUT`].
+    pub handover_timeout: Duration,
 }
+
+/// Default bound of the shutdown hand-over: an election takes a few round trips, the
+/// catching up of a replica that keeps up with the writes a few milliseconds; at most
+/// the `Cluster` handle's TRYAGAIN retries (about 3 s) plus a margin.
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Builds a [`NodeConfig`] and starts the node.
 #[derive(Debug, Clone)]
@@ -114,6 +124,7 @@ impl NodeBuilder {
                 backlog_bytes_max: DEFAULT_BACKLOG_BYTES_MAX,
                 rng_seed: None,
                 endpoint: EndpointConfig::default(),
+                handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
             },
         }
     }
@@ -216,6 +227,12 @@ impl NodeBuilder {
     /// Sets the endpoint bounds.
     pub fn endpoint(mut self, endpoint: EndpointConfig) -> Self {
         self.config.endpoint = endpoint;
+        self
+    }
+
+    /// Sets the bound of the shutdown hand-over (`Duration::ZERO`: stop without one).
+    pub fn handover_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handover_timeout = timeout;
         self
     }
 

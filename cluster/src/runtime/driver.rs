@@ -7,8 +7,10 @@
 //! queued with `send_bus`; a `SaveConfig` is written with `save_conf` on the blocking pool
 //! and awaited before any later output (if it fails, no bus message goes out until a
 //! retried save succeeds, as Redis exits rather than gossip unsaved state); an event is
-//! acted on (role → replication) and published. Then it republishes the slot map for the
-//! data path. It decides nothing itself.
+//! acted on (role → replication) and published; a `PauseWrites` publishes the closed
+//! map, closes the write log's gate, waits for the writes in flight and reports the
+//! offset after the last one to the core. Then it republishes the slot map for the data
+//! path. It decides nothing itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,9 +22,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::core::node::NodeId;
 use crate::core::slots::SlotRange;
-use crate::core::wire;
+use crate::core::wire::{self, HandOverMode};
 use crate::core::{
-    AdminCommand, AdminError, AdminReply, Core, Event, NodesConf, Output, ReleaseReason, Role,
+    AdminCommand, AdminError, AdminReply, Core, Event, HandOverError, NodesConf, Output,
+    ReleaseReason, Role,
     TICK_INTERVAL_MS,
 };
 use crate::node_state::stats::Refusal;
@@ -50,6 +53,17 @@ pub(crate) enum DriverRequest {
     ),
     /// Run a closure on the core (views, ids).
     Inspect(Inspection),
+    /// A step of the shutdown hand-over (answered once its outputs are drained).
+    HandOver(HandOverStep, oneshot::Sender<Result<(), HandOverError>>),
+}
+
+/// The steps of the shutdown hand-over the node asks of the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandOverStep {
+    /// Pause writes for good ([`Core::pause_for_hand_over`]).
+    Pause,
+    /// Ask this replica to take over gracefully ([`Core::hand_over`]).
+    Ask(NodeId),
 }
 
 /// The driver's inputs and outputs.
@@ -78,7 +92,15 @@ pub(crate) struct Driver {
     /// The master's replication streams (run by the replication task), stopped here when
     /// the core releases their peer.
     pub(crate) streams: Arc<MasterStreams>,
+    /// The answer to the hand-over step of the current input, sent after publishing.
+    pub(crate) pending_hand_over: Option<HandOverAnswer>,
 }
+
+/// A hand-over step's answer and where it goes.
+pub(crate) type HandOverAnswer = (
+    oneshot::Sender<Result<(), HandOverError>>,
+    Result<(), HandOverError>,
+);
 
 /// An admin command's answer and where it goes.
 pub(crate) type AdminAnswer = (
@@ -112,6 +134,9 @@ impl Driver {
             // Answer admin commands only once their effects are saved and published, so a
             // caller's next data call sees them.
             if let Some((reply, result)) = self.pending_reply.take() {
+                let _ = reply.send(result);
+            }
+            if let Some((reply, result)) = self.pending_hand_over.take() {
                 let _ = reply.send(result);
             }
         }
@@ -174,6 +199,16 @@ impl Driver {
                 self.pending_reply = Some((reply, result));
             }
             DriverRequest::Inspect(inspect) => inspect(&self.core),
+            DriverRequest::HandOver(step, reply) => {
+                let now_ms = self.shared.now_ms();
+                let result = match step {
+                    HandOverStep::Pause => self.core.pause_for_hand_over(now_ms),
+                    HandOverStep::Ask(replica) => {
+                        self.core.hand_over(now_ms, replica, HandOverMode::Graceful)
+                    }
+                };
+                self.pending_hand_over = Some((reply, result));
+            }
         }
     }
 
@@ -208,6 +243,10 @@ impl Driver {
                 Output::Event(event) => {
                     changed = true;
                     self.handle_event(event);
+                }
+                Output::PauseWrites => {
+                    changed = true;
+                    self.pause_writes();
                 }
             }
         }
@@ -297,11 +336,22 @@ impl Driver {
         let _ = self.events.send(event);
     }
 
+    /// Writes paused: the data path's map and the log's gate close, the writes in flight
+    /// finish, and the core learns the offset after the last one.
+    fn pause_writes(&mut self) {
+        self.publish();
+        let offset = self.shared.log.close_writes();
+        let now_ms = self.shared.now_ms();
+        self.core.handle_writes_paused(now_ms, offset);
+    }
+
     fn publish(&mut self) {
         let table = RoutingTable::from_core(&self.core, self.shared.endpoint.local_addr());
         if self.core.my_master() != *self.role.borrow() {
             self.role.send_replace(self.core.my_master());
         }
+        // Opening needs no barrier; closing for a pause goes through `pause_writes`.
+        self.shared.log.set_writes_open(table.accepts_writes);
         self.shared.routing.publish(table);
     }
 }

@@ -14,15 +14,17 @@
 //! What the tasks share lives below them, in [`crate::node_state`].
 //!
 //! [`Node::cluster`] hands out the data-path handle; admin commands and views are in
-//! [`admin`]. [`Node::shutdown`] stops the tasks, saves the config and closes the links;
-//! dropping a [`Node`] cancels and aborts its tasks too. With [`Persistence::Snapshot`] a
-//! master's keys are saved on shutdown and loaded at start ([`snapshot`]).
+//! [`admin`]. [`Node::shutdown`] hands a master's slots to a replica ([`hand_over`]), stops
+//! the tasks, saves the config and closes the links; dropping a [`Node`] cancels and aborts
+//! its tasks too, without a hand-over. With [`Persistence::Snapshot`] a master's keys are
+//! saved on shutdown and loaded at start ([`snapshot`]).
 
 pub(crate) mod admin;
 pub(crate) mod atomic_file;
 pub(crate) mod bulk_demux;
 pub(crate) mod config;
 pub(crate) mod driver;
+pub(crate) mod hand_over;
 pub(crate) mod nodes_conf_file;
 pub(crate) mod server;
 pub(crate) mod snapshot;
@@ -54,7 +56,7 @@ use crate::replication::replica::ReplicationTask;
 use crate::routing::Cluster;
 use atomic_file::FileError;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
-pub use config::{NodeBuilder, NodeConfig, NodeTransport};
+pub use config::{NodeBuilder, NodeConfig, NodeTransport, DEFAULT_HANDOVER_TIMEOUT};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
 pub use nodes_conf_file::ConfigFileError;
 use nodes_conf_file::{load, ConfigFileLock};
@@ -113,6 +115,8 @@ pub struct Node {
     snapshot_path: Option<PathBuf>,
     /// One snapshot save at a time (they share the temp file).
     snapshot_saving: tokio::sync::Mutex<()>,
+    /// Bound of the shutdown hand-over (zero: none).
+    handover_timeout: std::time::Duration,
     _lock: Option<ConfigFileLock>,
 }
 
@@ -300,7 +304,8 @@ impl Node {
         let (host, port) = split_address(&local)?;
         let core_config = core_config(&config, host, port);
         let seed = core_config.rng_seed;
-        let core = match saved {
+        let restored = saved.is_some();
+        let mut core = match saved {
             Some(saved) => Core::restore(core_config, saved, 0)?,
             None => Core::new(core_config, 0),
         };
@@ -319,6 +324,12 @@ impl Node {
             }
             None => false,
         };
+        if restored && !data_loaded {
+            // The engine came back empty (no snapshot): a master restored with slots
+            // withholds them until a replica holding the data takes over (the one place
+            // that decides whether the engine came back with data).
+            core.note_restarted_without_data(0);
+        }
         let shared = Arc::new(NodeState {
             store,
             routing: RoutingCell::new(RoutingTable::from_core(&core, &local)),
@@ -349,6 +360,7 @@ impl Node {
             unsaved: None,
             pending_reply: None,
             streams: replication.master_streams(),
+            pending_hand_over: None,
         };
         let streams = replication.master_streams();
         let mut bulk_routes = BulkRoutes::default();
@@ -372,6 +384,7 @@ impl Node {
             streams,
             snapshot_path,
             snapshot_saving: tokio::sync::Mutex::new(()),
+            handover_timeout: config.handover_timeout,
             _lock: lock,
         })
     }
@@ -470,13 +483,18 @@ impl Node {
         }
     }
 
-    /// Stops the node cleanly: stops its tasks, saves nodes.conf, closes every link and the
-    /// listener; with [`Persistence::Snapshot`], a master then refuses writes
-    /// ([`ClusterError::Shutdown`](crate::ClusterError::Shutdown)) and saves its keys.
-    /// Returns only once the listener's socket is released, every link and task of the node
-    /// has ended and the snapshot is written, so a node can be started on the same address
-    /// (and data directory) at once.
+    /// Stops the node cleanly. A master owning slots with a healthy replica first hands
+    /// them over (bounded by [`NodeBuilder::handover_timeout`]; see [`hand_over`]): it
+    /// pauses writes (answered TRYAGAIN, which the [`Cluster`] handle retries and follows
+    /// to the new owner), waits until a replica acknowledged every write, asks it to take
+    /// over and waits until it owns the slots. Then it stops its tasks, saves nodes.conf,
+    /// closes every link and the listener. Returns only once the listener's socket is
+    /// released and every link and task of the node has ended (and, with
+    /// [`Persistence::Snapshot`], a master that kept its slots refused further writes with
+    /// [`ClusterError::Shutdown`](crate::ClusterError::Shutdown) and saved its keys), so a
+    /// node can be started on the same address and data directory at once.
     pub async fn shutdown(mut self) {
+        hand_over::hand_over_before_shutdown(&self).await;
         self.shared.shutdown.cancel();
         for task in self.tasks.drain(..) {
             if let Err(error) = task.await {

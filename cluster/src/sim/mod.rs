@@ -735,6 +735,13 @@ impl Simulator {
                 Output::DropSlots(ranges) => self.note(format!("n{index} drops {ranges:?}")),
                 Output::ReleasePeer { .. } => {}
                 Output::Event(event) => self.note(format!("n{index} {event:?}")),
+                // The simulated data path stops at once: the node's offset is final.
+                Output::PauseWrites => {
+                    let offset = self.nodes[index].data.position().1;
+                    if let Some(core) = self.nodes[index].core.as_mut() {
+                        core.handle_writes_paused(now, offset);
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,548 @@
+//! Hand-over: a master gives its slots to one of its replicas by the protocol's own
+//! means, so that neither a shutdown nor a restart without data loses acknowledged writes.
+//!
+//! - **The message.** [`Body::HandOver`] goes from a master to one of its replicas. In
+//!   [`HandOverMode::Graceful`] the replica runs the lossless manual failover (MFSTART,
+//!   wait for the paused offset, election with FORCEACK); in
+//!   [`HandOverMode::WithoutData`] it starts the FORCEACK election at once, as CLUSTER
+//!   FAILOVER FORCE does. A replica ignores it from anyone but its current master and
+//!   when its data is too old to fail over (`cluster-replica-validity-factor` applied to
+//!   the age of its replication link, as Redis measures data age).
+//! - **Writes paused.** A pause (MFSTART, or the shutdown's [`Core::pause_for_hand_over`])
+//!   queues [`crate::core::Output::PauseWrites`]; the caller stops writes, waits for those
+//!   in flight and reports the log offset after the last one with
+//!   [`Core::handle_writes_paused`]. A manual failover advertises only that offset.
+//! - **Shutdown.** The caller pauses, waits until a replica acknowledged the paused offset,
+//!   then [`Core::hand_over`]s in graceful mode to it and waits until it owns the slots.
+//! - **Restart without data.** [`Core::note_restarted_without_data`] (the runtime calls it
+//!   when nodes.conf says this node is a master with slots and its engine is empty)
+//!   withholds the slots' data: the node neither serves them ([`Core::serves_data`]) nor
+//!   accepts writes nor may ship its empty engine to a replica. It listens for its
+//!   replicas for at most [`RestartWithoutData::listen_ms`] (node_timeout), asks the one
+//!   with the best offset to take over without data, and becomes its replica by the usual
+//!   config rules (as it does when a replica took over while it was down). With no replica
+//!   known it waits only the startup writable delay; if the asked replica has not taken
+//!   over after `2 × node_timeout` + the election timeout, or none answered, it serves its
+//!   slots empty and says so ([`Event::RestartedWithoutData`]).
+
+use std::collections::BTreeMap;
+
+use crate::core::node::NodeId;
+use crate::core::wire::{Body, HandOverMode, Header};
+use crate::core::{Core, Event};
+
+/// The takeover bound after a hand-over request without data: this many node timeouts,
+/// plus the election timeout.
+const TAKEOVER_NODE_TIMEOUTS: u64 = 2;
+
+/// Why a hand-over step was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandOverError {
+    /// Only a master owning slots hands them over.
+    #[error("this node is not a master owning slots")]
+    NotAMasterWithSlots,
+    /// The named node is not a replica of this master.
+    #[error("{0} is not a replica of this master")]
+    NotMyReplica(NodeId),
+}
+
+/// A master restarted without its data (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RestartWithoutData {
+    /// When the restart was noted (`now` ms).
+    since_ms: u64,
+    /// Replicas heard from since, with the offset they advertised.
+    heard: BTreeMap<NodeId, u64>,
+    /// The replica asked to take over, and when (`now` ms).
+    asked: Option<(NodeId, u64)>,
+}
+
+impl RestartWithoutData {
+    /// How long the node listens for its replicas before choosing one: node_timeout.
+    pub(crate) fn listen_ms(node_timeout_ms: u64) -> u64 {
+        node_timeout_ms
+    }
+}
+
+/// Hand-over state of a master: a restart without data, a shutdown pause.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HandOverState {
+    restart: Option<RestartWithoutData>,
+    /// Writes are paused for the shutdown hand-over (for good: the node is stopping);
+    /// inside, the paused offset once the caller reported it.
+    shutdown_pause: Option<Option<u64>>,
+}
+
+impl HandOverState {
+    /// True while writes must not be accepted.
+    pub(crate) fn blocks_writes(&self) -> bool {
+        self.restart.is_some() || self.shutdown_pause.is_some()
+    }
+}
+
+impl Core {
+    /// The runtime restarted this node from nodes.conf with an empty engine. If the node
+    /// is a master owning slots, it withholds them (see the module docs) until a replica
+    /// took them over or the bounds passed; otherwise nothing changes.
+    pub fn note_restarted_without_data(&mut self, now_ms: u64) {
+        self.advance(now_ms);
+        if !self.is_voting_master(&self.myself) {
+            return;
+        }
+        tracing::info!(
+            slots = self.slots.count_of(&self.myself),
+            "restarted as a master without its data: asking a replica to take over"
+        );
+        self.handover.restart = Some(RestartWithoutData {
+            since_ms: self.now_ms,
+            heard: BTreeMap::new(),
+            asked: None,
+        });
+    }
+
+    /// False while this node withholds its slots after a restart without data: it must
+    /// not serve them, nor ship its (empty) engine to a replica.
+    pub fn serves_data(&self) -> bool {
+        self.handover.restart.is_none()
+    }
+
+    /// Shutdown, first step: pause writes for good. The caller stops them on the
+    /// [`crate::core::Output::PauseWrites`] this queues and reports the offset.
+    pub fn pause_for_hand_over(&mut self, now_ms: u64) -> Result<(), HandOverError> {
+        self.advance(now_ms);
+        if !self.is_voting_master(&self.myself) {
+            return Err(HandOverError::NotAMasterWithSlots);
+        }
+        if self.handover.shutdown_pause.is_none() {
+            self.handover.shutdown_pause = Some(None);
+            tracing::info!("writes paused for the shutdown hand-over");
+            self.outputs.push_back(crate::core::Output::PauseWrites);
+        }
+        self.finish_input();
+        Ok(())
+    }
+
+    /// The offset after the last write before the shutdown pause, once reported.
+    pub fn hand_over_paused_offset(&self) -> Option<u64> {
+        self.handover.shutdown_pause.flatten()
+    }
+
+    /// Asks `replica`, one of this master's replicas, to take over in `mode`.
+    pub fn hand_over(
+        &mut self,
+        now_ms: u64,
+        replica: NodeId,
+        mode: HandOverMode,
+    ) -> Result<(), HandOverError> {
+        self.advance(now_ms);
+        if !self.is_voting_master(&self.myself) {
+            return Err(HandOverError::NotAMasterWithSlots);
+        }
+        let is_mine = self
+            .nodes
+            .get(&replica)
+            .is_some_and(|node| node.is_replica() && node.master_id == Some(self.myself));
+        if !is_mine {
+            return Err(HandOverError::NotMyReplica(replica));
+        }
+        tracing::info!(%replica, ?mode, "asking a replica to take over");
+        self.send(replica, Body::HandOver { mode });
+        self.finish_input();
+        Ok(())
+    }
+
+    /// The caller stopped writes after a [`crate::core::Output::PauseWrites`]: `offset` is
+    /// the log offset after the last write that applied. A paused manual failover now
+    /// advertises it to its replica.
+    pub fn handle_writes_paused(&mut self, now_ms: u64, offset: u64) {
+        self.advance(now_ms);
+        self.replication.offset = self.replication.offset.max(offset);
+        let myself = self.myself;
+        if let Some(record) = self.nodes.get_mut(&myself) {
+            record.repl_offset = self.replication.offset;
+        }
+        if let Some(pause) = self.handover.shutdown_pause.as_mut() {
+            pause.get_or_insert(offset);
+        }
+        if let Some(replica) = self.manual.note_paused_offset(offset) {
+            tracing::info!(%replica, offset, "writes paused: telling the replica the offset");
+            self.send_ping(replica, crate::core::gossip::PingKind::Ping);
+        }
+        self.finish_input();
+    }
+
+    /// A hand-over request from `sender`: taken only from my master, when my data is
+    /// recent enough to fail over.
+    pub(super) fn handle_hand_over(&mut self, sender: &NodeId, mode: HandOverMode) {
+        let Some(master) = self.my_master() else {
+            return;
+        };
+        if master != *sender || self.slots.count_of(&master) == 0 {
+            tracing::debug!(%sender, "ignored a hand-over from a node that is not my master");
+            return;
+        }
+        if !self.replica_data_is_recent() {
+            tracing::info!(%sender, "ignored a hand-over: my data is too old to take over");
+            return;
+        }
+        tracing::info!(%sender, ?mode, "my master hands its slots over");
+        self.start_manual_failover(mode == HandOverMode::WithoutData);
+    }
+
+    /// Remembers a replica of mine heard from while withholding data after a restart.
+    pub(super) fn note_restart_header(&mut self, header: &Header) {
+        let myself = self.myself;
+        let Some(restart) = self.handover.restart.as_mut() else {
+            return;
+        };
+        if header.master_id == Some(myself) && self.nodes.contains_key(&header.sender) {
+            restart.heard.insert(header.sender, header.repl_offset);
+        }
+    }
+
+    /// After every input while withholding data: follow a takeover, ask the best replica,
+    /// or give up past the bounds.
+    pub(super) fn handle_restart_progress(&mut self) {
+        let Some(restart) = self.handover.restart.clone() else {
+            return;
+        };
+        if !self.is_voting_master(&self.myself) {
+            // The config rules made this node a replica (or took its slots): the data
+            // lives elsewhere, and a full sync brings it here.
+            tracing::info!("restarted without data: the slots are served elsewhere now");
+            self.handover.restart = None;
+            return;
+        }
+        let elapsed_ms = self.now_ms.saturating_sub(restart.since_ms);
+        if let Some((replica, asked_ms)) = restart.asked {
+            let bound_ms =
+                self.config.node_timeout_ms * TAKEOVER_NODE_TIMEOUTS + self.auth_timeout_ms();
+            if self.now_ms.saturating_sub(asked_ms) >= bound_ms {
+                self.serve_empty(Some(replica));
+            }
+            return;
+        }
+        let replicas: Vec<NodeId> = self.replicas_of(&self.myself).map(|node| node.id).collect();
+        if replicas.is_empty() {
+            if elapsed_ms >= self.config.writable_delay_ms {
+                self.serve_empty(None);
+            }
+            return;
+        }
+        let all_heard = replicas.iter().all(|id| restart.heard.contains_key(id));
+        let listened = elapsed_ms >= RestartWithoutData::listen_ms(self.config.node_timeout_ms);
+        if !all_heard && !listened {
+            return;
+        }
+        // The best offset, ties to the smaller id (as the election's rank).
+        let best = restart
+            .heard
+            .iter()
+            .filter(|(id, _)| replicas.contains(id))
+            .max_by(|(id_a, offset_a), (id_b, offset_b)| {
+                offset_a.cmp(offset_b).then(id_b.cmp(id_a))
+            })
+            .map(|(id, _)| *id);
+        let Some(best) = best else {
+            self.serve_empty(None);
+            return;
+        };
+        if let Some(state) = self.handover.restart.as_mut() {
+            state.asked = Some((best, self.now_ms));
+        }
+        tracing::info!(replica = %best, "asking the best replica to take over without data");
+        self.send(
+            best,
+            Body::HandOver {
+                mode: HandOverMode::WithoutData,
+            },
+        );
+    }
+
+    /// No replica took over: serve the slots empty and say so.
+    fn serve_empty(&mut self, replica: Option<NodeId>) {
+        self.handover.restart = None;
+        let slots = self.slots.ranges_of(&self.myself);
+        tracing::warn!(
+            ?replica,
+            slots = self.slots.count_of(&self.myself),
+            "restarted without data and no replica took over: serving the slots empty"
+        );
+        self.emit(Event::RestartedWithoutData { slots, replica });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::slots::SlotRange;
+    use crate::core::testing::{add_node, core, drain, header, id, own};
+    use crate::core::wire::{Body, HandOverMode, Message, MFLAG_FORCEACK, MFLAG_PAUSED};
+    use crate::core::{Core, Event, Output};
+
+    fn slots() -> Vec<SlotRange> {
+        vec![SlotRange::new(0, 99).unwrap()]
+    }
+
+    /// Node 3 (me), replica of master 1 (slots 0..=99), beside master 2 (slots 100..=199).
+    fn replica() -> Core {
+        let mut core = core(3);
+        add_node(&mut core, 1, None, 1);
+        own(&mut core, 1, 0..=99);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 100..=199);
+        core.set_my_master(id(1));
+        drain(&mut core);
+        core
+    }
+
+    /// Node 1 (me), master of slots 0..=99 with replicas 3 and 4, beside master 2.
+    fn master() -> Core {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=99);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 100..=199);
+        add_node(&mut core, 3, Some(1), 1);
+        add_node(&mut core, 4, Some(1), 1);
+        core
+    }
+
+    fn hand_over_from(core: &mut Core, sender: u8, mode: HandOverMode) -> Vec<Output> {
+        let now = core.now_ms();
+        let message = Message {
+            header: header(sender, None, 1, &slots()),
+            body: Body::HandOver { mode },
+        };
+        core.handle_message(now, &format!("n{sender}:17000"), message);
+        drain(core)
+    }
+
+    fn sent(outputs: &[Output], wanted: fn(&Message) -> bool) -> Vec<String> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Transmit { to, message } if wanted(message) => Some(to.address.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn vote_requests(outputs: &[Output]) -> Vec<String> {
+        sent(outputs, |message| {
+            message.body == Body::FailoverAuthRequest && message.header.mflags & MFLAG_FORCEACK != 0
+        })
+    }
+
+    #[test]
+    fn a_hand_over_is_taken_only_from_my_master() {
+        let mut core = replica();
+        let outputs = hand_over_from(&mut core, 2, HandOverMode::WithoutData);
+        assert!(
+            vote_requests(&outputs).is_empty(),
+            "another master's request"
+        );
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
+        assert!(!vote_requests(&outputs).is_empty());
+    }
+
+    #[test]
+    fn without_data_starts_a_forced_election_at_once() {
+        let mut core = replica();
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
+        let requests = vote_requests(&outputs);
+        assert!(requests.contains(&"n2:17000".to_string()), "{requests:?}");
+        assert!(sent(&outputs, |message| message.body == Body::MfStart).is_empty());
+    }
+
+    #[test]
+    fn graceful_runs_the_manual_failover_from_mfstart() {
+        let mut core = replica();
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::Graceful);
+        assert_eq!(
+            sent(&outputs, |message| message.body == Body::MfStart),
+            vec!["n1:17000".to_string()]
+        );
+        assert!(
+            vote_requests(&outputs).is_empty(),
+            "no election before the offsets match"
+        );
+    }
+
+    #[test]
+    fn a_replica_whose_data_is_too_old_ignores_a_hand_over() {
+        let mut core = replica();
+        // No replication link for far beyond 10 s + node_timeout × 10 (bus messages from
+        // the master carry no data and do not count).
+        core.now_ms += 60_000;
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
+        assert!(vote_requests(&outputs).is_empty());
+    }
+
+    #[test]
+    fn a_paused_master_advertises_its_offset_only_once_the_caller_reported_it() {
+        let mut core = master();
+        let now = core.now_ms();
+        core.handle_message(
+            now,
+            "n3:17000",
+            Message {
+                header: header(3, Some(1), 1, &slots()),
+                body: Body::MfStart,
+            },
+        );
+        let outputs = drain(&mut core);
+        assert!(outputs.contains(&Output::PauseWrites));
+        assert!(!core.accepts_writes());
+        let paused = |message: &Message| message.header.mflags & MFLAG_PAUSED != 0;
+        assert!(
+            sent(&outputs, paused).is_empty(),
+            "PAUSED before the offset"
+        );
+        core.handle_tick(now + 100);
+        assert!(sent(&drain(&mut core), paused).is_empty());
+        core.handle_writes_paused(now + 150, 42);
+        let outputs = drain(&mut core);
+        let to_replica: Vec<&Message> = outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Transmit { to, message } if to.address == "n3:17000" => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert!(to_replica
+            .iter()
+            .any(|message| paused(message) && message.header.repl_offset == 42));
+    }
+
+    fn heard(core: &mut Core, replica: u8, offset: u64) -> Vec<Output> {
+        let now = core.now_ms();
+        let mut header = header(replica, Some(1), 1, &slots());
+        header.repl_offset = offset;
+        let message = Message {
+            header,
+            body: Body::Pong(Vec::new()),
+        };
+        core.handle_message(now, &format!("n{replica}:17000"), message);
+        drain(core)
+    }
+
+    fn hand_overs_without_data(outputs: &[Output]) -> Vec<String> {
+        sent(outputs, |message| {
+            message.body
+                == Body::HandOver {
+                    mode: HandOverMode::WithoutData,
+                }
+        })
+    }
+
+    #[test]
+    fn a_master_restarted_without_data_neither_serves_nor_writes() {
+        let mut core = master();
+        core.config.require_full_coverage = false;
+        core.state_dirty = true;
+        core.update_cluster_state();
+        assert!(core.accepts_writes() && core.serves_data());
+        core.note_restarted_without_data(10_000);
+        assert!(!core.accepts_writes());
+        assert!(!core.serves_data());
+    }
+
+    #[test]
+    fn the_replica_with_the_best_offset_is_asked_once_every_replica_was_heard() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        assert!(hand_overs_without_data(&heard(&mut core, 3, 50)).is_empty());
+        let outputs = heard(&mut core, 4, 70);
+        assert_eq!(
+            hand_overs_without_data(&outputs),
+            vec!["n4:17000".to_string()]
+        );
+        assert!(
+            hand_overs_without_data(&heard(&mut core, 4, 70)).is_empty(),
+            "asked once"
+        );
+    }
+
+    #[test]
+    fn after_listening_a_node_timeout_the_best_replica_heard_is_asked() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        heard(&mut core, 3, 50);
+        core.handle_tick(10_500);
+        assert!(hand_overs_without_data(&drain(&mut core)).is_empty());
+        core.handle_tick(11_000);
+        assert_eq!(
+            hand_overs_without_data(&drain(&mut core)),
+            vec!["n3:17000".to_string()]
+        );
+    }
+
+    fn restarted_events(outputs: &[Output]) -> Vec<Event> {
+        outputs
+            .iter()
+            .filter_map(|output| match output {
+                Output::Event(event @ Event::RestartedWithoutData { .. }) => Some(event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_a_takeover_in_time_the_slots_are_served_empty_and_an_event_says_so() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        heard(&mut core, 3, 50);
+        heard(&mut core, 4, 10);
+        // Bound: 2 × node_timeout + the election timeout (2 s at least).
+        core.handle_tick(13_900);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+        assert!(!core.serves_data());
+        core.handle_tick(14_000);
+        let events = restarted_events(&drain(&mut core));
+        assert_eq!(
+            events,
+            vec![Event::RestartedWithoutData {
+                slots: slots(),
+                replica: Some(id(3)),
+            }]
+        );
+        assert!(core.serves_data());
+    }
+
+    #[test]
+    fn a_master_without_replicas_serves_empty_after_the_writable_delay() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=99);
+        core.config.writable_delay_ms = 2_000;
+        core.note_restarted_without_data(10_000);
+        core.handle_tick(11_000);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+        core.handle_tick(12_000);
+        let events = restarted_events(&drain(&mut core));
+        assert_eq!(
+            events,
+            vec![Event::RestartedWithoutData {
+                slots: slots(),
+                replica: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_replica_that_took_over_while_it_was_down_demotes_it_by_the_config_rules() {
+        let mut core = master();
+        core.nodes.get_mut(&id(1)).unwrap().config_epoch = 1;
+        core.note_restarted_without_data(10_000);
+        // Replica 3 won an election (epoch 5) while this node was down.
+        let now = core.now_ms();
+        let message = Message {
+            header: header(3, None, 5, &slots()),
+            body: Body::Pong(Vec::new()),
+        };
+        core.handle_message(now, "n3:17000", message);
+        let outputs = drain(&mut core);
+        assert_eq!(core.my_master(), Some(id(3)));
+        assert!(core.serves_data(), "a replica withholds nothing");
+        assert!(hand_overs_without_data(&outputs).is_empty());
+        assert!(restarted_events(&outputs).is_empty());
+    }
+}
