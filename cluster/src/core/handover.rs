@@ -486,6 +486,15 @@ mod tests {
             .collect()
     }
 
+    /// The node's outputs hold exactly one "served empty" event naming `replica`.
+    fn assert_served_empty(core: &mut Core, replica: Option<crate::core::node::NodeId>) {
+        let expected = Event::RestartedWithoutData {
+            slots: slots(),
+            replica,
+        };
+        assert_eq!(restarted_events(&drain(core)), vec![expected]);
+    }
+
     #[test]
     fn without_a_takeover_in_time_the_slots_are_served_empty_and_an_event_says_so() {
         let mut core = master();
@@ -497,14 +506,7 @@ mod tests {
         assert!(restarted_events(&drain(&mut core)).is_empty());
         assert!(!core.serves_data());
         core.handle_tick(14_000);
-        let events = restarted_events(&drain(&mut core));
-        assert_eq!(
-            events,
-            vec![Event::RestartedWithoutData {
-                slots: slots(),
-                replica: Some(id(3)),
-            }]
-        );
+        assert_served_empty(&mut core, Some(id(3)));
         assert!(core.serves_data());
     }
 
@@ -517,14 +519,7 @@ mod tests {
         core.handle_tick(11_000);
         assert!(restarted_events(&drain(&mut core)).is_empty());
         core.handle_tick(12_000);
-        let events = restarted_events(&drain(&mut core));
-        assert_eq!(
-            events,
-            vec![Event::RestartedWithoutData {
-                slots: slots(),
-                replica: None,
-            }]
-        );
+        assert_served_empty(&mut core, None);
     }
 
     #[test]
