@@ -10,8 +10,9 @@
 //! A failure prints its seed, the replay command and the last events. The harsh variant
 //! (`SLOTKV_SIM_HARSH_SEEDS=N`, default 40) adds up to 15 % loss, up to 10 % duplicated
 //! messages and delays up to ~450 ms, which reorders messages across ping rounds.
-//! Restarts that lose the node's data run in their own (ignored) test until the core
-//! hands such a master's slots to its replica.
+//! Restarts that lose the node's data run in their own test, ignored while seed 15 still
+//! loses a write: the restarted master hands its slots to its best replica
+//! (`Core::note_restarted_without_data`).
 
 use slotkv_cluster::core::rng::Rng;
 use slotkv_cluster::sim::{NetworkConfig, SimConfig, SimError, Simulator, Workload};
@@ -217,9 +218,8 @@ fn harsh_fault_schedules_with_duplication_and_reordering_keep_the_invariants() {
 }
 
 #[test]
-#[ignore = "a master restarted without its data serves its slots empty and its replicas \
-            full-sync from it, losing acknowledged writes (issue 9): enable once the \
-            simulator's restart_without_data calls Core::note_restarted_without_data"]
+#[ignore = "seed 15 still loses an acknowledged write when masters restart without data \
+            (found with the hand-over wired in; run with -- --ignored to see it)"]
 fn random_restarts_without_data_lose_no_acknowledged_write() {
     let schedule = Schedule {
         harsh: false,

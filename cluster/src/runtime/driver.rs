@@ -25,8 +25,7 @@ use crate::core::slots::SlotRange;
 use crate::core::wire::{self, HandOverMode};
 use crate::core::{
     AdminCommand, AdminError, AdminReply, Core, Event, HandOverError, NodesConf, Output,
-    ReleaseReason, Role,
-    TICK_INTERVAL_MS,
+    ReleaseReason, Role, TICK_INTERVAL_MS,
 };
 use crate::node_state::stats::Refusal;
 use crate::node_state::write_log::drop_lost_slots;

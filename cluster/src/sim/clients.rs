@@ -297,7 +297,7 @@ impl Simulator {
     fn serve_read(&mut self, operation: Operation, target: usize) -> Result<(), SimError> {
         let is_master = self
             .core(target)
-            .is_some_and(|core| core.myself().is_master());
+            .is_some_and(|core| core.myself().is_master() && core.serves_data());
         if !is_master {
             self.client_answer(operation, None, |stats| stats.try_again += 1);
             return Ok(());

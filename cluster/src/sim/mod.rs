@@ -401,7 +401,14 @@ impl Simulator {
         self.nodes[index].data = NodeData::default();
         self.invariants.ledger.note_wiped(index, self.now_ms);
         self.note(format!("n{index} lost its data"));
-        self.start_process(index)
+        self.start_process(index)?;
+        // As the shell does when no snapshot was loaded: a master withholds its slots
+        // until a replica holding the data takes them over.
+        let now = self.now_ms;
+        if let Some(core) = self.nodes[index].core.as_mut() {
+            core.note_restarted_without_data(now);
+        }
+        self.drain_outputs(index)
     }
 
     fn start_process(&mut self, index: usize) -> Result<(), SimError> {
@@ -600,6 +607,13 @@ impl Simulator {
         to: usize,
         frame: StreamFrame,
     ) -> Result<(), SimError> {
+        // A master withholding its slots after a restart without data serves no sync
+        // (it would ship its empty engine); the replica keeps asking.
+        if matches!(frame, StreamFrame::Psync { .. })
+            && self.core(to).is_some_and(|core| !core.serves_data())
+        {
+            return Ok(());
+        }
         let is_ack = matches!(frame, StreamFrame::Ack { .. });
         #[cfg(test)]
         let before = self.nodes[to].data.values.clone();
