@@ -283,7 +283,8 @@ mod tests {
         vec![SlotRange::new(0, 99).unwrap()]
     }
 
-    /// Node 3 (me), replica of master 1 (slots 0..=99), beside master 2 (slots 100..=199).
+    /// Node 3 (me), replica of master 1 (slots 0..=99) with its link up, beside master 2
+    /// (slots 100..=199).
     fn replica() -> Core {
         let mut core = core(3);
         add_node(&mut core, 1, None, 1);
@@ -291,6 +292,9 @@ mod tests {
         add_node(&mut core, 2, None, 2);
         own(&mut core, 2, 100..=199);
         core.set_my_master(id(1));
+        // Streaming from its master: its data is fresh.
+        let now = core.now_ms();
+        core.handle_replication_status(now, 0, true);
         drain(&mut core);
         core
     }
