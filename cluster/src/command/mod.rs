@@ -47,7 +47,7 @@ pub(crate) mod unlink;
 use bincode::{Decode, Encode};
 use slotkv_engine::{key_slot, CommandError, Slot, Store};
 
-use crate::node_state::write_log::{record_removals, REMOVALS_PER_WRITE_MAX};
+use crate::node_state::write_log::{record_removals, WriteGate, REMOVALS_PER_WRITE_MAX};
 use crate::node_state::{StoreCell, WriteLog};
 pub(crate) use reply::{Reply, Value, WireCommandError};
 
@@ -100,9 +100,9 @@ pub(crate) fn common_slot(keys: &[&[u8]], command: &'static str) -> Result<Slot,
 /// [`StoreCell::get`]), recording its keys' effects in the log before the stripe is released;
 /// then it logs the engine removals pending (its evictions), at most
 /// [`REMOVALS_PER_WRITE_MAX`]. Returns the output and, for a write, the log offset after it.
-/// A write refused by the log's gate under its stripe ([`WriteLog::writes_open`]: writes
-/// were paused after the routing check) changes nothing and is
-/// [`ExecuteError::WritesClosed`].
+/// A write refused by the log's gate under its stripe ([`WriteLog::gate`]: writes were
+/// paused or stopped after the routing check) changes nothing and is
+/// [`ExecuteError::WritesClosed`] or [`ExecuteError::Stopped`].
 pub(crate) fn execute<C: Command>(
     stores: &StoreCell,
     log: &WriteLog,
@@ -113,8 +113,10 @@ pub(crate) fn execute<C: Command>(
         return Ok((command.apply(&stores.get(), slot)?, None));
     }
     let stripe = log.lock_slot(slot);
-    if !log.writes_open() {
-        return Err(ExecuteError::WritesClosed);
+    match log.gate() {
+        WriteGate::Open => {}
+        WriteGate::Paused => return Err(ExecuteError::WritesClosed),
+        WriteGate::Stopped => return Err(ExecuteError::Stopped),
     }
     let store = stores.get();
     let output = command.apply(&store, slot);
@@ -136,6 +138,8 @@ pub(crate) enum ExecuteError {
     Command(CommandError),
     /// A write arrived after writes were paused (a retryable TRYAGAIN for the caller).
     WritesClosed,
+    /// A write arrived after the node stopped its writes for good (shutdown).
+    Stopped,
 }
 
 impl From<CommandError> for ExecuteError {
@@ -374,6 +378,26 @@ mod tests {
             get.execute(&store, &log, slot),
             Ok((Value::Bulk(Some(b"v".to_vec())), None))
         );
+    }
+
+    #[test]
+    fn a_write_that_passed_the_routing_check_before_stop_writes_changes_nothing() {
+        // The data path checked the gate before `stop_writes` (shutdown, a snapshot about to
+        // be written) and runs only now: the check under its stripe refuses it.
+        let (store, log) = fixture();
+        let slot = key_slot(b"k");
+        log.stop_writes();
+        let set: BorrowedCommand<'_> = set::Set {
+            key: &b"k"[..],
+            value: &b"v"[..],
+            options: slotkv_engine::SetOptions::default().into(),
+        }
+        .into();
+        assert_eq!(set.execute(&store, &log, slot), Err(ExecuteError::Stopped));
+        assert_eq!(log.offset(), 0, "nothing was logged");
+        // A pause's reopening never reopens a stopped gate.
+        log.set_writes_open(true);
+        assert_eq!(set.execute(&store, &log, slot), Err(ExecuteError::Stopped));
     }
 
     #[test]

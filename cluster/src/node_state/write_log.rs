@@ -10,13 +10,15 @@
 //! deletes. The slots a master loses to another node are emptied and logged as one
 //! [`Op::DropSlot`] each ([`drop_lost_slots`]). The data path writes to it; replication (`crate::replication`) streams it.
 //!
-//! The log also holds the gate that makes a pause lossless ([`WriteLog::writes_open`]):
-//! a write checks it under its stripe, so once [`WriteLog::close_writes`] returns, no
-//! write that passed the routing check before the pause can still apply, and the offset
-//! it returns is final.
+//! The log also holds the one write gate ([`WriteLog::gate`]): open, paused (a manual
+//! failover or hand-over: TRYAGAIN) or stopped (shutdown: for good). A write checks it
+//! under its stripe, so once [`WriteLog::close_writes`] or [`WriteLog::stop_writes`]
+//! returns, no write that passed the routing check before can still apply: the offset a
+//! pause reports is final, and a snapshot written after a stop holds every acknowledged
+//! write.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -112,12 +114,44 @@ pub(crate) enum BacklogRead {
     Gap,
 }
 
+/// Whether the data path's writes may apply: the state of [`WriteLog`]'s one gate, read
+/// under the write's stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteGate {
+    /// Writes apply (the routing check still decides which).
+    Open,
+    /// Paused while the core does not accept writes (a manual failover, a hand-over): a
+    /// retryable TRYAGAIN. Reopened by the driver.
+    Paused,
+    /// Stopped for good (shutdown): nothing reopens it.
+    Stopped,
+}
+
+impl WriteGate {
+    const fn code(self) -> u8 {
+        match self {
+            WriteGate::Open => 0,
+            WriteGate::Paused => 1,
+            WriteGate::Stopped => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> WriteGate {
+        match code {
+            0 => WriteGate::Open,
+            1 => WriteGate::Paused,
+            _ => WriteGate::Stopped,
+        }
+    }
+}
+
 /// The write log of one node. See the module docs.
 pub(crate) struct WriteLog {
     stripes: Box<[Mutex<()>]>,
-    /// Whether writes may apply (checked under the stripe; the driver sets it as the core
-    /// accepts writes or not). Open at creation: the routing check comes first anyway.
-    writes_open: AtomicBool,
+    /// The [`WriteGate`] (checked under the stripe; the driver opens and pauses it as the
+    /// core accepts writes or not, shutdown stops it). Open at creation: the routing check
+    /// comes first anyway.
+    gate: AtomicU8,
     state: Mutex<LogState>,
     backlog_bytes_max: usize,
     /// Bumped on every new op (wakes streamers).
@@ -126,8 +160,6 @@ pub(crate) struct WriteLog {
     acknowledged: watch::Sender<u64>,
     full_syncs_served: AtomicU64,
     partial_syncs_served: AtomicU64,
-    /// Set once by [`WriteLog::stop_writes`] (shutdown): the data path refuses writes.
-    writes_stopped: AtomicBool,
 }
 
 /// Replication counters and position, for monitoring and tests.
@@ -155,7 +187,7 @@ impl WriteLog {
     pub(crate) fn new(replid: u64, backlog_bytes_max: usize) -> WriteLog {
         WriteLog {
             stripes: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
-            writes_open: AtomicBool::new(true),
+            gate: AtomicU8::new(WriteGate::Open.code()),
             state: Mutex::new(LogState {
                 replid,
                 offset: 0,
@@ -168,7 +200,6 @@ impl WriteLog {
             acknowledged: watch::channel(0).0,
             full_syncs_served: AtomicU64::new(0),
             partial_syncs_served: AtomicU64::new(0),
-            writes_stopped: AtomicBool::new(false),
         }
     }
 
@@ -177,40 +208,50 @@ impl WriteLog {
         self.stripes[usize::from(slot) % WRITE_STRIPES].lock()
     }
 
-    /// Stops the data path's writes for good (shutdown): sets the flag the handle checks
-    /// before a write, then takes every stripe once, waiting for the writes in flight.
+    /// Stops the data path's writes for good (shutdown, before the snapshot): closes the
+    /// gate for good, then takes every stripe once, waiting for the writes in flight.
     pub(crate) fn stop_writes(&self) {
-        self.writes_stopped.store(true, Ordering::Release);
-        for stripe in self.stripes.iter() {
-            drop(stripe.lock());
-        }
+        self.gate
+            .store(WriteGate::Stopped.code(), Ordering::Release);
+        self.barrier();
     }
 
-    /// Whether [`WriteLog::stop_writes`] was called.
-    pub(crate) fn writes_stopped(&self) -> bool {
-        self.writes_stopped.load(Ordering::Acquire)
+    /// The gate's state. Call with the write's stripe held for a decision that counts (the
+    /// handle also looks before a write, to answer a stopped node at once).
+    pub(crate) fn gate(&self) -> WriteGate {
+        WriteGate::from_code(self.gate.load(Ordering::Acquire))
     }
 
-    /// Whether a write may apply now. Call with the write's stripe held.
-    pub(crate) fn writes_open(&self) -> bool {
-        self.writes_open.load(Ordering::Acquire)
-    }
-
-    /// Opens or closes the gate without waiting (opening, or closing when no offset is
-    /// needed); [`Self::close_writes`] closes and waits.
+    /// Opens or pauses the gate without waiting (opening, or pausing when no offset is
+    /// needed; [`Self::close_writes`] pauses and waits). A stopped gate stays stopped.
     pub(crate) fn set_writes_open(&self, open: bool) {
-        self.writes_open.store(open, Ordering::Release);
+        let wanted = if open {
+            WriteGate::Open
+        } else {
+            WriteGate::Paused
+        };
+        // Only Open ⇄ Paused: a failed exchange means the gate is stopped, or already there.
+        let _ = self
+            .gate
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |code| {
+                (WriteGate::from_code(code) != WriteGate::Stopped).then_some(wanted.code())
+            });
     }
 
-    /// Closes the gate, then takes every stripe once: a write that saw the gate open holds
-    /// its stripe until it is logged, and any later one sees it closed. Returns the offset
-    /// after the last write that applied.
+    /// Pauses the gate (unless stopped), then takes every stripe once: a write that saw
+    /// it open holds its stripe until it is logged, and any later one sees it closed.
+    /// Returns the offset after the last write that applied.
     pub(crate) fn close_writes(&self) -> u64 {
         self.set_writes_open(false);
+        self.barrier();
+        self.offset()
+    }
+
+    /// Takes every stripe once: every write that held one has been logged.
+    fn barrier(&self) {
         for stripe in self.stripes.iter() {
             drop(stripe.lock());
         }
-        self.offset()
     }
 
     /// Appends the current state of each of `keys` as ops; returns the last offset. Call
@@ -538,7 +579,7 @@ mod tests {
         let log = Arc::new(WriteLog::new(1, DEFAULT_BACKLOG_BYTES_MAX));
         let store = Arc::new(store());
         let stripe = log.lock_slot(7);
-        assert!(log.writes_open(), "the write saw the gate open");
+        assert_eq!(log.gate(), WriteGate::Open, "the write saw the gate open");
         let closing = {
             let log = Arc::clone(&log);
             std::thread::spawn(move || log.close_writes())
@@ -554,7 +595,11 @@ mod tests {
         drop(stripe);
         assert_eq!(closing.join().unwrap(), offset);
         let _stripe = log.lock_slot(7);
-        assert!(!log.writes_open(), "a later write sees the gate closed");
+        assert_eq!(
+            log.gate(),
+            WriteGate::Paused,
+            "a later write sees the gate closed"
+        );
     }
 
     #[tokio::test]

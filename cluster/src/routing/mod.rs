@@ -192,12 +192,11 @@ impl Cluster {
         })?;
         let replica_reads = self.read_from == ReadFrom::Replica;
         if self.shared.routing.is_local(slot, C::WRITES, replica_reads) {
-            if C::WRITES && self.shared.log.writes_stopped() {
-                return Err(ClusterError::Shutdown);
-            }
             match execute(&self.shared.store, &self.shared.log, slot, &command) {
                 Ok((output, offset)) => return self.await_durability(output, offset).await,
                 Err(ExecuteError::Command(error)) => return Err(ClusterError::Command(error)),
+                // Stopped for good under the write's stripe (shutdown): not retryable here.
+                Err(ExecuteError::Stopped) => return Err(ClusterError::Shutdown),
                 // Writes were paused after the routing check: the owner's rules answer
                 // TRYAGAIN on the forwarding path, which retries and follows the slot.
                 Err(ExecuteError::WritesClosed) => {}
