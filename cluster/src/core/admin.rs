@@ -291,7 +291,17 @@ impl Core {
         }
         let given_away = owner != myself && self.slots.owner(slot) == Some(myself);
         self.set_slot_owner(slot, Some(owner));
-        if given_away {
+        if given_away
+            && self.myself().is_master()
+            && self.slots.count_of(&myself) == 0
+            && self.config.allow_replica_migration
+        {
+            // A master left without slots follows their new owner (as the config rule
+            // does for a lost last slot); its full sync replaces every key.
+            tracing::info!(new_master = %owner, "gave away my last slot; following its new owner");
+            self.set_my_master(owner);
+            self.announce_config();
+        } else if given_away {
             // The shell refuses this while the slot holds keys; a write that raced the
             // check is deleted here.
             self.drop_lost_slots(vec![slot]);
@@ -575,5 +585,45 @@ mod tests {
         assert!(!drain(&mut core)
             .iter()
             .any(|output| matches!(output, Output::DropSlots(_))));
+    }
+
+    #[test]
+    fn setslot_node_giving_my_last_slot_away_makes_me_a_replica_of_the_new_owner() {
+        let mut core = core(1);
+        own(&mut core, 1, 0..=1);
+        add_node(&mut core, 2, None, 2);
+        drain(&mut core);
+        for slot in 0..=1 {
+            let give = AdminCommand::SetSlot {
+                slot,
+                action: SetSlotAction::Node(id(2)),
+            };
+            core.handle_command(10_000, give).unwrap();
+        }
+        assert_eq!(
+            core.my_master(),
+            Some(id(2)),
+            "an empty master follows the new owner"
+        );
+        let outputs = drain(&mut core);
+        let told = outputs.iter().any(|output| {
+            matches!(output, Output::Transmit { to, message }
+                if to.id == Some(id(2)) && message.header.master_id == Some(id(2)))
+        });
+        assert!(told, "the new role is announced at once: {outputs:?}");
+    }
+
+    #[test]
+    fn without_replica_migration_an_emptied_master_stays_a_master() {
+        let mut core = core(1);
+        core.config.allow_replica_migration = false;
+        own(&mut core, 1, 0..=0);
+        add_node(&mut core, 2, None, 2);
+        let give = AdminCommand::SetSlot {
+            slot: 0,
+            action: SetSlotAction::Node(id(2)),
+        };
+        core.handle_command(10_000, give).unwrap();
+        assert_eq!(core.my_master(), None);
     }
 }
