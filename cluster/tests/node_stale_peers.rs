@@ -67,6 +67,33 @@ async fn a_forgotten_dead_replica_leaves_no_stream_and_no_link_anywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_live_replica_is_not_streamed_to_again() {
+    let nodes = start_nodes((0..4).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    assert!(streams_become(&nodes[1], 1).await, "1 never streamed to 3");
+    // Node 3 stays up and keeps asking its master for a stream (every PSYNC retry).
+    let forgotten = nodes[3].id();
+    nodes[1].forget(forgotten).await.unwrap();
+    assert!(
+        streams_become(&nodes[1], 0).await,
+        "the stream outlived FORGET"
+    );
+    // Several PSYNC retries later the master still streams to no one (so none of its
+    // acknowledgements counts for WAIT).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        nodes[1].replication_info().master_streams,
+        0,
+        "the forgotten replica got a stream again"
+    );
+    assert!(
+        nodes[1].stats().psyncs_from_strangers > 0,
+        "its PSYNCs were not refused"
+    );
+    shutdown_within_10s(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_back_on_a_new_address_is_found_and_its_old_address_let_go() {
     let directory = temp_dir("readdressed");
     let mut nodes = start_nodes((0..3).map(|_| tcp()).collect()).await;

@@ -138,6 +138,11 @@ impl RoutingTable {
         self.nodes.iter().find(|node| node.id == *id)
     }
 
+    /// Whether a node this one knows (past its handshake) is at `address`.
+    pub(crate) fn knows_address(&self, address: &PeerAddr) -> bool {
+        self.nodes.iter().any(|node| node.address == *address)
+    }
+
     /// The replicas of `master` that are not failing.
     pub(crate) fn healthy_replicas_of(&self, master: &NodeId) -> Vec<&RouteNode> {
         self.nodes

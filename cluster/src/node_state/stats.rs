@@ -12,6 +12,7 @@ pub(crate) struct NodeStats {
     bulk_frames_unroutable: AtomicU64,
     config_saves_failed: AtomicU64,
     bus_messages_withheld: AtomicU64,
+    psyncs_from_strangers: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -29,6 +30,8 @@ pub(crate) enum Refusal {
     ConfigSaveFailed,
     /// A bus message not sent because the config it may rest on is not saved.
     BusMessageWithheld,
+    /// A PSYNC from an address no known node has (a forgotten node, a stranger).
+    PsyncFromStranger,
 }
 
 /// A snapshot of a node's counters of refused input.
@@ -50,6 +53,9 @@ pub struct NodeStatistics {
     pub config_saves_failed: u64,
     /// Bus messages withheld because the config they may rest on was not saved.
     pub bus_messages_withheld: u64,
+    /// PSYNCs refused because no node of the cluster is at their address (a forgotten
+    /// replica still running, a stranger): no stream, so no say in WAIT.
+    pub psyncs_from_strangers: u64,
 }
 
 impl NodeStats {
@@ -62,6 +68,7 @@ impl NodeStats {
             Refusal::UnroutableBulkFrame => &self.bulk_frames_unroutable,
             Refusal::ConfigSaveFailed => &self.config_saves_failed,
             Refusal::BusMessageWithheld => &self.bus_messages_withheld,
+            Refusal::PsyncFromStranger => &self.psyncs_from_strangers,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -75,6 +82,7 @@ impl NodeStats {
             bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
             config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),
             bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
+            psyncs_from_strangers: self.psyncs_from_strangers.load(Ordering::Relaxed),
         }
     }
 }

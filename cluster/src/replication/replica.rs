@@ -276,6 +276,15 @@ impl ReplicationTask {
             StreamFrame::Psync { .. } if !self.shared.routing.table().serves_data => {
                 tracing::debug!(from = %frame.from, "refused a PSYNC: restarted without data");
             }
+            // Only from a node of the cluster: a forgotten replica (still up, still asking)
+            // or a stranger gets no stream, and so no say in WAIT. A new replica whose
+            // handshake is not done yet is served at its next PSYNC retry.
+            StreamFrame::Psync { .. }
+                if !self.shared.routing.table().knows_address(&frame.from) =>
+            {
+                self.shared.stats.count(Refusal::PsyncFromStranger);
+                tracing::debug!(from = %frame.from, "refused a PSYNC from a node not in the cluster");
+            }
             StreamFrame::Psync { replid, offset } => {
                 if self.link.is_none() {
                     self.streams
