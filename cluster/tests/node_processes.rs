@@ -1,0 +1,343 @@
+//! Real crashes of real processes: six node processes on loopback (three masters, each with
+//! a replica, every node with its own data directory) and a host node in this process that
+//! owns no slot and writes through the cluster with replica durability, continuously, from
+//! four tasks. Meanwhile the test SIGKILLs processes and starts them again from their data
+//! directories, as a supervisor does: each master in turn (its replica takes over; the
+//! restarted process, which lost its keys, rejoins as a replica), then a replica, then a
+//! master restarted at once (before its failure is noticed: it must hand its slots to its
+//! replica rather than serve or ship its empty engine). At the
+//! end every write that was acknowledged must read back with its value or a later one of
+//! the same writer (never an older one, never a value no one wrote).
+//!
+//! The node processes are this test binary run again as child nodes (`node_support::child`).
+
+mod node_support;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use slotkv_cluster::core::ClusterState;
+use slotkv_cluster::{spread_slots, Durability};
+use slotkv_transport::PeerAddr;
+
+use node_support::child::{self, Child, ChildSpec};
+use node_support::{builder, eventually, tcp, temp_dir};
+
+const MASTERS: usize = 3;
+const NODES: usize = 2 * MASTERS;
+/// Writer tasks of the host node.
+const WRITERS: usize = 4;
+/// Keys each writer cycles through (so later writes overwrite earlier ones).
+const KEYS_PER_WRITER: u64 = 300;
+/// Longest wait for formation, a failover or a rejoin.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The child side (see `node_support::child`).
+#[test]
+fn child_node() {
+    child::serve_if_child();
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap()
+}
+
+struct Cluster {
+    specs: Vec<ChildSpec>,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn start(root: &std::path::Path) -> Cluster {
+        let specs: Vec<ChildSpec> = (0..NODES)
+            .map(|index| {
+                let directory: PathBuf = root.join(format!("n{index}"));
+                std::fs::create_dir_all(&directory).unwrap();
+                ChildSpec {
+                    namespace: None,
+                    bind: format!("127.0.0.1:{}", free_port()),
+                    announce: None,
+                    data_dir: Some(directory),
+                }
+            })
+            .collect();
+        let children = specs.iter().map(|spec| Some(Child::spawn(spec))).collect();
+        Cluster { specs, children }
+    }
+
+    fn child(&mut self, index: usize) -> &mut Child {
+        self.children[index].as_mut().expect("a running node")
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(child) = self.children[index].take() {
+            child.kill();
+        }
+    }
+
+    fn restart(&mut self, index: usize) {
+        assert!(self.children[index].is_none(), "node {index} still runs");
+        let child = Child::spawn(&self.specs[index]);
+        self.children[index] = Some(child);
+    }
+
+    /// Waits until node `index` reports `wanted` in its status.
+    fn await_status(&mut self, index: usize, what: &str, wanted: impl Fn(&str) -> bool) {
+        if self.child(index).until("status", PHASE_TIMEOUT, wanted) {
+            return;
+        }
+        for (other, child) in self.children.iter_mut().enumerate() {
+            if let Some(child) = child {
+                let id = child.id.clone();
+                eprintln!("node {other} ({id}): {:?}", child.ask("status"));
+            }
+        }
+        panic!("node {index} never reached: {what}");
+    }
+
+    /// A status field's value.
+    fn field(&mut self, index: usize, name: &str) -> String {
+        let status = self.child(index).must("status");
+        status
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until replica `replica` follows `master` on its current history (its full
+    /// sync is done), so it holds everything it acknowledges from now on and all before.
+    fn await_synced(&mut self, replica: usize, master: usize) {
+        let (master_id, replid) = (self.child(master).id.clone(), self.field(master, "replid"));
+        self.await_status(replica, "synced with its master", |status| {
+            status.contains(&format!("following={master_id}"))
+                && status.contains(&format!("replid={replid} "))
+                && status.contains("syncing=false")
+        });
+    }
+}
+
+fn form(cluster: &mut Cluster) {
+    for index in 0..MASTERS {
+        cluster.child(index).must(&format!("epoch {}", index + 1));
+    }
+    for index in 1..NODES {
+        let address = cluster.child(index).address.clone();
+        cluster.child(0).must(&format!("meet {address}"));
+    }
+    for index in 0..NODES {
+        cluster.await_status(index, "a full mesh", |status| {
+            status.contains(&format!("known={NODES} "))
+        });
+    }
+    for (index, range) in spread_slots(MASTERS).into_iter().enumerate() {
+        cluster
+            .child(index)
+            .must(&format!("addslots {} {}", range.start, range.end));
+    }
+    for index in 0..MASTERS {
+        let master = cluster.child(index).id.clone();
+        cluster
+            .child(MASTERS + index)
+            .must(&format!("replicate {master}"));
+    }
+    for index in 0..NODES {
+        cluster.await_status(index, "state ok", |status| status.contains("ok=true"));
+    }
+}
+
+/// The last value each key was acknowledged with, and the counts.
+#[derive(Default)]
+struct History {
+    acknowledged: HashMap<String, u64>,
+    acknowledged_writes: u64,
+    failed_writes: u64,
+}
+
+/// Writer `writer` writes `w<writer>:<i mod KEYS_PER_WRITER>` = `i` for i = 0, 1, ... with
+/// replica durability until `stop`; every acknowledged write goes into `history`.
+async fn write_until(
+    cluster: slotkv_cluster::Cluster,
+    writer: usize,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) {
+    let cluster = cluster.with_durability(Durability::Replicas {
+        replicas: 1,
+        timeout_ms: 2_000,
+    });
+    let mut sequence: u64 = 0;
+    while !stop.load(Ordering::Acquire) {
+        let key = format!("w{writer}:{}", sequence % KEYS_PER_WRITER);
+        let result = cluster
+            .set(key.as_bytes(), sequence.to_string().as_bytes())
+            .await;
+        let failed = result.is_err();
+        {
+            let mut history = history.lock();
+            if failed {
+                history.failed_writes += 1;
+            } else {
+                history.acknowledged.insert(key, sequence);
+                history.acknowledged_writes += 1;
+            }
+        }
+        if failed {
+            // Some refusals come back at once (CLUSTERDOWN): back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sequence += 1;
+    }
+}
+
+#[test]
+fn sigkilled_and_restarted_processes_lose_no_acknowledged_write() {
+    if child::is_child() {
+        return;
+    }
+    let started = Instant::now();
+    let root = temp_dir("processes");
+    let mut cluster = Cluster::start(&root);
+    form(&mut cluster);
+    println!(
+        "formed {NODES} node processes in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let host = runtime.block_on(async {
+        let host = builder(tcp(), 77)
+            .bind("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap();
+        let seed = PeerAddr::new(cluster.children[0].as_ref().unwrap().address.clone()).unwrap();
+        host.meet(&seed).await.unwrap();
+        let joined = eventually(PHASE_TIMEOUT, || async {
+            host.cluster_state()
+                .await
+                .is_ok_and(|state| state == ClusterState::Ok)
+        })
+        .await;
+        assert!(joined, "the host node never saw the cluster ok");
+        host
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(History::default()));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            runtime.spawn(write_until(
+                host.cluster(),
+                writer,
+                Arc::clone(&stop),
+                Arc::clone(&history),
+            ))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut faults = 0;
+    // Each master in turn: SIGKILL, its replica takes over, the process comes back from its
+    // directory without its keys and rejoins as a replica of the new owner.
+    for master in 0..MASTERS {
+        let replica = MASTERS + master;
+        let killed = Instant::now();
+        cluster.kill(master);
+        faults += 1;
+        cluster.await_status(replica, "took over its killed master's slots", |status| {
+            status.contains("master=true") && !status.contains("slots=0")
+        });
+        println!(
+            "master {master} killed: its replica took over after {} ms",
+            killed.elapsed().as_millis()
+        );
+        cluster.restart(master);
+        cluster.await_synced(master, replica);
+        println!(
+            "master {master} restarted: a replica again after {} ms",
+            killed.elapsed().as_millis()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A replica (now node 0, of node 3): SIGKILL and back.
+    cluster.kill(0);
+    faults += 1;
+    std::thread::sleep(Duration::from_millis(1_500));
+    cluster.restart(0);
+    cluster.await_synced(0, MASTERS);
+    std::thread::sleep(Duration::from_millis(500));
+    // A master (node 3) killed and restarted at once, before anyone noticed: it comes back
+    // owning its slots without their keys, and must hand them to its replica (node 0)
+    // instead of serving or shipping its empty engine.
+    let restarted = Instant::now();
+    cluster.kill(MASTERS);
+    faults += 1;
+    cluster.restart(MASTERS);
+    cluster.await_status(
+        0,
+        "took over from the master restarted without data",
+        |status| status.contains("master=true") && !status.contains("slots=0"),
+    );
+    cluster.await_synced(MASTERS, 0);
+    println!(
+        "master {MASTERS} restarted at once: its replica serves, it follows, after {} ms",
+        restarted.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    stop.store(true, Ordering::Release);
+    runtime.block_on(async {
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    });
+    let history = Arc::try_unwrap(history).ok().unwrap().into_inner();
+    let reader = host.cluster();
+    let mut lost = Vec::new();
+    runtime.block_on(async {
+        for (key, acknowledged) in &history.acknowledged {
+            let value = reader.get(key.as_bytes()).await.unwrap();
+            let read =
+                value.and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
+            // The writer's later writes may have applied without an acknowledgement; an
+            // older value, or none, is a lost write.
+            if read.is_none_or(|read| {
+                read < *acknowledged || read % KEYS_PER_WRITER != acknowledged % KEYS_PER_WRITER
+            }) {
+                lost.push((key.clone(), *acknowledged, read));
+            }
+        }
+    });
+    println!(
+        "{} acknowledged writes ({} keys), {} failed or not durable, {faults} SIGKILLs, \
+         {} lost, in {} ms",
+        history.acknowledged_writes,
+        history.acknowledged.len(),
+        history.failed_writes,
+        lost.len(),
+        started.elapsed().as_millis()
+    );
+    assert!(history.acknowledged_writes > 0, "no write was acknowledged");
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+    runtime.block_on(host.shutdown());
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&root);
+}

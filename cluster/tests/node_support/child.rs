@@ -1,0 +1,303 @@
+//! Node processes for the multi-process tests: the test binary is run again with
+//! [`CHILD_BIND`] set and only its `child_node` test selected; that test calls
+//! [`serve_if_child`], which starts one node and obeys one command per line on stdin,
+//! answering one `@@`-prefixed line on stdout ([`Child::ask`]). Killing the process is a
+//! real crash (SIGKILL): no shutdown, no hand-over, no nodes.conf save beyond what was
+//! already written.
+//!
+//! Every test binary that uses [`Child`] defines the entry point:
+//!
+//! ```ignore
+//! #[test]
+//! fn child_node() {
+//!     node_support::child::serve_if_child();
+//! }
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child as Process, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use slotkv_cluster::core::node::NodeId;
+use slotkv_cluster::core::slots::SlotRange;
+use slotkv_cluster::core::{AdminCommand, ClusterState};
+use slotkv_cluster::{Durability, Node};
+use slotkv_transport::PeerAddr;
+
+use super::{tcp, NODE_TIMEOUT_MS};
+
+/// Set in a child's environment: the address its node binds.
+pub(crate) const CHILD_BIND: &str = "SLOTKV_CHILD_BIND";
+/// Optional: the host it announces (a wildcard bind needs one).
+pub(crate) const CHILD_ANNOUNCE: &str = "SLOTKV_CHILD_ANNOUNCE";
+/// Optional: its data directory (nodes.conf), kept across restarts of the process.
+pub(crate) const CHILD_DIR: &str = "SLOTKV_CHILD_DIR";
+/// The name of the test every such binary defines as the child's entry point.
+const CHILD_TEST: &str = "child_node";
+/// Longest wait for one answer of a child.
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Whether this process is a child node (the parent's tests return at once in it).
+pub(crate) fn is_child() -> bool {
+    std::env::var_os(CHILD_BIND).is_some()
+}
+
+/// The child side: starts the node and serves commands until stdin closes. Returns at once
+/// when the process is not a child (an ordinary test run).
+pub(crate) fn serve_if_child() {
+    let Ok(bind) = std::env::var(CHILD_BIND) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(serve_commands(bind));
+}
+
+async fn serve_commands(bind: String) {
+    let mut builder = Node::builder(tcp())
+        .bind(bind)
+        .node_timeout_ms(NODE_TIMEOUT_MS)
+        .request_timeout_ms(1_000);
+    if let Ok(host) = std::env::var(CHILD_ANNOUNCE) {
+        builder = builder.announce_host(host);
+    }
+    if let Ok(directory) = std::env::var(CHILD_DIR) {
+        builder = builder.data_dir(directory);
+    }
+    let node = builder.start().await.unwrap();
+    println!("@@ready {} {}", node.id(), node.bus_address());
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let answer = match obey(&node, &line).await {
+            Ok(answer) => format!("@@ok {answer}"),
+            Err(error) => format!("@@err {error}"),
+        };
+        println!("{answer}");
+        std::io::stdout().flush().unwrap();
+    }
+    node.shutdown().await;
+}
+
+/// Runs one command line on `node`; the answer's text.
+async fn obey(node: &Node, line: &str) -> Result<String, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let fail = |error: &dyn std::fmt::Display| error.to_string();
+    let durable = node.cluster().with_durability(Durability::Replicas {
+        replicas: 1,
+        timeout_ms: 5_000,
+    });
+    match words.as_slice() {
+        ["epoch", epoch] => {
+            let epoch = epoch.parse().map_err(|error| fail(&error))?;
+            let _ = node.command(AdminCommand::SetConfigEpoch(epoch)).await;
+            Ok(String::new())
+        }
+        ["meet", address] => {
+            let address = PeerAddr::new(*address).map_err(|error| fail(&error))?;
+            node.meet(&address).await.map_err(|error| fail(&error))?;
+            Ok(String::new())
+        }
+        ["addslots", start, end] => {
+            let (start, end) = (
+                start.parse().map_err(|error| fail(&error))?,
+                end.parse().map_err(|error| fail(&error))?,
+            );
+            let range = SlotRange::new(start, end).ok_or("bad range")?;
+            node.add_slots(vec![range])
+                .await
+                .map_err(|error| fail(&error))?;
+            Ok(String::new())
+        }
+        ["replicate", master] => {
+            let master = NodeId::parse_hex(master).map_err(|error| fail(&error))?;
+            node.replicate(master).await.map_err(|error| fail(&error))?;
+            Ok(String::new())
+        }
+        ["status"] => {
+            let replication = node.replication_info();
+            let (syncing, replid, offset) = (
+                replication.sync_in_progress,
+                replication.replid,
+                replication.offset,
+            );
+            node.inspect(move |core| {
+                let known = core.nodes().filter(|record| !record.in_handshake()).count();
+                let ok = core.cluster_state() == ClusterState::Ok;
+                let master = core.myself().is_master();
+                let slots: usize = core
+                    .slots_of(&core.myself_id())
+                    .iter()
+                    .map(|range| range.len())
+                    .sum();
+                let following = core
+                    .my_master()
+                    .map_or_else(|| "-".to_string(), |id| id.to_string());
+                format!(
+                    "known={known} ok={ok} master={master} slots={slots} \
+                     following={following} syncing={syncing} replid={replid:x} offset={offset}"
+                )
+            })
+            .await
+            .map_err(|error| fail(&error))
+        }
+        ["set", key, value] => durable
+            .set(key.as_bytes(), value.as_bytes())
+            .await
+            .map(|()| String::new())
+            .map_err(|error| fail(&error)),
+        ["wait", replicas] => {
+            let replicas = replicas.parse().map_err(|error| fail(&error))?;
+            durable
+                .wait(replicas, Duration::from_secs(5))
+                .await
+                .map(|count| count.to_string())
+                .map_err(|error| fail(&error))
+        }
+        ["get", key] => node
+            .cluster()
+            .get(key.as_bytes())
+            .await
+            .map(|value| {
+                value.map_or("(nil)".to_string(), |value| {
+                    String::from_utf8_lossy(&value).into_owned()
+                })
+            })
+            .map_err(|error| fail(&error)),
+        _ => Err(format!("unknown command {line:?}")),
+    }
+}
+
+/// How to start one child node.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChildSpec {
+    /// Run under `ip netns exec <namespace>`.
+    pub(crate) namespace: Option<String>,
+    /// The address its node binds.
+    pub(crate) bind: String,
+    /// The host it announces.
+    pub(crate) announce: Option<String>,
+    /// Its data directory.
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// One node process: commands go to its stdin, `@@` lines come back.
+pub(crate) struct Child {
+    process: Process,
+    stdin: ChildStdin,
+    answers: mpsc::Receiver<String>,
+    /// Its node id, as hex.
+    pub(crate) id: String,
+    /// Its announced bus address.
+    pub(crate) address: String,
+}
+
+impl Child {
+    /// Starts the child and waits for its node to be up.
+    pub(crate) fn spawn(spec: &ChildSpec) -> Child {
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match &spec.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        command
+            .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_BIND, &spec.bind)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(host) = &spec.announce {
+            command.env(CHILD_ANNOUNCE, host);
+        }
+        if let Some(directory) = &spec.data_dir {
+            command.env(CHILD_DIR, directory);
+        }
+        let mut process = command.spawn().expect("run the test binary as a node");
+        let stdin = process.stdin.take().unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let (sender, answers) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The harness prints the test's name before the first answer, on its line.
+                if let Some(at) = line.find("@@") {
+                    if sender.send(line[at + 2..].to_string()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let ready = answers
+            .recv_timeout(ANSWER_TIMEOUT)
+            .unwrap_or_else(|_| panic!("the node for {spec:?} did not start"));
+        let mut words = ready.split_whitespace().skip(1);
+        let (id, address) = (
+            words.next().unwrap().to_string(),
+            words.next().unwrap().to_string(),
+        );
+        Child {
+            process,
+            stdin,
+            answers,
+            id,
+            address,
+        }
+    }
+
+    /// Sends `command`; its answer, `Err` for an `@@err` answer.
+    pub(crate) fn ask(&mut self, command: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{command}").unwrap();
+        let answer = self
+            .answers
+            .recv_timeout(ANSWER_TIMEOUT)
+            .unwrap_or_else(|_| panic!("no answer to {command:?} from {}", self.address));
+        match answer.strip_prefix("ok") {
+            Some(rest) => Ok(rest.trim().to_string()),
+            None => Err(answer.trim_start_matches("err").trim().to_string()),
+        }
+    }
+
+    /// [`Child::ask`], panicking on an error answer.
+    pub(crate) fn must(&mut self, command: &str) -> String {
+        self.ask(command)
+            .unwrap_or_else(|error| panic!("{command:?} on {}: {error}", self.address))
+    }
+
+    /// Polls `command` until its answer passes `check` or `timeout` passes.
+    pub(crate) fn until(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.ask(command).is_ok_and(|answer| check(&answer)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// SIGKILL, then reaps the process: a crash, nothing saved on the way out.
+    pub(crate) fn kill(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
