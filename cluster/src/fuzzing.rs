@@ -6,16 +6,19 @@
 //! `decode(x)`, so nothing accepted is misread or re-sent differently. Not part of the
 //! library's API: hidden, and may change with the decoders.
 
-use slotkv_engine::SetOptions;
+use slotkv_engine::{Clock, ManualClock, SetOptions, Store, StoreConfig};
 
 use crate::command::{get, set, BorrowedCommand, OwnedCommand, Value};
+use crate::core::node::{NodeId, NODE_ID_BYTES};
 use crate::core::slots::SlotRange;
 use crate::core::{nodes_conf, wire, AdminCommand, Config, Core, Output};
 use crate::node_state::bulk;
+use crate::node_state::store_cell::export_batches;
 use crate::replication::stream::{decode_frame, encode_frame, StreamFrame, WireOp};
 use crate::routing::protocol::{
     CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
 };
+use crate::runtime::snapshot::{load_snapshot, save_snapshot, SNAPSHOT_MAGIC};
 
 /// Most seed inputs a target yields.
 const SEEDS_PER_TARGET_MAX: usize = 64;
@@ -34,16 +37,20 @@ pub enum Target {
     Response,
     /// nodes.conf text.
     NodesConf,
+    /// A data snapshot file without its last 4 bytes: the target appends the right CRC-32,
+    /// so mutations reach the parser instead of stopping at the checksum.
+    Snapshot,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::BusMessage,
         Target::BulkFrame,
         Target::Request,
         Target::Response,
         Target::NodesConf,
+        Target::Snapshot,
     ];
 
     /// The target's name: its fuzz target's and its corpus folder's.
@@ -54,6 +61,7 @@ impl Target {
             Target::Request => "request",
             Target::Response => "response",
             Target::NodesConf => "nodes_conf",
+            Target::Snapshot => "snapshot",
         }
     }
 
@@ -69,6 +77,7 @@ impl Target {
                 .iter()
                 .map(|core| nodes_conf::render_nodes_conf(&core.snapshot()).into_bytes())
                 .collect(),
+            Target::Snapshot => snapshot_seeds(),
         };
         seeds.truncate(SEEDS_PER_TARGET_MAX);
         seeds
@@ -82,6 +91,7 @@ impl Target {
             Target::Request => request(data),
             Target::Response => response(data),
             Target::NodesConf => nodes_conf_text(data),
+            Target::Snapshot => snapshot(data),
         }
     }
 }
@@ -158,6 +168,121 @@ fn nodes_conf_text(data: &[u8]) {
             "nodes.conf changed in a round trip"
         );
     }
+}
+
+/// The clock of the snapshot target: fixed, so expiries are the same on every run.
+const SNAPSHOT_NOW_MS: u64 = 1_700_000_000_000;
+
+/// A scratch file for one snapshot run, unique per process and call (the replay test may
+/// run targets on several threads), removed on drop.
+struct ScratchFile(std::path::PathBuf);
+
+impl ScratchFile {
+    fn new() -> ScratchFile {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("slotkv-fuzz-snapshot-{}-{call}", std::process::id());
+        ScratchFile(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn snapshot_store() -> (Store, std::sync::Arc<ManualClock>) {
+    let clock = std::sync::Arc::new(ManualClock::new(SNAPSHOT_NOW_MS));
+    let store = Store::new(
+        StoreConfig::default(),
+        std::sync::Arc::clone(&clock) as std::sync::Arc<dyn Clock>,
+    );
+    (store, clock)
+}
+
+/// Every key of `store` with its value and remaining TTL, sorted.
+fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+    let mut entries: Vec<_> = export_batches(store)
+        .flat_map(|batch| batch.unwrap_or_default())
+        .map(|entry| (entry.key.to_vec(), entry.value.to_vec(), entry.ttl_ms))
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// The writer id a snapshot's header names (where the loader reads it), so a mutated input
+/// is not refused as another node's before its records are read.
+fn snapshot_writer(data: &[u8]) -> NodeId {
+    let start = SNAPSHOT_MAGIC.len() + 4;
+    let mut id = [0u8; NODE_ID_BYTES];
+    if let Some(bytes) = data.get(start..start + NODE_ID_BYTES) {
+        id.copy_from_slice(bytes);
+    }
+    NodeId(id)
+}
+
+fn snapshot(data: &[u8]) {
+    let file = ScratchFile::new();
+    let mut content = data.to_vec();
+    content.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    if std::fs::write(&file.0, &content).is_err() {
+        return;
+    }
+    let node = snapshot_writer(data);
+    let (store, clock) = snapshot_store();
+    if !matches!(
+        load_snapshot(&file.0, &store, clock.as_ref(), node),
+        Ok(Some(_))
+    ) {
+        return;
+    }
+    // Accepted: what was loaded saves and loads back the same.
+    let again = ScratchFile::new();
+    let saved = save_snapshot(&again.0, &store, clock.as_ref(), node);
+    assert!(saved.is_ok(), "a loaded snapshot did not save: {saved:?}");
+    let (reloaded, clock) = snapshot_store();
+    let loaded = load_snapshot(&again.0, &reloaded, clock.as_ref(), node);
+    assert!(
+        matches!(loaded, Ok(Some(_))),
+        "a saved snapshot did not load: {loaded:?}"
+    );
+    assert_eq!(
+        dump(&reloaded),
+        dump(&store),
+        "a snapshot changed in a round trip"
+    );
+}
+
+/// Real snapshot files (their checksum cut off): empty, a few keys, keys with TTLs.
+fn snapshot_seeds() -> Vec<Vec<u8>> {
+    let node = NodeId([0x5a; NODE_ID_BYTES]);
+    let mut seeds = Vec::new();
+    for keys in [0usize, 1, 5] {
+        let (store, clock) = snapshot_store();
+        for index in 0..keys {
+            let key = format!("{{k}}{index}");
+            let value = vec![b'v'; index * 7];
+            let mut options = SetOptions::default();
+            if index % 2 == 1 {
+                options.expiry = slotkv_engine::SetExpiry::Expire(
+                    slotkv_engine::ExpireTime::Milliseconds(1_000 * index as i64),
+                );
+            }
+            if store.set(key.as_bytes(), &value, options).is_err() {
+                continue;
+            }
+        }
+        let file = ScratchFile::new();
+        if save_snapshot(&file.0, &store, clock.as_ref(), node).is_err() {
+            continue;
+        }
+        if let Ok(mut content) = std::fs::read(&file.0) {
+            content.truncate(content.len().saturating_sub(4));
+            seeds.push(content);
+        }
+    }
+    seeds
 }
 
 /// Two cores that met and exchanged pings for a few virtual seconds, with the bus messages
