@@ -10,16 +10,14 @@
 
 mod node_support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slotkv_cluster::spread_slots;
 use slotkv_engine::key_slot;
 
-use node_support::child::{self, Child, ChildSpec};
+use node_support::child::{self, Child};
+use node_support::netns::{host_of, lab_available, Lab, NODE_PORT};
 
-/// The port every node binds (on the wildcard address of its own namespace).
-const PORT: u16 = 7000;
 /// Masters, then one replica of the first master.
 const MASTERS: usize = 3;
 const NODES: usize = MASTERS + 1;
@@ -28,135 +26,20 @@ const KEYS: usize = 200;
 /// Longest wait for formation, or for the failover.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The namespaces' subnet: the nodes are `10.77.0.1` ... on a bridge of their own.
-fn host_of(index: usize) -> String {
-    format!("10.77.0.{}", index + 1)
-}
-
 /// The child side (see `node_support::child`).
 #[test]
 fn child_node() {
     child::serve_if_child();
 }
 
-fn spawn(namespace: &str, index: usize) -> Child {
-    let child = Child::spawn(&ChildSpec {
-        namespace: Some(namespace.to_string()),
-        bind: format!("0.0.0.0:{PORT}"),
-        announce: Some(host_of(index)),
-        data_dir: None,
-    });
+fn spawn(lab: &Lab, index: usize) -> Child {
+    let child = Child::spawn(&lab.spec(index));
     assert_eq!(
         child.address,
-        format!("{}:{PORT}", host_of(index)),
+        format!("{}:{NODE_PORT}", host_of(index)),
         "known by its announced address"
     );
     child
-}
-
-/// The namespaces, their veth pairs on one bridge, and the node processes; all removed on
-/// drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<Option<Child>>,
-}
-
-fn ip(arguments: &[&str]) {
-    let status = Command::new("ip").args(arguments).status().expect("run ip");
-    assert!(status.success(), "ip {} failed", arguments.join(" "));
-}
-
-impl Lab {
-    fn new(nodes: usize) -> Lab {
-        // Interface names are at most 15 bytes: "skv" + pid + suffix.
-        let prefix = format!("skv{}", std::process::id() % 100_000);
-        let mut lab = Lab {
-            prefix: prefix.clone(),
-            namespaces: Vec::new(),
-            children: Vec::new(),
-        };
-        let bridge = format!("{prefix}br");
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["link", "set", &bridge, "up"]);
-        for index in 0..nodes {
-            let namespace = format!("{prefix}ns{index}");
-            ip(&["netns", "add", &namespace]);
-            lab.namespaces.push(namespace.clone());
-            let (outer, inner) = (format!("{prefix}v{index}"), format!("{prefix}p{index}"));
-            ip(&[
-                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-            ]);
-            ip(&["link", "set", &outer, "master", &bridge, "up"]);
-            ip(&["link", "set", &inner, "netns", &namespace]);
-            let inside = |arguments: &[&str]| {
-                let mut all = vec!["netns", "exec", namespace.as_str(), "ip"];
-                all.extend_from_slice(arguments);
-                ip(&all);
-            };
-            inside(&["link", "set", "lo", "up"]);
-            inside(&[
-                "addr",
-                "add",
-                &format!("{}/24", host_of(index)),
-                "dev",
-                &inner,
-            ]);
-            inside(&["link", "set", &inner, "up"]);
-        }
-        lab
-    }
-
-    fn child(&mut self, index: usize) -> &mut Child {
-        self.children[index].as_mut().expect("a live node")
-    }
-
-    /// Kills node `index`'s process (SIGKILL: no shutdown, as a crash).
-    fn kill(&mut self, index: usize) {
-        if let Some(child) = self.children[index].take() {
-            child.kill();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for index in 0..self.children.len() {
-            self.kill(index);
-        }
-        for namespace in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", namespace])
-                .status();
-        }
-        let bridge = format!("{}br", self.prefix);
-        let _ = Command::new("ip").args(["link", "del", &bridge]).status();
-    }
-}
-
-/// Whether the namespace test can run here: root and `ip`. Under CI their absence is a
-/// failure; elsewhere the test skips, saying why.
-fn lab_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
-    let ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if root && ip {
-        return true;
-    }
-    let reason = format!(
-        "the network-namespace test needs root (root: {root}) and iproute2's ip (found: {ip})"
-    );
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{reason}; .ci/run installs iproute2 and runs as root"
-    );
-    println!("skipped: {reason}");
-    false
 }
 
 /// Keys of the first master's slots.
@@ -206,10 +89,10 @@ fn nodes_in_separate_network_namespaces_form_wait_and_fail_over() {
         return;
     }
     let started = Instant::now();
-    let mut lab = Lab::new(NODES);
+    let mut lab = Lab::new(NODES, "f");
     for index in 0..NODES {
-        let child = spawn(&lab.namespaces[index].clone(), index);
-        lab.children.push(Some(child));
+        let child = spawn(&lab, index);
+        lab.children[index] = Some(child);
     }
     form(&mut lab);
     println!(
