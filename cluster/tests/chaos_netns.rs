@@ -1,0 +1,418 @@
+//! Chaos on a real network: six node processes (three masters, each with a replica), each in
+//! its own network namespace on one bridge, bound to the wildcard address, with its own data
+//! directory (nodes.conf survives a kill; keys do not); a host node in
+//! the test's namespace (on the bridge address) writes with replica durability from three
+//! tasks and reads from a fourth, keeping a history. Meanwhile, at random (seeded), one
+//! fault at a time: SIGKILL a node and start it again (its keys are gone: it rejoins from
+//! its replica or master), cut a node's link for a while (a partition of that node from all
+//! others), or shape a link (`tc`: netem delay/loss/reordering where the kernel has it,
+//! else a token-bucket rate limit that delays and drops past its rate). After each fault
+//! the cluster is given time to repair (every replica synced) before the next. At the end:
+//! every acknowledged write reads back with its value or a later one of the same writer;
+//! every read returned a value some writer wrote for that key (no phantoms); three masters
+//! whose slots add up to the 16384 (no slot claimed twice or left out), the cluster ok on
+//! every node, every replica on its master's history. A summary is printed
+//! and any violation fails the run.
+//!
+//! `SLOTKV_CHAOS_SECS` sets the fault phase (default 20 s), `SLOTKV_CHAOS_SEED` the seed.
+//! Needs root and iproute2 (see `node_support::netns`).
+
+mod node_support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use slotkv_cluster::core::rng::Rng;
+use slotkv_cluster::core::ClusterState;
+use slotkv_cluster::{spread_slots, Durability};
+use slotkv_transport::PeerAddr;
+
+use node_support::child::{self, Child, ChildSpec};
+use node_support::netns::{lab_available, Lab, BRIDGE_HOST};
+use node_support::{builder, eventually, tcp, temp_dir};
+
+const MASTERS: usize = 3;
+const NODES: usize = 2 * MASTERS;
+const WRITERS: usize = 3;
+/// Keys each writer cycles through.
+const KEYS_PER_WRITER: u64 = 200;
+/// Longest wait for formation or for a repair after a fault.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Fault phase when `SLOTKV_CHAOS_SECS` is unset.
+const DEFAULT_FAULT_SECS: u64 = 20;
+/// Longest a link stays cut or shaped, in ms.
+const FAULT_MS_MAX: u64 = 3_000;
+
+/// The child side (see `node_support::child`).
+#[test]
+fn child_node() {
+    child::serve_if_child();
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+fn field(status: &str, name: &str) -> String {
+    status
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn await_status(lab: &mut Lab, index: usize, what: &str, wanted: impl Fn(&str) -> bool) {
+    if lab.child(index).until("status", PHASE_TIMEOUT, wanted) {
+        return;
+    }
+    for (other, child) in lab.children.iter_mut().enumerate() {
+        if let Some(child) = child {
+            let id = child.id.clone();
+            eprintln!("node {other} ({id}): {:?}", child.ask("status"));
+        }
+    }
+    panic!("node {index} never reached: {what}");
+}
+
+fn form(lab: &mut Lab) {
+    for index in 0..MASTERS {
+        lab.child(index).must(&format!("epoch {}", index + 1));
+    }
+    for index in 1..NODES {
+        let address = lab.child(index).address.clone();
+        lab.child(0).must(&format!("meet {address}"));
+    }
+    for index in 0..NODES {
+        await_status(lab, index, "a full mesh", |status| {
+            status.contains(&format!("known={NODES} "))
+        });
+    }
+    for (index, range) in spread_slots(MASTERS).into_iter().enumerate() {
+        lab.child(index)
+            .must(&format!("addslots {} {}", range.start, range.end));
+    }
+    for index in 0..MASTERS {
+        let master = lab.child(index).id.clone();
+        lab.child(MASTERS + index)
+            .must(&format!("replicate {master}"));
+    }
+    for index in 0..NODES {
+        await_status(lab, index, "state ok", |status| status.contains("ok=true"));
+    }
+}
+
+/// Waits until every node is up, the cluster ok everywhere, three masters own every slot,
+/// and each replica follows a master on its history (synced): the state in which one more
+/// fault loses no acknowledged write.
+fn await_repaired(lab: &mut Lab) {
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let statuses: Vec<String> = (0..NODES)
+            .map(|index| lab.child(index).ask("status").unwrap_or_default())
+            .collect();
+        let ids: Vec<String> = (0..NODES)
+            .map(|index| lab.child(index).id.clone())
+            .collect();
+        let masters: Vec<usize> = (0..NODES)
+            .filter(|index| field(&statuses[*index], "master") == "true")
+            .collect();
+        let slots: usize = masters
+            .iter()
+            .map(|index| {
+                field(&statuses[*index], "slots")
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            })
+            .sum();
+        let replicas_synced = (0..NODES)
+            .filter(|index| !masters.contains(index))
+            .all(|index| {
+                let following = field(&statuses[index], "following");
+                let master = ids.iter().position(|id| *id == following);
+                master.is_some_and(|master| {
+                    field(&statuses[master], "replid") == field(&statuses[index], "replid")
+                        && field(&statuses[index], "syncing") == "false"
+                })
+            });
+        let ok = statuses.iter().all(|status| field(status, "ok") == "true");
+        if ok && masters.len() == MASTERS && slots == 16384 && replicas_synced {
+            return;
+        }
+        if Instant::now() > deadline {
+            for (index, status) in statuses.iter().enumerate() {
+                eprintln!("node {index} ({}): {status}", ids[index]);
+            }
+            panic!("the cluster did not repair within {PHASE_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What the clients did: every value attempted per key, the last acknowledged per key, and
+/// what reads returned.
+#[derive(Default)]
+struct History {
+    attempted: HashMap<String, HashSet<u64>>,
+    acknowledged: HashMap<String, u64>,
+    acknowledged_writes: u64,
+    failed_writes: u64,
+    reads: u64,
+    phantoms: Vec<(String, String)>,
+}
+
+async fn write_until(
+    cluster: slotkv_cluster::Cluster,
+    writer: usize,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) {
+    let cluster = cluster.with_durability(Durability::Replicas {
+        replicas: 1,
+        timeout_ms: 2_000,
+    });
+    let mut sequence: u64 = 0;
+    while !stop.load(Ordering::Acquire) {
+        let key = format!("w{writer}:{}", sequence % KEYS_PER_WRITER);
+        history
+            .lock()
+            .attempted
+            .entry(key.clone())
+            .or_default()
+            .insert(sequence);
+        let result = cluster
+            .set(key.as_bytes(), sequence.to_string().as_bytes())
+            .await;
+        let failed = result.is_err();
+        {
+            let mut history = history.lock();
+            if failed {
+                history.failed_writes += 1;
+            } else {
+                history.acknowledged.insert(key, sequence);
+                history.acknowledged_writes += 1;
+            }
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sequence += 1;
+    }
+}
+
+async fn read_until(
+    cluster: slotkv_cluster::Cluster,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) {
+    let mut rng = Rng::new(7);
+    while !stop.load(Ordering::Acquire) {
+        let writer = rng.below(WRITERS as u64);
+        let key = format!("w{writer}:{}", rng.below(KEYS_PER_WRITER));
+        match cluster.get(key.as_bytes()).await {
+            Ok(Some(value)) => {
+                let text = String::from_utf8_lossy(&value).into_owned();
+                let mut history = history.lock();
+                history.reads += 1;
+                let written = text.parse::<u64>().ok().is_some_and(|sequence| {
+                    history
+                        .attempted
+                        .get(&key)
+                        .is_some_and(|values| values.contains(&sequence))
+                });
+                if !written {
+                    history.phantoms.push((key, text));
+                }
+            }
+            Ok(None) => history.lock().reads += 1,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The faults injected, by kind.
+#[derive(Default, Debug)]
+struct Faults {
+    kills: u32,
+    cuts: u32,
+    shaped: u32,
+    shaping_kind: &'static str,
+}
+
+/// One random fault, held for its time, then undone (a killed node restarted).
+fn inject(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults) {
+    let index = rng.below(NODES as u64) as usize;
+    let hold = Duration::from_millis(500 + rng.below(FAULT_MS_MAX));
+    match rng.below(3) {
+        0 => {
+            println!("fault: SIGKILL node {index}, restart after {hold:?}");
+            lab.kill(index);
+            std::thread::sleep(hold);
+            lab.children[index] = Some(Child::spawn(&specs[index]));
+            faults.kills += 1;
+        }
+        1 => {
+            println!("fault: cut node {index}'s link for {hold:?}");
+            lab.set_link(index, false);
+            std::thread::sleep(hold);
+            lab.set_link(index, true);
+            faults.cuts += 1;
+        }
+        _ => {
+            let delay = format!("{}ms", 1 + rng.below(40));
+            let loss = format!("{}%", rng.below(5));
+            let netem = [
+                "netem", "delay", &delay, "10ms", "loss", &loss, "reorder", "10%",
+            ];
+            let shaped = if lab.shape(index, &netem) {
+                faults.shaping_kind = "netem";
+                true
+            } else {
+                // A kernel without sch_netem: a token bucket delays and drops past its rate.
+                faults.shaping_kind = "tbf";
+                lab.shape(
+                    index,
+                    &["tbf", "rate", "2mbit", "burst", "16kb", "latency", "50ms"],
+                )
+            };
+            assert!(shaped, "tc could not shape node {index}'s link");
+            println!(
+                "fault: shape node {index}'s link ({}) for {hold:?}",
+                faults.shaping_kind
+            );
+            std::thread::sleep(hold);
+            lab.unshape(index);
+            faults.shaped += 1;
+        }
+    }
+}
+
+#[test]
+fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
+    if child::is_child() || !lab_available() {
+        return;
+    }
+    let seed = env_u64("SLOTKV_CHAOS_SEED").unwrap_or(1);
+    let fault_secs = env_u64("SLOTKV_CHAOS_SECS").unwrap_or(DEFAULT_FAULT_SECS);
+    println!("chaos seed {seed} (replay with SLOTKV_CHAOS_SEED={seed}), {fault_secs} s of faults");
+    let started = Instant::now();
+    let mut lab = Lab::new(NODES, "c");
+    let root = temp_dir("chaos");
+    let specs: Vec<ChildSpec> = (0..NODES)
+        .map(|index| {
+            let directory = root.join(format!("n{index}"));
+            std::fs::create_dir_all(&directory).unwrap();
+            ChildSpec {
+                data_dir: Some(directory),
+                ..lab.spec(index)
+            }
+        })
+        .collect();
+    for (index, spec) in specs.iter().enumerate() {
+        lab.children[index] = Some(Child::spawn(spec));
+    }
+    form(&mut lab);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let host = runtime.block_on(async {
+        let host = builder(tcp(), 99)
+            .bind(format!("{BRIDGE_HOST}:0"))
+            .start()
+            .await
+            .unwrap();
+        let seed_node = PeerAddr::new(lab.children[0].as_ref().unwrap().address.clone()).unwrap();
+        host.meet(&seed_node).await.unwrap();
+        let joined = eventually(PHASE_TIMEOUT, || async {
+            host.cluster_state()
+                .await
+                .is_ok_and(|state| state == ClusterState::Ok)
+        })
+        .await;
+        assert!(joined, "the host node never saw the cluster ok");
+        host
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(History::default()));
+    let mut clients: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            runtime.spawn(write_until(
+                host.cluster(),
+                writer,
+                Arc::clone(&stop),
+                Arc::clone(&history),
+            ))
+        })
+        .collect();
+    clients.push(runtime.spawn(read_until(
+        host.cluster(),
+        Arc::clone(&stop),
+        Arc::clone(&history),
+    )));
+
+    let mut rng = Rng::new(seed);
+    let mut faults = Faults::default();
+    let fault_end = Instant::now() + Duration::from_secs(fault_secs);
+    while Instant::now() < fault_end {
+        inject(&mut lab, &specs, &mut rng, &mut faults);
+        await_repaired(&mut lab);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Release);
+    runtime.block_on(async {
+        for client in clients {
+            client.await.unwrap();
+        }
+    });
+    await_repaired(&mut lab);
+
+    let history = Arc::try_unwrap(history).ok().unwrap().into_inner();
+    let reader = host.cluster();
+    let mut lost = Vec::new();
+    runtime.block_on(async {
+        for (key, acknowledged) in &history.acknowledged {
+            let value = reader.get(key.as_bytes()).await.unwrap();
+            let read =
+                value.and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
+            let held = read.is_some_and(|read| {
+                read >= *acknowledged
+                    && history
+                        .attempted
+                        .get(key)
+                        .is_some_and(|values| values.contains(&read))
+            });
+            if !held {
+                lost.push((key.clone(), *acknowledged, read));
+            }
+        }
+    });
+    println!(
+        "chaos: {} acknowledged writes ({} keys), {} failed or not durable, {} reads, \
+         faults {faults:?}, {} lost, {} phantom reads, in {} ms",
+        history.acknowledged_writes,
+        history.acknowledged.len(),
+        history.failed_writes,
+        history.reads,
+        lost.len(),
+        history.phantoms.len(),
+        started.elapsed().as_millis()
+    );
+    assert!(history.acknowledged_writes > 0, "no write was acknowledged");
+    assert!(
+        lost.is_empty(),
+        "seed {seed}: acknowledged writes lost: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        history.phantoms.is_empty(),
+        "seed {seed}: reads of values never written: {:?}",
+        &history.phantoms[..history.phantoms.len().min(10)]
+    );
+    runtime.block_on(host.shutdown());
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&root);
+}
