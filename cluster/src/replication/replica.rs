@@ -420,12 +420,33 @@ mod tests {
     use crate::runtime::{Node, NodeTransport};
 
     async fn replica_node(net: &SimNet) -> Node {
+        node_at(net, "replica:7000").await
+    }
+
+    async fn node_at(net: &SimNet, address: &str) -> Node {
         Node::builder(NodeTransport::Custom(Arc::new(net.transport())))
-            .bind("replica:7000")
+            .bind(address)
             .start()
             .await
             .unwrap()
     }
+
+    /// A second node at [`PEER`] that `node` has met (a master serves PSYNC only to an
+    /// address of a node it knows).
+    async fn known_peer(net: &SimNet, node: &Node) -> Node {
+        let peer = node_at(net, PEER).await;
+        let address = PeerAddr::new(PEER).unwrap();
+        node.meet(&address).await.unwrap();
+        for _ in 0..5_000 {
+            if node.shared().routing.table().knows_address(&address) {
+                return peer;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the node never completed its handshake with {PEER}");
+    }
+
+    const PEER: &str = "replica2:7000";
 
     async fn history_of_a_fresh_start() -> u64 {
         let net = SimNet::new(1);
@@ -479,6 +500,7 @@ mod tests {
     async fn acknowledgements_count_only_from_replicas_this_master_streams_to() {
         let net = SimNet::new(1);
         let node = replica_node(&net).await;
+        let peer = known_peer(&net, &node).await;
         let shared = node.shared();
         let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
         let (replid, offset) = shared.log.position();
@@ -491,20 +513,29 @@ mod tests {
             "an ack from a stranger counted"
         );
         // A replica that asked for the stream is counted.
-        stream_to_and_ack(&mut task, "replica2:7000", replid, offset).await;
+        stream_to_and_ack(&mut task, PEER, replid, offset).await;
         assert_eq!(shared.log.replicas_at(offset), 1);
+        // A PSYNC from an address no known node has gets no stream, so its ack counts not.
+        stream_to_and_ack(&mut task, "forgotten:7000", replid, offset).await;
+        assert_eq!(
+            shared.log.replicas_at(offset),
+            1,
+            "a stranger was streamed to"
+        );
         task.streams.stop_all();
         node.shutdown().await;
+        peer.shutdown().await;
     }
 
     #[tokio::test]
     async fn a_demoted_master_no_longer_counts_its_old_replicas() {
         let net = SimNet::new(1);
         let node = replica_node(&net).await;
+        let peer = known_peer(&net, &node).await;
         let shared = node.shared();
         let mut task = ReplicationTask::new(Arc::clone(&shared), 1);
         let (replid, offset) = shared.log.position();
-        stream_to_and_ack(&mut task, "replica2:7000", replid, offset).await;
+        stream_to_and_ack(&mut task, PEER, replid, offset).await;
         assert_eq!(shared.log.replicas_at(offset), 1);
         let new_master = NodeId::parse_hex(&"cd".repeat(20)).unwrap();
         task.handle_role(Some(new_master)).await;
@@ -514,6 +545,7 @@ mod tests {
             "WAIT on a demoted master would count replicas it no longer has"
         );
         node.shutdown().await;
+        peer.shutdown().await;
     }
 
     #[tokio::test]
