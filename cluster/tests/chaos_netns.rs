@@ -19,28 +19,21 @@
 
 mod node_support;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use slotkv_cluster::core::rng::Rng;
 use slotkv_cluster::core::ClusterState;
-use slotkv_cluster::{spread_slots, Durability};
 use slotkv_transport::PeerAddr;
 
-use node_support::child::{self, Child, ChildSpec};
+use node_support::child::{self, form, status_field, Child, ChildSpec, PHASE_TIMEOUT};
+use node_support::history::Clients;
 use node_support::netns::{lab_available, Lab, BRIDGE_HOST};
 use node_support::{builder, eventually, tcp, temp_dir};
 
 const MASTERS: usize = 3;
 const NODES: usize = 2 * MASTERS;
 const WRITERS: usize = 3;
-/// Keys each writer cycles through.
-const KEYS_PER_WRITER: u64 = 200;
-/// Longest wait for formation or for a repair after a fault.
-const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fault phase when `SLOTKV_CHAOS_SECS` is unset.
 const DEFAULT_FAULT_SECS: u64 = 20;
 /// Longest a link stays cut or shaped, in ms.
@@ -56,54 +49,6 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.trim().parse().ok()
 }
 
-fn field(status: &str, name: &str) -> String {
-    status
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn await_status(lab: &mut Lab, index: usize, what: &str, wanted: impl Fn(&str) -> bool) {
-    if lab.child(index).until("status", PHASE_TIMEOUT, wanted) {
-        return;
-    }
-    for (other, child) in lab.children.iter_mut().enumerate() {
-        if let Some(child) = child {
-            let id = child.id.clone();
-            eprintln!("node {other} ({id}): {:?}", child.ask("status"));
-        }
-    }
-    panic!("node {index} never reached: {what}");
-}
-
-fn form(lab: &mut Lab) {
-    for index in 0..MASTERS {
-        lab.child(index).must(&format!("epoch {}", index + 1));
-    }
-    for index in 1..NODES {
-        let address = lab.child(index).address.clone();
-        lab.child(0).must(&format!("meet {address}"));
-    }
-    for index in 0..NODES {
-        await_status(lab, index, "a full mesh", |status| {
-            status.contains(&format!("known={NODES} "))
-        });
-    }
-    for (index, range) in spread_slots(MASTERS).into_iter().enumerate() {
-        lab.child(index)
-            .must(&format!("addslots {} {}", range.start, range.end));
-    }
-    for index in 0..MASTERS {
-        let master = lab.child(index).id.clone();
-        lab.child(MASTERS + index)
-            .must(&format!("replicate {master}"));
-    }
-    for index in 0..NODES {
-        await_status(lab, index, "state ok", |status| status.contains("ok=true"));
-    }
-}
-
 /// Waits until every node is up, the cluster ok everywhere, three masters own every slot,
 /// and each replica follows a master on its history (synced): the state in which one more
 /// fault loses no acknowledged write.
@@ -117,12 +62,12 @@ fn await_repaired(lab: &mut Lab) {
             .map(|index| lab.child(index).id.clone())
             .collect();
         let masters: Vec<usize> = (0..NODES)
-            .filter(|index| field(&statuses[*index], "master") == "true")
+            .filter(|index| status_field(&statuses[*index], "master") == "true")
             .collect();
         let slots: usize = masters
             .iter()
             .map(|index| {
-                field(&statuses[*index], "slots")
+                status_field(&statuses[*index], "slots")
                     .parse::<usize>()
                     .unwrap_or(0)
             })
@@ -130,14 +75,17 @@ fn await_repaired(lab: &mut Lab) {
         let replicas_synced = (0..NODES)
             .filter(|index| !masters.contains(index))
             .all(|index| {
-                let following = field(&statuses[index], "following");
+                let following = status_field(&statuses[index], "following");
                 let master = ids.iter().position(|id| *id == following);
                 master.is_some_and(|master| {
-                    field(&statuses[master], "replid") == field(&statuses[index], "replid")
-                        && field(&statuses[index], "syncing") == "false"
+                    status_field(&statuses[master], "replid")
+                        == status_field(&statuses[index], "replid")
+                        && status_field(&statuses[index], "syncing") == "false"
                 })
             });
-        let ok = statuses.iter().all(|status| field(status, "ok") == "true");
+        let ok = statuses
+            .iter()
+            .all(|status| status_field(status, "ok") == "true");
         if ok && masters.len() == MASTERS && slots == 16384 && replicas_synced {
             return;
         }
@@ -148,87 +96,6 @@ fn await_repaired(lab: &mut Lab) {
             panic!("the cluster did not repair within {PHASE_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// What the clients did: every value attempted per key, the last acknowledged per key, and
-/// what reads returned.
-#[derive(Default)]
-struct History {
-    attempted: HashMap<String, HashSet<u64>>,
-    acknowledged: HashMap<String, u64>,
-    acknowledged_writes: u64,
-    failed_writes: u64,
-    reads: u64,
-    phantoms: Vec<(String, String)>,
-}
-
-async fn write_until(
-    cluster: slotkv_cluster::Cluster,
-    writer: usize,
-    stop: Arc<AtomicBool>,
-    history: Arc<Mutex<History>>,
-) {
-    let cluster = cluster.with_durability(Durability::Replicas {
-        replicas: 1,
-        timeout_ms: 2_000,
-    });
-    let mut sequence: u64 = 0;
-    while !stop.load(Ordering::Acquire) {
-        let key = format!("w{writer}:{}", sequence % KEYS_PER_WRITER);
-        history
-            .lock()
-            .attempted
-            .entry(key.clone())
-            .or_default()
-            .insert(sequence);
-        let result = cluster
-            .set(key.as_bytes(), sequence.to_string().as_bytes())
-            .await;
-        let failed = result.is_err();
-        {
-            let mut history = history.lock();
-            if failed {
-                history.failed_writes += 1;
-            } else {
-                history.acknowledged.insert(key, sequence);
-                history.acknowledged_writes += 1;
-            }
-        }
-        if failed {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sequence += 1;
-    }
-}
-
-async fn read_until(
-    cluster: slotkv_cluster::Cluster,
-    stop: Arc<AtomicBool>,
-    history: Arc<Mutex<History>>,
-) {
-    let mut rng = Rng::new(7);
-    while !stop.load(Ordering::Acquire) {
-        let writer = rng.below(WRITERS as u64);
-        let key = format!("w{writer}:{}", rng.below(KEYS_PER_WRITER));
-        match cluster.get(key.as_bytes()).await {
-            Ok(Some(value)) => {
-                let text = String::from_utf8_lossy(&value).into_owned();
-                let mut history = history.lock();
-                history.reads += 1;
-                let written = text.parse::<u64>().ok().is_some_and(|sequence| {
-                    history
-                        .attempted
-                        .get(&key)
-                        .is_some_and(|values| values.contains(&sequence))
-                });
-                if !written {
-                    history.phantoms.push((key, text));
-                }
-            }
-            Ok(None) => history.lock().reads += 1,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }
 
@@ -313,7 +180,7 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
     for (index, spec) in specs.iter().enumerate() {
         lab.children[index] = Some(Child::spawn(spec));
     }
-    form(&mut lab);
+    form(&mut lab.children, MASTERS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -336,23 +203,11 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
         assert!(joined, "the host node never saw the cluster ok");
         host
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(History::default()));
-    let mut clients: Vec<_> = (0..WRITERS)
-        .map(|writer| {
-            runtime.spawn(write_until(
-                host.cluster(),
-                writer,
-                Arc::clone(&stop),
-                Arc::clone(&history),
-            ))
-        })
+    let clients = Clients::default();
+    let mut tasks: Vec<_> = (0..WRITERS)
+        .map(|writer| runtime.spawn(clients.clone().write(host.cluster(), writer)))
         .collect();
-    clients.push(runtime.spawn(read_until(
-        host.cluster(),
-        Arc::clone(&stop),
-        Arc::clone(&history),
-    )));
+    tasks.push(runtime.spawn(clients.clone().read(host.cluster(), WRITERS)));
 
     let mut rng = Rng::new(seed);
     let mut faults = Faults::default();
@@ -362,34 +217,15 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
         await_repaired(&mut lab);
     }
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Release);
+    clients.stop.store(true, Ordering::Release);
     runtime.block_on(async {
-        for client in clients {
-            client.await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
     });
     await_repaired(&mut lab);
-
-    let history = Arc::try_unwrap(history).ok().unwrap().into_inner();
-    let reader = host.cluster();
-    let mut lost = Vec::new();
-    runtime.block_on(async {
-        for (key, acknowledged) in &history.acknowledged {
-            let value = reader.get(key.as_bytes()).await.unwrap();
-            let read =
-                value.and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
-            let held = read.is_some_and(|read| {
-                read >= *acknowledged
-                    && history
-                        .attempted
-                        .get(key)
-                        .is_some_and(|values| values.contains(&read))
-            });
-            if !held {
-                lost.push((key.clone(), *acknowledged, read));
-            }
-        }
-    });
+    let lost = runtime.block_on(clients.lost(&host.cluster()));
+    let history = clients.history.lock();
     println!(
         "chaos: {} acknowledged writes ({} keys), {} failed or not durable, {} reads, \
          faults {faults:?}, {} lost, {} phantom reads, in {} ms",
@@ -412,6 +248,7 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
         "seed {seed}: reads of values never written: {:?}",
         &history.phantoms[..history.phantoms.len().min(10)]
     );
+    drop(history);
     runtime.block_on(host.shutdown());
     drop(lab);
     let _ = std::fs::remove_dir_all(&root);

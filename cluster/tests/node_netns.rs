@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use slotkv_cluster::spread_slots;
 use slotkv_engine::key_slot;
 
-use node_support::child::{self, Child};
+use node_support::child::{self, form, Child};
 use node_support::netns::{host_of, lab_available, Lab, NODE_PORT};
 
 /// Masters, then one replica of the first master.
@@ -52,37 +52,6 @@ fn keys_of_first_master() -> Vec<String> {
         .collect()
 }
 
-fn form(lab: &mut Lab) {
-    for index in 0..MASTERS {
-        lab.child(index).must(&format!("epoch {}", index + 1));
-    }
-    for index in 1..NODES {
-        let address = lab.child(index).address.clone();
-        lab.child(0).must(&format!("meet {address}"));
-    }
-    for index in 0..NODES {
-        let meshed = lab.child(index).until("status", PHASE_TIMEOUT, |status| {
-            status.contains(&format!("known={NODES} "))
-        });
-        assert!(
-            meshed,
-            "node {index} never knew all {NODES} nodes across the namespaces"
-        );
-    }
-    for (index, range) in spread_slots(MASTERS).into_iter().enumerate() {
-        lab.child(index)
-            .must(&format!("addslots {} {}", range.start, range.end));
-    }
-    let master = lab.child(0).id.clone();
-    lab.child(MASTERS).must(&format!("replicate {master}"));
-    for index in 0..NODES {
-        let ok = lab
-            .child(index)
-            .until("status", PHASE_TIMEOUT, |status| status.contains("ok=true"));
-        assert!(ok, "node {index} never reached state ok");
-    }
-}
-
 #[test]
 fn nodes_in_separate_network_namespaces_form_wait_and_fail_over() {
     if child::is_child() || !lab_available() {
@@ -94,7 +63,7 @@ fn nodes_in_separate_network_namespaces_form_wait_and_fail_over() {
         let child = spawn(&lab, index);
         lab.children[index] = Some(child);
     }
-    form(&mut lab);
+    form(&mut lab.children, MASTERS);
     println!(
         "formed across {NODES} namespaces in {} ms",
         started.elapsed().as_millis()

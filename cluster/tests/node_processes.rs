@@ -13,29 +13,24 @@
 
 mod node_support;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use slotkv_cluster::core::ClusterState;
-use slotkv_cluster::{spread_slots, Durability};
 use slotkv_transport::PeerAddr;
 
-use node_support::child::{self, Child, ChildSpec};
+use node_support::child::{
+    self, await_status, form, running, status_field, Child, ChildSpec, PHASE_TIMEOUT,
+};
+use node_support::history::Clients;
 use node_support::{builder, eventually, tcp, temp_dir};
 
 const MASTERS: usize = 3;
 const NODES: usize = 2 * MASTERS;
 /// Writer tasks of the host node.
 const WRITERS: usize = 4;
-/// Keys each writer cycles through (so later writes overwrite earlier ones).
-const KEYS_PER_WRITER: u64 = 300;
-/// Longest wait for formation, a failover or a rejoin.
-const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The child side (see `node_support::child`).
 #[test]
@@ -75,7 +70,7 @@ impl Cluster {
     }
 
     fn child(&mut self, index: usize) -> &mut Child {
-        self.children[index].as_mut().expect("a running node")
+        running(&mut self.children, index)
     }
 
     fn kill(&mut self, index: usize) {
@@ -90,112 +85,20 @@ impl Cluster {
         self.children[index] = Some(child);
     }
 
-    /// Waits until node `index` reports `wanted` in its status.
     fn await_status(&mut self, index: usize, what: &str, wanted: impl Fn(&str) -> bool) {
-        if self.child(index).until("status", PHASE_TIMEOUT, wanted) {
-            return;
-        }
-        for (other, child) in self.children.iter_mut().enumerate() {
-            if let Some(child) = child {
-                let id = child.id.clone();
-                eprintln!("node {other} ({id}): {:?}", child.ask("status"));
-            }
-        }
-        panic!("node {index} never reached: {what}");
-    }
-
-    /// A status field's value.
-    fn field(&mut self, index: usize, name: &str) -> String {
-        let status = self.child(index).must("status");
-        status
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or_default()
-            .to_string()
+        await_status(&mut self.children, index, what, wanted);
     }
 
     /// Waits until replica `replica` follows `master` on its current history (its full
     /// sync is done), so it holds everything it acknowledges from now on and all before.
     fn await_synced(&mut self, replica: usize, master: usize) {
-        let (master_id, replid) = (self.child(master).id.clone(), self.field(master, "replid"));
+        let master_id = self.child(master).id.clone();
+        let replid = status_field(&self.child(master).must("status"), "replid");
         self.await_status(replica, "synced with its master", |status| {
             status.contains(&format!("following={master_id}"))
                 && status.contains(&format!("replid={replid} "))
                 && status.contains("syncing=false")
         });
-    }
-}
-
-fn form(cluster: &mut Cluster) {
-    for index in 0..MASTERS {
-        cluster.child(index).must(&format!("epoch {}", index + 1));
-    }
-    for index in 1..NODES {
-        let address = cluster.child(index).address.clone();
-        cluster.child(0).must(&format!("meet {address}"));
-    }
-    for index in 0..NODES {
-        cluster.await_status(index, "a full mesh", |status| {
-            status.contains(&format!("known={NODES} "))
-        });
-    }
-    for (index, range) in spread_slots(MASTERS).into_iter().enumerate() {
-        cluster
-            .child(index)
-            .must(&format!("addslots {} {}", range.start, range.end));
-    }
-    for index in 0..MASTERS {
-        let master = cluster.child(index).id.clone();
-        cluster
-            .child(MASTERS + index)
-            .must(&format!("replicate {master}"));
-    }
-    for index in 0..NODES {
-        cluster.await_status(index, "state ok", |status| status.contains("ok=true"));
-    }
-}
-
-/// The last value each key was acknowledged with, and the counts.
-#[derive(Default)]
-struct History {
-    acknowledged: HashMap<String, u64>,
-    acknowledged_writes: u64,
-    failed_writes: u64,
-}
-
-/// Writer `writer` writes `w<writer>:<i mod KEYS_PER_WRITER>` = `i` for i = 0, 1, ... with
-/// replica durability until `stop`; every acknowledged write goes into `history`.
-async fn write_until(
-    cluster: slotkv_cluster::Cluster,
-    writer: usize,
-    stop: Arc<AtomicBool>,
-    history: Arc<Mutex<History>>,
-) {
-    let cluster = cluster.with_durability(Durability::Replicas {
-        replicas: 1,
-        timeout_ms: 2_000,
-    });
-    let mut sequence: u64 = 0;
-    while !stop.load(Ordering::Acquire) {
-        let key = format!("w{writer}:{}", sequence % KEYS_PER_WRITER);
-        let result = cluster
-            .set(key.as_bytes(), sequence.to_string().as_bytes())
-            .await;
-        let failed = result.is_err();
-        {
-            let mut history = history.lock();
-            if failed {
-                history.failed_writes += 1;
-            } else {
-                history.acknowledged.insert(key, sequence);
-                history.acknowledged_writes += 1;
-            }
-        }
-        if failed {
-            // Some refusals come back at once (CLUSTERDOWN): back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        sequence += 1;
     }
 }
 
@@ -207,7 +110,7 @@ fn sigkilled_and_restarted_processes_lose_no_acknowledged_write() {
     let started = Instant::now();
     let root = temp_dir("processes");
     let mut cluster = Cluster::start(&root);
-    form(&mut cluster);
+    form(&mut cluster.children, MASTERS);
     println!(
         "formed {NODES} node processes in {} ms",
         started.elapsed().as_millis()
@@ -236,17 +139,9 @@ fn sigkilled_and_restarted_processes_lose_no_acknowledged_write() {
         host
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(History::default()));
+    let clients = Clients::default();
     let writers: Vec<_> = (0..WRITERS)
-        .map(|writer| {
-            runtime.spawn(write_until(
-                host.cluster(),
-                writer,
-                Arc::clone(&stop),
-                Arc::clone(&history),
-            ))
-        })
+        .map(|writer| runtime.spawn(clients.clone().write(host.cluster(), writer)))
         .collect();
     std::thread::sleep(Duration::from_secs(1));
 
@@ -299,29 +194,14 @@ fn sigkilled_and_restarted_processes_lose_no_acknowledged_write() {
     );
     std::thread::sleep(Duration::from_secs(1));
 
-    stop.store(true, Ordering::Release);
+    clients.stop.store(true, Ordering::Release);
     runtime.block_on(async {
         for writer in writers {
             writer.await.unwrap();
         }
     });
-    let history = Arc::try_unwrap(history).ok().unwrap().into_inner();
-    let reader = host.cluster();
-    let mut lost = Vec::new();
-    runtime.block_on(async {
-        for (key, acknowledged) in &history.acknowledged {
-            let value = reader.get(key.as_bytes()).await.unwrap();
-            let read =
-                value.and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
-            // The writer's later writes may have applied without an acknowledgement; an
-            // older value, or none, is a lost write.
-            if read.is_none_or(|read| {
-                read < *acknowledged || read % KEYS_PER_WRITER != acknowledged % KEYS_PER_WRITER
-            }) {
-                lost.push((key.clone(), *acknowledged, read));
-            }
-        }
-    });
+    let lost = runtime.block_on(clients.lost(&host.cluster()));
+    let history = clients.history.lock();
     println!(
         "{} acknowledged writes ({} keys), {} failed or not durable, {faults} SIGKILLs, \
          {} lost, in {} ms",

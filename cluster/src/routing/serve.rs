@@ -171,11 +171,9 @@ where
         Err(ExecuteError::Command(error)) => {
             return Response::Failed(WireCommandError::from(&error))
         }
-        // Paused after the rules let it through: as if the pause had come first.
-        Err(ExecuteError::WritesClosed) => return Response::TryAgain,
-        // Stopped by a shutdown after the rules let it through: the caller retries and
-        // follows the slot to whoever serves it next.
-        Err(ExecuteError::Stopped) => return Response::TryAgain,
+        // Paused or stopped (shutdown) after the rules let it through: as if that had come
+        // first; the caller retries and follows the slot to whoever serves it next.
+        Err(ExecuteError::WritesClosed | ExecuteError::Stopped) => return Response::TryAgain,
     };
     let wanted = request.durability_replicas;
     if wanted == 0 || !request.command.writes() {

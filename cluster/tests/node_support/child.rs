@@ -301,3 +301,73 @@ impl Drop for Child {
         let _ = self.process.wait();
     }
 }
+
+/// Longest wait for formation, a failover or a rejoin of a set of child nodes.
+pub(crate) const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The value of field `name` in a `status` answer (`name=value` words).
+pub(crate) fn status_field(status: &str, name: &str) -> String {
+    status
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Node `index` of `children`.
+pub(crate) fn running(children: &mut [Option<Child>], index: usize) -> &mut Child {
+    children[index].as_mut().expect("a running node")
+}
+
+/// Waits until node `index`'s status passes `wanted`; on a timeout prints every running
+/// node's status and panics naming `what`.
+pub(crate) fn await_status(
+    children: &mut [Option<Child>],
+    index: usize,
+    what: &str,
+    wanted: impl Fn(&str) -> bool,
+) {
+    if running(children, index).until("status", PHASE_TIMEOUT, wanted) {
+        return;
+    }
+    for (other, child) in children.iter_mut().enumerate() {
+        if let Some(child) = child {
+            let id = child.id.clone();
+            eprintln!("node {other} ({id}): {:?}", child.ask("status"));
+        }
+    }
+    panic!("node {index} never reached: {what}");
+}
+
+/// Forms a cluster of `children`: the first `masters` get epochs 1.. and the spread slots,
+/// node `masters + i` replicates master `i`; returns once every node is in state ok.
+pub(crate) fn form(children: &mut [Option<Child>], masters: usize) {
+    let nodes = children.len();
+    for index in 0..masters {
+        running(children, index).must(&format!("epoch {}", index + 1));
+    }
+    for index in 1..nodes {
+        let address = running(children, index).address.clone();
+        running(children, 0).must(&format!("meet {address}"));
+    }
+    for index in 0..nodes {
+        await_status(children, index, "a full mesh", |status| {
+            status.contains(&format!("known={nodes} "))
+        });
+    }
+    for (index, range) in slotkv_cluster::spread_slots(masters)
+        .into_iter()
+        .enumerate()
+    {
+        running(children, index).must(&format!("addslots {} {}", range.start, range.end));
+    }
+    for replica in masters..nodes {
+        let master = running(children, replica - masters).id.clone();
+        running(children, replica).must(&format!("replicate {master}"));
+    }
+    for index in 0..nodes {
+        await_status(children, index, "state ok", |status| {
+            status.contains("ok=true")
+        });
+    }
+}

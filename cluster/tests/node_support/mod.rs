@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod child;
+pub(crate) mod history;
 pub(crate) mod netns;
 
 use std::future::Future;
