@@ -306,7 +306,7 @@ mod tests {
     use crate::core::slots::SlotRange;
     use crate::core::testing::{add_node, core, drain, header, id, own};
     use crate::core::wire::{Body, HandOverMode, Message, MFLAG_FORCEACK, MFLAG_PAUSED};
-    use crate::core::{Core, Event, Output};
+    use crate::core::{AdminCommand, Core, Event, Output};
 
     fn slots() -> Vec<SlotRange> {
         vec![SlotRange::new(0, 99).unwrap()]
@@ -609,6 +609,22 @@ mod tests {
             hand_overs_without_data(&heard(&mut core, 4, 10)),
             vec!["n4:17000".to_string()]
         );
+    }
+
+    #[test]
+    fn forgetting_silent_replicas_gone_for_good_lets_the_slots_be_served_empty() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        core.handle_tick(20_000);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+        for replica in [3, 4] {
+            core.handle_command(20_000, AdminCommand::Forget(id(replica)))
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        drain(&mut core);
+        core.handle_tick(20_100);
+        assert_served_empty(&mut core);
+        assert!(core.serves_data());
     }
 
     #[test]
