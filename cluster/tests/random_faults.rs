@@ -232,7 +232,11 @@ fn random_restarts_without_data_lose_no_acknowledged_write() {
         harsh: false,
         data_loss: true,
     };
-    run_seeds(schedule, "SLOTKV_SIM_DATA_LOSS_SEEDS", DEFAULT_DATA_LOSS_SEEDS);
+    run_seeds(
+        schedule,
+        "SLOTKV_SIM_DATA_LOSS_SEEDS",
+        DEFAULT_DATA_LOSS_SEEDS,
+    );
 }
 
 #[test]
