@@ -330,7 +330,7 @@ impl Core {
         if self.myself().is_master() && self.slots.count_of(&self.myself) > 0 {
             return Err(AdminError::HasSlots);
         }
-        self.set_my_master(master);
+        self.set_my_master_in_another_shard(master);
         self.announce_config();
         Ok(AdminReply::Ok)
     }

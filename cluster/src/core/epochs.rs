@@ -190,6 +190,16 @@ impl Core {
         }
     }
 
+    /// Makes this node a replica of `master` in another shard (REPLICATE, replica
+    /// migration): the data it holds is of other slots until it syncs from `master`.
+    pub(crate) fn set_my_master_in_another_shard(&mut self, master: NodeId) {
+        let before = self.my_master();
+        self.set_my_master(master);
+        if self.my_master() != before {
+            self.replication.held_data_foreign = true;
+        }
+    }
+
     /// Makes this node a replica of `master` (from rules, REPLICATE or migration).
     pub(crate) fn set_my_master(&mut self, master: NodeId) {
         let myself = self.myself;

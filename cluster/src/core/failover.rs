@@ -188,6 +188,14 @@ impl Core {
         self.data_age_allows_failover(self.replication.last_link_up_ms)
     }
 
+    /// A hand-over without data may be taken: this replica holds data of its master's
+    /// slots, of any age — synced from it since following it, or held from before (a
+    /// non-zero offset) without having moved to another shard since it started.
+    pub(super) fn replica_holds_masters_data(&self) -> bool {
+        self.replication.last_link_up_ms.is_some()
+            || (!self.replication.held_data_foreign && self.replication.offset > 0)
+    }
+
     /// The replica's election (`clusterHandleReplicaFailover`), run after every input.
     pub(super) fn handle_replica_failover(&mut self) {
         let Some(master) = self.my_master() else {

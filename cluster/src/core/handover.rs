@@ -5,9 +5,12 @@
 //!   [`HandOverMode::Graceful`] the replica runs the lossless manual failover (MFSTART,
 //!   wait for the paused offset, election with FORCEACK); in
 //!   [`HandOverMode::WithoutData`] it starts the FORCEACK election at once, as CLUSTER
-//!   FAILOVER FORCE does. A replica ignores it from anyone but its current master and
-//!   when its data is too old to fail over (`cluster-replica-validity-factor` applied to
-//!   the age of its replication link, as Redis measures data age).
+//!   FAILOVER FORCE does. A replica ignores it from anyone but its current master. In
+//!   graceful mode it also ignores it when its data is too old to fail over
+//!   (`cluster-replica-validity-factor` applied to the age of its replication link, as
+//!   Redis measures data age); without data, the master holds nothing, so any data of
+//!   that master the replica holds beats none whatever its age, and only a replica that
+//!   holds none of it (never synced from it, nothing restored) ignores it.
 //! - **Writes paused.** A pause (MFSTART, or the shutdown's [`Core::pause_for_hand_over`])
 //!   queues [`crate::core::Output::PauseWrites`]; the caller stops writes, waits for those
 //!   in flight and reports the log offset after the last one with
@@ -19,11 +22,17 @@
 //!   withholds the slots' data: the node neither serves them ([`Core::serves_data`]) nor
 //!   accepts writes nor may ship its empty engine to a replica. It listens for its
 //!   replicas for at most [`RestartWithoutData::listen_ms`] (node_timeout), asks the one
-//!   with the best offset to take over without data, and becomes its replica by the usual
-//!   config rules (as it does when a replica took over while it was down). With no replica
-//!   known it waits only the startup writable delay; if the asked replica has not taken
-//!   over after `2 × node_timeout` + the election timeout, or none answered, it serves its
-//!   slots empty and says so ([`Event::RestartedWithoutData`]).
+//!   heard with the best non-zero offset to take over without data, and becomes its
+//!   replica by the usual config rules (as it does when a replica took over while it was
+//!   down). While none took over it asks again, the best replica then heard, every
+//!   `2 × node_timeout` + the election timeout (an election fails without a majority of
+//!   voters, or when they voted for this shard lately). It serves its slots empty, and
+//!   says so ([`Event::RestartedWithoutData`]), only when no replica can hold any of their
+//!   data: it knows none (after the startup writable delay), or every one advertises
+//!   offset 0. A known replica that stays silent keeps the slots withheld: it may be cut
+//!   off rather than gone, and an empty master would make it throw its copy away at its
+//!   next sync, acknowledged writes included. CLUSTER FORGET of a replica gone for good
+//!   lets the node serve the slots empty.
 
 use std::collections::BTreeMap;
 
@@ -51,7 +60,7 @@ pub enum HandOverError {
 pub(crate) struct RestartWithoutData {
     /// When the restart was noted (`now` ms).
     since_ms: u64,
-    /// Replicas heard from since, with the offset they advertised.
+    /// Replicas heard from since, with the offset they last advertised.
     heard: BTreeMap<NodeId, u64>,
     /// The replica asked to take over, and when (`now` ms).
     asked: Option<(NodeId, u64)>,
@@ -181,8 +190,16 @@ impl Core {
             tracing::debug!(%sender, "ignored a hand-over from a node that is not my master");
             return;
         }
-        if !self.replica_data_is_recent() {
-            tracing::info!(%sender, "ignored a hand-over: my data is too old to take over");
+        // Graceful: the master still holds everything, so only fresh data may take over
+        // (the manual failover then waits for the paused offset). Without data: the
+        // master holds nothing, so this replica's data beats none however old it is, as
+        // long as it is this master's.
+        let eligible = match mode {
+            HandOverMode::Graceful => self.replica_data_is_recent(),
+            HandOverMode::WithoutData => self.replica_holds_masters_data(),
+        };
+        if !eligible {
+            tracing::info!(%sender, ?mode, "ignored a hand-over: my data cannot take over");
             return;
         }
         tracing::info!(%sender, ?mode, "my master hands its slots over");
@@ -200,8 +217,9 @@ impl Core {
         }
     }
 
-    /// After every input while withholding data: follow a takeover, ask the best replica,
-    /// or give up past the bounds.
+    /// After every input while withholding data: follow a takeover, ask the best replica
+    /// (again every takeover bound while none took over), or serve the slots empty when no
+    /// replica can hold any of their data.
     pub(super) fn handle_restart_progress(&mut self) {
         let Some(restart) = self.handover.restart.clone() else {
             return;
@@ -214,37 +232,49 @@ impl Core {
             return;
         }
         let elapsed_ms = self.now_ms.saturating_sub(restart.since_ms);
-        if let Some((replica, asked_ms)) = restart.asked {
+        if let Some((_, asked_ms)) = restart.asked {
             let bound_ms =
                 self.config.node_timeout_ms * TAKEOVER_NODE_TIMEOUTS + self.auth_timeout_ms();
             if self.now_ms.saturating_sub(asked_ms) >= bound_ms {
-                self.serve_empty(Some(replica));
+                // The election failed (no majority of voters, say): a replica still holds
+                // what this node lost, so ask again rather than serve the slots empty.
+                self.ask_best_replica(&restart);
             }
             return;
         }
         let replicas: Vec<NodeId> = self.replicas_of(&self.myself).map(|node| node.id).collect();
         if replicas.is_empty() {
             if elapsed_ms >= self.config.writable_delay_ms {
-                self.serve_empty(None);
+                self.serve_empty();
             }
             return;
         }
         let all_heard = replicas.iter().all(|id| restart.heard.contains_key(id));
-        let listened = elapsed_ms >= RestartWithoutData::listen_ms(self.config.node_timeout_ms);
-        if !all_heard && !listened {
+        if all_heard && replicas.iter().all(|id| restart.heard.get(id) == Some(&0)) {
+            // Every replica advertises offset 0: none holds any of the slots' data.
+            self.serve_empty();
             return;
         }
-        // The best offset, ties to the smaller id (as the election's rank).
+        let listened = elapsed_ms >= RestartWithoutData::listen_ms(self.config.node_timeout_ms);
+        if all_heard || listened {
+            self.ask_best_replica(&restart);
+        }
+    }
+
+    /// Asks the replica heard with the best offset (ties to the smaller id, as the
+    /// election's rank) to take over without data. None heard yet: keep listening (a
+    /// silent replica may be cut off, not gone, and still hold the data).
+    fn ask_best_replica(&mut self, restart: &RestartWithoutData) {
+        let replicas: Vec<NodeId> = self.replicas_of(&self.myself).map(|node| node.id).collect();
         let best = restart
             .heard
             .iter()
-            .filter(|(id, _)| replicas.contains(id))
+            .filter(|(id, offset)| replicas.contains(id) && **offset > 0)
             .max_by(|(id_a, offset_a), (id_b, offset_b)| {
                 offset_a.cmp(offset_b).then(id_b.cmp(id_a))
             })
             .map(|(id, _)| *id);
         let Some(best) = best else {
-            self.serve_empty(None);
             return;
         };
         if let Some(state) = self.handover.restart.as_mut() {
@@ -259,16 +289,15 @@ impl Core {
         );
     }
 
-    /// No replica took over: serve the slots empty and say so.
-    fn serve_empty(&mut self, replica: Option<NodeId>) {
+    /// No replica can hold any of the slots' data: serve them empty and say so.
+    fn serve_empty(&mut self) {
         self.handover.restart = None;
         let slots = self.slots.ranges_of(&self.myself);
         tracing::warn!(
-            ?replica,
             slots = self.slots.count_of(&self.myself),
-            "restarted without data and no replica took over: serving the slots empty"
+            "restarted without data and no replica holds any: serving the slots empty"
         );
-        self.emit(Event::RestartedWithoutData { slots, replica });
+        self.emit(Event::RestartedWithoutData { slots });
     }
 }
 
@@ -277,7 +306,7 @@ mod tests {
     use crate::core::slots::SlotRange;
     use crate::core::testing::{add_node, core, drain, header, id, own};
     use crate::core::wire::{Body, HandOverMode, Message, MFLAG_FORCEACK, MFLAG_PAUSED};
-    use crate::core::{Core, Event, Output};
+    use crate::core::{AdminCommand, Core, Event, Output};
 
     fn slots() -> Vec<SlotRange> {
         vec![SlotRange::new(0, 99).unwrap()]
@@ -372,11 +401,49 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_whose_data_is_too_old_ignores_a_hand_over() {
+    fn a_replica_whose_data_is_too_old_ignores_a_graceful_hand_over_but_takes_one_without_data() {
         let mut core = replica();
         // No replication link for far beyond 10 s + node_timeout × 10 (bus messages from
         // the master carry no data and do not count).
         core.now_ms += 60_000;
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::Graceful);
+        assert!(sent(&outputs, |message| message.body == Body::MfStart).is_empty());
+        // The master lost its data: old data beats none.
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
+        assert!(!vote_requests(&outputs).is_empty());
+    }
+
+    /// Node 3 (me), following master 1 (slots 0..=99) beside master 2, with offset 500
+    /// of older data and no replication link since; `other_shard`: it came by REPLICATE.
+    fn replica_not_synced_since_following(other_shard: bool) -> Core {
+        let mut core = core(3);
+        add_node(&mut core, 1, None, 1);
+        own(&mut core, 1, 0..=99);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 100..=199);
+        if other_shard {
+            core.set_my_master_in_another_shard(id(1));
+        } else {
+            core.set_my_master(id(1));
+        }
+        let now = core.now_ms();
+        core.handle_replication_status(now, 500, false);
+        drain(&mut core);
+        core
+    }
+
+    #[test]
+    fn a_replica_that_followed_its_slots_new_owner_takes_a_hand_over_without_data_unsynced() {
+        // It held these slots' data (it or its master owned them) when node 1 took them:
+        // node 1, restarted without data, refuses every sync meanwhile.
+        let mut core = replica_not_synced_since_following(false);
+        let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
+        assert!(!vote_requests(&outputs).is_empty());
+    }
+
+    #[test]
+    fn a_replica_holding_another_shards_data_ignores_a_hand_over_without_data() {
+        let mut core = replica_not_synced_since_following(true);
         let outputs = hand_over_from(&mut core, 1, HandOverMode::WithoutData);
         assert!(vote_requests(&outputs).is_empty());
     }
@@ -490,27 +557,89 @@ mod tests {
             .collect()
     }
 
-    /// The node's outputs hold exactly one "served empty" event naming `replica`.
-    fn assert_served_empty(core: &mut Core, replica: Option<crate::core::node::NodeId>) {
-        let expected = Event::RestartedWithoutData {
-            slots: slots(),
-            replica,
-        };
+    /// The node's outputs hold exactly one "served empty" event.
+    fn assert_served_empty(core: &mut Core) {
+        let expected = Event::RestartedWithoutData { slots: slots() };
         assert_eq!(restarted_events(&drain(core)), vec![expected]);
     }
 
     #[test]
-    fn without_a_takeover_in_time_the_slots_are_served_empty_and_an_event_says_so() {
+    fn without_a_takeover_in_time_the_best_replica_is_asked_again_and_the_slots_stay_withheld() {
         let mut core = master();
         core.note_restarted_without_data(10_000);
         heard(&mut core, 3, 50);
-        heard(&mut core, 4, 10);
+        assert_eq!(
+            hand_overs_without_data(&heard(&mut core, 4, 10)),
+            vec!["n3:17000".to_string()]
+        );
+        // n3's election failed (no majority of voters); n4 has caught up since.
+        heard(&mut core, 4, 60);
         // Bound: 2 × node_timeout + the election timeout (2 s at least).
         core.handle_tick(13_900);
+        assert!(hand_overs_without_data(&drain(&mut core)).is_empty());
+        core.handle_tick(14_000);
+        let outputs = drain(&mut core);
+        assert_eq!(
+            hand_overs_without_data(&outputs),
+            vec!["n4:17000".to_string()]
+        );
+        assert!(restarted_events(&outputs).is_empty(), "{outputs:?}");
+        assert!(!core.serves_data(), "n3 and n4 still hold the data");
+        core.handle_tick(30_000);
         assert!(restarted_events(&drain(&mut core)).is_empty());
         assert!(!core.serves_data());
-        core.handle_tick(14_000);
-        assert_served_empty(&mut core, Some(id(3)));
+    }
+
+    #[test]
+    fn silent_replicas_keep_the_slots_withheld() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        for now_ms in (10_100..=40_000).step_by(100) {
+            core.handle_tick(now_ms);
+            let outputs = drain(&mut core);
+            assert!(restarted_events(&outputs).is_empty(), "at {now_ms} ms");
+            assert!(hand_overs_without_data(&outputs).is_empty());
+        }
+        assert!(
+            !core.serves_data(),
+            "a silent replica may be cut off, not gone"
+        );
+        // One of them is heard at last: it is asked.
+        assert_eq!(
+            hand_overs_without_data(&heard(&mut core, 4, 10)),
+            vec!["n4:17000".to_string()]
+        );
+    }
+
+    #[test]
+    fn forgetting_silent_replicas_gone_for_good_lets_the_slots_be_served_empty() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        core.handle_tick(20_000);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+        for replica in [3, 4] {
+            core.handle_command(20_000, AdminCommand::Forget(id(replica)))
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        drain(&mut core);
+        core.handle_tick(20_100);
+        assert_served_empty(&mut core);
+        assert!(core.serves_data());
+    }
+
+    #[test]
+    fn replicas_that_all_advertise_offset_zero_hold_nothing_and_the_slots_are_served_empty() {
+        let mut core = master();
+        core.note_restarted_without_data(10_000);
+        heard(&mut core, 3, 0);
+        core.handle_tick(10_100);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+        let outputs = heard(&mut core, 4, 0);
+        assert!(hand_overs_without_data(&outputs).is_empty());
+        assert_eq!(
+            restarted_events(&outputs),
+            vec![Event::RestartedWithoutData { slots: slots() }]
+        );
         assert!(core.serves_data());
     }
 
@@ -523,7 +652,7 @@ mod tests {
         core.handle_tick(11_000);
         assert!(restarted_events(&drain(&mut core)).is_empty());
         core.handle_tick(12_000);
-        assert_served_empty(&mut core, None);
+        assert_served_empty(&mut core);
     }
 
     #[test]

@@ -156,6 +156,11 @@ struct ReplicationStatus {
     /// became a replica of its current master until then: the age of the data itself,
     /// which bus messages do not refresh (a hand-over's eligibility).
     last_link_up_ms: Option<u64>,
+    /// The data this node holds, until it syncs from its current master, is of other
+    /// slots than that master's: it moved to another shard (REPLICATE, replica
+    /// migration) since it started. Following a new owner of the same slots (it took them
+    /// over, or my master became its replica) keeps the data theirs.
+    held_data_foreign: bool,
 }
 
 impl Core {

@@ -61,13 +61,12 @@ pub enum Event {
     NodeRecovered(NodeId),
     /// `cluster_state` changed.
     ClusterStateChanged(ClusterState),
-    /// This master restarted without its data and no replica took its slots over within
-    /// the bounds of `crate::core::handover`: it serves them again, empty.
+    /// This master restarted without its data and none of its replicas can hold any of
+    /// it (it knows none, or every one advertises offset 0; see `crate::core::handover`):
+    /// it serves its slots again, empty.
     RestartedWithoutData {
         /// The slots it serves empty.
         slots: Vec<SlotRange>,
-        /// The replica asked to take over that did not (`None`: none could be asked).
-        replica: Option<NodeId>,
     },
 }
 

@@ -81,7 +81,7 @@ impl Core {
         });
         if let Some(target) = target.copied() {
             tracing::info!(%target, "migrating to an orphaned master");
-            self.set_my_master(target);
+            self.set_my_master_in_another_shard(target);
             self.announce_config();
         }
     }

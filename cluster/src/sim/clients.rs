@@ -25,11 +25,16 @@ use crate::sim::{SimError, Simulator, CLIENT_RNG_SALT};
 pub enum Durability {
     /// This many replicas (Redis's `WAIT n`).
     Replicas(usize),
-    /// Every replica the master's core knows, failed ones included, at least one (WAIT
-    /// with the shard's replica count). With fewer, Redis Cluster's asynchronous
-    /// replication can lose an acknowledged write without any node losing data: a replica
-    /// that did not acknowledge it (cut off, paused, or back from a failure before
-    /// resyncing) can win the election while the one that did is on the other side.
+    /// Every replica of the shard, at least one: each replica the master's core knows
+    /// (failed ones included) and each replica its replication streams to, as both stand
+    /// when the acknowledgement is checked, must have acknowledged the write. A count
+    /// (WAIT with the shard's replica count) is not the same: a replica the master does not
+    /// know yet, or one that just migrated in, could stand in for a known one that never
+    /// acknowledged, and that one could win the election while the others are on the other
+    /// side. With fewer, Redis Cluster's asynchronous replication can lose an acknowledged
+    /// write without any node losing data: a replica that did not acknowledge it (cut off,
+    /// paused, or back from a failure before resyncing) can win the election while the one
+    /// that did is on the other side.
     AllReplicas,
 }
 
@@ -92,8 +97,8 @@ pub(crate) struct PendingWrite {
     /// The master's history and the write's offset in it.
     pub(crate) replid: u64,
     pub(crate) offset: u64,
-    /// Replicas that must acknowledge.
-    pub(crate) replicas: usize,
+    /// Which replicas must acknowledge.
+    pub(crate) durability: Durability,
     pub(crate) deadline_ms: u64,
 }
 
@@ -347,11 +352,11 @@ impl Simulator {
         {
             return Err(self.error(problem));
         }
-        let replicas = self.required_replicas(target);
         let now = self.now_ms;
         let Some(clients) = self.clients.as_mut() else {
             return Ok(());
         };
+        let durability = clients.workload.durability;
         clients.set_route(operation.client, operation.key, Some(target));
         let value = clients.fresh_value();
         let deadline_ms = now + clients.workload.wait_timeout_ms;
@@ -365,7 +370,7 @@ impl Simulator {
             master: target,
             replid,
             offset,
-            replicas,
+            durability,
             deadline_ms,
         });
         self.invariants.ledger.note_written(operation.key, value);
@@ -373,19 +378,55 @@ impl Simulator {
         Ok(())
     }
 
-    /// Replicas a write on master `index` needs under the workload's durability.
-    fn required_replicas(&self, index: usize) -> usize {
-        let durability = self
-            .clients
-            .as_ref()
-            .map_or(Durability::AllReplicas, |clients| {
-                clients.workload.durability
-            });
-        match durability {
-            Durability::Replicas(replicas) => replicas,
-            Durability::AllReplicas => self
-                .core(index)
-                .map_or(1, |core| core.replicas_of(&core.myself_id()).count().max(1)),
+    /// The replicas of the shard master `index` leads: those its core knows (failed ones
+    /// included), and those its replication streams to unless its core knows them as
+    /// replicas of another master (the shell stops such a stream).
+    fn shard_replicas(&self, index: usize) -> Vec<usize> {
+        let Some(core) = self.core(index) else {
+            return Vec::new();
+        };
+        let me = core.myself_id();
+        let follows_another = |replica: usize| {
+            let id = self
+                .core(replica)
+                .map(|replica| replica.myself_id())
+                .or_else(|| self.saved_id(replica));
+            let master = id
+                .and_then(|id| core.node(&id))
+                .filter(|node| node.is_replica())
+                .and_then(|node| node.master_id);
+            master.is_some_and(|master| master != me)
+        };
+        let mut replicas: Vec<usize> = self.nodes[index]
+            .data
+            .streamed_replicas()
+            .into_iter()
+            .filter(|replica| !follows_another(*replica))
+            .collect();
+        let known = core
+            .replicas_of(&me)
+            .filter_map(|replica| self.index_of_id(&replica.id));
+        replicas.extend(known);
+        replicas.sort_unstable();
+        replicas.dedup();
+        replicas
+    }
+
+    /// Whether `write` is acknowledged under its durability now: `Some((N, holders))` with
+    /// the replicas required (N) and every replica that acknowledged its offset.
+    fn acknowledgement(&self, write: &PendingWrite) -> Option<(usize, Vec<usize>)> {
+        let acknowledging = self.nodes[write.master].data.replicas_at(write.offset);
+        match write.durability {
+            Durability::Replicas(replicas) => {
+                (acknowledging.len() >= replicas).then_some((replicas, acknowledging))
+            }
+            Durability::AllReplicas => {
+                let required = self.shard_replicas(write.master);
+                let all = required
+                    .iter()
+                    .all(|replica| acknowledging.contains(replica));
+                (all && !acknowledging.is_empty()).then_some((required.len().max(1), acknowledging))
+            }
         }
     }
 
@@ -396,36 +437,111 @@ impl Simulator {
         let Some(clients) = self.clients.as_mut() else {
             return;
         };
+        let (mine, others): (Vec<PendingWrite>, Vec<PendingWrite>) =
+            std::mem::take(&mut clients.pending)
+                .into_iter()
+                .partition(|write| write.master == master);
+        clients.pending = others;
         let data = &self.nodes[master].data;
         let (replid, _) = data.position();
-        let mut index = 0;
-        while index < clients.pending.len() {
-            let write = &clients.pending[index];
-            if write.master != master {
-                index += 1;
-                continue;
+        let replica_now = data.phase().is_some();
+        let mut waiting = Vec::new();
+        let mut acknowledged = Vec::new();
+        let mut ended = 0;
+        for write in mine {
+            if write.replid != replid || replica_now {
+                ended += 1;
+            } else if let Some((replicas, acknowledging)) = self.acknowledgement(&write) {
+                acknowledged.push((write, replicas, acknowledging));
+            } else {
+                waiting.push(write);
             }
-            if write.replid != replid || data.phase().is_some() {
-                clients.pending.swap_remove(index);
-                clients.stats.writes_unacknowledged += 1;
-                continue;
-            }
-            let acknowledging = data.replicas_at(write.offset);
-            if acknowledging.len() < write.replicas {
-                index += 1;
-                continue;
-            }
-            let write = clients.pending.swap_remove(index);
-            clients.stats.writes_acknowledged += 1;
+        }
+        let Some(clients) = self.clients.as_mut() else {
+            return;
+        };
+        clients.pending.extend(waiting);
+        clients.stats.writes_unacknowledged += ended;
+        clients.stats.writes_acknowledged += acknowledged.len() as u64;
+        for (write, replicas, acknowledging) in acknowledged {
             let mut holders = vec![master];
             holders.extend(acknowledging);
             self.invariants.ledger.note_acknowledged(
                 write.key,
                 write.value,
-                write.replicas,
+                replicas,
                 holders,
                 now,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Operation, Workload};
+    use crate::sim::Simulator;
+
+    /// n0 masters a third of the slots with replicas n3 and n6 (see `form_cluster`).
+    const MASTER: usize = 0;
+    const CUT_OFF: usize = 3;
+    const STAND_IN: usize = 6;
+
+    /// A key of a slot n0 owns, as a write operation of client 0.
+    fn write_on_master(sim: &Simulator) -> Operation {
+        let core = sim.core(MASTER).expect("n0 lives");
+        let (key, slot) = (0..)
+            .find_map(|key| {
+                let slot = sim.clients_slot(key)?;
+                (core.slot_owner(slot) == Some(core.myself_id())).then_some((key, slot))
+            })
+            .expect("n0 owns a slot of some key");
+        Operation {
+            client: 0,
+            key,
+            slot,
+            write: true,
+        }
+    }
+
+    #[test]
+    fn a_replica_outside_the_masters_view_does_not_stand_in_for_a_known_one_that_never_acknowledged(
+    ) {
+        let mut sim = Simulator::formed(9, 3, 1, 1000).unwrap_or_else(|error| panic!("{error}"));
+        let stand_in = sim.id_of(STAND_IN).expect("n6 lives");
+        // Clients that do nothing by themselves: the one write below is all.
+        sim.start_clients(Workload {
+            clients: 0,
+            ..Workload::default()
+        });
+        // n3 is cut off (it never acknowledges), and n0 does not know that n6, which it
+        // streams to, is its replica (a stale view, as when a node became its replica by
+        // gossip while cut off from it): n0 knows one replica, n3.
+        sim.partition(&[vec![CUT_OFF]]);
+        let forget_stand_in = |sim: &mut Simulator| {
+            if let Some(core) = sim.nodes[MASTER].core.as_mut() {
+                core.set_node_role(stand_in, None);
+            }
+        };
+        forget_stand_in(&mut sim);
+        let operation = write_on_master(&sim);
+        sim.accept_write(operation, MASTER)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let offset = sim.nodes[MASTER].data.position().1;
+        let end_ms = sim.now_ms() + 500;
+        while sim.now_ms() < end_ms {
+            forget_stand_in(&mut sim);
+            sim.step_once().unwrap_or_else(|error| panic!("{error}"));
+        }
+        assert_eq!(
+            sim.nodes[MASTER].data.replicas_at(offset),
+            vec![STAND_IN],
+            "n6 acknowledged the write, n3 did not"
+        );
+        let stats = sim.client_stats();
+        assert_eq!(
+            stats.writes_acknowledged, 0,
+            "n6's acknowledgement stood in for n3's: {stats:?}"
+        );
     }
 }

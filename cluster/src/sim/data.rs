@@ -243,6 +243,11 @@ impl NodeData {
         self.offset
     }
 
+    /// Replicas this master streams to (they asked it for the stream).
+    pub(crate) fn streamed_replicas(&self) -> Vec<usize> {
+        self.streams.keys().copied().collect()
+    }
+
     /// Replicas whose acknowledgement of the current history reached `offset`.
     pub(crate) fn replicas_at(&self, offset: u64) -> Vec<usize> {
         self.streams

@@ -14,7 +14,9 @@
 //!    acknowledged by N replicas has N + 1 *holders*: its master and the N replicas whose
 //!    acknowledgements counted. A holder has *failed* for that write when, since the
 //!    acknowledgement, it restarted without its data (its data wiped, its nodes.conf kept),
-//!    or while it is dead (killed and not restarted). While at most N of the N + 1 holders
+//!    or left the write's shard (a full sync from a master that does not own the key's
+//!    slot replaced its data, after a replica migration or REPLICATE), or while it is dead
+//!    (killed and not restarted). While at most N of the N + 1 holders
 //!    failed (so at most N − 1 of its replicas besides the master), some live node holds
 //!    the write's value or a later value of the key. Checked at every step at which a
 //!    holding can end: a node's data set replaced by a full sync or wiped, a node killed or
@@ -31,7 +33,7 @@
 
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{SlotRange, SLOT_COUNT};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::wire::{Body, Message};
 use crate::core::NodesConf;
@@ -63,6 +65,8 @@ struct AcknowledgedWrite {
     replicas: usize,
     /// The master first, then the replicas whose acknowledgements counted.
     holders: Vec<usize>,
+    /// Holders that left the write's shard since (see the module docs).
+    departed: Vec<usize>,
     acknowledged_ms: u64,
 }
 
@@ -107,8 +111,34 @@ impl Ledger {
                 value,
                 replicas,
                 holders,
+                departed: Vec::new(),
                 acknowledged_ms: now_ms,
             });
+    }
+
+    /// A full sync replaced node `index`'s data with `values` from a master that does not
+    /// own the slots of the keys in `foreign`: it left the shard of those keys' writes it
+    /// held and no longer holds.
+    pub(crate) fn note_left_shard(
+        &mut self,
+        index: usize,
+        values: &BTreeMap<Key, Value>,
+        foreign: &BTreeSet<Key>,
+    ) {
+        for (key, writes) in self.acknowledged.iter_mut() {
+            if !foreign.contains(key) {
+                continue;
+            }
+            let held = values.get(key).copied().unwrap_or(0);
+            for write in writes.iter_mut() {
+                if held < write.value
+                    && write.holders.contains(&index)
+                    && !write.departed.contains(&index)
+                {
+                    write.departed.push(index);
+                }
+            }
+        }
     }
 
     /// Holders of `write` that failed (see the module docs), given which nodes are dead.
@@ -118,6 +148,7 @@ impl Ledger {
             .iter()
             .filter(|holder| {
                 dead(**holder)
+                    || write.departed.contains(holder)
                     || self
                         .wiped_at_ms
                         .get(holder)
@@ -471,5 +502,36 @@ impl Simulator {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::AdminCommand;
+    use crate::sim::{Simulator, Workload};
+
+    #[test]
+    fn a_replica_that_moved_to_another_shard_no_longer_holds_its_old_shards_writes() {
+        // n0 masters a third of the slots with replicas n3 and n6; every write of the
+        // clients is acknowledged by all three.
+        let mut sim = Simulator::formed(9, 3, 3, 1000).unwrap_or_else(|error| panic!("{error}"));
+        sim.start_clients(Workload::default());
+        let run = |sim: &mut Simulator, ms: u64| {
+            sim.run_for(ms).unwrap_or_else(|error| panic!("{error}"));
+        };
+        run(&mut sim, 2_000);
+        sim.stop_clients();
+        run(&mut sim, 500);
+        assert!(sim.client_stats().writes_acknowledged > 0);
+        // n6 moves to n1's shard: its full sync from n1 drops n0's keys.
+        let n1 = sim.id_of(1).expect("n1 lives");
+        sim.command(6, AdminCommand::Replicate(n1))
+            .unwrap_or_else(|error| panic!("{error}"));
+        run(&mut sim, 2_000);
+        // n0 and n3 die: all three holders of n0's writes are gone (two dead, one left
+        // the shard), which is beyond what the writes were acknowledged for.
+        sim.kill(0);
+        sim.kill(3);
+        run(&mut sim, 100);
     }
 }

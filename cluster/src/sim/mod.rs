@@ -625,6 +625,9 @@ impl Simulator {
             #[cfg(test)]
             self.apply_full_sync_fault(to, before);
             self.note(format!("n{to} full sync from n{from} loaded"));
+            let foreign = self.keys_not_owned_by(from);
+            let values = &self.nodes[to].data.values;
+            self.invariants.ledger.note_left_shard(to, values, &foreign);
             self.holdings_changed = true;
         }
         self.send_frames(to, out);
@@ -632,6 +635,23 @@ impl Simulator {
             self.handle_acknowledgements(to);
         }
         Ok(())
+    }
+
+    /// The clients' keys whose slot node `index` does not own in its own view.
+    fn keys_not_owned_by(&self, index: usize) -> std::collections::BTreeSet<data::Key> {
+        let Some(core) = self.core(index) else {
+            return Default::default();
+        };
+        let keys = self
+            .clients
+            .as_ref()
+            .map_or(0, |clients| clients.workload.keys);
+        (0..keys)
+            .filter(|key| {
+                self.clients_slot(*key)
+                    .is_some_and(|slot| core.slot_owner(slot) != Some(core.myself_id()))
+            })
+            .collect()
     }
 
     fn send_frames(&mut self, from: usize, out: Vec<Outgoing>) {
