@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use slotkv_transport::LinkStatistics;
+
 /// The live counters (relaxed atomics: monitoring, not synchronisation).
 #[derive(Debug, Default)]
 pub(crate) struct NodeStats {
@@ -50,6 +52,10 @@ pub struct NodeStatistics {
     pub config_saves_failed: u64,
     /// Bus messages withheld because the config they may rest on was not saved.
     pub bus_messages_withheld: u64,
+    /// Inbound connections the transport refused (handshake budgets, wrong secret or
+    /// certificate, malformed hello, timeouts) and inbound links it closed on the peer's
+    /// fault (oversized or truncated frames), by cause.
+    pub links: LinkStatistics,
 }
 
 impl NodeStats {
@@ -75,6 +81,7 @@ impl NodeStats {
             bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
             config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),
             bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
+            links: LinkStatistics::default(),
         }
     }
 }
