@@ -35,6 +35,8 @@ const TEST_SECRET: &[u8] = b"slotkv node tests secret";
 const FORGED_EPOCH: u64 = 1 << 62;
 const FLOOD_CONNECTIONS: usize = 100;
 const KEYS: usize = 100;
+/// Distinct addresses unknown pingers claim.
+const STRANGER_PORTS: u16 = 50;
 
 fn secret() -> ClusterSecret {
     ClusterSecret::new(TEST_SECRET.to_vec()).unwrap()
@@ -220,6 +222,13 @@ async fn forge_membership(attacker: &Endpoint, target: &PeerAddr, victims: [Node
             attacker.send_bus(target, frame(&header, body)).unwrap();
         }
     }
+    // Pings from unknown ids naming many addresses: each answer opens links there.
+    for port in 0..STRANGER_PORTS {
+        let header = forged_header(NodeId([0xE3; 20]), 40_000 + port, Vec::new());
+        attacker
+            .send_bus(target, frame(&header, Body::Ping(Vec::new())))
+            .unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
@@ -295,6 +304,18 @@ async fn a_node_under_hostile_peers_keeps_serving_and_its_epochs_and_slots_stay(
         .await;
         assert!(healthy, "{} sees a failure after the attack", node.id());
     }
+    // The links opened to answer strangers and to probe their handshakes are let go
+    // (after the handshake lifetime, node_timeout here): only the members' stay.
+    let mut members: Vec<PeerAddr> = nodes[1..]
+        .iter()
+        .map(|node| node.bus_address().clone())
+        .collect();
+    members.sort();
+    let released = eventually(Duration::from_secs(5), || async {
+        nodes[0].linked_peers() == members
+    })
+    .await;
+    assert!(released, "links kept: {:?}", nodes[0].linked_peers());
     // Each refusal was counted.
     let links = nodes[0].stats().links;
     let held = slotkv_transport::tcp::HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT;

@@ -120,12 +120,18 @@ mod tests {
             .map(|source| budget.try_acquire(ip(source)).unwrap())
             .collect();
         let full = budget.try_acquire(ip("10.0.0.4")).err().unwrap();
-        assert!(full.to_string().contains("handshakes_in_flight_max"), "{full}");
+        assert!(
+            full.to_string().contains("handshakes_in_flight_max"),
+            "{full}"
+        );
         drop(flooding);
         assert_eq!(budget.in_flight(ip("10.0.0.1")), (3, 0));
         assert!(budget.try_acquire(ip("10.0.0.1")).is_ok());
         drop(others);
-        assert!(budget.state.lock().by_source.is_empty(), "no entry outlives its permits");
+        assert!(
+            budget.state.lock().by_source.is_empty(),
+            "no entry outlives its permits"
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
 /// naming many addresses would fill the node table (`MAX_KNOWN_NODES`) and keep real
 /// nodes out. Handshakes started by CLUSTER MEET here are not counted.
 const INBOUND_HANDSHAKES_MAX: usize = 64;
+/// Addresses of unknown senders answered with a PONG (each answer opens outbound links
+/// there) that are remembered at once, until the handshake lifetime has passed and their
+/// links are let go. Unknown senders beyond it get no answer until entries expire.
+pub(crate) const STRANGER_ADDRESSES_MAX: usize = 256;
 /// A gossiped pong time may be at most this far ahead of ours, in ms.
 const GOSSIP_PONG_FUTURE_TOLERANCE_MS: u64 = 500;
 
@@ -51,14 +55,40 @@ impl Core {
     }
 
     pub(super) fn expire_handshakes(&mut self) {
-        let lifetime_ms = self.config.node_timeout_ms.max(HANDSHAKE_TIMEOUT_MIN_MS);
+        let lifetime_ms = self.handshake_lifetime_ms();
         let now = self.now_ms;
-        self.nodes
-            .retain(|_, node| !(node.in_handshake() && now - node.created_ms > lifetime_ms));
+        let expired: Vec<(NodeId, String)> = self
+            .nodes
+            .values()
+            .filter(|node| node.in_handshake() && now - node.created_ms > lifetime_ms)
+            .map(|node| (node.id, node.bus_address()))
+            .collect();
+        for (id, _) in &expired {
+            self.nodes.remove(id);
+        }
         // Expired handshakes (random ids, one per MEET attempt) must not leave their ping
-        // times behind: the map stays bounded by the node table.
+        // times or their links behind: both stay bounded by the node table.
         let nodes = &self.nodes;
         self.ping_attempt_ms.retain(|id, _| nodes.contains_key(id));
+        for (id, address) in expired {
+            self.release_peer(address, &id, ReleaseReason::Stranger);
+        }
+        let answered: Vec<String> = self
+            .stranger_replies
+            .iter()
+            .filter(|(_, answered_ms)| now - **answered_ms > lifetime_ms)
+            .map(|(address, _)| address.clone())
+            .collect();
+        let myself = self.myself;
+        for address in answered {
+            self.stranger_replies.remove(&address);
+            self.release_peer(address, &myself, ReleaseReason::Stranger);
+        }
+    }
+
+    /// How long a handshake may stay unanswered (Redis: `max(node_timeout, 1000)`).
+    fn handshake_lifetime_ms(&self) -> u64 {
+        self.config.node_timeout_ms.max(HANDSHAKE_TIMEOUT_MIN_MS)
     }
 
     pub(super) fn expire_blacklist(&mut self) {
@@ -273,9 +303,16 @@ impl Core {
             self.send_ping(header.sender, PingKind::Pong);
             return;
         }
+        let address = sender_bus_address(from, header);
+        let known_address = self.stranger_replies.contains_key(&address);
+        if !known_address && self.stranger_replies.len() >= STRANGER_ADDRESSES_MAX {
+            tracing::debug!(%address, "too many unknown senders answered; no PONG");
+            return;
+        }
+        self.stranger_replies.insert(address.clone(), self.now_ms);
         let gossip = self.build_gossip(&header.sender);
         let peer = crate::core::Peer {
-            address: sender_bus_address(from, header),
+            address,
             id: Some(header.sender),
         };
         self.send_to_peer(peer, Body::Pong(gossip));
@@ -975,12 +1012,18 @@ mod tests {
         // Before we probed its address, a PONG naming that address proves nothing.
         let pong = || from_header(header(stranger, None, 0, &[]), Body::Pong(Vec::new()));
         core.handle_message(10_010, "n9:17000", pong());
-        assert!(core.node(&id(stranger)).is_none(), "unsolicited PONG accepted");
+        assert!(
+            core.node(&id(stranger)).is_none(),
+            "unsolicited PONG accepted"
+        );
         // We probe it; a PONG arriving on a link that names another address is no answer.
         core.handle_tick(10_100);
         drain(&mut core);
         core.handle_message(10_110, "elsewhere:1", pong());
-        assert!(core.node(&id(stranger)).is_none(), "PONG from another address accepted");
+        assert!(
+            core.node(&id(stranger)).is_none(),
+            "PONG from another address accepted"
+        );
         // The answer from the probed address completes it.
         core.handle_message(10_120, "n9:17000", pong());
         assert!(core
@@ -1004,5 +1047,53 @@ mod tests {
             core.handle_message(10_000, &from, from_header(header, Body::Meet(Vec::new())));
         }
         assert_eq!(pending(&core), super::INBOUND_HANDSHAKES_MAX);
+    }
+
+    #[test]
+    fn links_opened_for_strangers_are_released_and_bounded() {
+        let mut core = member_with_slots();
+        let pingers = 1_000u16;
+        for port in 0..pingers {
+            let mut header = header(9, None, 0, &[]);
+            header.bus_port = 20_000 + port;
+            let from = format!("n9:{}", header.bus_port);
+            core.handle_message(10_000, &from, from_header(header, Body::Ping(Vec::new())));
+        }
+        let outputs = drain(&mut core);
+        let answered = outputs
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { to, .. } if to.address.starts_with("n9:")))
+            .count();
+        assert_eq!(
+            answered,
+            super::STRANGER_ADDRESSES_MAX,
+            "answers to strangers are bounded"
+        );
+        // A MEET's handshake that nobody answers expires, and its address is let go too.
+        let mut meet = header(8, None, 0, &[]);
+        meet.bus_port = 30_000;
+        core.handle_message(
+            10_000,
+            "n8:30000",
+            from_header(meet, Body::Meet(Vec::new())),
+        );
+        let mut released = Vec::new();
+        for step in 1..=30 {
+            core.handle_tick(10_000 + step * 100);
+            released.extend(
+                releases(&drain(&mut core))
+                    .into_iter()
+                    .filter(|(_, reason)| *reason == ReleaseReason::Stranger),
+            );
+        }
+        assert_eq!(
+            released.len(),
+            super::STRANGER_ADDRESSES_MAX + 1,
+            "{released:?}"
+        );
+        assert!(released.contains(&("n8:30000".to_string(), ReleaseReason::Stranger)));
+        assert!(core.stranger_replies.is_empty());
+        // A member's address is never let go as a stranger's.
+        assert!(!released.iter().any(|(address, _)| address == "n2:17000"));
     }
 }

@@ -30,10 +30,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::endpoint::inbound::InboundContext;
 use crate::endpoint::outbound::OutboundLink;
-use crate::endpoint::stats::{LinkCounters, LinkStatistics};
 use crate::endpoint::request::{
     encode_envelope, EnvelopeKind, PendingRequests, REQUEST_HEADER_BYTES,
 };
+use crate::endpoint::stats::{LinkCounters, LinkStatistics};
 use crate::rng::SplitMix64;
 use crate::{
     BindError, Channel, EndpointConfig, FrameWriter, InboundFrame, InboundRequest, LinkError,

@@ -3,7 +3,8 @@
 //!
 //! One connection per channel means a stalled `Bulk` reader only fills its own socket
 //! buffers; the `Bus` connection keeps flowing. Handshakes run in their own tasks, bounded in
-//! number and time, so a slow or hostile client never stops the listener serving others.
+//! number, per source address (`source_budget.rs`) and in time, so a slow or hostile client
+//! never stops the listener serving others: a connection beyond a bound is closed at once.
 
 pub(crate) mod handshake;
 #[cfg(test)]

@@ -222,9 +222,7 @@ async fn idle_connections_from(source: &str, target: &PeerAddr, count: usize) ->
     let mut connections = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(format!("{source}:0").parse().unwrap())
-            .unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
         connections.push(socket.connect(target).await.unwrap());
     }
     connections
@@ -253,8 +251,11 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_room_for_real_peers
     let mut idle = idle_connections_from("127.0.0.2", target.local_addr(), flood).await;
     // A real peer from 127.0.0.1 connects and exchanges frames while the flood holds on.
     let (peer, mut peer_in) = node().await;
-    peer.send_bus(target.local_addr(), Bytes::from_static(b"through the flood"))
-        .unwrap();
+    peer.send_bus(
+        target.local_addr(),
+        Bytes::from_static(b"through the flood"),
+    )
+    .unwrap();
     let frame = tokio::time::timeout(Duration::from_millis(2_000), target_in.bus.recv())
         .await
         .expect("the real peer's frame did not arrive during the flood")
@@ -288,7 +289,10 @@ async fn a_flood_of_idle_connections_from_one_address_leaves_room_for_real_peers
     }
     // The held ones are dropped at the handshake timeout and counted too.
     let closed = count_closed_by_the_listener(&mut idle, Duration::from_secs(5)).await;
-    assert_eq!(closed, flood, "every idle connection was closed at the timeout");
+    assert_eq!(
+        closed, flood,
+        "every idle connection was closed at the timeout"
+    );
     let statistics = target.statistics();
     assert_eq!(statistics.inbound_refused_overloaded, refused as u64);
     assert_eq!(
