@@ -14,6 +14,7 @@
 //! | `quic/` | [`quic::QuicTransport`]: one QUIC connection per direction, a stream per channel, mutual TLS |
 //! | `sim/` | [`sim::SimNet`]: the in-memory network with partitions, drops, latency, kill/restore |
 //! | `address.rs`, `channel.rs`, `config.rs`, `event.rs`, `error.rs` | the shared vocabulary |
+//! | `source_budget.rs` | the unauthenticated-handshake budget, global and per source address (TCP and QUIC) |
 //! | `backoff.rs`, `rng.rs` | reconnection backoff with seeded jitter |
 //!
 //! # Using it
@@ -49,6 +50,7 @@ pub mod fuzzing;
 pub mod quic;
 mod rng;
 pub mod sim;
+mod source_budget;
 pub mod tcp;
 mod transport;
 
@@ -59,6 +61,7 @@ pub use channel::{
 };
 pub use config::{BackoffConfig, EndpointConfig};
 pub use endpoint::request::{InboundRequest, RespondError, Responder};
+pub use endpoint::stats::LinkStatistics;
 pub use endpoint::{Announce, Endpoint, Incoming};
 pub use error::{AddressError, BindError, ConfigError, LinkError, RequestError, SendError};
 pub use event::{Direction, InboundFrame, TransportEvent};

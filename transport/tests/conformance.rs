@@ -162,6 +162,7 @@ async fn an_oversized_frame_closes_the_link_and_the_listener_keeps_serving<H: Ha
         }
     );
     assert_eq!(&peer, a.local_addr());
+    assert_eq!(b.statistics().inbound_closed_frame_too_large, 1);
     // The sender sees its link close and reconnects.
     wait_event(&mut a_in, |event| {
         matches!(
@@ -274,6 +275,11 @@ async fn foreign_credentials_are_rejected_with_a_reason<H: Harness>() {
     assert!(
         matches!(reason, LinkError::Authentication(_) | LinkError::Tls(_)),
         "unexpected reason {reason:?}"
+    );
+    let counted = b.statistics();
+    assert!(
+        counted.inbound_refused_authentication + counted.inbound_refused_other >= 1,
+        "the refusal was not counted: {counted:?}"
     );
     let retry = wait_event(&mut intruder_in, |event| {
         matches!(

@@ -16,6 +16,15 @@ const RANDOM_PING_CANDIDATES: usize = 5;
 const HANDSHAKE_RESEND_MS: u64 = 500;
 /// Smallest handshake lifetime, in ms (Redis: `max(node_timeout, 1000)`).
 const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
+/// Handshakes opened by MEETs from unknown senders that may be pending at once. Each
+/// costs a node record and probes to its address until it expires; without a bound, MEETs
+/// naming many addresses would fill the node table (`MAX_KNOWN_NODES`) and keep real
+/// nodes out. Handshakes started by CLUSTER MEET here are not counted.
+const INBOUND_HANDSHAKES_MAX: usize = 64;
+/// Addresses of unknown senders answered with a PONG (each answer opens outbound links
+/// there) that are remembered at once, until the handshake lifetime has passed and their
+/// links are let go. Unknown senders beyond it get no answer until entries expire.
+pub(crate) const STRANGER_ADDRESSES_MAX: usize = 256;
 /// A gossiped pong time may be at most this far ahead of ours, in ms.
 const GOSSIP_PONG_FUTURE_TOLERANCE_MS: u64 = 500;
 
@@ -46,14 +55,40 @@ impl Core {
     }
 
     pub(super) fn expire_handshakes(&mut self) {
-        let lifetime_ms = self.config.node_timeout_ms.max(HANDSHAKE_TIMEOUT_MIN_MS);
+        let lifetime_ms = self.handshake_lifetime_ms();
         let now = self.now_ms;
-        self.nodes
-            .retain(|_, node| !(node.in_handshake() && now - node.created_ms > lifetime_ms));
+        let expired: Vec<(NodeId, String)> = self
+            .nodes
+            .values()
+            .filter(|node| node.in_handshake() && now - node.created_ms > lifetime_ms)
+            .map(|node| (node.id, node.bus_address()))
+            .collect();
+        for (id, _) in &expired {
+            self.nodes.remove(id);
+        }
         // Expired handshakes (random ids, one per MEET attempt) must not leave their ping
-        // times behind: the map stays bounded by the node table.
+        // times or their links behind: both stay bounded by the node table.
         let nodes = &self.nodes;
         self.ping_attempt_ms.retain(|id, _| nodes.contains_key(id));
+        for (id, address) in expired {
+            self.release_peer(address, &id, ReleaseReason::Stranger);
+        }
+        let answered: Vec<String> = self
+            .stranger_replies
+            .iter()
+            .filter(|(_, answered_ms)| now - **answered_ms > lifetime_ms)
+            .map(|(address, _)| address.clone())
+            .collect();
+        let myself = self.myself;
+        for address in answered {
+            self.stranger_replies.remove(&address);
+            self.release_peer(address, &myself, ReleaseReason::Stranger);
+        }
+    }
+
+    /// How long a handshake may stay unanswered (Redis: `max(node_timeout, 1000)`).
+    fn handshake_lifetime_ms(&self) -> u64 {
+        self.config.node_timeout_ms.max(HANDSHAKE_TIMEOUT_MIN_MS)
     }
 
     pub(super) fn expire_blacklist(&mut self) {
@@ -238,7 +273,7 @@ impl Core {
         }
         if !is_pong {
             if is_meet && !sender_known {
-                self.accept_meet(from, header, gossip);
+                self.accept_meet(from, header);
             }
             self.reply_pong(from, header);
         }
@@ -246,7 +281,7 @@ impl Core {
             self.mark_address_taken(from, &header.sender);
         }
         if is_pong && !sender_known {
-            self.complete_handshake(header);
+            self.complete_handshake(from, header);
             return;
         }
         if !sender_known || header.sender == self.myself {
@@ -268,41 +303,63 @@ impl Core {
             self.send_ping(header.sender, PingKind::Pong);
             return;
         }
+        let address = sender_bus_address(from, header);
+        let known_address = self.stranger_replies.contains_key(&address);
+        if !known_address && self.stranger_replies.len() >= STRANGER_ADDRESSES_MAX {
+            tracing::debug!(%address, "too many unknown senders answered; no PONG");
+            return;
+        }
+        self.stranger_replies.insert(address.clone(), self.now_ms);
         let gossip = self.build_gossip(&header.sender);
         let peer = crate::core::Peer {
-            address: sender_bus_address(from, header),
+            address,
             id: Some(header.sender),
         };
         self.send_to_peer(peer, Body::Pong(gossip));
     }
 
-    /// A MEET from an unknown node: remember it as a handshake, trust its gossip.
-    fn accept_meet(&mut self, from: &str, header: &Header, gossip: &[GossipEntry]) {
+    /// A MEET from an unknown node: remember it as a handshake, which completes only when
+    /// that address answers our probe ([`Core::complete_handshake`]). Its gossip is not
+    /// taken: nodes are learned from the gossip of members only (as in Redis), so a
+    /// non-member cannot plant node ids it could then speak as. At most
+    /// [`INBOUND_HANDSHAKES_MAX`] such handshakes are pending at once.
+    fn accept_meet(&mut self, from: &str, header: &Header) {
         let ip = sender_ip(from, header);
-        let pending = self
-            .nodes
-            .values()
-            .any(|node| node.in_handshake() && node.ip == ip && node.bus_port == header.bus_port);
-        if !pending && self.nodes.len() < MAX_KNOWN_NODES {
-            let id = NodeId::random(&mut self.rng);
-            let mut record =
-                NodeRecord::new(id, &ip, header.client_port, header.bus_port, self.now_ms);
-            record.flags = NodeFlags::HANDSHAKE;
-            self.nodes.insert(id, record);
+        let mut pending_inbound = 0;
+        for node in self.nodes.values().filter(|node| node.in_handshake()) {
+            if node.ip == ip && node.bus_port == header.bus_port {
+                return;
+            }
+            if !node.flags.contains(NodeFlags::MEET) {
+                pending_inbound += 1;
+            }
         }
-        self.process_gossip_trusted(gossip);
+        if pending_inbound >= INBOUND_HANDSHAKES_MAX || self.nodes.len() >= MAX_KNOWN_NODES {
+            tracing::debug!(%from, "too many handshakes pending; MEET ignored");
+            return;
+        }
+        let id = NodeId::random(&mut self.rng);
+        let mut record = NodeRecord::new(id, &ip, header.client_port, header.bus_port, self.now_ms);
+        record.flags = NodeFlags::HANDSHAKE;
+        self.nodes.insert(id, record);
     }
 
-    /// First PONG from a handshake address: rename the record or merge it into a known one.
-    fn complete_handshake(&mut self, header: &Header) {
+    /// A PONG from an unknown sender answering our probe of a handshake address: rename
+    /// the record to the sender's id. Only an answer counts: we must have sent the
+    /// handshake's MEET or PING, and the PONG must come over a link naming that address
+    /// (the analogue of Redis's check that it arrived on our link to that address).
+    fn complete_handshake(&mut self, from: &str, header: &Header) {
         let handshake_id = self
             .nodes
             .values()
             .find(|node| {
                 node.in_handshake() && node.ip == header.ip && node.bus_port == header.bus_port
             })
+            .filter(|node| node.ping_sent_ms != 0 && node.bus_address() == from)
             .map(|node| node.id);
         let Some(handshake_id) = handshake_id else {
+            tracing::debug!(%from, sender = %header.sender,
+                "a PONG from an unknown node that answers no probe of ours; ignored");
             return;
         };
         let Some(mut record) = self.nodes.remove(&handshake_id) else {
@@ -490,15 +547,6 @@ impl Core {
                 self.adopt_gossiped_pong(entry);
                 self.adopt_gossiped_address(entry);
             } else {
-                self.learn_gossiped_node(entry);
-            }
-        }
-    }
-
-    /// The gossip of a MEET from an unknown node: only learns new nodes.
-    fn process_gossip_trusted(&mut self, gossip: &[GossipEntry]) {
-        for entry in gossip {
-            if entry.id != self.myself && !self.nodes.contains_key(&entry.id) {
                 self.learn_gossiped_node(entry);
             }
         }
@@ -864,5 +912,188 @@ mod tests {
             )
             .count();
         assert_eq!(pongs, 1);
+    }
+
+    /// A gossip entry naming node `byte` as a healthy master at `n{byte}`.
+    fn gossiped_master(byte: u8) -> GossipEntry {
+        GossipEntry {
+            id: id(byte),
+            ip: format!("n{byte}"),
+            client_port: 7000,
+            bus_port: 17000,
+            flags: NodeFlags::MASTER,
+            pong_age_ms: 10,
+            ping_pending: false,
+        }
+    }
+
+    /// Node 1 owns slots 0-99 at configEpoch 5 and knows node 2; returns it drained.
+    fn member_with_slots() -> Core {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        crate::core::testing::own(&mut core, 1, 0..=99);
+        core.nodes.get_mut(&id(1)).unwrap().config_epoch = 5;
+        core.current_epoch = 5;
+        drain(&mut core);
+        core
+    }
+
+    /// A forged claim of slots 0-99 with a huge configEpoch and currentEpoch, from `sender`.
+    fn forged_claim(sender: u8) -> Message {
+        let slots = [crate::core::slots::SlotRange { start: 0, end: 99 }];
+        let mut forged = header(sender, None, 1 << 62, &slots);
+        forged.current_epoch = 1 << 62;
+        from_header(forged, Body::Ping(Vec::new()))
+    }
+
+    #[test]
+    fn a_meet_from_a_non_member_adds_no_node_from_its_gossip() {
+        let mut core = member_with_slots();
+        let meet = from_header(
+            header(9, None, 0, &[]),
+            Body::Meet(vec![gossiped_master(8)]),
+        );
+        core.handle_message(10_000, "n9:17000", meet);
+        assert!(
+            core.node(&id(8)).is_none(),
+            "a node named only by a non-member's MEET was added"
+        );
+        // Speaking as the node it tried to plant changes nothing either.
+        core.handle_message(10_100, "n8:17000", forged_claim(8));
+        assert_eq!(core.current_epoch(), 5);
+        assert_eq!(core.slots.owner(0), Some(id(1)));
+        assert_eq!(core.myself().config_epoch, 5);
+    }
+
+    #[test]
+    fn messages_from_unknown_ids_change_no_epoch_or_slot() {
+        let mut core = member_with_slots();
+        let unknown = 9;
+        core.handle_message(10_000, "n9:17000", forged_claim(unknown));
+        let mut pong = forged_claim(unknown);
+        pong.body = Body::Pong(vec![gossiped_master(8)]);
+        core.handle_message(10_000, "n9:17000", pong);
+        let mut header = header(unknown, None, 1 << 62, &[]);
+        header.current_epoch = 1 << 62;
+        let bodies = [
+            Body::Update {
+                node: id(2),
+                config_epoch: 1 << 62,
+                slots: vec![crate::core::slots::SlotRange { start: 0, end: 99 }],
+            },
+            Body::Fail { node: id(2) },
+            Body::FailoverAuthRequest,
+            Body::FailoverAuthAck,
+            Body::MfStart,
+            Body::ForgottenNode {
+                node: id(2),
+                ttl_ms: 60_000,
+            },
+        ];
+        for body in bodies {
+            core.handle_message(10_000, "n9:17000", from_header(header.clone(), body));
+        }
+        assert_eq!(core.current_epoch(), 5);
+        assert_eq!(core.slots.owner(0), Some(id(1)));
+        assert!(core.node(&id(8)).is_none() && core.node(&id(9)).is_none());
+        let two = core.node(&id(2)).unwrap();
+        assert_eq!(two.config_epoch, 2);
+        assert!(!two.is_failed());
+    }
+
+    #[test]
+    fn a_pong_nobody_asked_for_completes_no_handshake() {
+        let mut core = member_with_slots();
+        let stranger = 9;
+        let meet = from_header(header(stranger, None, 0, &[]), Body::Meet(Vec::new()));
+        core.handle_message(10_000, "n9:17000", meet);
+        assert!(core.nodes().any(|node| node.in_handshake()));
+        drain(&mut core);
+        // Before we probed its address, a PONG naming that address proves nothing.
+        let pong = || from_header(header(stranger, None, 0, &[]), Body::Pong(Vec::new()));
+        core.handle_message(10_010, "n9:17000", pong());
+        assert!(
+            core.node(&id(stranger)).is_none(),
+            "unsolicited PONG accepted"
+        );
+        // We probe it; a PONG arriving on a link that names another address is no answer.
+        core.handle_tick(10_100);
+        drain(&mut core);
+        core.handle_message(10_110, "elsewhere:1", pong());
+        assert!(
+            core.node(&id(stranger)).is_none(),
+            "PONG from another address accepted"
+        );
+        // The answer from the probed address completes it.
+        core.handle_message(10_120, "n9:17000", pong());
+        assert!(core
+            .node(&id(stranger))
+            .is_some_and(|node| !node.in_handshake()));
+    }
+
+    #[test]
+    fn replayed_meets_keep_one_handshake_and_inbound_handshakes_are_bounded() {
+        let mut core = member_with_slots();
+        let meet = from_header(header(9, None, 0, &[]), Body::Meet(Vec::new()));
+        for _ in 0..10 {
+            core.handle_message(10_000, "n9:17000", meet.clone());
+        }
+        let pending = |core: &Core| core.nodes().filter(|node| node.in_handshake()).count();
+        assert_eq!(pending(&core), 1, "a replayed MEET made another handshake");
+        for port in 0..1_000u16 {
+            let mut header = header(9, None, 0, &[]);
+            header.bus_port = 20_000 + port;
+            let from = format!("n9:{}", header.bus_port);
+            core.handle_message(10_000, &from, from_header(header, Body::Meet(Vec::new())));
+        }
+        assert_eq!(pending(&core), super::INBOUND_HANDSHAKES_MAX);
+    }
+
+    #[test]
+    fn links_opened_for_strangers_are_released_and_bounded() {
+        let mut core = member_with_slots();
+        let pingers = 1_000u16;
+        for port in 0..pingers {
+            let mut header = header(9, None, 0, &[]);
+            header.bus_port = 20_000 + port;
+            let from = format!("n9:{}", header.bus_port);
+            core.handle_message(10_000, &from, from_header(header, Body::Ping(Vec::new())));
+        }
+        let outputs = drain(&mut core);
+        let answered = outputs
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { to, .. } if to.address.starts_with("n9:")))
+            .count();
+        assert_eq!(
+            answered,
+            super::STRANGER_ADDRESSES_MAX,
+            "answers to strangers are bounded"
+        );
+        // A MEET's handshake that nobody answers expires, and its address is let go too.
+        let mut meet = header(8, None, 0, &[]);
+        meet.bus_port = 30_000;
+        core.handle_message(
+            10_000,
+            "n8:30000",
+            from_header(meet, Body::Meet(Vec::new())),
+        );
+        let mut released = Vec::new();
+        for step in 1..=30 {
+            core.handle_tick(10_000 + step * 100);
+            released.extend(
+                releases(&drain(&mut core))
+                    .into_iter()
+                    .filter(|(_, reason)| *reason == ReleaseReason::Stranger),
+            );
+        }
+        assert_eq!(
+            released.len(),
+            super::STRANGER_ADDRESSES_MAX + 1,
+            "{released:?}"
+        );
+        assert!(released.contains(&("n8:30000".to_string(), ReleaseReason::Stranger)));
+        assert!(core.stranger_replies.is_empty());
+        // A member's address is never let go as a stranger's.
+        assert!(!released.iter().any(|(address, _)| address == "n2:17000"));
     }
 }

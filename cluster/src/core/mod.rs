@@ -134,6 +134,10 @@ pub struct Core {
     /// FAIL nodes already released as long failed ([`ReleaseReason::Failed`]): once per
     /// failure; bounded by the node table (entries go with the FAIL flag or the node).
     released_failed: BTreeSet<NodeId>,
+    /// Addresses of unknown senders answered with a PONG and when (`now` ms), so the links
+    /// opened to answer them are let go after the handshake lifetime; at most
+    /// [`gossip::STRANGER_ADDRESSES_MAX`].
+    stranger_replies: BTreeMap<String, u64>,
     /// Test builds only: votes ignore this node's vote history (lastVoteEpoch and the
     /// per-master interval), so the simulator's negative tests can show a double vote.
     #[cfg(test)]
@@ -207,6 +211,7 @@ impl Core {
             header_slots_cache: None,
             matching_claims: BTreeMap::new(),
             released_failed: BTreeSet::new(),
+            stranger_replies: BTreeMap::new(),
             #[cfg(test)]
             fault_vote_ignores_history: false,
         }

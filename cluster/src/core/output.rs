@@ -92,6 +92,10 @@ pub enum ReleaseReason {
     AddressChanged,
     /// The node stopped replicating this master: close its replication stream only.
     NotMyReplica,
+    /// A node that never became a member — a handshake that expired unanswered, or an
+    /// unknown sender we only answered — is gone from our view: close the links opened
+    /// to reach it, so strangers cannot make us keep links without bound.
+    Stranger,
 }
 
 impl ReleaseReason {

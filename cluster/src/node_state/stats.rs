@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use slotkv_transport::LinkStatistics;
+
 /// The live counters (relaxed atomics: monitoring, not synchronisation).
 #[derive(Debug, Default)]
 pub(crate) struct NodeStats {
@@ -56,6 +58,10 @@ pub struct NodeStatistics {
     /// PSYNCs refused because no node of the cluster is at their address (a forgotten
     /// replica still running, a stranger): no stream, so no say in WAIT.
     pub psyncs_from_strangers: u64,
+    /// Inbound connections the transport refused (handshake budgets, wrong secret or
+    /// certificate, malformed hello, timeouts) and inbound links it closed on the peer's
+    /// fault (oversized or truncated frames), by cause.
+    pub links: LinkStatistics,
 }
 
 impl NodeStats {
@@ -83,6 +89,7 @@ impl NodeStats {
             config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),
             bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
             psyncs_from_strangers: self.psyncs_from_strangers.load(Ordering::Relaxed),
+            links: LinkStatistics::default(),
         }
     }
 }

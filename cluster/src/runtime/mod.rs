@@ -431,9 +431,13 @@ impl Node {
     }
 
     /// Counters of input this node refused or dropped (malformed requests and stream frames,
-    /// unroutable bulk frames). Malformed bus messages are counted by the core.
+    /// unroutable bulk frames, refused connections and links closed on a peer's fault).
+    /// Malformed bus messages are counted by the core.
     pub fn stats(&self) -> NodeStatistics {
-        self.shared.stats.snapshot()
+        NodeStatistics {
+            links: self.shared.endpoint.statistics(),
+            ..self.shared.stats.snapshot()
+        }
     }
 
     /// The state the node's tasks share (for in-crate tests of single tasks).

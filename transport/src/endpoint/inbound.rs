@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::endpoint::request::{decode_envelope, EnvelopeKind, Responder};
+use crate::endpoint::stats::LinkCounters;
 use crate::endpoint::{write_frames, EventSink};
 use crate::framing::decode_hello;
 use crate::{
@@ -27,6 +28,8 @@ pub(crate) struct InboundContext {
     pub(crate) requests: mpsc::Sender<InboundRequest>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) links: Arc<Semaphore>,
+    /// Refusals and faulty closes, by cause.
+    pub(crate) counters: Arc<LinkCounters>,
     /// The endpoint's task tracker: inbound link tasks are spawned on it.
     pub(crate) tasks: TaskTracker,
 }
@@ -48,6 +51,7 @@ pub(crate) async fn run_accept_loop(mut listener: Box<dyn Listener>, context: Ar
             }
             Some(Accept::Rejected { remote, reason }) => {
                 tracing::warn!(%remote, %reason, "inbound connection rejected");
+                context.counters.count_refused(&reason);
                 context
                     .events
                     .emit(TransportEvent::Rejected { remote, reason });
@@ -70,6 +74,7 @@ fn handle_accepted(link: AcceptedLink, context: &Arc<InboundContext>) {
                 context.config.inbound_links_max
             ));
             tracing::warn!(remote = %link.remote, %reason, "inbound link refused");
+            context.counters.count_refused(&reason);
             context.events.emit(TransportEvent::Rejected {
                 remote: link.remote,
                 reason,
@@ -96,6 +101,7 @@ async fn serve_inbound(
         Ok(peer) => peer,
         Err(reason) => {
             tracing::warn!(%remote, %reason, "inbound link sent no valid hello");
+            context.counters.count_refused(&reason);
             context
                 .events
                 .emit(TransportEvent::Rejected { remote, reason });
@@ -111,6 +117,7 @@ async fn serve_inbound(
         reason = serve_channel(&peer, channel, link, &context) => reason,
         () = context.shutdown.cancelled() => LinkError::LocalClose,
     };
+    context.counters.count_closed(&reason);
     tracing::info!(%peer, %channel, %reason, "inbound link closed");
     context.events.emit(TransportEvent::Closed {
         peer,

@@ -14,6 +14,7 @@
 mod inbound;
 mod outbound;
 pub(crate) mod request;
+pub(crate) mod stats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use crate::endpoint::outbound::OutboundLink;
 use crate::endpoint::request::{
     encode_envelope, EnvelopeKind, PendingRequests, REQUEST_HEADER_BYTES,
 };
+use crate::endpoint::stats::{LinkCounters, LinkStatistics};
 use crate::rng::SplitMix64;
 use crate::{
     BindError, Channel, EndpointConfig, FrameWriter, InboundFrame, InboundRequest, LinkError,
@@ -137,6 +139,7 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<PeerAddr, Arc<PeerLinks>>>,
     events: EventSink,
+    counters: Arc<LinkCounters>,
     jitter: Arc<Mutex<SplitMix64>>,
     shutdown: CancellationToken,
     /// Every task of the endpoint (accept loop, inbound and outbound links), so that
@@ -223,6 +226,7 @@ impl Endpoint {
                 sender: event_sender,
                 dropped: Arc::new(AtomicU64::new(0)),
             },
+            counters: Arc::default(),
             jitter: Arc::new(Mutex::new(jitter)),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -235,6 +239,7 @@ impl Endpoint {
             requests: request_sender,
             shutdown: shared.shutdown.clone(),
             links: Arc::new(Semaphore::new(shared.config.inbound_links_max)),
+            counters: Arc::clone(&shared.counters),
             tasks: shared.tasks.clone(),
         };
         shared.tasks.spawn_on(
@@ -346,6 +351,11 @@ impl Endpoint {
         peers
             .get(peer)
             .map_or(0, |links| links.bus_frames_dropped.load(Ordering::Relaxed))
+    }
+
+    /// Inbound connections refused and inbound links closed on a peer's fault, by cause.
+    pub fn statistics(&self) -> LinkStatistics {
+        self.shared.counters.snapshot()
     }
 
     /// Lifecycle events dropped because [`Incoming::events`] was full.

@@ -12,6 +12,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 pub use dev_ca::{self_signed_node_identity, DevCertificateAuthority};
 pub use tls::{NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL};
 
+use crate::source_budget::SourceBudget;
 use crate::{
     framed_byte_link, Accept, AcceptedLink, Channel, FrameLimits, FramedLink, LinkError, Listener,
     PeerAddr, Transport,
@@ -52,6 +54,15 @@ pub struct QuicConfig {
     pub keep_alive_interval_ms: u64,
     /// Limit on reading a new stream's channel tag (default 5 000 ms).
     pub stream_open_timeout_ms: u64,
+    /// Limit on an inbound connection's TLS handshake, in ms (default
+    /// [`crate::tcp::HANDSHAKE_TIMEOUT_MS_DEFAULT`]): an unauthenticated client holds a
+    /// handshake slot at most this long.
+    pub handshake_timeout_ms: u64,
+    /// Inbound TLS handshakes in flight from one source IP address, within the
+    /// listener's bound of 256 pending connections; further attempts from that address are
+    /// refused at once and reported (default
+    /// [`crate::tcp::HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT`]).
+    pub handshakes_in_flight_per_source_max: NonZeroUsize,
 }
 
 impl QuicConfig {
@@ -64,6 +75,11 @@ impl QuicConfig {
             idle_timeout_ms: 10_000,
             keep_alive_interval_ms: 2_000,
             stream_open_timeout_ms: 5_000,
+            handshake_timeout_ms: crate::tcp::HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            handshakes_in_flight_per_source_max: NonZeroUsize::new(
+                crate::tcp::HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT,
+            )
+            .unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -77,6 +93,8 @@ pub struct QuicTransport {
     client_config: quinn::ClientConfig,
     server_name: String,
     stream_open_timeout_ms: u64,
+    handshake_timeout_ms: u64,
+    handshakes_in_flight_per_source_max: NonZeroUsize,
     endpoint: Mutex<Option<quinn::Endpoint>>,
     /// The UDP address `listen` bound, released again by [`Transport::close`].
     bound: Mutex<Option<SocketAddr>>,
@@ -108,6 +126,8 @@ impl QuicTransport {
             client_config,
             server_name: config.server_name,
             stream_open_timeout_ms: config.stream_open_timeout_ms,
+            handshake_timeout_ms: config.handshake_timeout_ms,
+            handshakes_in_flight_per_source_max: config.handshakes_in_flight_per_source_max,
             endpoint: Mutex::new(None),
             bound: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
@@ -239,8 +259,15 @@ impl Transport for QuicTransport {
             *self.endpoint.lock() = Some(endpoint.clone());
             *self.bound.lock() = Some(socket);
             let (accepted, queue) = mpsc::channel(ACCEPT_QUEUE_LINKS_MAX);
-            let timeout_ms = self.stream_open_timeout_ms;
-            let task = tokio::spawn(run_listener(endpoint.clone(), limits, timeout_ms, accepted));
+            let bounds = ListenerBounds {
+                stream_open_timeout_ms: self.stream_open_timeout_ms,
+                handshake_timeout_ms: self.handshake_timeout_ms,
+                handshakes: SourceBudget::new(
+                    INCOMING_CONNECTIONS_MAX,
+                    self.handshakes_in_flight_per_source_max,
+                ),
+            };
+            let task = tokio::spawn(run_listener(endpoint.clone(), limits, bounds, accepted));
             let listener: Box<dyn Listener> = Box::new(QuicListener {
                 local: bound,
                 queue,
@@ -305,23 +332,56 @@ impl Listener for QuicListener {
     }
 }
 
+/// What the listener enforces on inbound connections.
+struct ListenerBounds {
+    stream_open_timeout_ms: u64,
+    handshake_timeout_ms: u64,
+    handshakes: Arc<SourceBudget>,
+}
+
 async fn run_listener(
     endpoint: quinn::Endpoint,
     limits: FrameLimits,
-    timeout_ms: u64,
+    bounds: ListenerBounds,
     accepted: mpsc::Sender<Accept>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     while let Some(incoming) = endpoint.accept().await {
-        let accepted = accepted.clone();
-        connections.spawn(async move {
-            let remote = incoming.remote_address().to_string();
-            match incoming.await {
-                Ok(connection) => {
-                    serve_connection(connection, remote, limits, timeout_ms, accepted).await
+        let remote = incoming.remote_address();
+        let permit = match bounds.handshakes.try_acquire(remote.ip()) {
+            Ok(permit) => permit,
+            Err(reason) => {
+                incoming.refuse();
+                let remote = remote.to_string();
+                if accepted
+                    .send(Accept::Rejected { remote, reason })
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-                Err(error) => {
-                    let reason = connection_error(error);
+                continue;
+            }
+        };
+        let accepted = accepted.clone();
+        let (handshake_ms, stream_open_ms) =
+            (bounds.handshake_timeout_ms, bounds.stream_open_timeout_ms);
+        connections.spawn(async move {
+            let remote = remote.to_string();
+            let handshake = tokio::time::timeout(Duration::from_millis(handshake_ms), incoming);
+            let connected = match handshake.await {
+                Ok(connected) => connected.map_err(connection_error),
+                Err(_) => Err(LinkError::Timeout {
+                    what: "authenticating",
+                    after_ms: handshake_ms,
+                }),
+            };
+            drop(permit);
+            match connected {
+                Ok(connection) => {
+                    serve_connection(connection, remote, limits, stream_open_ms, accepted).await
+                }
+                Err(reason) => {
                     let _ = accepted.send(Accept::Rejected { remote, reason }).await;
                 }
             }

@@ -3,21 +3,24 @@
 //!
 //! One connection per channel means a stalled `Bulk` reader only fills its own socket
 //! buffers; the `Bus` connection keeps flowing. Handshakes run in their own tasks, bounded in
-//! number and time, so a slow or hostile client never stops the listener serving others.
+//! number, per source address (`source_budget.rs`) and in time, so a slow or hostile client
+//! never stops the listener serving others: a connection beyond a bound is closed at once.
 
 pub(crate) mod handshake;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ring::hmac;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
+use crate::source_budget::SourceBudget;
 use crate::{
     framed_byte_link, Accept, AcceptedLink, Channel, ConfigError, FrameLimits, FramedLink,
     LinkError, Listener, PeerAddr, Transport,
@@ -25,6 +28,16 @@ use crate::{
 
 /// Shortest cluster secret accepted, in bytes.
 pub const CLUSTER_SECRET_BYTES_MIN: usize = 16;
+/// Default of [`TcpConfig::handshake_timeout_ms`], in ms.
+pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+/// Default of [`TcpConfig::handshakes_in_flight_max`].
+pub const HANDSHAKES_IN_FLIGHT_MAX_DEFAULT: usize = 64;
+/// Default of [`TcpConfig::handshakes_in_flight_per_source_max`].
+pub const HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT: usize = 8;
+const _: () = assert!(
+    HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT > 0
+        && HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT < HANDSHAKES_IN_FLIGHT_MAX_DEFAULT
+);
 /// Accepted links waiting for the endpoint to take them before the listener stops accepting.
 const ACCEPT_QUEUE_LINKS_MAX: usize = 64;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -62,11 +75,19 @@ impl fmt::Debug for ClusterSecret {
 pub struct TcpConfig {
     /// The cluster secret proven by both sides of every connection.
     pub cluster_secret: ClusterSecret,
-    /// Limit on the whole handshake, each side (default 5 000 ms).
+    /// Limit on the whole handshake, each side, in ms (default
+    /// [`HANDSHAKE_TIMEOUT_MS_DEFAULT`]). An unauthenticated client holds a handshake slot
+    /// at most this long; the handshake is two round trips of a few dozen bytes.
     pub handshake_timeout_ms: u64,
-    /// Inbound handshakes running at once; further connections are closed at once and reported
-    /// (default 64).
+    /// Inbound handshakes running at once; further connections are closed at once and
+    /// reported (default [`HANDSHAKES_IN_FLIGHT_MAX_DEFAULT`]).
     pub handshakes_in_flight_max: usize,
+    /// Inbound handshakes running at once from one source IP address (IPv4-mapped IPv6
+    /// counts as IPv4), within `handshakes_in_flight_max`; further connections from that
+    /// address are closed at once and reported (default
+    /// [`HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT`]). A client flooding from one address
+    /// holds at most this many slots, so peers from other addresses still get in.
+    pub handshakes_in_flight_per_source_max: NonZeroUsize,
 }
 
 impl TcpConfig {
@@ -74,8 +95,12 @@ impl TcpConfig {
     pub fn new(cluster_secret: ClusterSecret) -> TcpConfig {
         TcpConfig {
             cluster_secret,
-            handshake_timeout_ms: 5_000,
-            handshakes_in_flight_max: 64,
+            handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            handshakes_in_flight_max: HANDSHAKES_IN_FLIGHT_MAX_DEFAULT,
+            handshakes_in_flight_per_source_max: NonZeroUsize::new(
+                HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT,
+            )
+            .unwrap_or(NonZeroUsize::MIN),
         }
     }
 }
@@ -185,7 +210,10 @@ async fn run_listener(
     limits: FrameLimits,
     accepted: mpsc::Sender<Accept>,
 ) {
-    let handshakes = Arc::new(Semaphore::new(config.handshakes_in_flight_max));
+    let handshakes = SourceBudget::new(
+        config.handshakes_in_flight_max,
+        config.handshakes_in_flight_per_source_max,
+    );
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(connection) => connection,
@@ -195,18 +223,23 @@ async fn run_listener(
                 continue;
             }
         };
-        let remote = remote.to_string();
-        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
-            let reason = LinkError::Overloaded("too many handshakes in flight".to_string());
-            if accepted
-                .send(Accept::Rejected { remote, reason })
-                .await
-                .is_err()
-            {
-                return;
+        let permit = match handshakes.try_acquire(remote.ip()) {
+            Ok(permit) => permit,
+            Err(reason) => {
+                // Closed at once, before reading a byte: the refusal costs no task.
+                drop(stream);
+                let remote = remote.to_string();
+                if accepted
+                    .send(Accept::Rejected { remote, reason })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
             }
-            continue;
         };
+        let remote = remote.to_string();
         let (config, accepted) = (Arc::clone(&config), accepted.clone());
         tokio::spawn(async move {
             let outcome = handle_inbound_connection(stream, remote, &config, limits).await;

@@ -100,6 +100,7 @@ async fn a_four_gibibyte_length_prefix_closes_the_link_without_allocating() {
     );
     let mut rest = Vec::new();
     let _ = raw.read_to_end(&mut rest).await;
+    assert_eq!(target.statistics().inbound_closed_frame_too_large, 1);
     assert_still_serving(&target, &mut target_in).await;
 }
 
@@ -118,6 +119,7 @@ async fn garbage_instead_of_a_handshake_is_rejected_with_a_reason() {
         unreachable!()
     };
     assert!(matches!(reason, LinkError::Authentication(_)), "{reason:?}");
+    assert_eq!(target.statistics().inbound_refused_authentication, 1);
     let mut rest = Vec::new();
     assert!(raw.read_to_end(&mut rest).await.is_ok() || rest.is_empty());
     assert_still_serving(&target, &mut target_in).await;
@@ -162,6 +164,7 @@ async fn garbage_after_the_handshake_is_rejected_as_a_malformed_hello() {
         unreachable!()
     };
     assert!(matches!(reason, LinkError::Protocol(_)), "{reason:?}");
+    assert_eq!(target.statistics().inbound_refused_protocol, 1);
     assert_still_serving(&target, &mut target_in).await;
 }
 
@@ -209,5 +212,91 @@ async fn a_client_with_the_wrong_secret_learns_why() {
     assert!(
         matches!(outcome, Err(LinkError::Authentication(_))),
         "{outcome:?}"
+    );
+}
+
+/// Opens `count` TCP connections to `target` from `source` (a loopback alias such as
+/// 127.0.0.2) that never send a byte.
+async fn idle_connections_from(source: &str, target: &PeerAddr, count: usize) -> Vec<TcpStream> {
+    let target: std::net::SocketAddr = target.as_str().parse().unwrap();
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        connections.push(socket.connect(target).await.unwrap());
+    }
+    connections
+}
+
+/// How many of `connections` the listener closed within `wait` (the rest it still holds).
+async fn count_closed_by_the_listener(connections: &mut [TcpStream], wait: Duration) -> usize {
+    let mut closed = 0;
+    for connection in connections.iter_mut() {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(wait, connection.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+#[tokio::test]
+async fn a_flood_of_idle_connections_from_one_address_leaves_room_for_real_peers() {
+    let address = PeerAddr::new("127.0.0.1:0").unwrap();
+    let (target, mut target_in) =
+        Endpoint::bind(transport(3_000), address, EndpointConfig::default())
+            .await
+            .unwrap();
+    let flood = 200;
+    let mut idle = idle_connections_from("127.0.0.2", target.local_addr(), flood).await;
+    // A real peer from 127.0.0.1 connects and exchanges frames while the flood holds on.
+    let (peer, mut peer_in) = node().await;
+    peer.send_bus(
+        target.local_addr(),
+        Bytes::from_static(b"through the flood"),
+    )
+    .unwrap();
+    let frame = tokio::time::timeout(Duration::from_millis(2_000), target_in.bus.recv())
+        .await
+        .expect("the real peer's frame did not arrive during the flood")
+        .unwrap();
+    assert_eq!(&frame.payload[..], b"through the flood");
+    target
+        .send_bus(peer.local_addr(), Bytes::from_static(b"and back"))
+        .unwrap();
+    let frame = tokio::time::timeout(Duration::from_millis(2_000), peer_in.bus.recv())
+        .await
+        .expect("the answer did not arrive during the flood")
+        .unwrap();
+    assert_eq!(&frame.payload[..], b"and back");
+    // The listener holds at most the per-source budget of the flood; it closed the rest.
+    let closed = count_closed_by_the_listener(&mut idle, Duration::from_millis(20)).await;
+    let held = flood - closed;
+    assert!(
+        held <= HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT,
+        "{held} idle connections from one address held"
+    );
+    // Every refusal is counted once the endpoint has taken it from the listener.
+    let refused = flood - HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while target.statistics().inbound_refused_overloaded < refused as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            target.statistics()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The held ones are dropped at the handshake timeout and counted too.
+    let closed = count_closed_by_the_listener(&mut idle, Duration::from_secs(5)).await;
+    assert_eq!(
+        closed, flood,
+        "every idle connection was closed at the timeout"
+    );
+    let statistics = target.statistics();
+    assert_eq!(statistics.inbound_refused_overloaded, refused as u64);
+    assert_eq!(
+        statistics.inbound_refused_timeout,
+        HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT as u64
     );
 }
