@@ -169,6 +169,11 @@ async fn migrate_keys_follows_redis_replace_busykey_copy_and_nokey() {
     for key in &keys {
         cache.set(key, b"source").await.unwrap();
     }
+    // A value larger than a migration frame's payload travels in chunks.
+    let big: Vec<u8> = (0..3 * (1 << 20) + 5)
+        .map(|byte: usize| byte as u8)
+        .collect();
+    cache.set(&keys[2], &big).await.unwrap();
     let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let to = target.bus_address().clone();
 
@@ -243,6 +248,11 @@ async fn migrate_keys_follows_redis_replace_busykey_copy_and_nokey() {
     assert_eq!(
         cache.get(&keys[1]).await.unwrap().as_deref(),
         Some(&b"source"[..])
+    );
+    let moved_big = cache.get(&keys[2]).await.unwrap();
+    assert!(
+        moved_big.as_deref() == Some(&big[..]),
+        "the chunked value arrived changed"
     );
 
     // A finished migration passes the keys-held refusal, and the target's replica holds them.

@@ -409,6 +409,39 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_migration_passes_the_keys_held_refusal_and_an_unfinished_one_does_not() {
+        use crate::core::testing::{add_node, core, id};
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 1);
+        let store = Store::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
+        let slot = key_slot(b"{moving}");
+        core.handle_command(0, AdminCommand::AddSlots(vec![SlotRange::single(slot)]))
+            .unwrap();
+        let migrating = AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Migrating(id(2)),
+        };
+        core.handle_command(0, migrating).unwrap();
+        let assign = AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Node(id(2)),
+        };
+        store
+            .set(b"{moving}:1", b"v", SetOptions::default())
+            .unwrap();
+        assert_eq!(
+            refuse_while_keys_held(&core, &store, &assign),
+            Err(AdminError::SlotHasKeys(slot)),
+            "keys left in a migrating slot keep it here"
+        );
+        store.del(&[b"{moving}:1"]).unwrap();
+        assert_eq!(refuse_while_keys_held(&core, &store, &assign), Ok(()));
+        core.handle_command(0, assign).unwrap();
+        assert_eq!(core.slot_owner(slot), Some(id(2)));
+        assert_eq!(core.slot_state(slot), crate::core::slots::SlotState::Stable);
+    }
+
+    #[test]
     fn slots_spread_like_redis_cli() {
         let ranges = spread_slots(3);
         assert_eq!(ranges.len(), 3);

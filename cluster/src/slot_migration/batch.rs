@@ -477,10 +477,13 @@ impl Assembly {
             .pending
             .as_ref()
             .is_some_and(|pending| pending.value.len() == pending.value_len);
-        if let (true, Some(pending)) = (done, self.pending.take()) {
-            self.push(pending.key, pending.value, pending.ttl_ms)?;
+        if !done {
+            return Ok(());
         }
-        Ok(())
+        match self.pending.take() {
+            Some(pending) => self.push(pending.key, pending.value, pending.ttl_ms),
+            None => Ok(()),
+        }
     }
 
     fn push(
