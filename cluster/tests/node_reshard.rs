@@ -294,7 +294,7 @@ async fn resharding_under_load_keeps_every_acknowledged_write_on_one_owner() {
     // Task t owns the keys with index ≡ t (mod TASKS) and uses the handle of node t.
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    for (task, node) in nodes.iter().enumerate().take(TASKS) {
         let own: Vec<Vec<u8>> = keys.iter().skip(task).step_by(TASKS).cloned().collect();
         let initial = own
             .iter()
@@ -306,7 +306,7 @@ async fn resharding_under_load_keeps_every_acknowledged_write_on_one_owner() {
                 (key.clone(), expected)
             })
             .collect();
-        let cache = nodes[task].cluster();
+        let cache = node.cluster();
         tasks.push(tokio::spawn(write_and_read(
             task,
             cache,
