@@ -11,7 +11,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(bus_message bulk_frame request response nodes_conf snapshot hello envelope frames tcp_handshake)
+  targets=(bus_message bulk_frame migration_frame request response nodes_conf snapshot hello envelope frames tcp_handshake)
 fi
 
 work="${FUZZ_WORK_DIR:-$(mktemp -d)}"

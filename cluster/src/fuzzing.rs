@@ -19,6 +19,9 @@ use crate::routing::protocol::{
     CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
 };
 use crate::runtime::snapshot::{load_snapshot, save_snapshot, SNAPSHOT_MAGIC};
+use crate::slot_migration::batch::{
+    self as migration, AckOutcome, Assembly, ImportRefusal, MigrationFrame, WireEntry,
+};
 
 /// Most seed inputs a target yields.
 const SEEDS_PER_TARGET_MAX: usize = 64;
@@ -40,17 +43,21 @@ pub enum Target {
     /// A data snapshot file without its last 4 bytes: the target appends the right CRC-32,
     /// so mutations reach the parser instead of stopping at the checksum.
     Snapshot,
+    /// A frame of the bulk channel: stream tag, then a slot-migration frame; a decodable
+    /// one is then fed to a target's batch reassembly.
+    MigrationFrame,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::BusMessage,
         Target::BulkFrame,
         Target::Request,
         Target::Response,
         Target::NodesConf,
         Target::Snapshot,
+        Target::MigrationFrame,
     ];
 
     /// The target's name: its fuzz target's and its corpus folder's.
@@ -62,6 +69,7 @@ impl Target {
             Target::Response => "response",
             Target::NodesConf => "nodes_conf",
             Target::Snapshot => "snapshot",
+            Target::MigrationFrame => "migration_frame",
         }
     }
 
@@ -78,6 +86,10 @@ impl Target {
                 .map(|core| nodes_conf::render_nodes_conf(&core.snapshot()).into_bytes())
                 .collect(),
             Target::Snapshot => snapshot_seeds(),
+            Target::MigrationFrame => migration_frames()
+                .iter()
+                .map(migration::encode_frame)
+                .collect(),
         };
         seeds.truncate(SEEDS_PER_TARGET_MAX);
         seeds
@@ -92,6 +104,7 @@ impl Target {
             Target::Response => response(data),
             Target::NodesConf => nodes_conf_text(data),
             Target::Snapshot => snapshot(data),
+            Target::MigrationFrame => migration_frame(data),
         }
     }
 }
@@ -134,6 +147,88 @@ fn bulk_frame(data: &[u8]) {
             "a stream frame changed in a round trip"
         );
     }
+}
+
+fn migration_frame(data: &[u8]) {
+    let frame = bytes::Bytes::copy_from_slice(data);
+    let Some((bulk::StreamKind::SlotMigration, payload)) = bulk::split(&frame) else {
+        return;
+    };
+    let Ok(decoded) = migration::decode_frame(&payload) else {
+        return;
+    };
+    let encoded = bytes::Bytes::from(migration::encode_frame(&decoded));
+    let again =
+        bulk::split(&encoded).map(|(kind, payload)| (kind, migration::decode_frame(&payload)));
+    assert_eq!(
+        again,
+        Some((bulk::StreamKind::SlotMigration, Ok(decoded.clone()))),
+        "a migration frame changed in a round trip"
+    );
+    // A target's reassembly takes any decodable frame, fresh or after an announced value.
+    let _ = Assembly::default().handle_frame(decoded.clone());
+    let mut primed = Assembly::default();
+    let start = MigrationFrame::ValueStart {
+        batch: decoded.batch(),
+        key: b"k".to_vec(),
+        ttl_ms: None,
+        value_len: 4,
+    };
+    let _ = primed.handle_frame(start);
+    let _ = primed.handle_frame(decoded);
+}
+
+fn migration_frames() -> Vec<MigrationFrame> {
+    vec![
+        MigrationFrame::Entries {
+            batch: 1,
+            entries: vec![
+                WireEntry {
+                    key: b"key".to_vec(),
+                    value: b"value".to_vec(),
+                    ttl_ms: None,
+                },
+                WireEntry {
+                    key: b"{tag}k".to_vec(),
+                    value: vec![7; 300],
+                    ttl_ms: Some(1_000),
+                },
+            ],
+        },
+        MigrationFrame::ValueStart {
+            batch: 1,
+            key: b"big".to_vec(),
+            ttl_ms: Some(5),
+            value_len: 4,
+        },
+        MigrationFrame::ValueChunk {
+            batch: 1,
+            bytes: vec![1, 2, 3, 4],
+        },
+        MigrationFrame::Commit {
+            batch: 1,
+            replace: true,
+            keys: 3,
+        },
+        MigrationFrame::Ack {
+            batch: 1,
+            outcome: AckOutcome::Imported {
+                keys: 2,
+                busy: vec![1],
+            },
+        },
+        MigrationFrame::Ack {
+            batch: 2,
+            outcome: AckOutcome::Refused(ImportRefusal::NotImporting { slot: 866 }),
+        },
+        MigrationFrame::Ack {
+            batch: 3,
+            outcome: AckOutcome::Refused(ImportRefusal::NotReplicated {
+                acknowledged: 0,
+                wanted: 1,
+            }),
+        },
+    ]
 }
 
 fn request(data: &[u8]) {

@@ -12,6 +12,8 @@
 //!   wire form, reply, its [`Cluster`] method) and the registry dispatching them;
 //! - `routing`: the [`Cluster`] data-path handle, forwarding and the MOVED/ASK/TRYAGAIN
 //!   rules; `replication`: full and partial resync over the bulk channel, WAIT;
+//! - `slot_migration`: key-by-key MIGRATE over the bulk channel (batches, the target's
+//!   import and ack, the resumable plan of a slot's move); [`reshard`] drives it;
 //! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
 //!   the published slot map, counters), imported by each and owning none of them.
 //!
@@ -28,6 +30,7 @@ pub(crate) mod replication;
 pub(crate) mod routing;
 pub(crate) mod runtime;
 pub mod sim;
+pub(crate) mod slot_migration;
 pub mod views;
 
 pub use node_state::stats::NodeStatistics;
@@ -36,6 +39,10 @@ pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
 pub use runtime::atomic_file::FileError;
+pub use runtime::reshard::{
+    reshard, ReshardError, ReshardOptions, ReshardProgress, ReshardReport,
+    DEFAULT_RESHARD_ATTEMPTS_MAX, DEFAULT_RESHARD_KEYS_PER_BATCH,
+};
 pub use runtime::snapshot::{
     Persistence, SnapshotError, SnapshotInfo, SnapshotLoadError, LOADED_SNAPSHOT_FILE,
     SNAPSHOT_FILE,
@@ -43,4 +50,7 @@ pub use runtime::snapshot::{
 pub use runtime::{
     ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError,
     DEFAULT_HANDOVER_TIMEOUT, NODES_CONF_FILE, NODE_TIMEOUT_MS_MIN,
+};
+pub use slot_migration::source::{
+    MigrateError, MigrateOptions, MigrateReply, DEFAULT_MIGRATE_TIMEOUT_MS,
 };

@@ -109,6 +109,19 @@ pub(crate) fn execute<C: Command>(
     slot: Slot,
     command: &C,
 ) -> Result<(C::Output, Option<u64>), ExecuteError> {
+    execute_while(stores, log, slot, command, || true)
+}
+
+/// [`execute`] for the local fast path: a write also checks `still_allowed` under its
+/// stripe (the slot is still stable and this node's), and is [`ExecuteError::WritesClosed`]
+/// when it no longer holds, so the caller takes the owner's rules instead.
+pub(crate) fn execute_while<C: Command>(
+    stores: &StoreCell,
+    log: &WriteLog,
+    slot: Slot,
+    command: &C,
+    still_allowed: impl Fn() -> bool,
+) -> Result<(C::Output, Option<u64>), ExecuteError> {
     if !C::WRITES {
         return Ok((command.apply(&stores.get(), slot)?, None));
     }
@@ -117,6 +130,9 @@ pub(crate) fn execute<C: Command>(
         WriteGate::Open => {}
         WriteGate::Paused => return Err(ExecuteError::WritesClosed),
         WriteGate::Stopped => return Err(ExecuteError::Stopped),
+    }
+    if !still_allowed() {
+        return Err(ExecuteError::WritesClosed);
     }
     let store = stores.get();
     let output = command.apply(&store, slot);

@@ -7,6 +7,8 @@
 //! - [`routing_table`]: the slot map the data path reads, published by the driver
 //!   ([`RoutingCell`], [`RoutingTable`]);
 //! - [`bulk`]: the stream tags of the bulk channel;
+//! - [`migration_gate`]: what keeps a key-by-key migration batch and the requests on its
+//!   slot apart ([`MigrationGates`]);
 //! - [`stats`]: counters of what the node refused or dropped.
 //!
 //! [`NodeState`] bundles them for a node behind one `Arc`. Functions below the tasks take
@@ -14,6 +16,7 @@
 //! alone; the driver alone owns the core.
 
 pub(crate) mod bulk;
+pub(crate) mod migration_gate;
 pub(crate) mod routing_table;
 pub(crate) mod stats;
 pub(crate) mod store_cell;
@@ -25,6 +28,7 @@ use std::time::Instant;
 use slotkv_transport::Endpoint;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use migration_gate::MigrationGates;
 pub(crate) use routing_table::{RoutingCell, RoutingTable};
 pub(crate) use stats::NodeStats;
 pub(crate) use store_cell::StoreCell;
@@ -74,6 +78,8 @@ pub(crate) struct NodeState {
     pub(crate) master_link_up: AtomicBool,
     /// Data-path bounds.
     pub(crate) settings: DataPathSettings,
+    /// The gates between migration batches and requests on migrating slots.
+    pub(crate) gates: MigrationGates,
     /// Counters of refused and dropped input.
     pub(crate) stats: NodeStats,
     /// Cancelled on shutdown or drop of the node.

@@ -46,7 +46,8 @@ pub struct NodeStatistics {
     /// value, error or command-name code, ...): the call failed with
     /// `ClusterError::Protocol`; the command may have been executed there.
     pub responses_malformed: u64,
-    /// Bulk-stream frames (replication) that did not decode: dropped, nothing applied.
+    /// Bulk-stream frames (replication, slot migration) that did not decode: dropped,
+    /// nothing applied.
     pub stream_frames_malformed: u64,
     /// Bulk frames whose stream tag is unknown or has no consumer on this node: dropped.
     pub bulk_frames_unroutable: u64,

@@ -35,7 +35,7 @@ use slotkv_transport::PeerAddr;
 pub use error::ClusterError;
 
 use crate::codec::DecodeError;
-use crate::command::{execute, BorrowedCommand, Command, ExecuteError, Reply, Value};
+use crate::command::{execute_while, BorrowedCommand, Command, ExecuteError, Reply, Value};
 use protocol::{CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT};
 
 use crate::node_state::stats::Refusal;
@@ -192,7 +192,19 @@ impl Cluster {
         })?;
         let replica_reads = self.read_from == ReadFrom::Replica;
         if self.shared.routing.is_local(slot, C::WRITES, replica_reads) {
-            match execute(&self.shared.store, &self.shared.log, slot, &command) {
+            // The slot may have turned MIGRATING during the call (a migration batch may
+            // then have moved its keys): a write re-checks under its stripe, which a batch
+            // takes before reading, and a read's result counts only if the slot was still
+            // local after it; otherwise the owner's rules decide (ASK).
+            let still_local = || self.shared.routing.is_local(slot, C::WRITES, replica_reads);
+            match execute_while(
+                &self.shared.store,
+                &self.shared.log,
+                slot,
+                &command,
+                still_local,
+            ) {
+                Ok((output, _)) if !C::WRITES && !still_local() => drop(output),
                 Ok((output, offset)) => return self.await_durability(output, offset).await,
                 Err(ExecuteError::Command(error)) => return Err(ClusterError::Command(error)),
                 // Stopped for good under the write's stripe (shutdown): not retryable here.

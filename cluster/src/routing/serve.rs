@@ -7,7 +7,8 @@
 //! this master withholds after a restart without data → TRYAGAIN; cluster state fail → CLUSTERDOWN (reads pass with `allow_reads_when_down`); owner and migrating
 //! → execute if every key exists here, TRYAGAIN if only some do, else ASK the target;
 //! importing with ASKING → execute (TRYAGAIN for a multi-key request with missing keys);
-//! READONLY read on a replica of the owner → execute; otherwise MOVED.
+//! READONLY read on a replica of the owner → execute; otherwise MOVED. A request on a
+//! migrating slot holds the slot's migration gate from the rules through its execution.
 
 use std::time::Duration;
 
@@ -160,12 +161,25 @@ where
             return Response::Done(Value::Integer(count as i64), *offset);
         }
     };
-    let table = shared.routing.table();
+    let mut table = shared.routing.table();
+    // On a migrating slot the rules' look at which keys exist and the execution hold the
+    // slot's migration gate, so no migration batch moves a key in between (see
+    // `crate::node_state::migration_gate`); the map is read again under it.
+    let gate = match request.command.slot() {
+        Ok(slot) if matches!(table.state(slot), SlotState::Migrating(_)) => {
+            let gate = shared.gates.enter(slot).await;
+            table = shared.routing.table();
+            Some(gate)
+        }
+        _ => None,
+    };
     let slot = match decide(&table, &shared.store.get(), request) {
         Decision::Execute(slot) => slot,
         Decision::Answer(response) => return response,
     };
-    let (value, offset) = match request.command.execute(&shared.store, &shared.log, slot) {
+    let executed = request.command.execute(&shared.store, &shared.log, slot);
+    drop(gate);
+    let (value, offset) = match executed {
         Ok((value, Some(offset))) => (value, offset),
         Ok((value, None)) => (value, shared.log.offset()),
         Err(ExecuteError::Command(error)) => {

@@ -1,5 +1,6 @@
 //! The admin API of a node: CLUSTER MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER, FORGET,
-//! RESET; the views (NODES, SLOTS, SHARDS, INFO); memory and key counts; and
+//! RESET; the views (NODES, SLOTS, SHARDS, INFO); memory and key counts; the key-by-key
+//! migration's COUNTKEYSINSLOT, GETKEYSINSLOT and MIGRATE; and
 //! [`create_cluster`], the `redis-cli --cluster create --cluster-replicas N` helper.
 //!
 //! Every command goes to the driver over its bounded channel and is answered once the core
@@ -7,6 +8,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use slotkv_engine::{Store, SLOT_COUNT};
 use slotkv_transport::PeerAddr;
 use tokio::sync::oneshot;
@@ -19,6 +21,7 @@ use crate::core::{
 };
 use crate::runtime::driver::DriverRequest;
 use crate::runtime::Node;
+use crate::slot_migration::source::{migrate_keys, MigrateError, MigrateOptions, MigrateReply};
 use crate::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
 
 /// How often [`create_cluster`] re-checks the cluster while it waits, in ms.
@@ -177,6 +180,34 @@ impl Node {
         self.inspect(Core::cluster_state).await
     }
 
+    /// CLUSTER COUNTKEYSINSLOT: keys of `slot` in this node's engine (expired keys not yet
+    /// removed included, as Redis counts them).
+    pub fn count_keys_in_slot(&self, slot: Slot) -> Result<usize, AdminCallError> {
+        self.store()
+            .count_keys_in_slot(slot)
+            .map_err(|_| invalid_slot(slot))
+    }
+
+    /// CLUSTER GETKEYSINSLOT: up to `count` live keys of `slot` in this node's engine.
+    pub fn get_keys_in_slot(&self, slot: Slot, count: usize) -> Result<Vec<Bytes>, AdminCallError> {
+        self.store()
+            .list_keys_in_slot(slot, count)
+            .map_err(|_| invalid_slot(slot))
+    }
+
+    /// MIGRATE (KEYS form) of `keys` to the node at bus address `target`, as one batch on
+    /// the migration stream: the target imports them (REPLACE or BUSYKEY as `options`
+    /// says), its replicas acknowledge them, then they are deleted here unless COPY. NOKEY
+    /// when none exists here. See [`MigrateError`] for what each failure left behind.
+    pub async fn migrate_keys(
+        &self,
+        target: &PeerAddr,
+        keys: &[&[u8]],
+        options: MigrateOptions,
+    ) -> Result<MigrateReply, MigrateError> {
+        migrate_keys(&self.shared, &self.migration, target, keys, options).await
+    }
+
     /// This node's key count and memory.
     pub fn memory(&self) -> NodeMemory {
         let store = self.store();
@@ -185,6 +216,13 @@ impl Node {
             used_memory_bytes: store.used_memory_bytes(),
         }
     }
+}
+
+fn invalid_slot(slot: Slot) -> AdminCallError {
+    AdminCallError::Refused(AdminError::InvalidSlot {
+        start: slot.into(),
+        end: slot.into(),
+    })
 }
 
 /// The one rule for the admin commands whose refusal depends on keys, which the core
@@ -368,6 +406,39 @@ mod tests {
         for command in [add, give, AdminCommand::Replicate(other)] {
             assert_eq!(refuse_while_keys_held(&core, &store, &command), Ok(()));
         }
+    }
+
+    #[test]
+    fn a_finished_migration_passes_the_keys_held_refusal_and_an_unfinished_one_does_not() {
+        use crate::core::testing::{add_node, core, id};
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 1);
+        let store = Store::new(StoreConfig::default(), Arc::new(ManualClock::new(1)));
+        let slot = key_slot(b"{moving}");
+        core.handle_command(0, AdminCommand::AddSlots(vec![SlotRange::single(slot)]))
+            .unwrap();
+        let migrating = AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Migrating(id(2)),
+        };
+        core.handle_command(0, migrating).unwrap();
+        let assign = AdminCommand::SetSlot {
+            slot,
+            action: SetSlotAction::Node(id(2)),
+        };
+        store
+            .set(b"{moving}:1", b"v", SetOptions::default())
+            .unwrap();
+        assert_eq!(
+            refuse_while_keys_held(&core, &store, &assign),
+            Err(AdminError::SlotHasKeys(slot)),
+            "keys left in a migrating slot keep it here"
+        );
+        store.del(&[b"{moving}:1"]).unwrap();
+        assert_eq!(refuse_while_keys_held(&core, &store, &assign), Ok(()));
+        core.handle_command(0, assign).unwrap();
+        assert_eq!(core.slot_owner(slot), Some(id(2)));
+        assert_eq!(core.slot_state(slot), crate::core::slots::SlotState::Stable);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! - the bulk demultiplexer ([`bulk_demux`]): routes each bulk-channel frame by its stream
 //!   tag to the task of that stream kind;
 //! - the replication task ([`crate::replication::replica`]): replica sync and apply, master
-//!   streams, expiry housekeeping.
+//!   streams, expiry housekeeping;
+//! - the slot-migration stream task ([`crate::slot_migration`]): imports batches sent to
+//!   this node and delivers the acks of batches it sent.
 //!
 //! What the tasks share lives below them, in [`crate::node_state`].
 //!
@@ -26,6 +28,7 @@ pub(crate) mod config;
 pub(crate) mod driver;
 pub(crate) mod hand_over;
 pub(crate) mod nodes_conf_file;
+pub(crate) mod reshard;
 pub(crate) mod server;
 pub(crate) mod snapshot;
 
@@ -49,11 +52,13 @@ use crate::node_state::bulk::StreamKind;
 use crate::node_state::stats::NodeStatistics;
 use crate::node_state::write_log::ReplicationInfo;
 use crate::node_state::{
-    DataPathSettings, NodeState, NodeStats, RoutingCell, RoutingTable, StoreCell, WriteLog,
+    DataPathSettings, MigrationGates, NodeState, NodeStats, RoutingCell, RoutingTable, StoreCell,
+    WriteLog,
 };
 use crate::replication::master::MasterStreams;
 use crate::replication::replica::ReplicationTask;
 use crate::routing::Cluster;
+use crate::slot_migration::{run_migration_stream, MigrationHub};
 use atomic_file::FileError;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
 pub use config::{NodeBuilder, NodeConfig, NodeTransport, DEFAULT_HANDOVER_TIMEOUT};
@@ -111,6 +116,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     tasks: Vec<JoinHandle<()>>,
     streams: Arc<MasterStreams>,
+    /// Batches this node migrates, awaiting their acks.
+    migration: Arc<MigrationHub>,
     /// The data snapshot's path, when [`Persistence::Snapshot`] is on.
     snapshot_path: Option<PathBuf>,
     /// One snapshot save at a time (they share the temp file).
@@ -341,6 +348,7 @@ impl Node {
                 ..DataPathSettings::default()
             },
             stats: NodeStats::default(),
+            gates: MigrationGates::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
         });
@@ -365,6 +373,8 @@ impl Node {
         let streams = replication.master_streams();
         let mut bulk_routes = BulkRoutes::default();
         let replication_frames = bulk_routes.register(StreamKind::Replication);
+        let migration_frames = bulk_routes.register(StreamKind::SlotMigration);
+        let migration = Arc::new(MigrationHub::default());
         let tasks = vec![
             tokio::spawn(driver.run()),
             tokio::spawn(run_bulk_demux(
@@ -373,6 +383,11 @@ impl Node {
                 incoming.bulk,
             )),
             tokio::spawn(replication.run(role_receiver, replication_frames)),
+            tokio::spawn(run_migration_stream(
+                Arc::clone(&shared),
+                Arc::clone(&migration),
+                migration_frames,
+            )),
             tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),
         ];
         tracing::info!(address = %local, data_loaded, "slotkv node started");
@@ -382,6 +397,7 @@ impl Node {
             events,
             tasks,
             streams,
+            migration,
             snapshot_path,
             snapshot_saving: tokio::sync::Mutex::new(()),
             handover_timeout: config.handover_timeout,

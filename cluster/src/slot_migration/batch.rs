@@ -1,0 +1,650 @@
+//! The migration stream's frames and batches: one home for their encoding (a version byte,
+//! then bincode 2, decode bounded by [`MIGRATION_FRAME_BYTES_MAX`]), the source's split of
+//! a batch into frames ([`frames_of_batch`]) and the target's pure reassembly
+//! ([`Assembly`]). No IO: the tasks in `source.rs` and `target.rs` move the frames.
+//!
+//! Source → target, per batch `b`: [`MigrationFrame::Entries`] with whole keys, and for a
+//! value larger than [`FRAME_PAYLOAD_BYTES`] a [`MigrationFrame::ValueStart`] followed by
+//! [`MigrationFrame::ValueChunk`]s; then [`MigrationFrame::Commit`] with the key count.
+//! Target → source: one [`MigrationFrame::Ack`] per committed batch. A batch's entries carry
+//! the key, its value and its remaining TTL in ms (as Redis's DUMP/RESTORE: no synchronised
+//! clocks needed). Batches of one source are sequential: the source waits for an ack (or
+//! gives up) before it starts the next, and a frame of a newer batch discards an unfinished
+//! one.
+
+use bincode::{Decode, Encode};
+use slotkv_engine::{ExportedEntry, Slot, SLOT_COUNT};
+
+use crate::codec::{DecodeError, Format, Validate};
+use crate::node_state::bulk::StreamKind;
+
+/// Version byte in front of every migration frame.
+pub(crate) const MIGRATION_VERSION: u8 = 1;
+
+/// Largest migration frame decoded, in bytes: a sixteenth of the transport's default bulk
+/// frame limit (64 MiB), so a batch never needs one frame near the transport's bound.
+pub(crate) const MIGRATION_FRAME_BYTES_MAX: usize = 4 << 20;
+
+/// Key and value bytes packed into one Entries frame, and the size of one value chunk.
+pub(crate) const FRAME_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Longest key a migration carries (a key always travels whole, in one frame).
+pub(crate) const KEY_BYTES_MAX: usize = 1 << 20;
+
+/// Longest value a migration carries, in chunks (the engine's default value limit).
+pub(crate) const VALUE_BYTES_MAX: u64 = 512 << 20;
+
+/// Most keys in one batch (and so in one frame, or named by one ack).
+pub(crate) const BATCH_KEYS_MAX: usize = 10_000;
+
+/// Most key and value bytes of whole (unchunked) entries in one batch, at the target.
+pub(crate) const BATCH_BYTES_MAX: usize = 64 << 20;
+
+/// Longest error text in an ack.
+pub(crate) const ERROR_TEXT_BYTES_MAX: usize = 256;
+
+// One frame holds a whole key plus a full payload of value bytes with room for headers.
+const _: () = assert!(KEY_BYTES_MAX + FRAME_PAYLOAD_BYTES + 4096 <= MIGRATION_FRAME_BYTES_MAX);
+const _: () = assert!(FRAME_PAYLOAD_BYTES <= BATCH_BYTES_MAX);
+
+/// The migration frame format.
+const FORMAT: Format<MIGRATION_FRAME_BYTES_MAX> =
+    Format::new("slot migration frame", MIGRATION_VERSION);
+
+/// One key of a batch as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct WireEntry {
+    /// The key.
+    pub(crate) key: Vec<u8>,
+    /// Its value.
+    pub(crate) value: Vec<u8>,
+    /// Remaining TTL in ms when read at the source; `None`: no TTL.
+    pub(crate) ttl_ms: Option<u64>,
+}
+
+/// Why a target did not import a batch. Nothing of the batch was deleted at the source.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) enum ImportRefusal {
+    /// The target neither owns nor imports this slot (Redis's MOVED to a RESTORE).
+    NotImporting {
+        /// The slot.
+        slot: u16,
+    },
+    /// The target is not a master.
+    NotMaster,
+    /// The target's writes are paused (a failover or a shutdown hand-over): retry.
+    WritesPaused,
+    /// The engine refused a key (OOM, too large); the keys before it may be imported.
+    Engine(String),
+    /// Imported, but fewer of the target's replicas acknowledged it than it streams to
+    /// within its bound; the source keeps its copy.
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acknowledged: u32,
+        /// Replicas the target streams to.
+        wanted: u32,
+    },
+    /// The frames of the batch did not add up (see [`AssemblyError`]).
+    Incomplete,
+}
+
+/// The target's answer to one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) enum AckOutcome {
+    /// Every key but the `busy` ones (indices in batch order: the key existed and the batch
+    /// did not ask to replace) is imported and held by the target's replicas.
+    Imported {
+        /// Keys imported.
+        keys: u32,
+        /// Indices of keys left alone because they exist at the target (BUSYKEY).
+        busy: Vec<u32>,
+    },
+    /// Not imported (see the refusal).
+    Refused(ImportRefusal),
+}
+
+/// A frame of the migration stream.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) enum MigrationFrame {
+    /// Source: whole keys of batch `batch`.
+    Entries {
+        /// The batch.
+        batch: u64,
+        /// The keys, in batch order.
+        entries: Vec<WireEntry>,
+    },
+    /// Source: the next key of the batch, whose `value_len`-byte value follows in chunks.
+    ValueStart {
+        /// The batch.
+        batch: u64,
+        /// The key.
+        key: Vec<u8>,
+        /// Remaining TTL in ms; `None`: no TTL.
+        ttl_ms: Option<u64>,
+        /// Bytes of the value.
+        value_len: u64,
+    },
+    /// Source: the next bytes of the value announced by `ValueStart`.
+    ValueChunk {
+        /// The batch.
+        batch: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Source: batch `batch` is complete with `keys` keys; import it (replacing existing
+    /// keys when `replace`) and acknowledge.
+    Commit {
+        /// The batch.
+        batch: u64,
+        /// MIGRATE's REPLACE.
+        replace: bool,
+        /// Keys in the batch.
+        keys: u32,
+    },
+    /// Target: what became of batch `batch`.
+    Ack {
+        /// The batch.
+        batch: u64,
+        /// The outcome.
+        outcome: AckOutcome,
+    },
+}
+
+impl MigrationFrame {
+    /// The batch the frame belongs to.
+    pub(crate) fn batch(&self) -> u64 {
+        match self {
+            MigrationFrame::Entries { batch, .. }
+            | MigrationFrame::ValueStart { batch, .. }
+            | MigrationFrame::ValueChunk { batch, .. }
+            | MigrationFrame::Commit { batch, .. }
+            | MigrationFrame::Ack { batch, .. } => *batch,
+        }
+    }
+}
+
+impl Validate for MigrationFrame {
+    fn validate(&self) -> Result<(), &'static str> {
+        match self {
+            MigrationFrame::Entries { entries, .. } => {
+                if entries.len() > BATCH_KEYS_MAX {
+                    return Err("more keys than a batch holds");
+                }
+                if entries.iter().any(|entry| entry.key.len() > KEY_BYTES_MAX) {
+                    return Err("key longer than the migration's limit");
+                }
+                Ok(())
+            }
+            MigrationFrame::ValueStart { key, value_len, .. } => {
+                if key.len() > KEY_BYTES_MAX {
+                    return Err("key longer than the migration's limit");
+                }
+                if *value_len > VALUE_BYTES_MAX {
+                    return Err("value longer than the migration's limit");
+                }
+                Ok(())
+            }
+            MigrationFrame::ValueChunk { bytes, .. } => {
+                if bytes.is_empty() || bytes.len() > FRAME_PAYLOAD_BYTES {
+                    return Err("value chunk empty or over the chunk size");
+                }
+                Ok(())
+            }
+            MigrationFrame::Commit { keys, .. } if *keys as usize > BATCH_KEYS_MAX => {
+                Err("more keys than a batch holds")
+            }
+            MigrationFrame::Commit { .. } => Ok(()),
+            MigrationFrame::Ack { outcome, .. } => validate_outcome(outcome),
+        }
+    }
+}
+
+fn validate_outcome(outcome: &AckOutcome) -> Result<(), &'static str> {
+    match outcome {
+        AckOutcome::Imported { keys, busy } => {
+            if *keys as usize > BATCH_KEYS_MAX || busy.len() > BATCH_KEYS_MAX {
+                return Err("more keys than a batch holds");
+            }
+            if busy.iter().any(|index| *index as usize >= BATCH_KEYS_MAX) {
+                return Err("busy key index beyond a batch");
+            }
+            Ok(())
+        }
+        AckOutcome::Refused(ImportRefusal::NotImporting { slot })
+            if usize::from(*slot) >= SLOT_COUNT =>
+        {
+            Err("slot out of range")
+        }
+        AckOutcome::Refused(ImportRefusal::Engine(text)) if text.len() > ERROR_TEXT_BYTES_MAX => {
+            Err("error text too long")
+        }
+        AckOutcome::Refused(_) => Ok(()),
+    }
+}
+
+/// Encodes a frame, behind the slot-migration stream tag of the bulk channel.
+pub(crate) fn encode_frame(frame: &MigrationFrame) -> Vec<u8> {
+    FORMAT.encode_after(&[StreamKind::SlotMigration.tag()], frame)
+}
+
+/// Decodes a frame (its stream tag already removed by the demultiplexer).
+pub(crate) fn decode_frame(bytes: &[u8]) -> Result<MigrationFrame, DecodeError> {
+    FORMAT.decode(bytes)
+}
+
+/// Cuts an error text to [`ERROR_TEXT_BYTES_MAX`] bytes on a character boundary.
+pub(crate) fn bounded_text(text: &str) -> String {
+    let mut end = text.len().min(ERROR_TEXT_BYTES_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// The frames of one batch, in sending order: whole keys packed up to
+/// [`FRAME_PAYLOAD_BYTES`] per frame, a larger value in chunks of that size, then the
+/// commit. The caller keeps `entries` within [`BATCH_KEYS_MAX`] and keys within
+/// [`KEY_BYTES_MAX`].
+pub(crate) fn frames_of_batch(
+    batch: u64,
+    replace: bool,
+    entries: &[ExportedEntry],
+) -> Vec<MigrationFrame> {
+    debug_assert!(entries.len() <= BATCH_KEYS_MAX);
+    let mut frames = Vec::new();
+    let mut packed: Vec<WireEntry> = Vec::new();
+    let mut packed_bytes = 0;
+    for entry in entries {
+        debug_assert!(entry.key.len() <= KEY_BYTES_MAX);
+        let size = entry.key.len() + entry.value.len();
+        if entry.value.len() > FRAME_PAYLOAD_BYTES {
+            flush(&mut frames, batch, &mut packed, &mut packed_bytes);
+            frames.push(MigrationFrame::ValueStart {
+                batch,
+                key: entry.key.to_vec(),
+                ttl_ms: entry.ttl_ms,
+                value_len: entry.value.len() as u64,
+            });
+            for chunk in entry.value.chunks(FRAME_PAYLOAD_BYTES) {
+                frames.push(MigrationFrame::ValueChunk {
+                    batch,
+                    bytes: chunk.to_vec(),
+                });
+            }
+            continue;
+        }
+        if packed_bytes + size > FRAME_PAYLOAD_BYTES {
+            flush(&mut frames, batch, &mut packed, &mut packed_bytes);
+        }
+        packed_bytes += size;
+        packed.push(WireEntry {
+            key: entry.key.to_vec(),
+            value: entry.value.to_vec(),
+            ttl_ms: entry.ttl_ms,
+        });
+    }
+    flush(&mut frames, batch, &mut packed, &mut packed_bytes);
+    frames.push(MigrationFrame::Commit {
+        batch,
+        replace,
+        keys: entries.len() as u32,
+    });
+    frames
+}
+
+fn flush(
+    frames: &mut Vec<MigrationFrame>,
+    batch: u64,
+    packed: &mut Vec<WireEntry>,
+    packed_bytes: &mut usize,
+) {
+    if packed.is_empty() {
+        return;
+    }
+    frames.push(MigrationFrame::Entries {
+        batch,
+        entries: std::mem::take(packed),
+    });
+    *packed_bytes = 0;
+}
+
+/// A batch the target has received whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CompleteBatch {
+    /// The batch.
+    pub(crate) batch: u64,
+    /// MIGRATE's REPLACE.
+    pub(crate) replace: bool,
+    /// The keys, in batch order.
+    pub(crate) entries: Vec<ExportedEntry>,
+}
+
+impl CompleteBatch {
+    /// The distinct slots of the batch's keys, ascending.
+    pub(crate) fn slots(&self) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = self
+            .entries
+            .iter()
+            .map(|entry| slotkv_engine::key_slot(&entry.key))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    }
+}
+
+/// Why the frames of a batch did not add up. The batch is dropped; the target refuses it
+/// ([`ImportRefusal::Incomplete`]) and the source keeps its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum AssemblyError {
+    /// Whole keys or a commit arrived while a chunked value was incomplete.
+    #[error("a chunked value was interrupted")]
+    ValueInterrupted,
+    /// A chunk arrived with no value announced, or beyond the announced length.
+    #[error("a value chunk arrived unannounced or beyond its value's length")]
+    StrayChunk,
+    /// The commit's key count differs from the keys received.
+    #[error("the commit names {committed} keys, {received} arrived")]
+    CountMismatch {
+        /// Keys the commit names.
+        committed: u32,
+        /// Keys received.
+        received: usize,
+    },
+    /// The batch grew beyond [`BATCH_KEYS_MAX`] keys or [`BATCH_BYTES_MAX`] bytes of whole
+    /// keys.
+    #[error("the batch exceeds the migration's bounds")]
+    TooLarge,
+    /// An ack is not part of a batch.
+    #[error("an ack is not a batch frame")]
+    NotABatchFrame,
+}
+
+/// A value arriving in chunks.
+#[derive(Debug)]
+struct PendingValue {
+    key: Vec<u8>,
+    ttl_ms: Option<u64>,
+    value_len: usize,
+    value: Vec<u8>,
+}
+
+/// The target's reassembly of one source's current batch: a pure state machine fed the
+/// decoded frames in arrival order.
+#[derive(Debug, Default)]
+pub(crate) struct Assembly {
+    batch: Option<u64>,
+    entries: Vec<ExportedEntry>,
+    whole_bytes: usize,
+    pending: Option<PendingValue>,
+}
+
+impl Assembly {
+    /// Feeds one frame; returns the batch once its commit arrived and everything adds up.
+    /// On error the batch is dropped (a later frame of another batch starts afresh).
+    pub(crate) fn handle_frame(
+        &mut self,
+        frame: MigrationFrame,
+    ) -> Result<Option<CompleteBatch>, (u64, AssemblyError)> {
+        let batch = frame.batch();
+        if self.batch != Some(batch) {
+            // A newer batch: the source gave the previous one up.
+            *self = Assembly {
+                batch: Some(batch),
+                ..Assembly::default()
+            };
+        }
+        let result = self.apply(frame);
+        if result.is_err() {
+            *self = Assembly::default();
+        }
+        result.map_err(|error| (batch, error))
+    }
+
+    fn apply(&mut self, frame: MigrationFrame) -> Result<Option<CompleteBatch>, AssemblyError> {
+        match frame {
+            MigrationFrame::Entries { entries, .. } => {
+                if self.pending.is_some() {
+                    return Err(AssemblyError::ValueInterrupted);
+                }
+                for entry in entries {
+                    self.whole_bytes += entry.key.len() + entry.value.len();
+                    self.push(entry.key, entry.value, entry.ttl_ms)?;
+                }
+                if self.whole_bytes > BATCH_BYTES_MAX {
+                    return Err(AssemblyError::TooLarge);
+                }
+                Ok(None)
+            }
+            MigrationFrame::ValueStart {
+                key,
+                ttl_ms,
+                value_len,
+                ..
+            } => {
+                if self.pending.is_some() {
+                    return Err(AssemblyError::ValueInterrupted);
+                }
+                // Bounded by the frame's validation (VALUE_BYTES_MAX); memory grows only
+                // as chunks arrive.
+                self.pending = Some(PendingValue {
+                    key,
+                    ttl_ms,
+                    value_len: value_len as usize,
+                    value: Vec::new(),
+                });
+                self.finish_value()?;
+                Ok(None)
+            }
+            MigrationFrame::ValueChunk { bytes, .. } => {
+                let pending = self.pending.as_mut().ok_or(AssemblyError::StrayChunk)?;
+                if pending.value.len() + bytes.len() > pending.value_len {
+                    return Err(AssemblyError::StrayChunk);
+                }
+                pending.value.extend_from_slice(&bytes);
+                self.finish_value()?;
+                Ok(None)
+            }
+            MigrationFrame::Commit {
+                batch,
+                replace,
+                keys,
+            } => {
+                if self.pending.is_some() {
+                    return Err(AssemblyError::ValueInterrupted);
+                }
+                if keys as usize != self.entries.len() {
+                    return Err(AssemblyError::CountMismatch {
+                        committed: keys,
+                        received: self.entries.len(),
+                    });
+                }
+                let entries = std::mem::take(&mut self.entries);
+                *self = Assembly::default();
+                Ok(Some(CompleteBatch {
+                    batch,
+                    replace,
+                    entries,
+                }))
+            }
+            MigrationFrame::Ack { .. } => Err(AssemblyError::NotABatchFrame),
+        }
+    }
+
+    /// Moves a fully received chunked value into the batch.
+    fn finish_value(&mut self) -> Result<(), AssemblyError> {
+        let done = self
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.value.len() == pending.value_len);
+        if !done {
+            return Ok(());
+        }
+        match self.pending.take() {
+            Some(pending) => self.push(pending.key, pending.value, pending.ttl_ms),
+            None => Ok(()),
+        }
+    }
+
+    fn push(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), AssemblyError> {
+        if self.entries.len() >= BATCH_KEYS_MAX {
+            return Err(AssemblyError::TooLarge);
+        }
+        self.entries.push(ExportedEntry {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn entry(key: &str, value_len: usize, ttl_ms: Option<u64>) -> ExportedEntry {
+        ExportedEntry {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from((0..value_len).map(|byte| byte as u8).collect::<Vec<u8>>()),
+            ttl_ms,
+        }
+    }
+
+    fn reassemble(frames: Vec<MigrationFrame>) -> Result<Option<CompleteBatch>, AssemblyError> {
+        let mut assembly = Assembly::default();
+        let mut complete = None;
+        for frame in frames {
+            let encoded = encode_frame(&frame);
+            assert!(
+                encoded.len() <= MIGRATION_FRAME_BYTES_MAX + 1,
+                "a frame over the bound"
+            );
+            let decoded = decode_frame(&encoded[1..]).expect("own frames decode");
+            assert_eq!(decoded, frame);
+            if let Some(batch) = assembly.handle_frame(decoded).map_err(|(_, error)| error)? {
+                complete = Some(batch);
+            }
+        }
+        Ok(complete)
+    }
+
+    #[test]
+    fn a_batch_with_small_and_large_values_arrives_whole_in_bounded_frames() {
+        let entries = vec![
+            entry("a", 10, None),
+            entry("big", 3 * FRAME_PAYLOAD_BYTES + 17, Some(5_000)),
+            entry("b", 600 << 10, Some(1)),
+            entry("c", 600 << 10, None),
+            entry("exact", FRAME_PAYLOAD_BYTES, None),
+        ];
+        let frames = frames_of_batch(4, true, &entries);
+        let chunks = frames
+            .iter()
+            .filter(|frame| matches!(frame, MigrationFrame::ValueChunk { .. }))
+            .count();
+        assert_eq!(chunks, 4, "the big value travels in four chunks");
+        let complete = reassemble(frames)
+            .unwrap()
+            .expect("the commit completes it");
+        assert_eq!(complete.batch, 4);
+        assert!(complete.replace);
+        assert_eq!(complete.entries, entries);
+    }
+
+    #[test]
+    fn frames_that_do_not_add_up_are_refused_and_the_batch_dropped() {
+        let entries = vec![
+            entry("a", 1, None),
+            entry("big", FRAME_PAYLOAD_BYTES + 1, None),
+        ];
+        let frames = frames_of_batch(1, false, &entries);
+        // A commit while the chunked value is incomplete.
+        let mut cut = frames.clone();
+        cut.remove(cut.len() - 2);
+        assert_eq!(reassemble(cut), Err(AssemblyError::ValueInterrupted));
+        // A commit naming more keys than arrived.
+        let mut short = frames.clone();
+        short.remove(0);
+        assert!(matches!(
+            reassemble(short),
+            Err(AssemblyError::CountMismatch {
+                committed: 2,
+                received: 1
+            })
+        ));
+        // A chunk nobody announced.
+        let stray = vec![MigrationFrame::ValueChunk {
+            batch: 1,
+            bytes: vec![1],
+        }];
+        assert_eq!(reassemble(stray), Err(AssemblyError::StrayChunk));
+        // A newer batch discards an unfinished one.
+        let mut assembly = Assembly::default();
+        let first = frames_of_batch(1, false, &entries);
+        assembly.handle_frame(first[0].clone()).unwrap();
+        let second = frames_of_batch(2, false, &[entry("z", 3, None)]);
+        let mut last = None;
+        for frame in second {
+            last = assembly.handle_frame(frame).unwrap();
+        }
+        assert_eq!(last.map(|batch| batch.entries.len()), Some(1));
+    }
+
+    #[test]
+    fn out_of_bound_frames_do_not_decode() {
+        let long_key = MigrationFrame::ValueStart {
+            batch: 1,
+            key: vec![0; KEY_BYTES_MAX + 1],
+            ttl_ms: None,
+            value_len: 1,
+        };
+        let huge_value = MigrationFrame::ValueStart {
+            batch: 1,
+            key: b"k".to_vec(),
+            ttl_ms: None,
+            value_len: VALUE_BYTES_MAX + 1,
+        };
+        let empty_chunk = MigrationFrame::ValueChunk {
+            batch: 1,
+            bytes: Vec::new(),
+        };
+        let bad_slot = MigrationFrame::Ack {
+            batch: 1,
+            outcome: AckOutcome::Refused(ImportRefusal::NotImporting { slot: 16_384 }),
+        };
+        let many = MigrationFrame::Commit {
+            batch: 1,
+            replace: false,
+            keys: BATCH_KEYS_MAX as u32 + 1,
+        };
+        for frame in [long_key, huge_value, empty_chunk, bad_slot, many] {
+            let encoded = encode_frame(&frame);
+            assert!(
+                matches!(
+                    decode_frame(&encoded[1..]),
+                    Err(DecodeError::Invalid { .. })
+                ),
+                "{frame:?}"
+            );
+        }
+        assert!(decode_frame(&[]).is_err());
+        assert!(decode_frame(&[MIGRATION_VERSION, 0xEE]).is_err());
+        assert!(decode_frame(&[MIGRATION_VERSION + 1, 0]).is_err());
+    }
+
+    #[test]
+    fn error_texts_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(ERROR_TEXT_BYTES_MAX);
+        let cut = bounded_text(&text);
+        assert!(cut.len() <= ERROR_TEXT_BYTES_MAX);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,163 @@
+//! Slot migration, key by key (Redis's MIGRATING / IMPORTING path), on the transport's bulk
+//! channel under the `SlotMigration` stream tag; its place is beside `replication`, below
+//! the runtime, above `node_state`.
+//!
+//! - [`batch`]: the stream's frames, the split of a batch into bounded frames (a large value
+//!   in chunks) and the target's reassembly: pure, fuzzable;
+//! - [`source`]: MIGRATE on the source: read the keys, ship them as one batch, wait for the
+//!   ack, delete (unless COPY), all under the slots' migration gates
+//!   ([`crate::node_state::migration_gate`]);
+//! - [`target`]: import a batch (REPLACE or BUSYKEY), replicate it, then ack;
+//! - [`plan`]: the pure decision of which SETSLOT steps a slot still needs, which makes a
+//!   reshard resumable after any interruption;
+//! - this file: the stream's consumer task ([`run_migration_stream`]) and the table of
+//!   batches awaiting their ack ([`MigrationHub`]).
+//!
+//! A key is always in at least one of the two engines: the source deletes a batch's keys
+//! only after the target acknowledged them, and the target acknowledges only once its
+//! replicas hold them. The orchestration (`reshard`) lives in `crate::runtime::reshard`.
+
+pub(crate) mod batch;
+pub(crate) mod plan;
+pub(crate) mod source;
+pub(crate) mod target;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use slotkv_transport::{InboundFrame, PeerAddr};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::node_state::stats::Refusal;
+use crate::node_state::NodeState;
+use batch::{
+    decode_frame, encode_frame, AckOutcome, Assembly, CompleteBatch, ImportRefusal, MigrationFrame,
+};
+
+/// Sources whose batches a target reassembles at once.
+pub(crate) const SOURCES_MAX: usize = 64;
+
+/// Batches a target imports at once (each waits for its replicas).
+pub(crate) const IMPORTS_IN_FLIGHT_MAX: usize = 16;
+
+/// The batches this node sent and awaits acks for, by batch id.
+#[derive(Default)]
+pub(crate) struct MigrationHub {
+    next_batch: AtomicU64,
+    pending: Mutex<HashMap<u64, (PeerAddr, oneshot::Sender<AckOutcome>)>>,
+}
+
+impl MigrationHub {
+    /// A fresh batch id and the receiver of its ack from `target`.
+    pub(crate) fn expect_ack(&self, target: &PeerAddr) -> (u64, oneshot::Receiver<AckOutcome>) {
+        let batch = self.next_batch.fetch_add(1, Ordering::Relaxed) + 1;
+        let (sender, receiver) = oneshot::channel();
+        self.pending.lock().insert(batch, (target.clone(), sender));
+        (batch, receiver)
+    }
+
+    /// Forgets a batch given up on (a late ack for it is then dropped).
+    pub(crate) fn forget(&self, batch: u64) {
+        self.pending.lock().remove(&batch);
+    }
+
+    /// Delivers an ack; `false` if no batch of that id awaits one from `from`.
+    fn deliver(&self, from: &PeerAddr, batch: u64, outcome: AckOutcome) -> bool {
+        let mut pending = self.pending.lock();
+        match pending.get(&batch) {
+            Some((target, _)) if target == from => {}
+            _ => return false,
+        }
+        match pending.remove(&batch) {
+            Some((_, sender)) => sender.send(outcome).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Consumes this node's migration frames until shutdown: acks go to the waiting source
+/// calls, batch frames to each source's [`Assembly`]; a complete batch is imported (at
+/// most [`IMPORTS_IN_FLIGHT_MAX`] at once) and acknowledged.
+pub(crate) async fn run_migration_stream(
+    shared: Arc<NodeState>,
+    hub: Arc<MigrationHub>,
+    mut frames: mpsc::Receiver<InboundFrame>,
+) {
+    let mut assemblies: HashMap<PeerAddr, Assembly> = HashMap::new();
+    let imports = Arc::new(Semaphore::new(IMPORTS_IN_FLIGHT_MAX));
+    loop {
+        let frame = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            frame = frames.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
+        let decoded = match decode_frame(&frame.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                shared.stats.count(Refusal::MalformedStreamFrame);
+                tracing::debug!(from = %frame.from, %error, "dropped a malformed migration frame");
+                continue;
+            }
+        };
+        if let MigrationFrame::Ack { batch, outcome } = decoded {
+            if !hub.deliver(&frame.from, batch, outcome) {
+                tracing::debug!(from = %frame.from, batch, "dropped an ack nothing waits for");
+            }
+            continue;
+        }
+        let Some(complete) = assemble(&shared, &mut assemblies, &frame.from, decoded).await else {
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&imports).acquire_owned().await else {
+            break;
+        };
+        let shared = Arc::clone(&shared);
+        let from = frame.from.clone();
+        tokio::spawn(async move {
+            let outcome = target::import_batch(&shared, &complete).await;
+            send_ack(&shared, &from, complete.batch, outcome).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Feeds a batch frame to its source's assembly; answers a refusal itself.
+async fn assemble(
+    shared: &NodeState,
+    assemblies: &mut HashMap<PeerAddr, Assembly>,
+    from: &PeerAddr,
+    frame: MigrationFrame,
+) -> Option<CompleteBatch> {
+    if !assemblies.contains_key(from) && assemblies.len() >= SOURCES_MAX {
+        let outcome = AckOutcome::Refused(ImportRefusal::Incomplete);
+        send_ack(shared, from, frame.batch(), outcome).await;
+        return None;
+    }
+    let assembly = assemblies.entry(from.clone()).or_default();
+    match assembly.handle_frame(frame) {
+        Ok(Some(complete)) => {
+            assemblies.remove(from);
+            Some(complete)
+        }
+        Ok(None) => None,
+        Err((batch, error)) => {
+            assemblies.remove(from);
+            tracing::debug!(%from, batch, %error, "refused a migration batch");
+            let outcome = AckOutcome::Refused(ImportRefusal::Incomplete);
+            send_ack(shared, from, batch, outcome).await;
+            None
+        }
+    }
+}
+
+async fn send_ack(shared: &NodeState, to: &PeerAddr, batch: u64, outcome: AckOutcome) {
+    let frame = Bytes::from(encode_frame(&MigrationFrame::Ack { batch, outcome }));
+    if let Err(error) = shared.endpoint.send_bulk(to, frame).await {
+        tracing::debug!(%to, batch, %error, "could not send a migration ack");
+    }
+}
