@@ -30,8 +30,10 @@ pub(crate) mod runtime;
 pub mod sim;
 pub mod views;
 
+pub use command::client::ClientReply;
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
+pub use routing::client::{ClientFlags, ClientRefusal};
 pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};

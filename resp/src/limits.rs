@@ -46,3 +46,39 @@ impl Default for RequestLimits {
 
 const _: () = assert!(INLINE_BYTES_MAX_DEFAULT <= QUERY_BUFFER_BYTES_MAX_DEFAULT);
 const _: () = assert!(PROTO_MAX_BULK_LEN_DEFAULT <= QUERY_BUFFER_BYTES_MAX_DEFAULT);
+
+/// A memory amount as Redis's config accepts it: bytes, or a number with `k`, `kb`, `m`,
+/// `mb`, `g`, `gb` (any case; `k` is 1000, `kb` 1024, as in redis.conf). `None` when
+/// malformed or beyond `u64`.
+pub fn parse_memory_bytes(text: &str) -> Option<u64> {
+    let lowered = text.trim().to_ascii_lowercase();
+    let digits = lowered.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &lowered[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_amounts_read_as_redis_reads_them() {
+        assert_eq!(parse_memory_bytes("100"), Some(100));
+        assert_eq!(parse_memory_bytes("1kb"), Some(1024));
+        assert_eq!(parse_memory_bytes("1k"), Some(1000));
+        assert_eq!(parse_memory_bytes("2GB"), Some(2 << 30));
+        assert_eq!(parse_memory_bytes("3mb"), Some(3 << 20));
+        assert_eq!(parse_memory_bytes("x"), None);
+        assert_eq!(parse_memory_bytes("1tb"), None);
+        assert_eq!(parse_memory_bytes("99999999999999999999gb"), None);
+    }
+}

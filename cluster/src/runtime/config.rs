@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// Port peers should use to reach this node (address translation, container port
     /// mappings); default: the bound port.
     pub announce_port: Option<u16>,
+    /// Client (RESP) port announced in gossip and shown by CLUSTER NODES / SLOTS / SHARDS
+    /// and redirections; default: the bus port (a node without a RESP gateway).
+    pub client_port: Option<u16>,
     /// The transport.
     pub transport: NodeTransport,
     /// `cluster-node-timeout`, in ms (at least 100).
@@ -110,6 +113,7 @@ impl NodeBuilder {
                 bind_address: "127.0.0.1:0".to_string(),
                 announce_host: None,
                 announce_port: None,
+                client_port: None,
                 transport,
                 node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
@@ -151,6 +155,13 @@ impl NodeBuilder {
     /// Sets the announced port (default: the bound port).
     pub fn announce_port(mut self, port: u16) -> Self {
         self.config.announce_port = Some(port);
+        self
+    }
+
+    /// Sets the client (RESP) port this node announces: where a RESP gateway serves it
+    /// (`ip:port@cport` in CLUSTER NODES, MOVED and ASK name it). Default: the bus port.
+    pub fn client_port(mut self, port: u16) -> Self {
+        self.config.client_port = Some(port);
         self
     }
 

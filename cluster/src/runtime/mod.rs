@@ -178,7 +178,7 @@ fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
         rng_seed: seed,
         myself_id: config.node_id,
         ip: host,
-        client_port: port,
+        client_port: config.client_port.unwrap_or(port),
         bus_port: port,
         ..Config::default()
     }
