@@ -60,6 +60,9 @@ pub struct NodeConfig {
     /// Directory of the persisted `nodes.conf` (and its lock, and the data snapshot);
     /// `None`: not persisted.
     pub data_dir: Option<PathBuf>,
+    /// File name of the persisted cluster configuration in `data_dir` (Redis's
+    /// `cluster-config-file`; default [`crate::NODES_CONF_FILE`]).
+    pub config_file_name: String,
     /// Whether the keys persist across restarts (default [`Persistence::None`]); a
     /// snapshot needs `data_dir`.
     pub persistence: Persistence,
@@ -117,6 +120,7 @@ impl NodeBuilder {
                 transport,
                 node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
+                config_file_name: crate::runtime::NODES_CONF_FILE.to_string(),
                 persistence: Persistence::None,
                 max_memory_bytes: engine.max_memory_bytes,
                 eviction_policy: engine.eviction_policy,
@@ -174,6 +178,13 @@ impl NodeBuilder {
     /// Persists nodes.conf in `directory`.
     pub fn data_dir(mut self, directory: impl Into<PathBuf>) -> Self {
         self.config.data_dir = Some(directory.into());
+        self
+    }
+
+    /// Sets the file name of the persisted configuration in the data directory (Redis's
+    /// `cluster-config-file`), so several nodes can share one directory.
+    pub fn config_file_name(mut self, name: impl Into<String>) -> Self {
+        self.config.config_file_name = name.into();
         self
     }
 
