@@ -34,6 +34,14 @@ pub(crate) const REPLY_BATCH_BYTES: usize = 64 << 10;
 /// Longest a closing connection waits for its last replies to be written.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// After its last reply, a closing connection reads and discards what the client still
+/// sends, for at most this long and [`LINGER_BYTES_MAX`] bytes, so closing a socket with
+/// unread input does not reset the connection before the client read the error.
+const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Most bytes discarded while lingering.
+const LINGER_BYTES_MAX: usize = 4 << 20;
+
 /// Answers a client beyond `maxclients` and closes it (Redis's wording).
 pub(crate) async fn refuse(mut stream: TcpStream) {
     let _ = stream
@@ -101,6 +109,20 @@ pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<Cli
             .is_err()
     {
         writing.abort();
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, linger(&mut reader)).await;
+}
+
+/// Reads and discards the client's input until it closes or [`LINGER_BYTES_MAX`].
+async fn linger(reader: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut scratch = vec![0u8; READ_BUFFER_BYTES];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES_MAX {
+        match reader.read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => discarded += read,
+        }
     }
 }
 
