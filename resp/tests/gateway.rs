@@ -49,9 +49,9 @@ impl World {
                 ));
                 nodes.push(node);
             }
-            if masters > 0 {
+            if let Some(per_master) = count.checked_div(masters) {
                 let refs: Vec<&Node> = nodes.iter().map(|node| &**node).collect();
-                create_cluster(&refs, count / masters - 1, Duration::from_secs(20))
+                create_cluster(&refs, per_master - 1, Duration::from_secs(20))
                     .await
                     .unwrap();
             }

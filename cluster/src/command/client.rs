@@ -92,13 +92,16 @@ pub(crate) fn expire_option(args: &[&[u8]]) -> Result<Option<ExpireTime>, Comman
     Ok(Some(make(integer(amount)?)))
 }
 
+/// Key-value pairs borrowed from a client's arguments.
+pub(crate) type Pairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Pairs of a command's arguments (MSET's key value ...): an odd count is `name`'s arity
 /// error.
 pub(crate) fn pairs<'a>(
     args: &'a [&'a [u8]],
     name: &'static str,
-) -> Result<Vec<(&'a [u8], &'a [u8])>, CommandError> {
-    if args.is_empty() || args.len() % 2 != 0 {
+) -> Result<Pairs<'a>, CommandError> {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err(CommandError::WrongArity { command: name });
     }
     Ok(args

@@ -211,7 +211,7 @@ fn shard(view: &ShardView) -> Reply {
 
 /// Slot ranges from `first last ...` pairs (ADDSLOTSRANGE) or single slots (ADDSLOTS).
 fn slot_ranges(args: &[&[u8]], pairs: bool) -> Result<Vec<SlotRange>, Refusal> {
-    if args.is_empty() || pairs && args.len() % 2 != 0 {
+    if args.is_empty() || pairs && !args.len().is_multiple_of(2) {
         return Err(Refusal::Arity);
     }
     if !pairs {

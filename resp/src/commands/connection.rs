@@ -266,7 +266,7 @@ fn kill(gateway: &Gateway, args: &[&[u8]]) -> Reply {
             None => Reply::error("ERR No such client"),
         };
     }
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return syntax_error();
     }
     let mut killed = 0;

@@ -311,7 +311,7 @@ fn config(gateway: &Gateway, session: &Session, rest: &[&[u8]]) -> Reply {
         return Reply::Map(pairs);
     }
     if is(subcommand, "SET") {
-        if args.is_empty() || args.len() % 2 != 0 {
+        if args.is_empty() || !args.len().is_multiple_of(2) {
             return wrong_arity("config|set");
         }
         for pair in args.chunks_exact(2) {
