@@ -140,8 +140,27 @@ fn format_double(value: f64) -> String {
 
 fn header(out: &mut Vec<u8>, kind: u8, number: i64) {
     out.push(kind);
-    out.extend_from_slice(number.to_string().as_bytes());
+    decimal(out, number);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `number` in decimal without allocating.
+fn decimal(out: &mut Vec<u8>, number: i64) {
+    let mut digits = [0u8; 20];
+    let mut position = digits.len();
+    let mut magnitude = number.unsigned_abs();
+    loop {
+        position -= 1;
+        digits[position] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if number < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[position..]);
 }
 
 fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
@@ -202,6 +221,16 @@ pub(crate) mod tests {
         let verbatim = Reply::Verbatim("txt", Bytes::from_static(b"hi"));
         assert_eq!(encoded(&verbatim, Protocol::Resp3), "=6\r\ntxt:hi\r\n");
         assert_eq!(encoded(&verbatim, Protocol::Resp2), "$2\r\nhi\r\n");
+    }
+
+    #[test]
+    fn integers_print_in_decimal_at_both_ends_of_the_range() {
+        for number in [0, 7, -7, 10, i64::MAX, i64::MIN] {
+            assert_eq!(
+                encoded(&Reply::Integer(number), Protocol::Resp2),
+                format!(":{number}\r\n")
+            );
+        }
     }
 
     #[test]

@@ -162,6 +162,14 @@ fn redis_tools_form_check_and_use_a_kvnode_cluster() {
             && !output.contains("[WARNING]")
     });
 
+    for port in &ports {
+        wait_until(
+            "every node's cluster_state is ok",
+            Duration::from_secs(30),
+            || text(&cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok"),
+        );
+    }
+
     for (index, port) in ports.iter().enumerate() {
         let key = format!("cli:{index}");
         let set = cli(&["-c", "-p", port, "set", &key, &format!("value-{index}")]);

@@ -87,24 +87,14 @@ pub(crate) async fn execute(
     arguments: &[Bytes],
 ) -> (Reply, Flow) {
     let args: Vec<&[u8]> = arguments.iter().map(|argument| &argument[..]).collect();
-    let Some(name) = lowered(args[0]) else {
-        return (unknown_command(&args), Flow::Continue);
-    };
     gateway
         .clients
         .commands_processed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if !session.authenticated && !BEFORE_AUTH.contains(&name.as_str()) {
-        return (
-            Reply::error("NOAUTH Authentication required."),
-            Flow::Continue,
-        );
-    }
-    let asking = std::mem::take(&mut session.asking);
-    if Cluster::is_client_command(args[0]) {
-        note_command(session, &name);
+    // Keyed commands first: the hot path looks the name up without allocating.
+    if session.authenticated && Cluster::is_client_command(args[0]) {
         let flags = ClientFlags {
-            asking,
+            asking: std::mem::take(&mut session.asking),
             read_only: session.read_only,
         };
         let reply = match gateway.cluster.execute_client(&args, flags).await {
@@ -114,6 +104,16 @@ pub(crate) async fn execute(
         };
         return (reply, Flow::Continue);
     }
+    let Some(name) = lowered(args[0]) else {
+        return (unknown_command(&args), Flow::Continue);
+    };
+    if !session.authenticated && !BEFORE_AUTH.contains(&name.as_str()) {
+        return (
+            Reply::error("NOAUTH Authentication required."),
+            Flow::Continue,
+        );
+    }
+    session.asking = false;
     note_command(session, &name);
     let rest = &args[1..];
     match name.as_str() {
@@ -149,6 +149,8 @@ async fn key_type(gateway: &Gateway, session: &Session, rest: &[&[u8]]) -> Reply
     }
 }
 
+/// Records the last command a client sent (CLIENT LIST's `cmd`; keyed commands are not
+/// recorded, to keep their path free of the client table's lock).
 fn note_command(session: &Session, name: &str) {
     let mut info = session.entry.info.lock();
     if info.last_command != name {
