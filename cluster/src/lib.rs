@@ -11,7 +11,9 @@
 //! - `command`: one file per command (arguments, keys and slot rule, read/write, engine call,
 //!   wire form, reply, its [`Cluster`] method) and the registry dispatching them;
 //! - `routing`: the [`Cluster`] data-path handle, forwarding and the MOVED/ASK/TRYAGAIN
-//!   rules; `replication`: full and partial resync over the bulk channel, WAIT;
+//!   rules, and [`Cluster::execute_client`], a client protocol's keyed command answered by
+//!   those rules (the RESP gateway's entry); `replication`: full and partial resync over the
+//!   bulk channel, WAIT;
 //! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
 //!   the published slot map, counters), imported by each and owning none of them.
 //!
