@@ -3,7 +3,7 @@
 #
 # Usage: bash fuzz/run.sh [seconds per target, default 60] [targets...]
 # Crashes are written to fuzz/artifacts/<target>/; copy each into fuzz/regressions/<target>/
-# so `cargo test` replays it (cluster/tests/fuzz_corpus.rs) once it is fixed. Prints the
+# so `cargo test` replays it (cluster/tests/fuzz_corpus.rs, resp/tests/fuzz_corpus.rs) once it is fixed. Prints the
 # executions each target reached. FUZZ_WORK_DIR keeps the grown corpus and logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(bus_message bulk_frame migration_frame request response nodes_conf snapshot hello envelope frames tcp_handshake)
+  targets=(bus_message bulk_frame migration_frame request response nodes_conf snapshot hello envelope frames tcp_handshake resp_request)
 fi
 
 work="${FUZZ_WORK_DIR:-$(mktemp -d)}"

@@ -15,10 +15,14 @@
 //! | [`engine`] | the per-slot in-memory store and slot math |
 //! | [`transport`] | the `Transport` trait and its TCP, QUIC and simulated implementations |
 //! | [`cluster`] | the sans-IO cluster core and its runtime |
+//! | `resp` (feature `resp`) | the RESP gateway: a node served to Redis clients and tools |
 
 pub use slotkv_cluster as cluster;
 pub use slotkv_engine as engine;
 pub use slotkv_transport as transport;
+
+#[cfg(feature = "resp")]
+pub use slotkv_resp as resp;
 
 pub use slotkv_engine::key_slot;
 

@@ -11,7 +11,9 @@
 //! - `command`: one file per command (arguments, keys and slot rule, read/write, engine call,
 //!   wire form, reply, its [`Cluster`] method) and the registry dispatching them;
 //! - `routing`: the [`Cluster`] data-path handle, forwarding and the MOVED/ASK/TRYAGAIN
-//!   rules; `replication`: full and partial resync over the bulk channel, WAIT;
+//!   rules, and [`Cluster::execute_client`], a client protocol's keyed command answered by
+//!   those rules (the RESP gateway's entry); `replication`: full and partial resync over the
+//!   bulk channel, WAIT;
 //! - `slot_migration`: key-by-key MIGRATE over the bulk channel (batches, the target's
 //!   import and ack, the resumable plan of a slot's move); [`reshard`] drives it;
 //! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
@@ -33,8 +35,10 @@ pub mod sim;
 pub(crate) mod slot_migration;
 pub mod views;
 
+pub use command::client::ClientReply;
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
+pub use routing::client::{ClientFlags, ClientRefusal};
 pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};

@@ -16,7 +16,7 @@ const DECIMALS_MAX: usize = 17;
 /// Parses `bytes` as Redis would for INCRBYFLOAT, or `None` where Redis says "not a valid
 /// float": empty or too long, leading or trailing space or garbage, NaN, or a finite-looking
 /// number out of range. `inf` and `infinity` parse (the sum is then refused as infinite).
-pub(crate) fn parse_f64(bytes: &[u8]) -> Option<f64> {
+pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
     if bytes.is_empty() || bytes.len() >= FLOAT_TEXT_BYTES_MAX {
         return None;
     }
@@ -39,7 +39,7 @@ pub(crate) fn parse_f64(bytes: &[u8]) -> Option<f64> {
 
 /// Formats a finite `value` as Redis's INCRBYFLOAT reply: plain decimal notation, at most 17
 /// decimals, no trailing zeros or point, and `0` for negative zero.
-pub(crate) fn format_f64(value: f64) -> String {
+pub fn format_f64(value: f64) -> String {
     let shortest = value.to_string();
     let decimals = shortest
         .split_once('.')

@@ -4,7 +4,7 @@
 //! 20 bytes in all, within `i64`. Rejected: spaces, `+`, leading zeros, `-0`, empty strings.
 
 /// Parses `bytes` as Redis would, or `None` if Redis would say "not an integer".
-pub(crate) fn parse_i64(bytes: &[u8]) -> Option<i64> {
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     if bytes.is_empty() || bytes.len() > 20 {
         return None;
     }

@@ -46,6 +46,8 @@ pub use error::CommandError;
 pub use expire::{
     ActiveExpireBudget, ActiveExpireReport, ACTIVE_EXPIRE_REPEAT_PERCENT, ACTIVE_EXPIRE_SAMPLE_KEYS,
 };
+pub use float::{format_f64, parse_f64};
+pub use integer::parse_i64;
 pub use keys::{TTL_MISSING_KEY, TTL_NO_EXPIRY};
 pub use options::{
     ExpireCondition, ExpireTime, GetExExpiry, SetCondition, SetExpiry, SetOptions, SetOutcome,

@@ -11,7 +11,11 @@ fn main() -> std::io::Result<()> {
     let transport = slotkv_transport::fuzzing::Target::ALL
         .iter()
         .map(|target| (target.name(), target.seeds()));
-    for (name, seeds) in cluster.chain(transport) {
+    let resp = std::iter::once((
+        slotkv_resp::fuzzing::REQUEST_TARGET,
+        slotkv_resp::fuzzing::seeds(),
+    ));
+    for (name, seeds) in cluster.chain(transport).chain(resp) {
         let folder = root.join(name);
         std::fs::create_dir_all(&folder)?;
         for seed in &seeds {

@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, is_option, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -30,6 +31,26 @@ impl<B: AsRef<[u8]>> Command for Copy<B> {
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         let (source, destination) = (self.source.as_ref(), self.destination.as_ref());
         store.copy(source, destination, self.replace)
+    }
+}
+
+impl<'a> ClientForm<'a> for Copy<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [source, destination] = exactly(&args[..args.len().min(2)], name)?;
+        let replace = match &args[2..] {
+            [] => false,
+            [option] if is_option(option, "REPLACE") => true,
+            _ => return Err(CommandError::Syntax),
+        };
+        Ok(Copy {
+            source,
+            destination,
+            replace,
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

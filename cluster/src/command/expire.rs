@@ -4,6 +4,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, ExpireCondition, ExpireTime, Store};
 
+use crate::command::client::{exactly, integer, is_option, ClientForm, ClientReply, PlainReply};
 use crate::command::options::WireExpireTime;
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
@@ -87,6 +88,57 @@ impl<B: AsRef<[u8]>> Command for Expire<B> {
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         store.expire_with(self.key.as_ref(), self.time.into(), self.condition.into())
     }
+}
+
+impl<'a> ClientForm<'a> for Expire<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, amount] = exactly(&args[..args.len().min(2)], name)?;
+        let amount = integer(amount)?;
+        let time = match name {
+            "pexpire" => ExpireTime::Milliseconds(amount),
+            "expireat" => ExpireTime::UnixSeconds(amount),
+            "pexpireat" => ExpireTime::UnixMilliseconds(amount),
+            _ => ExpireTime::Seconds(amount),
+        };
+        Ok(Expire {
+            key,
+            time: time.into(),
+            condition: expire_condition(&args[2..])?.into(),
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
+    }
+}
+
+/// EXPIRE's NX | XX | GT | LT options as the engine's condition; NX with another one, or
+/// GT with LT, is a syntax error.
+fn expire_condition(options: &[&[u8]]) -> Result<ExpireCondition, CommandError> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for option in options {
+        if is_option(option, "NX") {
+            nx = true;
+        } else if is_option(option, "XX") {
+            xx = true;
+        } else if is_option(option, "GT") {
+            gt = true;
+        } else if is_option(option, "LT") {
+            lt = true;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    Ok(match (nx, xx, gt, lt) {
+        (false, false, false, false) => ExpireCondition::Always,
+        (true, false, false, false) => ExpireCondition::IfNoTtl,
+        (false, true, false, false) => ExpireCondition::IfHasTtl,
+        (false, false, true, false) => ExpireCondition::IfLater,
+        (false, false, false, true) => ExpireCondition::IfEarlier,
+        (false, true, true, false) => ExpireCondition::IfHasTtlAndLater,
+        (false, true, false, true) => ExpireCondition::IfHasTtlAndEarlier,
+        _ => return Err(CommandError::Syntax),
+    })
 }
 
 impl Cluster {

@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -29,6 +30,17 @@ impl<B: AsRef<[u8]>> Command for GetDel<B> {
         _slot: slotkv_engine::Slot,
     ) -> Result<Option<Bytes>, CommandError> {
         store.getdel(self.key.as_ref())
+    }
+}
+
+impl<'a> ClientForm<'a> for GetDel<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key] = exactly(args, name)?;
+        Ok(GetDel { key })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

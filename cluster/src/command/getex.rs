@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use slotkv_engine::{CommandError, GetExExpiry, Store};
 
+use crate::command::client::{expire_option, is_option, ClientForm, ClientReply, PlainReply};
 use crate::command::options::WireExpireTime;
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
@@ -63,6 +64,31 @@ impl<B: AsRef<[u8]>> Command for GetEx<B> {
         _slot: slotkv_engine::Slot,
     ) -> Result<Option<Bytes>, CommandError> {
         store.getex(self.key.as_ref(), self.expiry.into())
+    }
+}
+
+impl<'a> ClientForm<'a> for GetEx<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let Some((key, options)) = args.split_first() else {
+            return Err(CommandError::WrongArity { command: name });
+        };
+        let expiry = match options {
+            [] => GetExExpiry::Unchanged,
+            [option] if is_option(option, "PERSIST") => GetExExpiry::Persist,
+            [_, _] => match expire_option(options)? {
+                Some(time) => GetExExpiry::Expire(time),
+                None => return Err(CommandError::Syntax),
+            },
+            _ => return Err(CommandError::Syntax),
+        };
+        Ok(GetEx {
+            key,
+            expiry: expiry.into(),
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, integer, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -30,6 +31,18 @@ impl<B: AsRef<[u8]>> Command for GetRange<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<Bytes, CommandError> {
         Ok(store.getrange(self.key.as_ref(), self.start, self.end))
+    }
+}
+
+impl<'a> ClientForm<'a> for GetRange<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, start, end] = exactly(args, name)?;
+        let (start, end) = (integer(start)?, integer(end)?);
+        Ok(GetRange { key, start, end })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -4,6 +4,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, integer, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -50,6 +51,38 @@ impl<B: AsRef<[u8]>> Command for DecrBy<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<i64, CommandError> {
         store.decrby(self.key.as_ref(), self.decrement)
+    }
+}
+
+impl<'a> ClientForm<'a> for IncrBy<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        if name == "incr" {
+            let [key] = exactly(args, name)?;
+            return Ok(IncrBy { key, increment: 1 });
+        }
+        let [key, increment] = exactly(args, name)?;
+        let increment = integer(increment)?;
+        Ok(IncrBy { key, increment })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
+    }
+}
+
+impl<'a> ClientForm<'a> for DecrBy<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        if name == "decr" {
+            let [key] = exactly(args, name)?;
+            return Ok(DecrBy { key, decrement: 1 });
+        }
+        let [key, decrement] = exactly(args, name)?;
+        let decrement = integer(decrement)?;
+        Ok(DecrBy { key, decrement })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, float, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -28,6 +29,18 @@ impl<B: AsRef<[u8]>> Command for IncrByFloat<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<Bytes, CommandError> {
         store.incrbyfloat(self.key.as_ref(), self.increment)
+    }
+}
+
+impl<'a> ClientForm<'a> for IncrByFloat<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, increment] = exactly(args, name)?;
+        let increment = float(increment)?;
+        Ok(IncrByFloat { key, increment })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{at_least, ClientForm, ClientReply, PlainReply};
 use crate::command::{Command, KeyList};
 use crate::routing::{Cluster, ClusterError};
 
@@ -29,6 +30,17 @@ impl<L: KeyList> Command for MGet<L> {
         _slot: slotkv_engine::Slot,
     ) -> Result<Vec<Option<Bytes>>, CommandError> {
         self.keys.with_slices(|keys| store.mget(keys))
+    }
+}
+
+impl<'a> ClientForm<'a> for MGet<&'a [&'a [u8]]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let keys = at_least(args, 1, name)?;
+        Ok(MGet { keys })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -15,10 +15,13 @@
 //! ([`AnyCommand::execute`] on the decoded request, after `routing::serve` applied the
 //! MOVED/ASK rules to the command's keys and read/write flag).
 //!
-//! A RESP gateway will add to each command's file only the parsing from RESP arguments (by the
-//! command's [`Command::NAMES`]) and the encoding of its [`Command::Output`] as a RESP reply.
+//! A client protocol (the RESP gateway) adds to each command's file only its
+//! [`client::ClientForm`]: the parse from the request's arguments (by the command's
+//! [`Command::NAMES`]) and the client's view of its [`Command::Output`]; the gateway's
+//! dispatch by name is `crate::routing::client`.
 
 pub(crate) mod append;
+pub(crate) mod client;
 pub(crate) mod copy;
 pub(crate) mod del;
 pub(crate) mod exists;
@@ -218,6 +221,20 @@ impl PairList for Vec<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+impl PairList for Vec<(&[u8], &[u8])> {
+    fn with_pairs<R>(&self, visit: impl FnOnce(&[(&[u8], &[u8])]) -> R) -> R {
+        visit(self)
+    }
+
+    fn with_keys<R>(&self, visit: impl FnOnce(&[&[u8]]) -> R) -> R {
+        let keys: Vec<&[u8]> = self.iter().map(|(key, _)| *key).collect();
+        visit(&keys)
+    }
+}
+
+/// A command parsed from a client's arguments, borrowing them (see [`client`]).
+pub(crate) type ClientCommand<'a> = AnyCommand<&'a [u8], &'a [&'a [u8]], Vec<(&'a [u8], &'a [u8])>>;
+
 /// A command as a decoded request holds it.
 pub(crate) type OwnedCommand = AnyCommand<Vec<u8>, Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>>;
 
@@ -288,7 +305,7 @@ macro_rules! registry {
         }
 
         /// Every name of every registered command.
-        fn registered_names() -> impl Iterator<Item = &'static str> {
+        pub(crate) fn registered_names() -> impl Iterator<Item = &'static str> {
             type B = Vec<u8>;
             type L = Vec<Vec<u8>>;
             type P = Vec<(Vec<u8>, Vec<u8>)>;

@@ -4,6 +4,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{pairs, ClientForm, ClientReply, PlainReply};
 use crate::command::{Command, PairList};
 use crate::routing::{Cluster, ClusterError};
 
@@ -46,6 +47,30 @@ impl<P: PairList> Command for MSetNx<P> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<bool, CommandError> {
         self.pairs.with_pairs(|pairs| store.msetnx(pairs))
+    }
+}
+
+impl<'a> ClientForm<'a> for MSet<Vec<(&'a [u8], &'a [u8])>> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        Ok(MSet {
+            pairs: pairs(args, name)?,
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
+    }
+}
+
+impl<'a> ClientForm<'a> for MSetNx<Vec<(&'a [u8], &'a [u8])>> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        Ok(MSetNx {
+            pairs: pairs(args, name)?,
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -3,6 +3,9 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, SetCondition, SetExpiry, SetOptions, SetOutcome, Store};
 
+use crate::command::client::{
+    exactly, expire_option, is_option, ClientForm, ClientReply, PlainReply,
+};
 use crate::command::options::WireExpireTime;
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
@@ -105,6 +108,61 @@ impl<B: AsRef<[u8]>> Command for Set<B> {
             self.options.into(),
         )
     }
+}
+
+impl<'a> ClientForm<'a> for Set<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, value] = exactly(&args[..args.len().min(2)], name)?;
+        let options = set_options(&args[2..])?;
+        Ok(Set {
+            key,
+            value,
+            options: options.into(),
+        })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: SetOutcome) -> ClientReply {
+        if self.options.return_previous {
+            return output.previous.plain();
+        }
+        output.plain()
+    }
+}
+
+/// SET's options: NX | XX, GET, and one of EX | PX | EXAT | PXAT | KEEPTTL; a repeated or
+/// conflicting option is a syntax error, as in Redis.
+fn set_options(mut options: &[&[u8]]) -> Result<SetOptions, CommandError> {
+    let mut parsed = SetOptions::default();
+    let (mut condition_set, mut expiry_set) = (false, false);
+    while let Some(option) = options.first() {
+        if let Some(time) = expire_option(options)? {
+            if expiry_set {
+                return Err(CommandError::Syntax);
+            }
+            (parsed.expiry, expiry_set) = (SetExpiry::Expire(time), true);
+            options = &options[2..];
+            continue;
+        }
+        if is_option(option, "NX") || is_option(option, "XX") {
+            if condition_set {
+                return Err(CommandError::Syntax);
+            }
+            parsed.condition = if is_option(option, "NX") {
+                SetCondition::IfAbsent
+            } else {
+                SetCondition::IfPresent
+            };
+            condition_set = true;
+        } else if is_option(option, "KEEPTTL") && !expiry_set {
+            (parsed.expiry, expiry_set) = (SetExpiry::KeepTtl, true);
+        } else if is_option(option, "GET") && !parsed.return_previous {
+            parsed.return_previous = true;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        options = &options[1..];
+    }
+    Ok(parsed)
 }
 
 impl Cluster {

@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, integer, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -49,6 +50,23 @@ impl<B: AsRef<[u8]>> Command for SetEx<B> {
             SetExTtl::Seconds(seconds) => store.setex(key, seconds, value),
             SetExTtl::Milliseconds(milliseconds) => store.psetex(key, milliseconds, value),
         }
+    }
+}
+
+impl<'a> ClientForm<'a> for SetEx<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, amount, value] = exactly(args, name)?;
+        let amount = integer(amount)?;
+        let ttl = if name == "psetex" {
+            SetExTtl::Milliseconds(amount)
+        } else {
+            SetExTtl::Seconds(amount)
+        };
+        Ok(SetEx { key, ttl, value })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

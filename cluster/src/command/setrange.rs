@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, integer, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -29,6 +30,18 @@ impl<B: AsRef<[u8]>> Command for SetRange<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         store.setrange(self.key.as_ref(), self.offset, self.value.as_ref())
+    }
+}
+
+impl<'a> ClientForm<'a> for SetRange<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key, offset, value] = exactly(args, name)?;
+        let offset = integer(offset)?;
+        Ok(SetRange { key, offset, value })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, ClientForm, ClientReply, PlainReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -24,6 +25,17 @@ impl<B: AsRef<[u8]>> Command for Strlen<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         Ok(store.strlen(self.key.as_ref()))
+    }
+}
+
+impl<'a> ClientForm<'a> for Strlen<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key] = exactly(args, name)?;
+        Ok(Strlen { key })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

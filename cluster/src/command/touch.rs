@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{at_least, ClientForm, ClientReply, PlainReply};
 use crate::command::{Command, KeyList};
 use crate::routing::{Cluster, ClusterError};
 
@@ -25,6 +26,17 @@ impl<L: KeyList> Command for Touch<L> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<usize, CommandError> {
         self.keys.with_slices(|keys| store.touch(keys))
+    }
+}
+
+impl<'a> ClientForm<'a> for Touch<&'a [&'a [u8]]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let keys = at_least(args, 1, name)?;
+        Ok(Touch { keys })
+    }
+
+    fn client_reply(&self, _name: &'static str, output: Self::Output) -> ClientReply {
+        output.plain()
     }
 }
 

@@ -3,6 +3,7 @@
 use bincode::{Decode, Encode};
 use slotkv_engine::{CommandError, Store};
 
+use crate::command::client::{exactly, ClientForm, ClientReply};
 use crate::command::Command;
 use crate::routing::{Cluster, ClusterError};
 
@@ -24,6 +25,24 @@ impl<B: AsRef<[u8]>> Command for Pttl<B> {
 
     fn apply(&self, store: &Store, _slot: slotkv_engine::Slot) -> Result<i64, CommandError> {
         Ok(store.pttl(self.key.as_ref()))
+    }
+}
+
+impl<'a> ClientForm<'a> for Pttl<&'a [u8]> {
+    fn from_args(name: &'static str, args: &'a [&'a [u8]]) -> Result<Self, CommandError> {
+        let [key] = exactly(args, name)?;
+        Ok(Pttl { key })
+    }
+
+    fn client_reply(&self, name: &'static str, output: i64) -> ClientReply {
+        // TTL rounds the remaining milliseconds to seconds as the handle's `ttl` does;
+        // the negative answers (no key, no TTL) are the same in both.
+        match output {
+            remaining if name == "ttl" && remaining >= 0 => {
+                ClientReply::Integer((remaining + 500) / 1_000)
+            }
+            remaining => ClientReply::Integer(remaining),
+        }
     }
 }
 

@@ -40,12 +40,24 @@ pub(crate) struct RouteNode {
     pub(crate) id: NodeId,
     /// Its bus address (requests go there).
     pub(crate) address: PeerAddr,
+    /// Its client (RESP) address, `ip:client_port`, as redirections to clients name it.
+    pub(crate) client_address: String,
     /// True for a master.
     pub(crate) is_master: bool,
     /// True when PFAIL or FAIL.
     pub(crate) failing: bool,
     /// For a replica, its master.
     pub(crate) master: Option<NodeId>,
+}
+
+/// `ip:client_port` of `node`; the host of its bus address `bus` when it has no IP yet.
+fn client_address(node: &crate::core::node::NodeRecord, bus: &PeerAddr) -> String {
+    let host = if node.ip.is_empty() {
+        bus.host_and_port().map_or("", |(host, _)| host)
+    } else {
+        node.ip.as_str()
+    };
+    format!("{host}:{}", node.client_port)
 }
 
 /// An immutable snapshot of the slot map and of what this node may serve.
@@ -85,6 +97,7 @@ impl RoutingTable {
                 };
                 Some(RouteNode {
                     id: node.id,
+                    client_address: client_address(node, &address),
                     address,
                     is_master: node.is_master(),
                     failing: node.is_failing(),
@@ -120,6 +133,11 @@ impl RoutingTable {
             states,
             nodes,
         }
+    }
+
+    /// The client (RESP) address of node `id`, as MOVED and ASK name it.
+    pub(crate) fn client_address(&self, id: &NodeId) -> Option<&str> {
+        self.node(id).map(|node| node.client_address.as_str())
     }
 
     /// The owner of `slot`.

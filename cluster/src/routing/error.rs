@@ -67,7 +67,7 @@ pub enum ClusterError {
     Shutdown,
 }
 
-fn down_line(reason: DownReason) -> &'static str {
+pub(crate) fn down_line(reason: DownReason) -> &'static str {
     match reason {
         DownReason::ClusterDown => "CLUSTERDOWN The cluster is down",
         DownReason::ReadOnly => "CLUSTERDOWN The cluster is down and only accepts read commands",

@@ -14,6 +14,7 @@
 //! `requests_outstanding_max` requests outstanding and writes queued frames in batches, so
 //! forwarded throughput grows with the number of concurrent callers.
 
+pub(crate) mod client;
 #[cfg(test)]
 mod decoding_tests;
 mod error;

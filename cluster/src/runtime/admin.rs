@@ -208,6 +208,50 @@ impl Node {
         migrate_keys(&self.shared, &self.migration, target, keys, options).await
     }
 
+    /// FLUSHALL on this node: deletes every key of the slots it masters, each slot under
+    /// its write stripe and replicated to its replicas as one slot drop (the mechanism of
+    /// lost slots). A replica deletes nothing (its data is its master's). Returns the keys
+    /// deleted.
+    pub async fn flush_owned_slots(&self) -> Result<usize, AdminCallError> {
+        let owned = self
+            .inspect(|core| {
+                let myself = core.myself_id();
+                let master = core.myself().is_master();
+                core.slot_table()
+                    .owner_ranges()
+                    .into_iter()
+                    .filter(|(_, owner)| master && *owner == myself)
+                    .map(|(range, _)| range)
+                    .collect::<Vec<SlotRange>>()
+            })
+            .await?;
+        Ok(crate::node_state::write_log::drop_lost_slots(
+            &self.shared.log,
+            &self.shared.store,
+            &owned,
+        ))
+    }
+
+    /// For a replica: its master's id and client (RESP) address, `ip:port`; `None` for a
+    /// master. Read from the data path's published map, without a round trip to the core.
+    pub fn master(&self) -> Option<(NodeId, String)> {
+        let table = self.shared.routing.table();
+        let master = table.my_master?;
+        let address = table
+            .client_address(&master)
+            .unwrap_or_default()
+            .to_string();
+        Some((master, address))
+    }
+
+    /// For a replica: whether its replication link to its master is up (INFO's
+    /// `master_link_status`).
+    pub fn master_link_up(&self) -> bool {
+        self.shared
+            .master_link_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// This node's key count and memory.
     pub fn memory(&self) -> NodeMemory {
         let store = self.store();

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// Port peers should use to reach this node (address translation, container port
     /// mappings); default: the bound port.
     pub announce_port: Option<u16>,
+    /// Client (RESP) port announced in gossip and shown by CLUSTER NODES / SLOTS / SHARDS
+    /// and redirections; default: the bus port (a node without a RESP gateway).
+    pub client_port: Option<u16>,
     /// The transport.
     pub transport: NodeTransport,
     /// `cluster-node-timeout`, in ms (at least 100).
@@ -57,6 +60,9 @@ pub struct NodeConfig {
     /// Directory of the persisted `nodes.conf` (and its lock, and the data snapshot);
     /// `None`: not persisted.
     pub data_dir: Option<PathBuf>,
+    /// File name of the persisted cluster configuration in `data_dir` (Redis's
+    /// `cluster-config-file`; default [`crate::NODES_CONF_FILE`]).
+    pub config_file_name: String,
     /// Whether the keys persist across restarts (default [`Persistence::None`]); a
     /// snapshot needs `data_dir`.
     pub persistence: Persistence,
@@ -110,9 +116,11 @@ impl NodeBuilder {
                 bind_address: "127.0.0.1:0".to_string(),
                 announce_host: None,
                 announce_port: None,
+                client_port: None,
                 transport,
                 node_timeout_ms: protocol.node_timeout_ms,
                 data_dir: None,
+                config_file_name: crate::runtime::NODES_CONF_FILE.to_string(),
                 persistence: Persistence::None,
                 max_memory_bytes: engine.max_memory_bytes,
                 eviction_policy: engine.eviction_policy,
@@ -154,6 +162,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets the client (RESP) port this node announces: where a RESP gateway serves it
+    /// (`ip:port@cport` in CLUSTER NODES, MOVED and ASK name it). Default: the bus port.
+    pub fn client_port(mut self, port: u16) -> Self {
+        self.config.client_port = Some(port);
+        self
+    }
+
     /// Sets `cluster-node-timeout` in ms.
     pub fn node_timeout_ms(mut self, timeout_ms: u64) -> Self {
         self.config.node_timeout_ms = timeout_ms;
@@ -163,6 +178,13 @@ impl NodeBuilder {
     /// Persists nodes.conf in `directory`.
     pub fn data_dir(mut self, directory: impl Into<PathBuf>) -> Self {
         self.config.data_dir = Some(directory.into());
+        self
+    }
+
+    /// Sets the file name of the persisted configuration in the data directory (Redis's
+    /// `cluster-config-file`), so several nodes can share one directory.
+    pub fn config_file_name(mut self, name: impl Into<String>) -> Self {
+        self.config.config_file_name = name.into();
         self
     }
 

@@ -185,7 +185,7 @@ fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
         rng_seed: seed,
         myself_id: config.node_id,
         ip: host,
-        client_port: port,
+        client_port: config.client_port.unwrap_or(port),
         bus_port: port,
         ..Config::default()
     }
@@ -210,7 +210,7 @@ type DataDir = (
 
 /// Locks and loads nodes.conf from the data directory, if one is configured (file IO: run
 /// it on the blocking pool).
-fn open_data_dir(data_dir: Option<&PathBuf>) -> Result<DataDir, StartError> {
+fn open_data_dir(data_dir: Option<&PathBuf>, file_name: &str) -> Result<DataDir, StartError> {
     let Some(directory) = data_dir else {
         return Ok((None, None, None));
     };
@@ -218,7 +218,7 @@ fn open_data_dir(data_dir: Option<&PathBuf>) -> Result<DataDir, StartError> {
         path: directory.clone(),
         source,
     })?;
-    let path = directory.join(NODES_CONF_FILE);
+    let path = directory.join(file_name);
     let lock = ConfigFileLock::acquire(&path)?;
     let saved = load(&path)?;
     Ok((Some(path), Some(lock), saved))
@@ -296,7 +296,9 @@ impl Node {
         }
         let snapshot_path = snapshot_path(&config)?;
         let data_dir = config.data_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || open_data_dir(data_dir.as_ref())).await;
+        let file_name = config.config_file_name.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || open_data_dir(data_dir.as_ref(), &file_name)).await;
         let (config_path, lock, saved) = opened.map_err(|error| StartError::DataDir {
             path: config.data_dir.clone().unwrap_or_default(),
             source: std::io::Error::other(error.to_string()),

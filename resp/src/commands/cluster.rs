@@ -1,0 +1,378 @@
+//! CLUSTER subcommands: the views (INFO, NODES, SLOTS, SHARDS, MYID, MYSHARDID, REPLICAS,
+//! COUNT-FAILURE-REPORTS, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT) and the admin commands
+//! (MEET, ADDSLOTS[RANGE], DELSLOTS[RANGE], REPLICATE, FAILOVER, FORGET, SETSLOT, RESET,
+//! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH), through the node's admin API.
+
+use slotkv_cluster::core::node::NodeId;
+use slotkv_cluster::core::slots::SlotRange;
+use slotkv_cluster::core::{AdminCommand, AdminReply, FailoverMode, ResetMode, SetSlotAction};
+use slotkv_cluster::views::{self, ShardView, SlotsEntry, SlotsNode};
+use slotkv_cluster::AdminCallError;
+use slotkv_engine::{key_slot, Slot, SLOT_COUNT};
+
+use crate::commands::{integer_arg, is, unknown_subcommand, wrong_arity, Session};
+use crate::reply::{Reply, OK};
+use crate::server::Gateway;
+
+/// Offset of the bus port from the client port when CLUSTER MEET names none (Redis's).
+pub const BUS_PORT_OFFSET: u16 = 10_000;
+
+/// Runs `CLUSTER <subcommand> ...`.
+pub(crate) async fn cluster(gateway: &Gateway, _session: &Session, rest: &[&[u8]]) -> Reply {
+    let Some((subcommand, args)) = rest.split_first() else {
+        return wrong_arity("cluster");
+    };
+    let name = String::from_utf8_lossy(subcommand).to_ascii_lowercase();
+    let result = match name.as_str() {
+        "info"
+        | "nodes"
+        | "myid"
+        | "myshardid"
+        | "slots"
+        | "shards"
+        | "replicas"
+        | "slaves"
+        | "count-failure-reports"
+        | "keyslot"
+        | "countkeysinslot"
+        | "getkeysinslot" => view(gateway, &name, args).await,
+        _ => admin(gateway, &name, args).await,
+    };
+    match result {
+        Ok(reply) => reply,
+        Err(Refusal::Arity) => wrong_arity(&format!("cluster|{name}")),
+        Err(Refusal::Unknown) => unknown_subcommand("cluster", subcommand),
+        Err(Refusal::Reply(reply)) => reply,
+    }
+}
+
+/// Why a subcommand did not run.
+enum Refusal {
+    Arity,
+    Unknown,
+    Reply(Reply),
+}
+
+impl From<AdminCallError> for Refusal {
+    fn from(error: AdminCallError) -> Self {
+        Refusal::Reply(Reply::err(error))
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn node_id(arg: &[u8]) -> Result<NodeId, Refusal> {
+    let text = String::from_utf8_lossy(arg);
+    NodeId::parse_hex(&text)
+        .map_err(|_| Refusal::Reply(Reply::Error(format!("ERR Unknown node {text}"))))
+}
+
+fn slot(arg: &[u8]) -> Result<Slot, Refusal> {
+    match slotkv_engine::parse_i64(arg) {
+        Some(slot) if (0..SLOT_COUNT as i64).contains(&slot) => Ok(slot as Slot),
+        _ => Err(Refusal::Reply(Reply::error(
+            "ERR Invalid or out of range slot",
+        ))),
+    }
+}
+
+async fn view(gateway: &Gateway, name: &str, args: &[&[u8]]) -> Result<Reply, Refusal> {
+    let node = &gateway.node;
+    Ok(match (name, args) {
+        ("info", []) => Reply::Verbatim("txt", node.cluster_info().await?.into()),
+        ("nodes", []) => Reply::Verbatim("txt", node.cluster_nodes().await?.into()),
+        ("myid", []) => Reply::text(node.id().to_hex()),
+        ("myshardid", []) => Reply::text(node.inspect(views::myshardid).await?),
+        ("slots", []) => Reply::Array(
+            node.cluster_slots()
+                .await?
+                .iter()
+                .map(slots_entry)
+                .collect(),
+        ),
+        ("shards", []) => Reply::Array(node.cluster_shards().await?.iter().map(shard).collect()),
+        ("replicas" | "slaves", [id]) => {
+            let id = node_id(id)?;
+            let now = unix_now_ms();
+            match node
+                .inspect(move |core| views::cluster_replicas(core, &id, now))
+                .await?
+            {
+                Ok(lines) => Reply::Array(
+                    lines
+                        .into_iter()
+                        .map(|line| Reply::text(line + "\n"))
+                        .collect(),
+                ),
+                Err(error) => Reply::err(error),
+            }
+        }
+        ("count-failure-reports", [id]) => {
+            let id = node_id(id)?;
+            match node
+                .inspect(move |core| views::count_failure_reports(core, &id))
+                .await?
+            {
+                Ok(count) => Reply::Integer(count as i64),
+                Err(error) => Reply::err(error),
+            }
+        }
+        ("keyslot", [key]) => Reply::Integer(i64::from(key_slot(key))),
+        ("countkeysinslot", [number]) => {
+            let count = node.store().count_keys_in_slot(slot(number)?).unwrap_or(0);
+            Reply::Integer(count as i64)
+        }
+        ("getkeysinslot", [number, count]) => {
+            let slot = slot(number)?;
+            let count = match integer_arg(count) {
+                Ok(count) if count >= 0 => count as usize,
+                _ => {
+                    return Err(Refusal::Reply(Reply::error(
+                        "ERR Invalid slot or number of keys",
+                    )))
+                }
+            };
+            let keys = node
+                .store()
+                .list_keys_in_slot(slot, count)
+                .unwrap_or_default();
+            Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
+        }
+        _ => return Err(Refusal::Arity),
+    })
+}
+
+fn slots_node(node: &SlotsNode) -> Reply {
+    let mut metadata = Vec::new();
+    if let Some(hostname) = &node.hostname {
+        metadata.push((Reply::text("hostname"), Reply::text(hostname.clone())));
+    }
+    if let (Some(ip), None) = (&node.ip, &node.hostname) {
+        if node.endpoint.as_deref() != Some(ip.as_str()) {
+            metadata.push((Reply::text("ip"), Reply::text(ip.clone())));
+        }
+    }
+    Reply::Array(vec![
+        node.endpoint.clone().map_or(Reply::Nil, Reply::text),
+        Reply::Integer(i64::from(node.port)),
+        Reply::text(node.id.to_hex()),
+        Reply::Map(metadata),
+    ])
+}
+
+fn slots_entry(entry: &SlotsEntry) -> Reply {
+    let mut items = vec![
+        Reply::Integer(i64::from(entry.start)),
+        Reply::Integer(i64::from(entry.end)),
+        slots_node(&entry.master),
+    ];
+    items.extend(entry.replicas.iter().map(slots_node));
+    Reply::Array(items)
+}
+
+fn shard(view: &ShardView) -> Reply {
+    let slots = view
+        .slots
+        .iter()
+        .flat_map(|range| [range.start, range.end])
+        .map(|slot| Reply::Integer(i64::from(slot)))
+        .collect();
+    let nodes = view
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut fields = vec![
+                (Reply::text("id"), Reply::text(node.id.to_hex())),
+                (Reply::text("port"), Reply::Integer(i64::from(node.port))),
+                (Reply::text("ip"), Reply::text(node.ip.clone())),
+                (Reply::text("endpoint"), Reply::text(node.endpoint.clone())),
+            ];
+            if let Some(hostname) = &node.hostname {
+                fields.push((Reply::text("hostname"), Reply::text(hostname.clone())));
+            }
+            fields.push((Reply::text("role"), Reply::text(node.role.as_str())));
+            fields.push((
+                Reply::text("replication-offset"),
+                Reply::Integer(node.replication_offset as i64),
+            ));
+            fields.push((Reply::text("health"), Reply::text(node.health.as_str())));
+            Reply::Map(fields)
+        })
+        .collect();
+    Reply::Map(vec![
+        (Reply::text("slots"), Reply::Array(slots)),
+        (Reply::text("nodes"), Reply::Array(nodes)),
+    ])
+}
+
+/// Slot ranges from `first last ...` pairs (ADDSLOTSRANGE) or single slots (ADDSLOTS).
+fn slot_ranges(args: &[&[u8]], pairs: bool) -> Result<Vec<SlotRange>, Refusal> {
+    if args.is_empty() || pairs && !args.len().is_multiple_of(2) {
+        return Err(Refusal::Arity);
+    }
+    if !pairs {
+        return args
+            .iter()
+            .map(|arg| Ok(SlotRange::single(slot(arg)?)))
+            .collect();
+    }
+    args.chunks_exact(2)
+        .map(|pair| {
+            let (start, end) = (slot(pair[0])?, slot(pair[1])?);
+            SlotRange::new(start, end).ok_or_else(|| {
+                Refusal::Reply(Reply::Error(format!(
+                    "ERR start slot number {start} is greater than end slot number {end}"
+                )))
+            })
+        })
+        .collect()
+}
+
+fn admin_reply(reply: AdminReply) -> Reply {
+    match reply {
+        AdminReply::Ok => OK,
+        AdminReply::Bumped(epoch) => Reply::StatusText(format!("BUMPED {epoch}")),
+        AdminReply::Still(epoch) => Reply::StatusText(format!("STILL {epoch}")),
+    }
+}
+
+async fn admin(gateway: &Gateway, name: &str, args: &[&[u8]]) -> Result<Reply, Refusal> {
+    let command = match (name, args) {
+        ("meet", [ip, port, rest @ ..]) if rest.len() <= 1 => meet(ip, port, rest.first())?,
+        ("addslots", _) => AdminCommand::AddSlots(slot_ranges(args, false)?),
+        ("addslotsrange", _) => AdminCommand::AddSlots(slot_ranges(args, true)?),
+        ("delslots", _) => AdminCommand::DelSlots(slot_ranges(args, false)?),
+        ("delslotsrange", _) => AdminCommand::DelSlots(slot_ranges(args, true)?),
+        ("replicate", [id]) => AdminCommand::Replicate(node_id(id)?),
+        ("forget", [id]) => AdminCommand::Forget(node_id(id)?),
+        ("failover", []) => AdminCommand::Failover(FailoverMode::Default),
+        ("failover", [mode]) if is(mode, "FORCE") => AdminCommand::Failover(FailoverMode::Force),
+        ("failover", [mode]) if is(mode, "TAKEOVER") => {
+            AdminCommand::Failover(FailoverMode::Takeover)
+        }
+        ("failover", [_]) => return Err(Refusal::Reply(crate::commands::syntax_error())),
+        ("setslot", [number, action, rest @ ..]) => AdminCommand::SetSlot {
+            slot: slot(number)?,
+            action: set_slot_action(action, rest)?,
+        },
+        ("reset", []) => reset(gateway, ResetMode::Soft)?,
+        ("reset", [mode]) if is(mode, "SOFT") => reset(gateway, ResetMode::Soft)?,
+        ("reset", [mode]) if is(mode, "HARD") => reset(gateway, ResetMode::Hard)?,
+        ("reset", [_]) => return Err(Refusal::Reply(crate::commands::syntax_error())),
+        // nodes.conf is saved before every message that depends on a change.
+        ("saveconfig", []) => return Ok(OK),
+        ("set-config-epoch", [epoch]) => match integer_arg(epoch) {
+            Ok(epoch) if epoch >= 0 => AdminCommand::SetConfigEpoch(epoch as u64),
+            Ok(_) => {
+                return Err(Refusal::Reply(Reply::error(
+                    "ERR Invalid config epoch specified: negative",
+                )))
+            }
+            Err(error) => return Err(Refusal::Reply(error)),
+        },
+        ("bumpepoch", []) => AdminCommand::BumpEpoch,
+        ("help", []) => return Ok(help()),
+        (
+            "meet" | "replicate" | "forget" | "failover" | "setslot" | "reset" | "saveconfig"
+            | "set-config-epoch" | "bumpepoch" | "help",
+            _,
+        ) => return Err(Refusal::Arity),
+        _ => return Err(Refusal::Unknown),
+    };
+    Ok(admin_reply(gateway.node.command(command).await?))
+}
+
+fn meet(ip: &[u8], port: &[u8], bus: Option<&&[u8]>) -> Result<AdminCommand, Refusal> {
+    let ip = String::from_utf8_lossy(ip).into_owned();
+    let bad = |port: &[u8]| {
+        Refusal::Reply(Reply::Error(format!(
+            "ERR Invalid base port specified: {}",
+            String::from_utf8_lossy(port)
+        )))
+    };
+    let client_port = std::str::from_utf8(port)
+        .ok()
+        .and_then(|text| text.parse::<u16>().ok())
+        .ok_or_else(|| bad(port))?;
+    let bus_port = match bus {
+        Some(bus) => std::str::from_utf8(bus)
+            .ok()
+            .and_then(|text| text.parse::<u16>().ok())
+            .ok_or_else(|| {
+                Refusal::Reply(Reply::Error(format!(
+                    "ERR Invalid bus port specified: {}",
+                    String::from_utf8_lossy(bus)
+                )))
+            })?,
+        None => client_port
+            .checked_add(BUS_PORT_OFFSET)
+            .ok_or_else(|| bad(port))?,
+    };
+    Ok(AdminCommand::Meet {
+        ip,
+        client_port,
+        bus_port,
+    })
+}
+
+fn set_slot_action(action: &[u8], rest: &[&[u8]]) -> Result<SetSlotAction, Refusal> {
+    let lowered = String::from_utf8_lossy(action).to_ascii_lowercase();
+    Ok(match (lowered.as_str(), rest) {
+        ("importing", [id]) => SetSlotAction::Importing(node_id(id)?),
+        ("migrating", [id]) => SetSlotAction::Migrating(node_id(id)?),
+        ("node", [id]) => SetSlotAction::Node(node_id(id)?),
+        ("stable", []) => SetSlotAction::Stable,
+        _ => return Err(Refusal::Reply(crate::commands::syntax_error())),
+    })
+}
+
+/// CLUSTER RESET is refused on a master holding keys (Redis's rule and wording).
+fn reset(gateway: &Gateway, mode: ResetMode) -> Result<AdminCommand, Refusal> {
+    if gateway.node.master().is_none() && gateway.node.memory().keys > 0 {
+        return Err(Refusal::Reply(Reply::error(
+            "ERR CLUSTER RESET can't be called with master nodes containing keys",
+        )));
+    }
+    Ok(AdminCommand::Reset(mode))
+}
+
+fn help() -> Reply {
+    let lines = [
+        "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ADDSLOTS <slot> [<slot> ...]",
+        "ADDSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
+        "BUMPEPOCH",
+        "COUNT-FAILURE-REPORTS <node-id>",
+        "COUNTKEYSINSLOT <slot>",
+        "DELSLOTS <slot> [<slot> ...]",
+        "DELSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
+        "FAILOVER [FORCE|TAKEOVER]",
+        "FORGET <node-id>",
+        "GETKEYSINSLOT <slot> <count>",
+        "INFO",
+        "KEYSLOT <key>",
+        "MEET <ip> <port> [<bus-port>]",
+        "MYID",
+        "MYSHARDID",
+        "NODES",
+        "REPLICATE <node-id>",
+        "REPLICAS <node-id>",
+        "RESET [HARD|SOFT]",
+        "SAVECONFIG",
+        "SET-CONFIG-EPOCH <epoch>",
+        "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+        "SHARDS",
+        "SLAVES <node-id>",
+        "SLOTS",
+    ];
+    Reply::Array(
+        lines
+            .iter()
+            .map(|line| Reply::StatusText((*line).to_string()))
+            .collect(),
+    )
+}

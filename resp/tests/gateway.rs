@@ -1,0 +1,424 @@
+//! The gateway against in-process nodes over real sockets: redirections worded as Redis
+//! words them and followed by the `redis` crate's cluster client (MOVED, and ASK during a
+//! slot migration), the authentication gate, HELLO 3, CLIENT, the connection's errors,
+//! `maxclients`, the output buffer limit, and a shutdown that releases the port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slotkv_cluster::core::SetSlotAction;
+use slotkv_cluster::{create_cluster, Node, NodeTransport};
+use slotkv_engine::key_slot;
+use slotkv_resp::{RespConfig, RespListener, RespServer};
+use slotkv_transport::tcp::{ClusterSecret, TcpConfig};
+
+/// Nodes and their gateways on a runtime of their own, so the test body can use blocking
+/// clients.
+struct World {
+    runtime: tokio::runtime::Runtime,
+    nodes: Vec<Arc<Node>>,
+    servers: Vec<RespServer>,
+}
+
+impl World {
+    fn new(count: usize, masters: usize, config: RespConfig) -> World {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (nodes, servers) = runtime.block_on(async {
+            let mut nodes = Vec::new();
+            let mut servers = Vec::new();
+            for _ in 0..count {
+                let listener = RespListener::bind("127.0.0.1:0").await.unwrap();
+                let secret = ClusterSecret::new(b"gateway test cluster secret".to_vec()).unwrap();
+                let node = Node::builder(NodeTransport::Tcp(TcpConfig::new(secret)))
+                    .client_port(listener.local_addr().port())
+                    .node_timeout_ms(1_000)
+                    .start()
+                    .await
+                    .unwrap();
+                let node = Arc::new(node);
+                servers.push(RespServer::start(
+                    listener,
+                    Arc::clone(&node),
+                    config.clone(),
+                ));
+                nodes.push(node);
+            }
+            if let Some(per_master) = count.checked_div(masters) {
+                let refs: Vec<&Node> = nodes.iter().map(|node| &**node).collect();
+                create_cluster(&refs, per_master - 1, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+            }
+            (nodes, servers)
+        });
+        World {
+            runtime,
+            nodes,
+            servers,
+        }
+    }
+
+    fn address(&self, index: usize) -> SocketAddr {
+        self.servers[index].local_addr()
+    }
+
+    fn connect(&self, index: usize) -> Client {
+        Client::connect(self.address(index))
+    }
+
+    /// The index of the node owning `key`'s slot.
+    fn owner_of(&self, key: &[u8]) -> usize {
+        let slot = key_slot(key);
+        self.runtime.block_on(async {
+            for (index, node) in self.nodes.iter().enumerate() {
+                let id = node.id();
+                let owns = node
+                    .inspect(move |core| core.slot_owner(slot) == Some(id))
+                    .await
+                    .unwrap();
+                if owns {
+                    return index;
+                }
+            }
+            panic!("no owner of slot {slot}");
+        })
+    }
+}
+
+/// A blocking RESP2 client that prints each reply as text (arrays one item per line).
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn send(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.writer.write_all(out.as_bytes()).unwrap();
+    }
+
+    fn call(&mut self, args: &[&str]) -> String {
+        self.send(args);
+        self.reply()
+    }
+
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let line = line.trim_end_matches("\r\n").to_string();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "$" if rest == "-1" => "(nil)".to_string(),
+            "$" => {
+                let mut body = vec![0; rest.parse::<usize>().unwrap() + 2];
+                self.reader.read_exact(&mut body).unwrap();
+                String::from_utf8_lossy(&body[..body.len() - 2]).into_owned()
+            }
+            "*" | "%" => {
+                let count: usize = rest.parse().unwrap();
+                let count = if kind == "%" { count * 2 } else { count };
+                (0..count)
+                    .map(|_| self.reply())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            _ => line,
+        }
+    }
+}
+
+#[test]
+fn keys_of_other_nodes_are_moved_and_a_cluster_client_follows() {
+    let world = World::new(3, 3, RespConfig::default());
+    let key = "user:1000";
+    let owner = world.owner_of(key.as_bytes());
+    let other = (owner + 1) % 3;
+    let slot = key_slot(key.as_bytes());
+    let mut client = world.connect(other);
+    assert_eq!(
+        client.call(&["SET", key, "v"]),
+        format!("-MOVED {slot} {}", world.address(owner))
+    );
+    assert_eq!(
+        client.call(&["MGET", "a", "b"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    let mut direct = world.connect(owner);
+    assert_eq!(direct.call(&["set", key, "v"]), "+OK");
+    assert_eq!(direct.call(&["GET", key]), "v");
+    assert_eq!(direct.call(&["TYPE", key]), "+string");
+    assert_eq!(
+        client.call(&["type", key]),
+        format!("-MOVED {slot} {}", world.address(owner))
+    );
+
+    let urls: Vec<String> = (0..3)
+        .map(|index| format!("redis://{}/", world.address(index)))
+        .collect();
+    let cluster = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut connection = cluster.get_connection().unwrap();
+    for index in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{index}"))
+            .arg(index)
+            .query(&mut connection)
+            .unwrap();
+    }
+    for index in 0..300 {
+        let value: i64 = redis::cmd("INCR")
+            .arg(format!("k{index}"))
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(value, index + 1);
+    }
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("{t}a")
+        .arg("{t}b")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(values, vec![None, None]);
+}
+
+#[test]
+fn a_migrating_slot_answers_ask_and_a_cluster_client_follows_it() {
+    let world = World::new(2, 2, RespConfig::default());
+    let key = "migrating:key";
+    let slot = key_slot(key.as_bytes());
+    let source = world.owner_of(key.as_bytes());
+    let target = 1 - source;
+    let (source_id, target_id) = (world.nodes[source].id(), world.nodes[target].id());
+    world.runtime.block_on(async {
+        world.nodes[target]
+            .set_slot(slot, SetSlotAction::Importing(source_id))
+            .await
+            .unwrap();
+        world.nodes[source]
+            .set_slot(slot, SetSlotAction::Migrating(target_id))
+            .await
+            .unwrap();
+    });
+    let mut on_source = world.connect(source);
+    assert_eq!(
+        on_source.call(&["GET", key]),
+        format!("-ASK {slot} {}", world.address(target))
+    );
+    let mut on_target = world.connect(target);
+    assert_eq!(
+        on_target.call(&["GET", key]),
+        format!("-MOVED {slot} {}", world.address(source)),
+        "without ASKING the target redirects to the owner"
+    );
+
+    let urls = vec![format!("redis://{}/", world.address(source))];
+    let cluster = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut connection = cluster.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("moved-over")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    assert_eq!(
+        on_target.call(&["GET", key]),
+        "moved-over",
+        "the client wrote to the target"
+    );
+    assert_eq!(
+        on_target.call(&["GET", key]),
+        format!("-MOVED {slot} {}", world.address(source)),
+        "ASKING holds for one command"
+    );
+}
+
+#[test]
+fn a_password_gates_every_command_until_auth_or_hello_auth() {
+    let config = RespConfig {
+        requirepass: Some("sesame".to_string()),
+        ..RespConfig::default()
+    };
+    let world = World::new(1, 1, config);
+    let mut client = world.connect(0);
+    assert_eq!(
+        client.call(&["GET", "k"]),
+        "-NOAUTH Authentication required."
+    );
+    assert_eq!(client.call(&["PING"]), "-NOAUTH Authentication required.");
+    assert_eq!(
+        client.call(&["AUTH", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(client.call(&["AUTH", "sesame"]), "+OK");
+    assert_eq!(client.call(&["PING"]), "+PONG");
+
+    let mut resp3 = world.connect(0);
+    let hello = resp3.call(&["HELLO", "3", "AUTH", "default", "sesame", "SETNAME", "app"]);
+    assert!(hello.contains("proto\n:3"), "{hello}");
+    assert!(hello.contains("mode\ncluster"), "{hello}");
+    assert_eq!(resp3.call(&["CLIENT", "GETNAME"]), "app");
+    resp3.send(&["GET", "missing"]);
+    let mut null = String::new();
+    resp3.reader.read_line(&mut null).unwrap();
+    assert_eq!(null, "_\r\n", "RESP3's null after HELLO 3");
+}
+
+#[test]
+fn connection_commands_and_errors_are_worded_as_redis_words_them() {
+    let world = World::new(1, 1, RespConfig::default());
+    let mut client = world.connect(0);
+    assert_eq!(client.call(&["ping", "hi"]), "hi");
+    assert_eq!(client.call(&["ECHO", "x"]), "x");
+    assert_eq!(client.call(&["SELECT", "0"]), "+OK");
+    assert_eq!(
+        client.call(&["SELECT", "1"]),
+        "-ERR SELECT is not allowed in cluster mode"
+    );
+    assert_eq!(
+        client.call(&["NOSUCH", "a"]),
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'a' "
+    );
+    assert_eq!(
+        client.call(&["GET"]),
+        "-ERR wrong number of arguments for 'get' command"
+    );
+    assert_eq!(
+        client.call(&["SET", "k", "v", "NX", "XX"]),
+        "-ERR syntax error"
+    );
+    assert_eq!(client.call(&["SET", "k", "v", "EX", "10"]), "+OK");
+    assert_eq!(client.call(&["TTL", "k"]), ":10");
+    assert_eq!(client.call(&["SET", "k", "w", "GET"]), "v");
+    assert_eq!(client.call(&["SET", "k", "x", "NX"]), "(nil)");
+    assert_eq!(
+        client.call(&["INCR", "k"]),
+        "-ERR value is not an integer or out of range"
+    );
+    assert_eq!(client.call(&["CLUSTER", "KEYSLOT", "foo"]), ":12182");
+    assert_eq!(
+        client.call(&["CLUSTER", "COUNTKEYSINSLOT", &key_slot(b"k").to_string()]),
+        ":1"
+    );
+    assert_eq!(
+        client.call(&["CLUSTER", "GETKEYSINSLOT", &key_slot(b"k").to_string(), "5"]),
+        "k"
+    );
+    assert_eq!(
+        client.call(&["CLUSTER", "NOPE"]),
+        "-ERR unknown subcommand 'NOPE'. Try CLUSTER HELP."
+    );
+    assert_eq!(client.call(&["DBSIZE"]), ":1");
+    assert_eq!(client.call(&["KEYS", "*"]), "k");
+    assert_eq!(client.call(&["FLUSHALL"]), "+OK");
+    assert_eq!(client.call(&["DBSIZE"]), ":0");
+    assert_eq!(client.call(&["CLIENT", "SETNAME", "first"]), "+OK");
+    let id = client.call(&["CLIENT", "ID"]);
+    let list = client.call(&["CLIENT", "LIST"]);
+    assert!(
+        list.contains(&format!("id={}", &id[1..])) && list.contains("name=first"),
+        "{list}"
+    );
+
+    let mut victim = world.connect(0);
+    assert_eq!(victim.call(&["PING"]), "+PONG");
+    let victim_id = victim.call(&["CLIENT", "ID"]);
+    assert_eq!(
+        client.call(&["CLIENT", "KILL", "ID", &victim_id[1..]]),
+        ":1"
+    );
+    victim.send(&["PING"]);
+    let mut rest = Vec::new();
+    let _ = victim.reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "a killed client is closed");
+    assert_eq!(client.call(&["QUIT"]), "+OK");
+}
+
+#[test]
+fn a_node_without_slots_is_down_for_keyed_commands() {
+    let world = World::new(1, 0, RespConfig::default());
+    let mut client = world.connect(0);
+    assert_eq!(
+        client.call(&["GET", "k"]),
+        "-CLUSTERDOWN Hash slot not served"
+    );
+}
+
+#[test]
+fn clients_beyond_maxclients_are_refused() {
+    let config = RespConfig {
+        max_clients: 2,
+        ..RespConfig::default()
+    };
+    let world = World::new(1, 1, config);
+    let mut first = world.connect(0);
+    let mut second = world.connect(0);
+    assert_eq!(first.call(&["PING"]), "+PONG");
+    assert_eq!(second.call(&["PING"]), "+PONG");
+    let mut third = world.connect(0);
+    assert_eq!(third.reply(), "-ERR max number of clients reached");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(world.connect(0).call(&["PING"]), "+PONG");
+}
+
+#[test]
+fn a_client_leaving_replies_unread_past_the_limit_is_closed() {
+    let config = RespConfig {
+        output_buffer_bytes_max: 1 << 20,
+        ..RespConfig::default()
+    };
+    let world = World::new(1, 1, config);
+    let value = "x".repeat(512 << 10);
+    let mut client = world.connect(0);
+    assert_eq!(client.call(&["SET", "big", &value]), "+OK");
+    let requests = 400;
+    for _ in 0..requests {
+        client.send(&["GET", "big"]);
+    }
+    // Without reading, the server's unread replies pass 1 MiB beyond what the sockets hold.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let mut received = Vec::new();
+    let _ = client.reader.read_to_end(&mut received);
+    assert!(
+        received.len() < requests * value.len(),
+        "all {} bytes were delivered: the client was not closed",
+        received.len()
+    );
+    assert_eq!(
+        world.connect(0).call(&["PING"]),
+        "+PONG",
+        "others are served"
+    );
+}
+
+#[test]
+fn shutdown_releases_the_port_before_returning() {
+    let mut world = World::new(1, 0, RespConfig::default());
+    let address = world.address(0);
+    let mut client = world.connect(0);
+    assert_eq!(client.call(&["PING"]), "+PONG");
+    let server = world.servers.remove(0);
+    world.runtime.block_on(server.shutdown());
+    std::net::TcpListener::bind(address).expect("the port is free again");
+    let mut rest = Vec::new();
+    let _ = client.reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "open connections were closed");
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# redis-benchmark --cluster against a 6-node kvnode cluster (3 masters + 3 replicas) and a
+# Redis cluster of the same shape (Debian's redis-server), one after the other in one run;
+# prints both figures and the ratio.
+#
+# Usage: bash scripts/bench-vs-redis.sh [requests at -P 16, default 4000000] [requests at -P 1, default 1000000]
+# Needs redis-server, redis-cli and redis-benchmark; builds kvnode in release mode. Every
+# process it starts it stops, by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requests_pipelined="${1:-4000000}"
+requests_single="${2:-1000000}"
+cargo build --release -p slotkv-resp --bin kvnode >/dev/null
+kvnode="$PWD/target/release/kvnode"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_cluster() { # kind base_port
+  local kind="$1" base="$2" addresses=()
+  for i in 0 1 2 3 4 5; do
+    local port=$((base + i))
+    mkdir -p "$work/$kind-$port"
+    if [ "$kind" = kvnode ]; then
+      "$kvnode" --port "$port" --dir "$work/$kind-$port" --loglevel warning >"$work/$kind-$port.log" 2>&1 &
+    else
+      redis-server --port "$port" --cluster-enabled yes --dir "$work/$kind-$port" \
+        --save '' --appendonly no --daemonize no --logfile "$work/$kind-$port.log" &
+    fi
+    pids+=("$!")
+    addresses+=("127.0.0.1:$port")
+  done
+  for i in 0 1 2 3 4 5; do
+    until redis-cli -p $((base + i)) ping >/dev/null 2>&1; do sleep 0.1; done
+  done
+  redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  until redis-cli --cluster check "127.0.0.1:$base" 2>/dev/null | grep -q "All 16384 slots covered"; do sleep 0.2; done
+  sleep 2
+}
+
+rate() { # port pipeline requests test -> requests per second
+  redis-benchmark --cluster -h 127.0.0.1 -p "$1" -t "$4" -d 64 -c 50 -r 100000 -P "$2" -n "$3" -q 2>/dev/null \
+    | tr '\r' '\n' | grep -E "^$(echo "$4" | tr a-z A-Z): [0-9.]+ requests" | tail -1 | awk '{print $2}'
+}
+
+start_cluster kvnode 7300
+start_cluster redis 7400
+printf '%-6s %-4s %14s %14s %7s\n' test P kvnode redis ratio
+for pipeline in 16 1; do
+  requests=$([ "$pipeline" = 16 ] && echo "$requests_pipelined" || echo "$requests_single")
+  for test in set get; do
+    ours="$(rate 7300 "$pipeline" "$requests" "$test")"
+    theirs="$(rate 7400 "$pipeline" "$requests" "$test")"
+    ratio="$(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+    printf '%-6s %-4s %14s %14s %7s\n' "$test" "$pipeline" "$ours" "$theirs" "$ratio"
+  done
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
