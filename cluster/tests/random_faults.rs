@@ -29,13 +29,6 @@ const FAULT_PHASE_MS: u64 = 30_000;
 /// Quiet time after healing before convergence is checked, in virtual ms.
 const QUIET_MS: u64 = 20_000;
 
-/// Normal-schedule seeds that lose an acknowledged write today, skipped in the seed runs
-/// (a replay with `SLOTKV_SIM_SEED` still runs them). Seed 40: n4, cut off from its master
-/// n1 for ~7 s and still waiting for its stream, wins the election with older data,
-/// while n1, in a minority with its two other replicas, had acknowledged writes with the
-/// two replicas it knew (it did not count n4). To be fixed in the core (issue 9).
-const KNOWN_LOSSES: &[u64] = &[40];
-
 /// Seeds of the harsh variant when `SLOTKV_SIM_HARSH_SEEDS` is unset.
 const DEFAULT_HARSH_SEEDS: u64 = 40;
 
@@ -182,10 +175,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn run_seeds(schedule: Schedule, count_variable: &str, default_count: u64) {
     let seeds: Vec<u64> = match env_u64("SLOTKV_SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..)
-            .filter(|seed| schedule != NORMAL || !KNOWN_LOSSES.contains(seed))
-            .take(env_u64(count_variable).unwrap_or(default_count) as usize)
-            .collect(),
+        None => (0..env_u64(count_variable).unwrap_or(default_count)).collect(),
     };
     let mut failures = Vec::new();
     for seed in &seeds {
