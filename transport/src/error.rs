@@ -98,6 +98,9 @@ impl From<std::io::Error> for LinkError {
         if let Some(quic) = crate::quic::link_error_from_io(&error) {
             return quic;
         }
+        if let Some(tls) = crate::tls::link_error_from_io(&error) {
+            return tls;
+        }
         match error.kind() {
             std::io::ErrorKind::UnexpectedEof
             | std::io::ErrorKind::ConnectionReset

@@ -10,7 +10,8 @@
 //! | `transport.rs` | the [`Transport`] trait a link implementation provides (read it to write one) |
 //! | `endpoint/` | [`Endpoint`]: the peer manager shared by every transport (queues, reconnect, requests, events) |
 //! | `framing.rs` | length-delimited framing over byte streams, and the hello that opens every link |
-//! | `tcp/` | [`tcp::TcpTransport`]: one TCP connection per channel, HMAC-SHA256 cluster handshake |
+//! | `tcp/` | [`tcp::TcpTransport`]: one TCP connection per channel, HMAC-SHA256 cluster handshake, optionally inside mutual TLS ([`tcp::TcpTls`]) |
+//! | `tls/` | certificates, trust anchors, the development CA and pinning, shared by TLS over TCP and QUIC |
 //! | `quic/` | [`quic::QuicTransport`]: one QUIC connection per direction, a stream per channel, mutual TLS |
 //! | `sim/` | [`sim::SimNet`]: the in-memory network with partitions, drops, latency, kill/restore |
 //! | `address.rs`, `channel.rs`, `config.rs`, `event.rs`, `error.rs` | the shared vocabulary |
@@ -52,6 +53,7 @@ mod rng;
 pub mod sim;
 mod source_budget;
 pub mod tcp;
+pub mod tls;
 mod transport;
 
 pub use address::{PeerAddr, PEER_ADDR_BYTES_MAX};

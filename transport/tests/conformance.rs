@@ -481,5 +481,54 @@ macro_rules! conformance {
 }
 
 conformance!(tcp, support::TcpHarness);
+conformance!(tcp_tls, support::TcpTlsHarness);
 conformance!(quic, support::QuicHarness);
 conformance!(sim, support::SimHarness);
+
+/// A plain TCP node and a TLS one never link, either way round: the TLS listener refuses the
+/// plain dialer's handshake bytes as TLS, the plain listener refuses the TLS ClientHello as
+/// a malformed handshake; each counts the refusal, and no frame is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_tls_tcp_nodes_refuse_each_other() {
+    use slotkv_transport::quic::DevCertificateAuthority;
+    use slotkv_transport::{Endpoint, PeerAddr};
+    let authority = DevCertificateAuthority::generate().unwrap();
+    let loopback = || PeerAddr::new("127.0.0.1:0").unwrap();
+    let tls = support::tcp_tls_transport(&authority, &authority);
+    let plain = support::tcp_plain_transport();
+    for (listener, dialer, listener_is_tls) in
+        [(tls.clone(), plain.clone(), true), (plain, tls, false)]
+    {
+        let (b, mut b_in) = Endpoint::bind(listener, loopback(), test_config())
+            .await
+            .unwrap();
+        let (a, _a_in) = Endpoint::bind(dialer, loopback(), test_config())
+            .await
+            .unwrap();
+        a.send_bus(b.local_addr(), Bytes::from_static(b"across modes"))
+            .unwrap();
+        let rejected = wait_event(&mut b_in, |event| {
+            matches!(event, TransportEvent::Rejected { .. })
+        })
+        .await;
+        let TransportEvent::Rejected { reason, .. } = rejected else {
+            unreachable!()
+        };
+        assert!(
+            matches!(
+                reason,
+                LinkError::Tls(_) | LinkError::Authentication(_) | LinkError::Protocol(_)
+            ),
+            "listener is TLS: {listener_is_tls}; unexpected reason {reason:?}"
+        );
+        assert!(b_in.bus.try_recv().is_err(), "a frame crossed the modes");
+        let counted = b.statistics();
+        assert!(
+            counted.inbound_refused_authentication
+                + counted.inbound_refused_protocol
+                + counted.inbound_refused_other
+                >= 1,
+            "the refusal was not counted: {counted:?}"
+        );
+    }
+}

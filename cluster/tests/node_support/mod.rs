@@ -16,7 +16,7 @@ use slotkv_cluster::create_cluster;
 use slotkv_cluster::{Node, NodeBuilder, NodeTransport};
 use slotkv_transport::quic::{DevCertificateAuthority, QuicConfig};
 use slotkv_transport::sim::SimNet;
-use slotkv_transport::tcp::{ClusterSecret, TcpConfig};
+use slotkv_transport::tcp::{ClusterSecret, TcpConfig, TcpTls};
 
 /// node_timeout of the test clusters, in ms.
 pub(crate) const NODE_TIMEOUT_MS: u64 = 1000;
@@ -25,6 +25,21 @@ pub(crate) const NODE_TIMEOUT_MS: u64 = 1000;
 pub(crate) fn tcp() -> NodeTransport {
     let secret = ClusterSecret::new(b"slotkv node tests secret".to_vec()).unwrap();
     NodeTransport::Tcp(TcpConfig::new(secret))
+}
+
+/// TLS-over-TCP transports with the tests' secret and certificates of `authority`.
+pub(crate) fn tcp_tls_transports(
+    authority: &DevCertificateAuthority,
+    count: usize,
+) -> Vec<NodeTransport> {
+    let secret = ClusterSecret::new(b"slotkv node tests secret".to_vec()).unwrap();
+    (0..count)
+        .map(|_| {
+            let identity = authority.issue_node_identity().unwrap();
+            let tls = TcpTls::new(&identity, &authority.trust_anchor()).unwrap();
+            NodeTransport::Tcp(TcpConfig::new(secret.clone()).with_tls(tls))
+        })
+        .collect()
 }
 
 /// QUIC transports sharing one development CA.

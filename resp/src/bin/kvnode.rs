@@ -14,7 +14,8 @@ use slotkv_engine::EvictionPolicy;
 use slotkv_resp::limits::parse_memory_bytes;
 use slotkv_resp::policy::policy_from_name;
 use slotkv_resp::{RespConfig, RespListener, RespServer, BUS_PORT_OFFSET};
-use slotkv_transport::tcp::{ClusterSecret, TcpConfig};
+use slotkv_transport::tcp::{ClusterSecret, TcpConfig, TcpTls};
+use slotkv_transport::tls::{NodeIdentity, TrustAnchor};
 
 /// The bus secret when neither `--masterauth` nor `--requirepass` is given (loopback only:
 /// a node on another address refuses to start without a password).
@@ -86,6 +87,22 @@ struct Flags {
     /// Must be empty (keys are not saved by kvnode).
     #[arg(long, default_value = "")]
     save: String,
+    /// yes: the cluster bus runs under mutual TLS 1.3 (needs the three --tls-*-file flags);
+    /// the RESP port stays plain.
+    #[arg(long, default_value = "no")]
+    tls_cluster: String,
+    /// This node's certificate chain (PEM), for --tls-cluster yes.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM), for --tls-cluster yes.
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// The CA certificates peers' certificates must chain to (PEM), for --tls-cluster yes.
+    #[arg(long)]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// The DNS name every node's certificate carries, for --tls-cluster yes.
+    #[arg(long, default_value = slotkv_transport::tls::CLUSTER_SERVER_NAME_DEFAULT)]
+    tls_server_name: String,
 }
 
 /// A flag combination kvnode refuses, with what to change.
@@ -97,6 +114,8 @@ enum FlagError {
         value: String,
         reason: &'static str,
     },
+    #[error("--tls-cluster yes: {0}")]
+    Tls(#[from] slotkv_transport::tls::TlsConfigError),
 }
 
 fn invalid(flag: &'static str, value: &str, reason: &'static str) -> FlagError {
@@ -120,6 +139,7 @@ struct Settings {
     max_memory_bytes: u64,
     policy: EvictionPolicy,
     secret: ClusterSecret,
+    tls: Option<TcpTls>,
 }
 
 fn check(flags: &Flags) -> Result<Settings, FlagError> {
@@ -176,12 +196,50 @@ fn check(flags: &Flags) -> Result<Settings, FlagError> {
     };
     let secret = ClusterSecret::new(secret)
         .map_err(|_| invalid("masterauth", "(hidden)", "cannot make a bus secret of it"))?;
+    if !LOG_LEVELS.contains(&flags.loglevel.as_str()) {
+        return Err(invalid(
+            "loglevel",
+            &flags.loglevel,
+            "not one of debug, verbose, notice, warning",
+        ));
+    }
     Ok(Settings {
         bus_port,
         max_memory_bytes,
         policy,
         secret,
+        tls: bus_tls(flags)?,
     })
+}
+
+/// The `--loglevel` values.
+const LOG_LEVELS: [&str; 4] = ["debug", "verbose", "notice", "warning"];
+
+/// The bus's TLS settings from the `--tls-*` flags.
+fn bus_tls(flags: &Flags) -> Result<Option<TcpTls>, FlagError> {
+    match flags.tls_cluster.as_str() {
+        "no" => return Ok(None),
+        "yes" => {}
+        other => return Err(invalid("tls-cluster", other, "must be yes or no")),
+    }
+    let (Some(cert), Some(key), Some(ca)) = (
+        &flags.tls_cert_file,
+        &flags.tls_key_file,
+        &flags.tls_ca_cert_file,
+    ) else {
+        return Err(invalid(
+            "tls-cluster",
+            "yes",
+            "needs --tls-cert-file, --tls-key-file and --tls-ca-cert-file",
+        ));
+    };
+    let identity = NodeIdentity::from_pem_files(cert, key)?;
+    let trust = TrustAnchor::from_pem_file(ca)?;
+    Ok(Some(TcpTls::with_server_name(
+        &identity,
+        &trust,
+        &flags.tls_server_name,
+    )?))
 }
 
 fn log_filter(level: &str) -> tracing::Level {
@@ -189,6 +247,7 @@ fn log_filter(level: &str) -> tracing::Level {
         "debug" => tracing::Level::DEBUG,
         "verbose" => tracing::Level::INFO,
         "warning" => tracing::Level::WARN,
+        // "notice", the default; `check` refused any other value.
         _ => tracing::Level::INFO,
     }
 }
@@ -202,7 +261,11 @@ async fn run(flags: Flags, settings: Settings) -> Result<(), Box<dyn std::error:
         .cluster_config_file
         .clone()
         .unwrap_or_else(|| format!("nodes-{}.conf", flags.port));
-    let mut builder = Node::builder(NodeTransport::Tcp(TcpConfig::new(settings.secret)))
+    let mut transport = TcpConfig::new(settings.secret);
+    if let Some(tls) = settings.tls {
+        transport = transport.with_tls(tls);
+    }
+    let mut builder = Node::builder(NodeTransport::Tcp(transport))
         .bind(format!("{}:{}", flags.bind, settings.bus_port))
         .client_port(announced_client_port)
         .node_timeout_ms(flags.cluster_node_timeout)
@@ -268,5 +331,53 @@ fn main() -> ExitCode {
             eprintln!("kvnode: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(arguments: &[&str]) -> Result<Settings, FlagError> {
+        let flags =
+            Flags::try_parse_from(std::iter::once("kvnode").chain(arguments.iter().copied()))
+                .expect("the flags parse");
+        check(&flags)
+    }
+
+    #[test]
+    fn the_defaults_pass_and_the_bus_is_plain() {
+        let settings = checked(&[]).expect("defaults are valid");
+        assert!(settings.tls.is_none());
+        assert_eq!(settings.bus_port, 6379 + BUS_PORT_OFFSET);
+    }
+
+    #[test]
+    fn tls_cluster_needs_its_three_files_and_names_what_is_wrong() {
+        let error = checked(&["--tls-cluster", "yes"]).err().expect("refused");
+        assert!(error.to_string().contains("--tls-cert-file"), "{error}");
+        let error = checked(&["--tls-cluster", "maybe"]).err().expect("refused");
+        assert!(error.to_string().contains("yes or no"), "{error}");
+        let missing = [
+            "--tls-cluster",
+            "yes",
+            "--tls-cert-file",
+            "/nonexistent/node.crt",
+            "--tls-key-file",
+            "/nonexistent/node.key",
+            "--tls-ca-cert-file",
+            "/nonexistent/ca.crt",
+        ];
+        let error = checked(&missing).err().expect("refused");
+        assert!(
+            error.to_string().contains("/nonexistent/node.crt"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_refused_not_defaulted() {
+        let error = checked(&["--loglevel", "chatty"]).err().expect("refused");
+        assert!(error.to_string().contains("--loglevel chatty"), "{error}");
     }
 }

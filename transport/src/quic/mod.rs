@@ -3,12 +3,8 @@
 //! Each node dials one QUIC connection per peer it sends to and opens one bidirectional stream
 //! per channel on it; the first byte of a stream is the channel tag, then length-delimited
 //! frames follow. QUIC's per-stream flow control keeps a stalled `Bulk` stream from delaying
-//! `Bus`. Peers authenticate each other with certificates from the cluster CA (`tls.rs`);
-//! `dev_ca.rs` makes such a CA for development and tests.
-
-mod dev_ca;
-mod pinned;
-mod tls;
+//! `Bus`. Peers authenticate each other with certificates from the cluster CA
+//! ([`crate::tls`], shared with TLS over TCP).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,8 +17,11 @@ use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-pub use dev_ca::{self_signed_node_identity, DevCertificateAuthority};
-pub use tls::{NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL};
+use crate::tls;
+pub use crate::tls::{
+    self_signed_node_identity, DevCertificateAuthority, NodeIdentity, TlsConfigError, TrustAnchor,
+    ALPN_PROTOCOL, CLUSTER_SERVER_NAME_DEFAULT,
+};
 
 use crate::source_budget::SourceBudget;
 use crate::{
@@ -30,8 +29,6 @@ use crate::{
     PeerAddr, Transport,
 };
 
-/// The name every node certificate carries and every client verifies by default.
-pub const CLUSTER_SERVER_NAME_DEFAULT: &str = "slotkv-node";
 /// Streams a peer may have open on one connection (three channels plus reconnect slack).
 const STREAMS_PER_CONNECTION_MAX: u32 = 16;
 /// Connection attempts quinn holds before they are accepted or refused (handshakes pending).
@@ -109,14 +106,14 @@ impl QuicTransport {
     /// Builds the TLS and QUIC settings; fails if the certificates or key are unusable.
     pub fn new(config: QuicConfig) -> Result<QuicTransport, TlsConfigError> {
         let transport = Arc::new(transport_config(&config)?);
-        let server_tls = tls::server_config(&config.identity, &config.trust)?;
+        let server_tls = tls::server_config(&config.identity, &config.trust, ALPN_PROTOCOL)?;
         let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
             .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server_config
             .transport_config(Arc::clone(&transport))
             .max_incoming(INCOMING_CONNECTIONS_MAX);
-        let client_tls = tls::client_config(&config.identity, &config.trust)?;
+        let client_tls = tls::client_config(&config.identity, &config.trust, ALPN_PROTOCOL)?;
         let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)
             .map_err(|error| TlsConfigError::Rustls(error.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));

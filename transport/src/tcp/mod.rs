@@ -1,6 +1,12 @@
 //! TCP transport: one TCP connection per (peer, channel), `TCP_NODELAY`, the HMAC-SHA256
 //! cluster handshake (`handshake.rs`) before any frame, then length-delimited frames.
 //!
+//! With [`TcpConfig::tls`] set, every connection first runs mutual TLS 1.3 (certificates
+//! from [`crate::tls`], ALPN [`crate::tls::ALPN_PROTOCOL_TCP`]), and the HMAC handshake and
+//! every frame then travel inside it: encrypted and integrity-protected, and only a peer
+//! holding a certificate the cluster trusts gets as far as the cluster secret. Without it,
+//! the handshake is authenticated and the frames after it are plain (trusted networks).
+//!
 //! One connection per channel means a stalled `Bulk` reader only fills its own socket
 //! buffers; the `Bus` connection keeps flowing. Handshakes run in their own tasks, bounded in
 //! number, per source address (`source_budget.rs`) and in time, so a slow or hostile client
@@ -21,6 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::source_budget::SourceBudget;
+use crate::tls::{
+    self, NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL_TCP, CLUSTER_SERVER_NAME_DEFAULT,
+};
 use crate::{
     framed_byte_link, Accept, AcceptedLink, Channel, ConfigError, FrameLimits, FramedLink,
     LinkError, Listener, PeerAddr, Transport,
@@ -70,11 +79,53 @@ impl fmt::Debug for ClusterSecret {
     }
 }
 
+/// TLS over TCP: this node's certificate, the peers' trust anchor and the name peers'
+/// certificates must carry, built once into the rustls configurations of both sides.
+#[derive(Clone)]
+pub struct TcpTls {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl TcpTls {
+    /// Mutual TLS with `identity`, peers verified against `trust` and the default cluster
+    /// server name ([`CLUSTER_SERVER_NAME_DEFAULT`], which [`crate::tls::DevCertificateAuthority`]
+    /// certificates carry).
+    pub fn new(identity: &NodeIdentity, trust: &TrustAnchor) -> Result<TcpTls, TlsConfigError> {
+        TcpTls::with_server_name(identity, trust, CLUSTER_SERVER_NAME_DEFAULT)
+    }
+
+    /// As [`TcpTls::new`], verifying servers against `server_name` instead.
+    pub fn with_server_name(
+        identity: &NodeIdentity,
+        trust: &TrustAnchor,
+        server_name: &str,
+    ) -> Result<TcpTls, TlsConfigError> {
+        let server_name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .map_err(|error| TlsConfigError::Rustls(format!("server name: {error}")))?;
+        Ok(TcpTls {
+            server: Arc::new(tls::server_config(identity, trust, ALPN_PROTOCOL_TCP)?),
+            client: Arc::new(tls::client_config(identity, trust, ALPN_PROTOCOL_TCP)?),
+            server_name,
+        })
+    }
+}
+
+impl fmt::Debug for TcpTls {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "TcpTls(server name {:?})", self.server_name)
+    }
+}
+
 /// TCP transport settings.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
     /// The cluster secret proven by both sides of every connection.
     pub cluster_secret: ClusterSecret,
+    /// Mutual TLS under the handshake and every frame; `None` (the default): plain TCP with
+    /// an authenticated handshake.
+    pub tls: Option<TcpTls>,
     /// Limit on the whole handshake, each side, in ms (default
     /// [`HANDSHAKE_TIMEOUT_MS_DEFAULT`]). An unauthenticated client holds a handshake slot
     /// at most this long; the handshake is two round trips of a few dozen bytes.
@@ -95,6 +146,7 @@ impl TcpConfig {
     pub fn new(cluster_secret: ClusterSecret) -> TcpConfig {
         TcpConfig {
             cluster_secret,
+            tls: None,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS_DEFAULT,
             handshakes_in_flight_max: HANDSHAKES_IN_FLIGHT_MAX_DEFAULT,
             handshakes_in_flight_per_source_max: NonZeroUsize::new(
@@ -102,6 +154,12 @@ impl TcpConfig {
             )
             .unwrap_or(NonZeroUsize::MIN),
         }
+    }
+
+    /// The same settings with every connection under mutual TLS (see [`TcpTls`]).
+    pub fn with_tls(mut self, tls: TcpTls) -> TcpConfig {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -158,18 +216,49 @@ impl Transport for TcpTransport {
             stream.set_nodelay(true)?;
             let after_ms = self.config.handshake_timeout_ms;
             let key = &self.config.cluster_secret.key;
-            tokio::time::timeout(
-                Duration::from_millis(after_ms),
-                handshake::dial(&mut stream, key, channel),
-            )
-            .await
-            .map_err(|_| LinkError::Timeout {
+            let timed_out = |_| LinkError::Timeout {
                 what: "authenticating",
                 after_ms,
-            })??;
-            let (reader, writer) = stream.into_split();
-            Ok(framed_byte_link(reader, writer, channel, limits))
+            };
+            let after = Duration::from_millis(after_ms);
+            match &self.config.tls {
+                None => {
+                    tokio::time::timeout(after, handshake::dial(&mut stream, key, channel))
+                        .await
+                        .map_err(timed_out)??;
+                    let (reader, writer) = stream.into_split();
+                    Ok(framed_byte_link(reader, writer, channel, limits))
+                }
+                Some(settings) => {
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&settings.client));
+                    let secured = async {
+                        let mut secured = connector
+                            .connect(settings.server_name.clone(), stream)
+                            .await
+                            .map_err(|error| tls_refusal(peer, &error))?;
+                        handshake::dial(&mut secured, key, channel).await?;
+                        Ok::<_, LinkError>(secured)
+                    };
+                    let secured = tokio::time::timeout(after, secured)
+                        .await
+                        .map_err(timed_out)??;
+                    let (reader, writer) = tokio::io::split(secured);
+                    Ok(framed_byte_link(reader, writer, channel, limits))
+                }
+            }
         })
+    }
+}
+
+/// A TLS handshake's failure as the link's error, naming the peer.
+fn tls_refusal(peer: &dyn fmt::Display, error: &std::io::Error) -> LinkError {
+    match tls::link_error_from_io(error) {
+        Some(LinkError::Authentication(text)) => {
+            LinkError::Authentication(format!("TLS with {peer}: {text}"))
+        }
+        Some(LinkError::Tls(text)) => LinkError::Tls(format!("TLS with {peer}: {text}")),
+        Some(other) => other,
+        None => LinkError::from(std::io::Error::new(error.kind(), error.to_string())),
     }
 }
 
@@ -256,26 +345,54 @@ async fn handle_inbound_connection(
     limits: FrameLimits,
 ) -> Accept {
     let after_ms = config.handshake_timeout_ms;
-    let authenticated = async {
-        stream.set_nodelay(true)?;
-        let handshake = handshake::accept(&mut stream, &config.cluster_secret.key);
-        tokio::time::timeout(Duration::from_millis(after_ms), handshake)
-            .await
-            .map_err(|_| LinkError::Timeout {
-                what: "authenticating",
-                after_ms,
-            })?
+    let after = Duration::from_millis(after_ms);
+    let timed_out = |_| LinkError::Timeout {
+        what: "authenticating",
+        after_ms,
     };
-    match authenticated.await {
-        Ok(channel) => {
-            let (reader, writer) = stream.into_split();
-            let link = framed_byte_link(reader, writer, channel, limits);
-            Accept::Link(AcceptedLink {
-                channel,
-                remote,
-                link,
+    let key = &config.cluster_secret.key;
+    let outcome = match &config.tls {
+        None => {
+            let authenticated = async {
+                stream.set_nodelay(true)?;
+                tokio::time::timeout(after, handshake::accept(&mut stream, key))
+                    .await
+                    .map_err(timed_out)?
+            };
+            authenticated.await.map(|channel| {
+                let (reader, writer) = stream.into_split();
+                (channel, framed_byte_link(reader, writer, channel, limits))
             })
         }
+        Some(settings) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&settings.server));
+            let secured = async {
+                stream.set_nodelay(true)?;
+                let mut secured = acceptor
+                    .accept(stream)
+                    .await
+                    .map_err(|error| tls_refusal(&remote, &error))?;
+                let channel = handshake::accept(&mut secured, key).await?;
+                Ok::<_, LinkError>((channel, secured))
+            };
+            match tokio::time::timeout(after, secured)
+                .await
+                .map_err(timed_out)
+            {
+                Ok(Ok((channel, secured))) => {
+                    let (reader, writer) = tokio::io::split(secured);
+                    Ok((channel, framed_byte_link(reader, writer, channel, limits)))
+                }
+                Ok(Err(error)) | Err(error) => Err(error),
+            }
+        }
+    };
+    match outcome {
+        Ok((channel, link)) => Accept::Link(AcceptedLink {
+            channel,
+            remote,
+            link,
+        }),
         Err(reason) => Accept::Rejected { remote, reason },
     }
 }

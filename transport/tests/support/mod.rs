@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use slotkv_transport::quic::{DevCertificateAuthority, QuicConfig, QuicTransport};
 use slotkv_transport::sim::SimNet;
-use slotkv_transport::tcp::{ClusterSecret, TcpConfig, TcpTransport};
+use slotkv_transport::tcp::{ClusterSecret, TcpConfig, TcpTls, TcpTransport};
 use slotkv_transport::{
     BackoffConfig, Channel, Direction, Endpoint, EndpointConfig, InboundFrame, Incoming, PeerAddr,
     Transport, TransportEvent,
@@ -101,6 +101,48 @@ impl Harness for TcpHarness {
 fn tcp_transport(secret: &[u8]) -> Arc<dyn Transport> {
     let secret = ClusterSecret::new(secret.to_vec()).unwrap();
     Arc::new(TcpTransport::new(TcpConfig::new(secret)))
+}
+
+/// TCP on loopback under mutual TLS (node certificates from a development cluster CA),
+/// the HMAC handshake inside it. The foreign node knows the secret and trusts our CA but
+/// presents a certificate of another CA: TLS alone must turn it away.
+pub struct TcpTlsHarness {
+    authority: DevCertificateAuthority,
+    foreign_authority: DevCertificateAuthority,
+}
+
+impl Harness for TcpTlsHarness {
+    fn new() -> Self {
+        TcpTlsHarness {
+            authority: DevCertificateAuthority::generate().unwrap(),
+            foreign_authority: DevCertificateAuthority::generate().unwrap(),
+        }
+    }
+    fn transport(&self) -> Arc<dyn Transport> {
+        tcp_tls_transport(&self.authority, &self.authority)
+    }
+    fn foreign_transport(&self) -> Arc<dyn Transport> {
+        tcp_tls_transport(&self.foreign_authority, &self.authority)
+    }
+    fn address(&self, _name: &str) -> PeerAddr {
+        PeerAddr::new("127.0.0.1:0").unwrap()
+    }
+}
+
+/// A TLS-over-TCP transport with a certificate of `issuer`, trusting `trusted`.
+pub fn tcp_tls_transport(
+    issuer: &DevCertificateAuthority,
+    trusted: &DevCertificateAuthority,
+) -> Arc<dyn Transport> {
+    let identity = issuer.issue_node_identity().unwrap();
+    let tls = TcpTls::new(&identity, &trusted.trust_anchor()).unwrap();
+    let secret = ClusterSecret::new(SECRET.to_vec()).unwrap();
+    Arc::new(TcpTransport::new(TcpConfig::new(secret).with_tls(tls)))
+}
+
+/// Plain TCP with this suite's secret (no TLS).
+pub fn tcp_plain_transport() -> Arc<dyn Transport> {
+    tcp_transport(SECRET)
 }
 
 /// QUIC on loopback with node certificates from a development cluster CA.

@@ -1,9 +1,16 @@
-//! Certificates and rustls configuration for the QUIC transport.
+//! Certificates and rustls configuration shared by the TLS transports: QUIC (`quic/`) and
+//! TLS over TCP (`tcp/`, when [`crate::tcp::TcpConfig::tls`] is set).
 //!
 //! Mutual TLS 1.3 with the `ring` provider passed explicitly to every builder (no process-wide
 //! provider is installed): the server requires a client certificate chaining to the cluster
 //! CA, and the client verifies the server against the same CA and the cluster server name.
-//! Certificates come from PEM files, PEM bytes or DER.
+//! Certificates come from PEM files, PEM bytes or DER. `dev_ca.rs` makes such a CA for
+//! development and tests; `pinned.rs` trusts an exact set of certificates instead.
+
+mod dev_ca;
+mod pinned;
+
+pub use dev_ca::{self_signed_node_identity, DevCertificateAuthority};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +19,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-use crate::quic::pinned::PinnedVerifier;
+use pinned::PinnedVerifier;
 
 /// The ALPN protocol every slotkv QUIC connection negotiates.
 pub const ALPN_PROTOCOL: &[u8] = b"slotkv/1";
+/// The ALPN protocol every slotkv TLS-over-TCP connection negotiates (a QUIC peer's
+/// configuration is refused by it, and the other way round).
+pub const ALPN_PROTOCOL_TCP: &[u8] = b"slotkv-tcp/1";
+/// The name every node certificate carries and every client verifies by default.
+pub const CLUSTER_SERVER_NAME_DEFAULT: &str = "slotkv-node";
 
 /// Why certificates or TLS settings could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +224,7 @@ fn server_verifier(
 pub(crate) fn server_config(
     identity: &NodeIdentity,
     trust: &TrustAnchor,
+    alpn: &[u8],
 ) -> Result<rustls::ServerConfig, TlsConfigError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -222,7 +235,7 @@ pub(crate) fn server_config(
             identity.private_key.clone_key(),
         )
         .map_err(rustls_error)?;
-    config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 
@@ -230,6 +243,7 @@ pub(crate) fn server_config(
 pub(crate) fn client_config(
     identity: &NodeIdentity,
     trust: &TrustAnchor,
+    alpn: &[u8],
 ) -> Result<rustls::ClientConfig, TlsConfigError> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -243,6 +257,26 @@ pub(crate) fn client_config(
             identity.private_key.clone_key(),
         )
         .map_err(rustls_error)?;
-    config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
+}
+
+/// A rustls failure inside an IO error as the link's error: a certificate the other side
+/// does not trust, or none, is an authentication refusal (by us, or by the peer's alert),
+/// any other TLS failure a TLS error; `None` when the error is not rustls'.
+pub(crate) fn link_error_from_io(error: &std::io::Error) -> Option<crate::LinkError> {
+    use rustls::AlertDescription as Alert;
+    let tls = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+            | Alert::CertificateUnknown
+            | Alert::DecryptError,
+        ) => crate::LinkError::Authentication(tls.to_string()),
+        _ => crate::LinkError::Tls(tls.to_string()),
+    })
 }

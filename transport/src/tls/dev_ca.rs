@@ -8,8 +8,7 @@ use rcgen::{
 };
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::quic::tls::{NodeIdentity, TlsConfigError, TrustAnchor};
-use crate::quic::CLUSTER_SERVER_NAME_DEFAULT;
+use crate::tls::{NodeIdentity, TlsConfigError, TrustAnchor, CLUSTER_SERVER_NAME_DEFAULT};
 
 /// A self-signed cluster CA that signs node certificates.
 pub struct DevCertificateAuthority {
@@ -97,14 +96,14 @@ pub fn self_signed_node_identity() -> Result<NodeIdentity, TlsConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quic::tls::{client_config, server_config};
+    use crate::tls::{client_config, server_config, ALPN_PROTOCOL};
 
     #[test]
     fn issued_identities_build_client_and_server_configs() {
         let authority = DevCertificateAuthority::generate().unwrap();
         let identity = authority.issue_node_identity().unwrap();
-        assert!(server_config(&identity, &authority.trust_anchor()).is_ok());
-        assert!(client_config(&identity, &authority.trust_anchor()).is_ok());
+        assert!(server_config(&identity, &authority.trust_anchor(), ALPN_PROTOCOL).is_ok());
+        assert!(client_config(&identity, &authority.trust_anchor(), ALPN_PROTOCOL).is_ok());
     }
 
     #[test]
@@ -132,7 +131,7 @@ mod tests {
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let identity = NodeIdentity::from_pem_files(&cert_path, &key_path).unwrap();
         assert_eq!(identity.certificate(), Some(certificate.der()));
-        assert!(server_config(&identity, &authority.trust_anchor()).is_ok());
+        assert!(server_config(&identity, &authority.trust_anchor(), ALPN_PROTOCOL).is_ok());
         let missing = NodeIdentity::from_pem_files(&directory.join("absent.pem"), &key_path);
         assert!(matches!(missing, Err(TlsConfigError::Read { .. })));
         let no_key = NodeIdentity::from_pem(certificate.pem().as_bytes(), b"");
