@@ -5,7 +5,8 @@
 //! tasks and reads from a fourth, keeping a history. Meanwhile, at random (seeded), one
 //! fault at a time: SIGKILL a node and start it again (its keys are gone: it rejoins from
 //! its replica or master), cut a node's link for a while (a partition of that node from all
-//! others), or shape a link (`tc`: netem delay/loss/reordering where the kernel has it,
+//! others), partition a group of two or three nodes from the rest and the host node (a
+//! minority, or half the masters' side), or shape a link (`tc`: netem delay/loss/reordering where the kernel has it,
 //! else a token-bucket rate limit that delays and drops past its rate). After each fault
 //! the cluster is given time to repair (every replica synced) before the next. At the end:
 //! every acknowledged write reads back with its value or a later one of the same writer;
@@ -104,6 +105,7 @@ fn await_repaired(lab: &mut Lab) {
 struct Faults {
     kills: u32,
     cuts: u32,
+    partitions: u32,
     shaped: u32,
     shaping_kind: &'static str,
 }
@@ -112,7 +114,7 @@ struct Faults {
 fn inject(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults) {
     let index = rng.below(NODES as u64) as usize;
     let hold = Duration::from_millis(500 + rng.below(FAULT_MS_MAX));
-    match rng.below(3) {
+    match rng.below(4) {
         0 => {
             println!("fault: SIGKILL node {index}, restart after {hold:?}");
             lab.kill(index);
@@ -126,6 +128,22 @@ fn inject(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults
             std::thread::sleep(hold);
             lab.set_link(index, true);
             faults.cuts += 1;
+        }
+        2 => {
+            let size = 2 + rng.below(2) as usize;
+            let mut group: Vec<usize> = Vec::with_capacity(size);
+            while group.len() < size {
+                let member = rng.below(NODES as u64) as usize;
+                if !group.contains(&member) {
+                    group.push(member);
+                }
+            }
+            group.sort_unstable();
+            println!("fault: partition nodes {group:?} from the rest for {hold:?}");
+            lab.partition(&group);
+            std::thread::sleep(hold);
+            lab.heal(&group);
+            faults.partitions += 1;
         }
         _ => {
             let delay = format!("{}ms", 1 + rng.below(40));

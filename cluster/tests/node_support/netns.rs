@@ -1,8 +1,10 @@
 //! A lab of network namespaces for the multi-host tests: one namespace per node, each with a
 //! veth pair whose outer end sits on one private bridge (`10.77.0.0/24`: node `i` is
 //! `10.77.0.<i+1>`; the bridge itself, in the test's own namespace, is [`BRIDGE_HOST`], so a
-//! node in the test process can reach them). Links can be cut (the outer end down) and
-//! shaped (a qdisc on the outer end). Needs root and iproute2; everything is removed on drop.
+//! node in the test process can reach them). Links can be cut (the outer end down), shaped
+//! (a qdisc on the outer end), and a group of nodes partitioned from the rest (their outer
+//! ends moved to a second bridge, an island: they reach each other and nothing else, the
+//! test's node included). Needs root and iproute2; everything is removed on drop.
 
 use std::process::Command;
 
@@ -71,6 +73,9 @@ impl Lab {
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["addr", "add", &format!("{BRIDGE_HOST}/24"), "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
+        let island = lab.island();
+        ip(&["link", "add", &island, "type", "bridge"]);
+        ip(&["link", "set", &island, "up"]);
         for index in 0..nodes {
             let namespace = format!("{prefix}n{index}");
             ip(&["netns", "add", &namespace]);
@@ -102,6 +107,29 @@ impl Lab {
 
     fn bridge(&self) -> String {
         format!("{}br", self.prefix)
+    }
+
+    /// The bridge of a partitioned group (no address: the test's node is not on it).
+    fn island(&self) -> String {
+        format!("{}is", self.prefix)
+    }
+
+    /// Partitions `group` from the other nodes and the test's node: their links move to
+    /// the island bridge, where they reach only each other. Packets across are dropped
+    /// silently (no reset), as in a real partition.
+    pub(crate) fn partition(&self, group: &[usize]) {
+        let island = self.island();
+        for &index in group {
+            ip(&["link", "set", &self.outer(index), "master", &island]);
+        }
+    }
+
+    /// Ends a [`Lab::partition`] of `group`: their links return to the main bridge.
+    pub(crate) fn heal(&self, group: &[usize]) {
+        let bridge = self.bridge();
+        for &index in group {
+            ip(&["link", "set", &self.outer(index), "master", &bridge]);
+        }
     }
 
     /// The outer (bridge-side) end of node `index`'s veth pair.
@@ -169,8 +197,8 @@ impl Drop for Lab {
                 .args(["netns", "del", namespace])
                 .status();
         }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge()])
-            .status();
+        for bridge in [self.bridge(), self.island()] {
+            let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+        }
     }
 }
