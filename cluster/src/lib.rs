@@ -15,7 +15,8 @@
 //!   those rules (the RESP gateway's entry); `replication`: full and partial resync over the
 //!   bulk channel, WAIT;
 //! - `slot_migration`: key-by-key MIGRATE over the bulk channel (batches, the target's
-//!   import and ack, the resumable plan of a slot's move); [`reshard`] drives it;
+//!   import and ack, the resumable plan of a slot's move, the rebalance planner);
+//!   [`reshard`] drives it, and [`rebalance`], [`add_node`], [`remove_node`] on top;
 //! - `node_state`: what those tasks share (the engine cell, the write log with its stripes,
 //!   the published slot map, counters), imported by each and owning none of them.
 //!
@@ -43,6 +44,10 @@ pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
 pub use runtime::atomic_file::FileError;
+pub use runtime::cluster_shape::{
+    add_node, rebalance, remove_node, MoveSummary, RebalanceOptions, ShapeError, ShapeReport,
+    DEFAULT_REBALANCE_THRESHOLD_PERCENT, DEFAULT_SHAPE_TIMEOUT,
+};
 pub use runtime::reshard::{
     reshard, ReshardError, ReshardOptions, ReshardProgress, ReshardReport,
     DEFAULT_RESHARD_ATTEMPTS_MAX, DEFAULT_RESHARD_KEYS_PER_BATCH,

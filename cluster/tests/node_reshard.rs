@@ -18,11 +18,11 @@ use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::SlotState;
 use slotkv_cluster::core::SetSlotAction;
 use slotkv_cluster::{
-    reshard, Cluster, MigrateError, MigrateOptions, MigrateReply, Node, ReshardError,
-    ReshardOptions,
+    reshard, MigrateError, MigrateOptions, MigrateReply, Node, ReshardError, ReshardOptions,
 };
 use slotkv_engine::{key_slot, Slot, SLOT_COUNT};
 
+use node_support::load::{preload, write_and_read, Expected};
 use node_support::{eventually, form, shutdown_within_10s, start_nodes, tcp};
 
 /// Keys of the load test.
@@ -58,96 +58,6 @@ async fn agreed_owners(nodes: &[&Node]) -> Option<Vec<Option<NodeId>>> {
         }
     }
     first.iter().all(Option::is_some).then_some(first)
-}
-
-/// A key's last acknowledged value, and the value of a write whose outcome is unknown.
-#[derive(Default, Clone)]
-struct Expected {
-    acknowledged: Option<Vec<u8>>,
-    in_doubt: Option<Vec<u8>>,
-}
-
-impl Expected {
-    fn admits(&self, read: Option<&[u8]>) -> bool {
-        read == self.acknowledged.as_deref()
-            || (self.in_doubt.is_some() && read == self.in_doubt.as_deref())
-    }
-}
-
-/// What one writer-reader task saw.
-#[derive(Default)]
-struct TaskReport {
-    writes: usize,
-    reads: usize,
-    errors: Vec<String>,
-    wrong_reads: Vec<String>,
-    expected: HashMap<Vec<u8>, Expected>,
-}
-
-/// Writes and reads its own keys through `cache` until `stop`, checking each read
-/// against the last acknowledged write.
-async fn write_and_read(
-    task: usize,
-    cache: Cluster,
-    keys: Vec<Vec<u8>>,
-    initial: HashMap<Vec<u8>, Expected>,
-    stop: Arc<AtomicBool>,
-) -> TaskReport {
-    let mut report = TaskReport {
-        expected: initial,
-        ..TaskReport::default()
-    };
-    let mut round = 0usize;
-    while !stop.load(Ordering::Acquire) {
-        round += 1;
-        let key = &keys[(round * 7919) % keys.len()];
-        let value = format!("t{task}:r{round}").into_bytes();
-        let entry = report.expected.entry(key.clone()).or_default();
-        match cache.set(key, &value).await {
-            Ok(()) => {
-                entry.acknowledged = Some(value);
-                entry.in_doubt = None;
-                report.writes += 1;
-            }
-            Err(error) => {
-                entry.in_doubt = Some(value);
-                report
-                    .errors
-                    .push(format!("SET {}: {error}", String::from_utf8_lossy(key)));
-            }
-        }
-        let probe = &keys[(round * 104_729 + 13) % keys.len()];
-        match cache.get(probe).await {
-            Ok(read) => {
-                report.reads += 1;
-                let expected = report.expected.get(probe).cloned().unwrap_or_default();
-                if !expected.admits(read.as_deref()) {
-                    report.wrong_reads.push(format!(
-                        "GET {} = {:?}, acknowledged {:?}",
-                        String::from_utf8_lossy(probe),
-                        read.map(|value| String::from_utf8_lossy(&value).to_string()),
-                        expected
-                            .acknowledged
-                            .map(|value| String::from_utf8_lossy(&value).to_string()),
-                    ));
-                }
-            }
-            Err(error) => report
-                .errors
-                .push(format!("GET {}: {error}", String::from_utf8_lossy(probe))),
-        }
-    }
-    report
-}
-
-/// Writes `keys` (value: the key itself) through `cache`, 64 at a time.
-async fn preload(cache: &Cluster, keys: &[Vec<u8>]) {
-    for chunk in keys.chunks(64) {
-        let writes = chunk.iter().map(|key| cache.set(key, key));
-        for result in futures_util::future::join_all(writes).await {
-            result.unwrap();
-        }
-    }
 }
 
 /// The masters among `nodes` holding `key` in their engines.

@@ -323,7 +323,7 @@ pub fn spread_slots(masters: usize) -> Vec<SlotRange> {
 }
 
 /// Waits until `check` holds on every node, polling, or fails after `timeout`.
-async fn wait_for_all(
+pub(crate) async fn wait_for_all(
     nodes: &[&Node],
     timeout: Duration,
     stage: &'static str,

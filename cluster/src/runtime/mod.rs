@@ -24,6 +24,7 @@
 pub(crate) mod admin;
 pub(crate) mod atomic_file;
 pub(crate) mod bulk_demux;
+pub(crate) mod cluster_shape;
 pub(crate) mod config;
 pub(crate) mod driver;
 pub(crate) mod hand_over;

@@ -8,6 +8,7 @@
 //!   ack, delete (unless COPY), all under the slots' migration gates
 //!   ([`crate::node_state::migration_gate`]);
 //! - [`target`]: import a batch (REPLACE or BUSYKEY), replicate it, then ack;
+//! - [`balance`]: the pure decision of which slots a rebalance moves (weights, threshold);
 //! - [`plan`]: the pure decision of which SETSLOT steps a slot still needs, which makes a
 //!   reshard resumable after any interruption;
 //! - this file: the stream's consumer task ([`run_migration_stream`]) and the table of
@@ -17,6 +18,7 @@
 //! only after the target acknowledged them, and the target acknowledges only once its
 //! replicas hold them. The orchestration (`reshard`) lives in `crate::runtime::reshard`.
 
+pub(crate) mod balance;
 pub(crate) mod batch;
 pub(crate) mod plan;
 pub(crate) mod source;

@@ -5,6 +5,7 @@
 
 pub(crate) mod child;
 pub(crate) mod history;
+pub(crate) mod load;
 pub(crate) mod netns;
 
 use std::future::Future;
