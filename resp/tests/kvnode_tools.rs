@@ -119,25 +119,80 @@ fn raw_exchange(port: u16, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[test]
-fn redis_tools_form_check_and_use_a_kvnode_cluster() {
-    if !tools_present() {
-        return;
+/// A scratch directory for one test's nodes, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("kvnode-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
     }
-    let dir = std::env::temp_dir().join(format!("kvnode-tools-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let nodes: Vec<Kvnode> = free_ports(6)
-        .into_iter()
-        .map(|port| start(&dir, port))
-        .collect();
-    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
-    for port in &ports {
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a kvnode on each port and waits until each answers PING.
+fn start_all(dir: &Path, ports: &[u16]) -> Vec<Kvnode> {
+    let nodes: Vec<Kvnode> = ports.iter().map(|port| start(dir, *port)).collect();
+    for node in &nodes {
+        let port = node.port.to_string();
         wait_until("kvnode answers PING", Duration::from_secs(10), || {
-            text(&cli(&["-p", port, "ping"])).contains("PONG")
+            text(&cli(&["-p", &port, "ping"])).contains("PONG")
         });
     }
+    nodes
+}
 
+/// Whether `redis-cli --cluster check` through `address` is clean: every slot covered, the
+/// nodes agree, no open slot nor any other warning or error.
+fn check_is_clean(address: &str) -> Result<(), String> {
+    let check = cli(&["--cluster", "check", address]);
+    let output = text(&check);
+    let clean = check.status.success()
+        && output.contains("[OK] All nodes agree about slots configuration.")
+        && output.contains("[OK] All 16384 slots covered.")
+        && !output.contains("[WARNING]")
+        && !output.contains("[ERR]");
+    if clean {
+        Ok(())
+    } else {
+        Err(output)
+    }
+}
+
+/// Waits until [`check_is_clean`] holds, then until every node's `cluster_state` is ok.
+fn wait_clean(address: &str, ports: &[String], after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check_is_clean(address) {
+            Ok(()) => break,
+            Err(output) if Instant::now() >= deadline => {
+                panic!("--cluster check after {after} is not clean:\n{output}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    for port in ports {
+        wait_until(
+            "every node's cluster_state is ok",
+            Duration::from_secs(30),
+            || text(&cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok"),
+        );
+    }
+}
+
+/// `redis-cli --cluster create` of 3 masters and 3 replicas over six new kvnodes, waited
+/// until `check` is clean and every node's state is ok; the nodes, their ports and
+/// `127.0.0.1:port` addresses.
+fn form_cluster(dir: &Path) -> (Vec<Kvnode>, Vec<String>, Vec<String>) {
+    let nodes = start_all(dir, &free_ports(6));
+    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
     let addresses: Vec<String> = ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -152,23 +207,17 @@ fn redis_tools_form_check_and_use_a_kvnode_cluster() {
         created_text.contains("[OK] All 16384 slots covered."),
         "{created_text}"
     );
+    wait_clean(&addresses[0], &ports, "create");
+    (nodes, ports, addresses)
+}
 
-    wait_until("--cluster check passes", Duration::from_secs(30), || {
-        let check = cli(&["--cluster", "check", &addresses[0]]);
-        let output = text(&check);
-        check.status.success()
-            && output.contains("[OK] All nodes agree about slots configuration.")
-            && output.contains("[OK] All 16384 slots covered.")
-            && !output.contains("[WARNING]")
-    });
-
-    for port in &ports {
-        wait_until(
-            "every node's cluster_state is ok",
-            Duration::from_secs(30),
-            || text(&cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok"),
-        );
+#[test]
+fn redis_tools_form_check_and_use_a_kvnode_cluster() {
+    if !tools_present() {
+        return;
     }
+    let scratch = Scratch::new("tools");
+    let (nodes, ports, _) = form_cluster(&scratch.0);
 
     for (index, port) in ports.iter().enumerate() {
         let key = format!("cli:{index}");
@@ -257,5 +306,252 @@ fn redis_tools_form_check_and_use_a_kvnode_cluster() {
 
     drop(connection);
     drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One line of CLUSTER NODES: id, client port, master or not, its master, slots held.
+#[derive(Debug, Clone)]
+struct NodeLine {
+    id: String,
+    port: u16,
+    master: bool,
+    master_id: Option<String>,
+    slots: usize,
+}
+
+/// CLUSTER NODES as node `port` sees it.
+fn cluster_nodes(port: &str) -> Vec<NodeLine> {
+    text(&cli(&["-p", port, "cluster", "nodes"]))
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 {
+                return None;
+            }
+            let address = fields[1].split('@').next()?;
+            let port = address.rsplit_once(':')?.1.parse().ok()?;
+            let slots = fields[8..]
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .map(|range| match range.split_once('-') {
+                    Some((first, last)) => {
+                        last.parse::<usize>().unwrap_or(0) + 1 - first.parse::<usize>().unwrap_or(0)
+                    }
+                    None => 1,
+                })
+                .sum();
+            Some(NodeLine {
+                id: fields[0].to_string(),
+                port,
+                master: fields[2].contains("master"),
+                master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// The line of the node at `port`.
+fn line_of(lines: &[NodeLine], port: u16) -> NodeLine {
+    lines
+        .iter()
+        .find(|line| line.port == port)
+        .unwrap_or_else(|| panic!("no node at {port} in {lines:?}"))
+        .clone()
+}
+
+/// Runs a `redis-cli --cluster` step and asserts it succeeded; returns its output and time.
+fn tool_step(args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let output = cli(args);
+    let elapsed = started.elapsed();
+    let output_text = text(&output);
+    assert!(
+        output.status.success() && !output_text.contains("[ERR]"),
+        "redis-cli {args:?} failed:\n{output_text}"
+    );
+    (output_text, elapsed)
+}
+
+/// Keys written by the operations test and checked after each step.
+const KEYS_WRITTEN: usize = 20_000;
+/// Keys per pipeline of the cluster client.
+const KEYS_PER_PIPELINE: usize = 1_000;
+
+fn write_keys(urls: &[String]) {
+    let client = redis::cluster::ClusterClient::new(urls.to_vec()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for chunk in (0..KEYS_WRITTEN)
+        .collect::<Vec<_>>()
+        .chunks(KEYS_PER_PIPELINE)
+    {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for index in chunk {
+            pipe.set(format!("op:{index}"), format!("value-{index}"))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut connection).unwrap();
+    }
+}
+
+/// Every written key through a fresh cluster client, with its value.
+fn assert_every_key_readable(urls: &[String], after: &str) {
+    let client = redis::cluster::ClusterClient::new(urls.to_vec()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for chunk in (0..KEYS_WRITTEN)
+        .collect::<Vec<_>>()
+        .chunks(KEYS_PER_PIPELINE)
+    {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for index in chunk {
+            pipe.get(format!("op:{index}"));
+        }
+        let values: Vec<Option<String>> = pipe.query(&mut connection).unwrap();
+        for (index, value) in chunk.iter().zip(values) {
+            assert_eq!(
+                value,
+                Some(format!("value-{index}")),
+                "op:{index} after {after}"
+            );
+        }
+    }
+}
+
+/// Keys held by the masters (DBSIZE of each master's client port).
+fn keys_on(port: u16) -> usize {
+    text(&cli(&["-p", &port.to_string(), "dbsize"]))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = Scratch::new("operations");
+    let (mut nodes, mut ports, addresses) = form_cluster(&scratch.0);
+    let entry = addresses[0].as_str();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|port| format!("redis://127.0.0.1:{port}/"))
+        .collect();
+    write_keys(&urls);
+
+    // add-node as a master, then one as its replica.
+    let extra = free_ports(2);
+    nodes.extend(start_all(&scratch.0, &extra));
+    ports.extend(extra.iter().map(u16::to_string));
+    let (new_master, new_replica) = (
+        format!("127.0.0.1:{}", extra[0]),
+        format!("127.0.0.1:{}", extra[1]),
+    );
+    tool_step(&["--cluster", "add-node", &new_master, entry]);
+    wait_clean(entry, &ports, "add-node of a master");
+    let new_master_id = line_of(&cluster_nodes(&ports[0]), extra[0]).id;
+    tool_step(&[
+        "--cluster",
+        "add-node",
+        &new_replica,
+        entry,
+        "--cluster-slave",
+        "--cluster-master-id",
+        &new_master_id,
+    ]);
+    wait_clean(entry, &ports, "add-node of a replica");
+    wait_until(
+        "the new replica replicates the new master",
+        Duration::from_secs(20),
+        || {
+            line_of(&cluster_nodes(&ports[0]), extra[1])
+                .master_id
+                .as_deref()
+                == Some(new_master_id.as_str())
+        },
+    );
+
+    // rebalance onto the empty master (a small weight keeps the test short).
+    let weight = format!("{new_master_id}=0.06");
+    tool_step(&[
+        "--cluster",
+        "rebalance",
+        entry,
+        "--cluster-use-empty-masters",
+        "--cluster-weight",
+        &weight,
+    ]);
+    wait_clean(entry, &ports, "rebalance");
+    let after_rebalance = cluster_nodes(&ports[0]);
+    let new_slots = line_of(&after_rebalance, extra[0]).slots;
+    assert!(new_slots > 0, "rebalance gave the empty master no slot");
+    assert_every_key_readable(&urls, "rebalance");
+
+    // reshard 1000 slots between two of the first masters, timed.
+    let masters: Vec<NodeLine> = after_rebalance
+        .iter()
+        .filter(|line| line.master && line.slots > 1_000 && line.port != extra[0])
+        .cloned()
+        .collect();
+    let (from, to) = (&masters[0], &masters[1]);
+    let keys_before = keys_on(to.port);
+    let (_, elapsed) = tool_step(&[
+        "--cluster",
+        "reshard",
+        entry,
+        "--cluster-from",
+        &from.id,
+        "--cluster-to",
+        &to.id,
+        "--cluster-slots",
+        "1000",
+        "--cluster-yes",
+    ]);
+    wait_clean(entry, &ports, "reshard");
+    let after_reshard = cluster_nodes(&ports[0]);
+    assert_eq!(line_of(&after_reshard, from.port).slots, from.slots - 1_000);
+    assert_eq!(line_of(&after_reshard, to.port).slots, to.slots + 1_000);
+    let moved = keys_on(to.port).saturating_sub(keys_before);
+    assert!(moved > 0, "the reshard moved no key");
+    println!(
+        "reshard of 1000 slots: {moved} keys in {:.2} s, {:.0} keys/s, {:.1} ms per slot",
+        elapsed.as_secs_f64(),
+        moved as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1_000.0 / 1_000.0 // 1000 slots
+    );
+    assert_every_key_readable(&urls, "reshard");
+
+    // Empty the new master, then del-node it.
+    tool_step(&[
+        "--cluster",
+        "reshard",
+        entry,
+        "--cluster-from",
+        &new_master_id,
+        "--cluster-to",
+        &from.id,
+        "--cluster-slots",
+        &new_slots.to_string(),
+        "--cluster-yes",
+    ]);
+    wait_clean(entry, &ports, "emptying the new master");
+    assert_eq!(line_of(&cluster_nodes(&ports[0]), extra[0]).slots, 0);
+    assert_every_key_readable(&urls, "emptying the new master");
+    tool_step(&["--cluster", "del-node", entry, &new_master_id]);
+    let remaining: Vec<String> = ports
+        .iter()
+        .filter(|port| **port != extra[0].to_string())
+        .cloned()
+        .collect();
+    wait_until(
+        "the deleted node is forgotten",
+        Duration::from_secs(20),
+        || {
+            cluster_nodes(&ports[0])
+                .iter()
+                .all(|line| line.port != extra[0])
+        },
+    );
+    wait_clean(entry, &remaining, "del-node");
+    assert_every_key_readable(&urls, "del-node");
+    drop(nodes);
 }

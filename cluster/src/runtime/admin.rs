@@ -244,6 +244,16 @@ impl Node {
         Some((master, address))
     }
 
+    /// The id and bus address of the node (this one included, none in its handshake) whose
+    /// client (RESP) address is `host:port`, the reverse of the address MOVED names: how
+    /// MIGRATE's target, given as a client address, is found. Read from the data path's
+    /// published map; `None` when no node of the cluster is there (no name is resolved).
+    pub fn node_at_client_address(&self, host: &str, port: u16) -> Option<(NodeId, PeerAddr)> {
+        let table = self.shared.routing.table();
+        let node = table.node_at_client_address(host, port)?;
+        Some((node.id, node.address.clone()))
+    }
+
     /// For a replica: whether its replication link to its master is up (INFO's
     /// `master_link_status`).
     pub fn master_link_up(&self) -> bool {
