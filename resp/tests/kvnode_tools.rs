@@ -424,15 +424,21 @@ fn keys_on(port: u16) -> usize {
         .unwrap_or(0)
 }
 
+/// Slots the operations test reshards (each costs about 40 ms on kvnode: see the README).
+const RESHARD_SLOTS: usize = 300;
+
+/// The weight `rebalance` gives the empty master (the others weigh 1): a few slots only.
+const NEW_MASTER_WEIGHT: &str = "0.02";
+
 #[test]
 fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     if !tools_present() {
         return;
     }
     let scratch = Scratch::new("operations");
-    let (mut nodes, mut ports, addresses) = form_cluster(&scratch.0);
+    let (mut nodes, mut members, addresses) = form_cluster(&scratch.0);
     let entry = addresses[0].as_str();
-    let urls: Vec<String> = ports
+    let urls: Vec<String> = members
         .iter()
         .map(|port| format!("redis://127.0.0.1:{port}/"))
         .collect();
@@ -441,14 +447,14 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     // add-node as a master, then one as its replica.
     let extra = free_ports(2);
     nodes.extend(start_all(&scratch.0, &extra));
-    ports.extend(extra.iter().map(u16::to_string));
     let (new_master, new_replica) = (
         format!("127.0.0.1:{}", extra[0]),
         format!("127.0.0.1:{}", extra[1]),
     );
     tool_step(&["--cluster", "add-node", &new_master, entry]);
-    wait_clean(entry, &ports, "add-node of a master");
-    let new_master_id = line_of(&cluster_nodes(&ports[0]), extra[0]).id;
+    members.push(extra[0].to_string());
+    wait_clean(entry, &members, "add-node of a master");
+    let new_master_id = line_of(&cluster_nodes(&members[0]), extra[0]).id;
     tool_step(&[
         "--cluster",
         "add-node",
@@ -458,20 +464,21 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         "--cluster-master-id",
         &new_master_id,
     ]);
-    wait_clean(entry, &ports, "add-node of a replica");
+    members.push(extra[1].to_string());
+    wait_clean(entry, &members, "add-node of a replica");
     wait_until(
         "the new replica replicates the new master",
         Duration::from_secs(20),
         || {
-            line_of(&cluster_nodes(&ports[0]), extra[1])
+            line_of(&cluster_nodes(&members[0]), extra[1])
                 .master_id
                 .as_deref()
                 == Some(new_master_id.as_str())
         },
     );
 
-    // rebalance onto the empty master (a small weight keeps the test short).
-    let weight = format!("{new_master_id}=0.06");
+    // rebalance onto the empty master.
+    let weight = format!("{new_master_id}={NEW_MASTER_WEIGHT}");
     tool_step(&[
         "--cluster",
         "rebalance",
@@ -480,16 +487,20 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         "--cluster-weight",
         &weight,
     ]);
-    wait_clean(entry, &ports, "rebalance");
-    let after_rebalance = cluster_nodes(&ports[0]);
+    wait_clean(entry, &members, "rebalance");
+    let after_rebalance = cluster_nodes(&members[0]);
     let new_slots = line_of(&after_rebalance, extra[0]).slots;
     assert!(new_slots > 0, "rebalance gave the empty master no slot");
+    assert!(
+        keys_on(extra[0]) > 0,
+        "rebalance moved no key to the new master"
+    );
     assert_every_key_readable(&urls, "rebalance");
 
-    // reshard 1000 slots between two of the first masters, timed.
+    // reshard between two of the first masters, timed.
     let masters: Vec<NodeLine> = after_rebalance
         .iter()
-        .filter(|line| line.master && line.slots > 1_000 && line.port != extra[0])
+        .filter(|line| line.master && line.slots > RESHARD_SLOTS && line.port != extra[0])
         .cloned()
         .collect();
     let (from, to) = (&masters[0], &masters[1]);
@@ -503,20 +514,26 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         "--cluster-to",
         &to.id,
         "--cluster-slots",
-        "1000",
+        &RESHARD_SLOTS.to_string(),
         "--cluster-yes",
     ]);
-    wait_clean(entry, &ports, "reshard");
-    let after_reshard = cluster_nodes(&ports[0]);
-    assert_eq!(line_of(&after_reshard, from.port).slots, from.slots - 1_000);
-    assert_eq!(line_of(&after_reshard, to.port).slots, to.slots + 1_000);
+    wait_clean(entry, &members, "reshard");
+    let after_reshard = cluster_nodes(&members[0]);
+    assert_eq!(
+        line_of(&after_reshard, from.port).slots,
+        from.slots - RESHARD_SLOTS
+    );
+    assert_eq!(
+        line_of(&after_reshard, to.port).slots,
+        to.slots + RESHARD_SLOTS
+    );
     let moved = keys_on(to.port).saturating_sub(keys_before);
     assert!(moved > 0, "the reshard moved no key");
     println!(
-        "reshard of 1000 slots: {moved} keys in {:.2} s, {:.0} keys/s, {:.1} ms per slot",
+        "reshard of {RESHARD_SLOTS} slots: {moved} keys in {:.2} s, {:.0} keys/s, {:.1} ms per slot",
         elapsed.as_secs_f64(),
         moved as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1_000.0 / 1_000.0 // 1000 slots
+        elapsed.as_secs_f64() * 1_000.0 / RESHARD_SLOTS as f64
     );
     assert_every_key_readable(&urls, "reshard");
 
@@ -533,25 +550,29 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         &new_slots.to_string(),
         "--cluster-yes",
     ]);
-    wait_clean(entry, &ports, "emptying the new master");
-    assert_eq!(line_of(&cluster_nodes(&ports[0]), extra[0]).slots, 0);
+    wait_clean(entry, &members, "emptying the new master");
+    assert_eq!(line_of(&cluster_nodes(&members[0]), extra[0]).slots, 0);
     assert_every_key_readable(&urls, "emptying the new master");
     tool_step(&["--cluster", "del-node", entry, &new_master_id]);
-    let remaining: Vec<String> = ports
-        .iter()
-        .filter(|port| **port != extra[0].to_string())
-        .cloned()
-        .collect();
+    members.retain(|port| *port != extra[0].to_string());
     wait_until(
         "the deleted node is forgotten",
         Duration::from_secs(20),
         || {
-            cluster_nodes(&ports[0])
+            cluster_nodes(&members[0])
                 .iter()
                 .all(|line| line.port != extra[0])
         },
     );
-    wait_clean(entry, &remaining, "del-node");
+    wait_clean(entry, &members, "del-node");
     assert_every_key_readable(&urls, "del-node");
+    assert_eq!(
+        text(&cli(&["-p", &extra[0].to_string(), "cluster", "info"]))
+            .lines()
+            .find(|line| line.starts_with("cluster_known_nodes:"))
+            .map(str::trim),
+        Some("cluster_known_nodes:1"),
+        "the deleted node was reset"
+    );
     drop(nodes);
 }
