@@ -1,8 +1,11 @@
-//! The real Redis tools against six `kvnode` processes: `redis-cli --cluster create` forms
-//! 3 masters + 3 replicas, `--cluster check` passes, `redis-cli -c` follows MOVED for SET
-//! and GET through every node, the `redis` crate's cluster client writes and reads 1,000
-//! keys, `redis-benchmark --cluster` runs, and garbage RESP, a huge multibulk count and an
-//! endless inline line are refused with Redis's errors while the node keeps serving.
+//! The real Redis tools against `kvnode` processes. The first test: `redis-cli --cluster
+//! create` forms 3 masters + 3 replicas, `--cluster check` passes, `redis-cli -c` follows
+//! MOVED for SET and GET through every node, the `redis` crate's cluster client writes and
+//! reads 1,000 keys, `redis-benchmark --cluster` runs, and garbage RESP, a huge multibulk
+//! count and an endless inline line are refused with Redis's errors while the node keeps
+//! serving. The operations test: `add-node` as master and as replica, `rebalance
+//! --cluster-use-empty-masters`, a timed `reshard` (MIGRATE), emptying a master and
+//! `del-node` of it, each followed by a clean `--cluster check` and every key read back.
 //!
 //! Needs `redis-cli` and `redis-benchmark` (Debian's `redis-tools`, installed by `.ci/run`):
 //! under CI (`CI` set) their absence fails the test, elsewhere it skips and says why.
