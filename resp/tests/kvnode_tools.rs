@@ -577,5 +577,10 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         Some("cluster_known_nodes:1"),
         "the deleted node was reset"
     );
+    assert_eq!(
+        keys_on(extra[0]),
+        0,
+        "the deleted node, a replica after it lost its last slot, was reset into an empty master"
+    );
     drop(nodes);
 }
