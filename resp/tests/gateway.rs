@@ -599,3 +599,33 @@ fn migrate_refusals_are_worded_as_redis_words_them() {
         vec!["migrate", ":-6"]
     );
 }
+
+#[test]
+fn cluster_reset_turns_a_replica_into_an_empty_master() {
+    let world = World::new(2, 1, RespConfig::default());
+    let master = world.owner_of(b"kept");
+    let replica = 1 - master;
+    let mut on_master = world.connect(master);
+    assert_eq!(on_master.call(&["SET", "kept", "v"]), "+OK");
+    let mut on_replica = world.connect(replica);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while on_replica.call(&["DBSIZE"]) != ":1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never held the key"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        on_master.call(&["CLUSTER", "RESET", "SOFT"]),
+        "-ERR CLUSTER RESET can't be called with master nodes containing keys"
+    );
+    assert_eq!(on_replica.call(&["CLUSTER", "RESET", "SOFT"]), "+OK");
+    assert_eq!(on_replica.call(&["DBSIZE"]), ":0", "its copy was deleted");
+    let nodes = on_replica.call(&["CLUSTER", "NODES"]);
+    assert!(
+        nodes.contains("myself,master") && nodes.lines().count() == 1,
+        "{nodes}"
+    );
+    assert_eq!(on_master.call(&["GET", "kept"]), "v");
+}
