@@ -11,37 +11,7 @@ cd "$(dirname "$0")/.."
 requests_pipelined="${1:-4000000}"
 requests_single="${2:-1000000}"
 cargo build --release -p slotkv-resp --bin kvnode >/dev/null
-kvnode="$PWD/target/release/kvnode"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_cluster() { # kind base_port
-  local kind="$1" base="$2" addresses=()
-  for i in 0 1 2 3 4 5; do
-    local port=$((base + i))
-    mkdir -p "$work/$kind-$port"
-    if [ "$kind" = kvnode ]; then
-      "$kvnode" --port "$port" --dir "$work/$kind-$port" --loglevel warning >"$work/$kind-$port.log" 2>&1 &
-    else
-      redis-server --port "$port" --cluster-enabled yes --dir "$work/$kind-$port" \
-        --save '' --appendonly no --daemonize no --logfile "$work/$kind-$port.log" &
-    fi
-    pids+=("$!")
-    addresses+=("127.0.0.1:$port")
-  done
-  for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((base + i)) ping >/dev/null 2>&1; do sleep 0.1; done
-  done
-  redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  until redis-cli --cluster check "127.0.0.1:$base" 2>/dev/null | grep -q "All 16384 slots covered"; do sleep 0.2; done
-  sleep 2
-}
+source scripts/clusters.sh
 
 rate() { # port pipeline requests test -> requests per second
   redis-benchmark --cluster -h 127.0.0.1 -p "$1" -t "$4" -d 64 -c 50 -r 100000 -P "$2" -n "$3" -q 2>/dev/null \

@@ -422,3 +422,210 @@ fn shutdown_releases_the_port_before_returning() {
     let _ = client.reader.read_to_end(&mut rest);
     assert!(rest.is_empty(), "open connections were closed");
 }
+
+/// A two-master world where each of `keys` (of the slot of `{m}`) is set to `v-<key>` on the
+/// slot's owner (the source), then the slot is opened from it to the other (the target), as
+/// `redis-cli --cluster reshard` opens it; returns the world, the source's and target's
+/// indices and the slot.
+fn migrating_world(keys: &[&str]) -> (World, usize, usize, u16) {
+    let world = World::new(2, 2, RespConfig::default());
+    let slot = key_slot(b"{m}");
+    let source = world.owner_of(b"{m}");
+    let target = 1 - source;
+    let mut client = world.connect(source);
+    for key in keys {
+        assert_eq!(client.call(&["SET", key, &format!("v-{key}")]), "+OK");
+    }
+    let (source_id, target_id) = (world.nodes[source].id(), world.nodes[target].id());
+    world.runtime.block_on(async {
+        world.nodes[target]
+            .set_slot(slot, SetSlotAction::Importing(source_id))
+            .await
+            .unwrap();
+        world.nodes[source]
+            .set_slot(slot, SetSlotAction::Migrating(target_id))
+            .await
+            .unwrap();
+    });
+    (world, source, target, slot)
+}
+
+#[test]
+fn migrate_moves_keys_to_the_target_named_by_its_client_address() {
+    let (world, source, target, slot) =
+        migrating_world(&["{m}a", "{m}b", "{m}c", "{m}busy", "{m}copied"]);
+    let address = world.address(target);
+    let (host, port) = (address.ip().to_string(), address.port().to_string());
+    let mut on_source = world.connect(source);
+    let mut on_target = world.connect(target);
+    assert_eq!(on_source.call(&["PEXPIRE", "{m}a", "600000"]), ":1");
+    let migrate = |keys: &[&str], options: &[&str]| -> Vec<String> {
+        let mut args = vec!["MIGRATE", &host, &port, "", "0", "5000"];
+        args.extend_from_slice(options);
+        args.push("KEYS");
+        args.extend_from_slice(keys);
+        args.iter().map(|arg| arg.to_string()).collect()
+    };
+    let call = |client: &mut Client, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        client.call(&args)
+    };
+
+    assert_eq!(
+        call(&mut on_source, migrate(&["{m}a", "{m}b", "{m}gone"], &[])),
+        "+OK",
+        "the keys found move, a missing one is no error"
+    );
+    assert_eq!(
+        on_source.call(&["GET", "{m}a"]),
+        format!("-ASK {slot} {address}"),
+        "gone from the source"
+    );
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    assert_eq!(on_target.call(&["GET", "{m}a"]), "v-{m}a");
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    let ttl: i64 = on_target.call(&["PTTL", "{m}a"])[1..].parse().unwrap();
+    assert!((1..=600_000).contains(&ttl), "the TTL moved along: {ttl}");
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "{m}c", "0", "5000"]),
+        "+OK",
+        "the single-key form"
+    );
+    assert_eq!(
+        call(&mut on_source, migrate(&["{m}a", "{m}nothing"], &[])),
+        "+NOKEY"
+    );
+
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    assert_eq!(on_target.call(&["SET", "{m}busy", "target's"]), "+OK");
+    assert_eq!(
+        call(&mut on_source, migrate(&["{m}busy"], &[])),
+        "-ERR Target instance replied with error: BUSYKEY Target key name already exists."
+    );
+    assert_eq!(
+        on_source.call(&["GET", "{m}busy"]),
+        "v-{m}busy",
+        "a busy key stays at the source"
+    );
+    assert_eq!(
+        call(&mut on_source, migrate(&["{m}busy"], &["REPLACE"])),
+        "+OK"
+    );
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    assert_eq!(on_target.call(&["GET", "{m}busy"]), "v-{m}busy");
+
+    assert_eq!(
+        call(
+            &mut on_source,
+            migrate(&["{m}copied"], &["COPY", "AUTH2", "user", "secret"])
+        ),
+        "+OK"
+    );
+    assert_eq!(on_source.call(&["GET", "{m}copied"]), "v-{m}copied");
+    assert_eq!(on_target.call(&["ASKING"]), "+OK");
+    assert_eq!(on_target.call(&["GET", "{m}copied"]), "v-{m}copied");
+}
+
+#[test]
+fn migrate_refusals_are_worded_as_redis_words_them() {
+    let (world, source, target, _) = migrating_world(&["{m}k"]);
+    let address = world.address(target);
+    let (host, port) = (address.ip().to_string(), address.port().to_string());
+    let mut on_source = world.connect(source);
+    assert_eq!(
+        on_source.call(&["MIGRATE", "127.0.0.1", "1", "{m}k", "0", "1000"]),
+        "-IOERR error or timeout connecting to the client",
+        "no node of the cluster is there: nothing is dialled"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", "127.0.0.1", "1", "{m}none", "0", "1000"]),
+        "+NOKEY",
+        "keys are looked up first, as Redis does"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "{m}k", "3", "1000"]),
+        "-ERR Target instance replied with error: ERR SELECT is not allowed in cluster mode"
+    );
+    let own = world.address(source);
+    assert_eq!(
+        on_source.call(&[
+            "MIGRATE",
+            &own.ip().to_string(),
+            &own.port().to_string(),
+            "{m}k",
+            "0",
+            "1000"
+        ]),
+        "-ERR MIGRATE's target is this node itself"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "{m}k", "0"]),
+        "-ERR wrong number of arguments for 'migrate' command"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "{m}k", "0", "1000", "KEYS", "{m}k"]),
+        "-ERR When using MIGRATE KEYS option, the key argument must be set to the empty string"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "{m}k", "0", "1000", "SOON"]),
+        "-ERR syntax error"
+    );
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, "", "0", "1000", "KEYS", "{m}k", "other"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot"
+    );
+    let elsewhere = (0..)
+        .map(|index| format!("elsewhere:{index}"))
+        .find(|key| world.owner_of(key.as_bytes()) == target)
+        .unwrap();
+    assert_eq!(
+        on_source.call(&["MIGRATE", &host, &port, &elsewhere, "0", "1000"]),
+        format!("-MOVED {} {address}", key_slot(elsewhere.as_bytes())),
+        "a stable slot of another node is redirected"
+    );
+    let mut on_target = world.connect(target);
+    assert_eq!(
+        on_target.call(&["MIGRATE", &host, &port, "{m}k", "0", "1000"]),
+        "+NOKEY",
+        "an importing slot runs MIGRATE locally, whatever the keys"
+    );
+    assert_eq!(on_source.call(&["GET", "{m}k"]), "v-{m}k", "nothing moved");
+    assert_eq!(
+        on_source
+            .call(&["COMMAND", "INFO", "migrate"])
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>(),
+        vec!["migrate", ":-6"]
+    );
+}
+
+#[test]
+fn cluster_reset_turns_a_replica_into_an_empty_master() {
+    let world = World::new(2, 1, RespConfig::default());
+    let master = world.owner_of(b"kept");
+    let replica = 1 - master;
+    let mut on_master = world.connect(master);
+    assert_eq!(on_master.call(&["SET", "kept", "v"]), "+OK");
+    let mut on_replica = world.connect(replica);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while on_replica.call(&["DBSIZE"]) != ":1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never held the key"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        on_master.call(&["CLUSTER", "RESET", "SOFT"]),
+        "-ERR CLUSTER RESET can't be called with master nodes containing keys"
+    );
+    assert_eq!(on_replica.call(&["CLUSTER", "RESET", "SOFT"]), "+OK");
+    assert_eq!(on_replica.call(&["DBSIZE"]), ":0", "its copy was deleted");
+    let nodes = on_replica.call(&["CLUSTER", "NODES"]);
+    assert!(
+        nodes.contains("myself,master") && nodes.lines().count() == 1,
+        "{nodes}"
+    );
+    assert_eq!(on_master.call(&["GET", "kept"]), "v");
+}

@@ -1,8 +1,11 @@
-//! The real Redis tools against six `kvnode` processes: `redis-cli --cluster create` forms
-//! 3 masters + 3 replicas, `--cluster check` passes, `redis-cli -c` follows MOVED for SET
-//! and GET through every node, the `redis` crate's cluster client writes and reads 1,000
-//! keys, `redis-benchmark --cluster` runs, and garbage RESP, a huge multibulk count and an
-//! endless inline line are refused with Redis's errors while the node keeps serving.
+//! The real Redis tools against `kvnode` processes. The first test: `redis-cli --cluster
+//! create` forms 3 masters + 3 replicas, `--cluster check` passes, `redis-cli -c` follows
+//! MOVED for SET and GET through every node, the `redis` crate's cluster client writes and
+//! reads 1,000 keys, `redis-benchmark --cluster` runs, and garbage RESP, a huge multibulk
+//! count and an endless inline line are refused with Redis's errors while the node keeps
+//! serving. The operations test: `add-node` as master and as replica, `rebalance
+//! --cluster-use-empty-masters`, a timed `reshard` (MIGRATE), emptying a master and
+//! `del-node` of it, each followed by a clean `--cluster check` and every key read back.
 //!
 //! Needs `redis-cli` and `redis-benchmark` (Debian's `redis-tools`, installed by `.ci/run`):
 //! under CI (`CI` set) their absence fails the test, elsewhere it skips and says why.
@@ -119,25 +122,88 @@ fn raw_exchange(port: u16, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[test]
-fn redis_tools_form_check_and_use_a_kvnode_cluster() {
-    if !tools_present() {
-        return;
+/// A scratch directory for one test's nodes, removed when dropped: on tmpfs (`/dev/shm`)
+/// where there is one, since every CLUSTER SETSLOT waits for an fsync of nodes.conf and a
+/// reshard is many of them (see the README's reshard speed).
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let shm = Path::new("/dev/shm");
+        let root = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = root.join(format!("kvnode-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
     }
-    let dir = std::env::temp_dir().join(format!("kvnode-tools-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let nodes: Vec<Kvnode> = free_ports(6)
-        .into_iter()
-        .map(|port| start(&dir, port))
-        .collect();
-    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
-    for port in &ports {
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a kvnode on each port and waits until each answers PING.
+fn start_all(dir: &Path, ports: &[u16]) -> Vec<Kvnode> {
+    let nodes: Vec<Kvnode> = ports.iter().map(|port| start(dir, *port)).collect();
+    for node in &nodes {
+        let port = node.port.to_string();
         wait_until("kvnode answers PING", Duration::from_secs(10), || {
-            text(&cli(&["-p", port, "ping"])).contains("PONG")
+            text(&cli(&["-p", &port, "ping"])).contains("PONG")
         });
     }
+    nodes
+}
 
+/// Whether `redis-cli --cluster check` through `address` is clean: every slot covered, the
+/// nodes agree, no open slot nor any other warning or error.
+fn check_is_clean(address: &str) -> Result<(), String> {
+    let check = cli(&["--cluster", "check", address]);
+    let output = text(&check);
+    let clean = check.status.success()
+        && output.contains("[OK] All nodes agree about slots configuration.")
+        && output.contains("[OK] All 16384 slots covered.")
+        && !output.contains("[WARNING]")
+        && !output.contains("[ERR]");
+    if clean {
+        Ok(())
+    } else {
+        Err(output)
+    }
+}
+
+/// Waits until [`check_is_clean`] holds, then until every node's `cluster_state` is ok.
+fn wait_clean(address: &str, ports: &[String], after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check_is_clean(address) {
+            Ok(()) => break,
+            Err(output) if Instant::now() >= deadline => {
+                panic!("--cluster check after {after} is not clean:\n{output}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    for port in ports {
+        wait_until(
+            "every node's cluster_state is ok",
+            Duration::from_secs(30),
+            || text(&cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok"),
+        );
+    }
+}
+
+/// `redis-cli --cluster create` of 3 masters and 3 replicas over six new kvnodes, waited
+/// until `check` is clean and every node's state is ok; the nodes, their ports and
+/// `127.0.0.1:port` addresses.
+fn form_cluster(dir: &Path) -> (Vec<Kvnode>, Vec<String>, Vec<String>) {
+    let nodes = start_all(dir, &free_ports(6));
+    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
     let addresses: Vec<String> = ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
@@ -152,23 +218,17 @@ fn redis_tools_form_check_and_use_a_kvnode_cluster() {
         created_text.contains("[OK] All 16384 slots covered."),
         "{created_text}"
     );
+    wait_clean(&addresses[0], &ports, "create");
+    (nodes, ports, addresses)
+}
 
-    wait_until("--cluster check passes", Duration::from_secs(30), || {
-        let check = cli(&["--cluster", "check", &addresses[0]]);
-        let output = text(&check);
-        check.status.success()
-            && output.contains("[OK] All nodes agree about slots configuration.")
-            && output.contains("[OK] All 16384 slots covered.")
-            && !output.contains("[WARNING]")
-    });
-
-    for port in &ports {
-        wait_until(
-            "every node's cluster_state is ok",
-            Duration::from_secs(30),
-            || text(&cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok"),
-        );
+#[test]
+fn redis_tools_form_check_and_use_a_kvnode_cluster() {
+    if !tools_present() {
+        return;
     }
+    let scratch = Scratch::new("tools");
+    let (nodes, ports, _) = form_cluster(&scratch.0);
 
     for (index, port) in ports.iter().enumerate() {
         let key = format!("cli:{index}");
@@ -257,5 +317,279 @@ fn redis_tools_form_check_and_use_a_kvnode_cluster() {
 
     drop(connection);
     drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One line of CLUSTER NODES: id, client port, master or not, its master, slots held.
+#[derive(Debug, Clone)]
+struct NodeLine {
+    id: String,
+    port: u16,
+    master: bool,
+    master_id: Option<String>,
+    slots: usize,
+}
+
+/// CLUSTER NODES as node `port` sees it.
+fn cluster_nodes(port: &str) -> Vec<NodeLine> {
+    text(&cli(&["-p", port, "cluster", "nodes"]))
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 {
+                return None;
+            }
+            let address = fields[1].split('@').next()?;
+            let port = address.rsplit_once(':')?.1.parse().ok()?;
+            let slots = fields[8..]
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .map(|range| match range.split_once('-') {
+                    Some((first, last)) => {
+                        last.parse::<usize>().unwrap_or(0) + 1 - first.parse::<usize>().unwrap_or(0)
+                    }
+                    None => 1,
+                })
+                .sum();
+            Some(NodeLine {
+                id: fields[0].to_string(),
+                port,
+                master: fields[2].contains("master"),
+                master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// The line of the node at `port`.
+fn line_of(lines: &[NodeLine], port: u16) -> NodeLine {
+    lines
+        .iter()
+        .find(|line| line.port == port)
+        .unwrap_or_else(|| panic!("no node at {port} in {lines:?}"))
+        .clone()
+}
+
+/// Runs a `redis-cli --cluster` step and asserts it succeeded; returns its output and time.
+fn tool_step(args: &[&str]) -> (String, Duration) {
+    let started = Instant::now();
+    let output = cli(args);
+    let elapsed = started.elapsed();
+    let output_text = text(&output);
+    assert!(
+        output.status.success() && !output_text.contains("[ERR]"),
+        "redis-cli {args:?} failed:\n{output_text}"
+    );
+    (output_text, elapsed)
+}
+
+/// Keys written by the operations test and checked after each step.
+const KEYS_WRITTEN: usize = 20_000;
+/// Keys per pipeline of the cluster client.
+const KEYS_PER_PIPELINE: usize = 1_000;
+
+fn write_keys(urls: &[String]) {
+    let client = redis::cluster::ClusterClient::new(urls.to_vec()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for chunk in (0..KEYS_WRITTEN)
+        .collect::<Vec<_>>()
+        .chunks(KEYS_PER_PIPELINE)
+    {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for index in chunk {
+            pipe.set(format!("op:{index}"), format!("value-{index}"))
+                .ignore();
+        }
+        let _: () = pipe.query(&mut connection).unwrap();
+    }
+}
+
+/// Every written key through a fresh cluster client, with its value.
+fn assert_every_key_readable(urls: &[String], after: &str) {
+    let client = redis::cluster::ClusterClient::new(urls.to_vec()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for chunk in (0..KEYS_WRITTEN)
+        .collect::<Vec<_>>()
+        .chunks(KEYS_PER_PIPELINE)
+    {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for index in chunk {
+            pipe.get(format!("op:{index}"));
+        }
+        let values: Vec<Option<String>> = pipe.query(&mut connection).unwrap();
+        for (index, value) in chunk.iter().zip(values) {
+            assert_eq!(
+                value,
+                Some(format!("value-{index}")),
+                "op:{index} after {after}"
+            );
+        }
+    }
+}
+
+/// Keys held by the masters (DBSIZE of each master's client port).
+fn keys_on(port: u16) -> usize {
+    text(&cli(&["-p", &port.to_string(), "dbsize"]))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Slots the operations test reshards (5–8 ms each on tmpfs, 30–40 ms on a busy disk: see
+/// the README).
+const RESHARD_SLOTS: usize = 1_000;
+
+/// The weight `rebalance` gives the empty master (the others weigh 1): a few slots only.
+const NEW_MASTER_WEIGHT: &str = "0.02";
+
+#[test]
+fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = Scratch::new("operations");
+    let (mut nodes, mut members, addresses) = form_cluster(&scratch.0);
+    let entry = addresses[0].as_str();
+    let urls: Vec<String> = members
+        .iter()
+        .map(|port| format!("redis://127.0.0.1:{port}/"))
+        .collect();
+    write_keys(&urls);
+
+    // add-node as a master, then one as its replica.
+    let extra = free_ports(2);
+    nodes.extend(start_all(&scratch.0, &extra));
+    let (new_master, new_replica) = (
+        format!("127.0.0.1:{}", extra[0]),
+        format!("127.0.0.1:{}", extra[1]),
+    );
+    tool_step(&["--cluster", "add-node", &new_master, entry]);
+    members.push(extra[0].to_string());
+    wait_clean(entry, &members, "add-node of a master");
+    let new_master_id = line_of(&cluster_nodes(&members[0]), extra[0]).id;
+    tool_step(&[
+        "--cluster",
+        "add-node",
+        &new_replica,
+        entry,
+        "--cluster-slave",
+        "--cluster-master-id",
+        &new_master_id,
+    ]);
+    members.push(extra[1].to_string());
+    wait_clean(entry, &members, "add-node of a replica");
+    wait_until(
+        "the new replica replicates the new master",
+        Duration::from_secs(20),
+        || {
+            line_of(&cluster_nodes(&members[0]), extra[1])
+                .master_id
+                .as_deref()
+                == Some(new_master_id.as_str())
+        },
+    );
+
+    // rebalance onto the empty master.
+    let weight = format!("{new_master_id}={NEW_MASTER_WEIGHT}");
+    tool_step(&[
+        "--cluster",
+        "rebalance",
+        entry,
+        "--cluster-use-empty-masters",
+        "--cluster-weight",
+        &weight,
+    ]);
+    wait_clean(entry, &members, "rebalance");
+    let after_rebalance = cluster_nodes(&members[0]);
+    let new_slots = line_of(&after_rebalance, extra[0]).slots;
+    assert!(new_slots > 0, "rebalance gave the empty master no slot");
+    assert!(
+        keys_on(extra[0]) > 0,
+        "rebalance moved no key to the new master"
+    );
+    assert_every_key_readable(&urls, "rebalance");
+
+    // reshard between two of the first masters, timed.
+    let masters: Vec<NodeLine> = after_rebalance
+        .iter()
+        .filter(|line| line.master && line.slots > RESHARD_SLOTS && line.port != extra[0])
+        .cloned()
+        .collect();
+    let (from, to) = (&masters[0], &masters[1]);
+    let keys_before = keys_on(to.port);
+    let (_, elapsed) = tool_step(&[
+        "--cluster",
+        "reshard",
+        entry,
+        "--cluster-from",
+        &from.id,
+        "--cluster-to",
+        &to.id,
+        "--cluster-slots",
+        &RESHARD_SLOTS.to_string(),
+        "--cluster-yes",
+    ]);
+    wait_clean(entry, &members, "reshard");
+    let after_reshard = cluster_nodes(&members[0]);
+    assert_eq!(
+        line_of(&after_reshard, from.port).slots,
+        from.slots - RESHARD_SLOTS
+    );
+    assert_eq!(
+        line_of(&after_reshard, to.port).slots,
+        to.slots + RESHARD_SLOTS
+    );
+    let moved = keys_on(to.port).saturating_sub(keys_before);
+    assert!(moved > 0, "the reshard moved no key");
+    println!(
+        "reshard of {RESHARD_SLOTS} slots: {moved} keys in {:.2} s, {:.0} keys/s, {:.1} ms per slot",
+        elapsed.as_secs_f64(),
+        moved as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1_000.0 / RESHARD_SLOTS as f64
+    );
+    assert_every_key_readable(&urls, "reshard");
+
+    // Empty the new master, then del-node it.
+    tool_step(&[
+        "--cluster",
+        "reshard",
+        entry,
+        "--cluster-from",
+        &new_master_id,
+        "--cluster-to",
+        &from.id,
+        "--cluster-slots",
+        &new_slots.to_string(),
+        "--cluster-yes",
+    ]);
+    wait_clean(entry, &members, "emptying the new master");
+    assert_eq!(line_of(&cluster_nodes(&members[0]), extra[0]).slots, 0);
+    assert_every_key_readable(&urls, "emptying the new master");
+    tool_step(&["--cluster", "del-node", entry, &new_master_id]);
+    members.retain(|port| *port != extra[0].to_string());
+    wait_until(
+        "the deleted node is forgotten",
+        Duration::from_secs(20),
+        || {
+            cluster_nodes(&members[0])
+                .iter()
+                .all(|line| line.port != extra[0])
+        },
+    );
+    wait_clean(entry, &members, "del-node");
+    assert_every_key_readable(&urls, "del-node");
+    assert_eq!(
+        text(&cli(&["-p", &extra[0].to_string(), "cluster", "info"]))
+            .lines()
+            .find(|line| line.starts_with("cluster_known_nodes:"))
+            .map(str::trim),
+        Some("cluster_known_nodes:1"),
+        "the deleted node was reset"
+    );
+    assert_eq!(
+        keys_on(extra[0]),
+        0,
+        "the deleted node, a replica after it lost its last slot, was reset into an empty master"
+    );
+    drop(nodes);
 }

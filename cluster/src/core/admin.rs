@@ -357,6 +357,14 @@ impl Core {
         if id == self.myself {
             return Err(AdminError::Myself);
         }
+        if !self.nodes.contains_key(&id) && self.is_blacklisted(&id) {
+            // Already forgotten, by a FORGET here or one elsewhere that reached this node
+            // first (`redis-cli --cluster del-node` sends FORGET to every node in turn):
+            // the ban is renewed, nothing else changes.
+            self.blacklist
+                .insert(id, self.now_ms + self.config.blacklist_ttl_ms);
+            return Ok(AdminReply::Ok);
+        }
         if !self.nodes.contains_key(&id) {
             return Err(AdminError::UnknownNode(id));
         }
@@ -471,7 +479,7 @@ impl Core {
 mod tests {
     use crate::core::testing::{add_node, core, drain, header, id, own};
     use crate::core::wire::{Body, Message};
-    use crate::core::{AdminCommand, Output, ReleaseReason, SetSlotAction};
+    use crate::core::{AdminCommand, AdminError, AdminReply, Output, ReleaseReason, SetSlotAction};
 
     fn forgotten_sent(outputs: &[Output]) -> Vec<(Option<u8>, u8, u64)> {
         outputs
@@ -537,6 +545,29 @@ mod tests {
         assert!(core.is_blacklisted(&id(4)));
         core.handle_tick(15_100);
         assert!(!core.is_blacklisted(&id(4)), "the ban lasts the sent ttl");
+    }
+
+    #[test]
+    fn forget_of_a_node_already_forgotten_renews_the_ban_and_answers_ok() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        drain(&mut core);
+        core.handle_message(10_000, "n2:17000", forgotten_message(2, 3, 5_000));
+        assert!(core.node(&id(3)).is_none());
+        assert_eq!(
+            core.handle_command(11_000, AdminCommand::Forget(id(3))),
+            Ok(AdminReply::Ok),
+            "a FORGET elsewhere reached this node first"
+        );
+        assert!(forgotten_sent(&drain(&mut core)).is_empty());
+        core.handle_tick(16_000);
+        assert!(core.is_blacklisted(&id(3)), "the ban was renewed");
+        assert_eq!(
+            core.handle_command(16_000, AdminCommand::Forget(id(9))),
+            Err(AdminError::UnknownNode(id(9))),
+            "a node never known is still unknown"
+        );
     }
 
     #[test]

@@ -60,6 +60,27 @@ fn client_address(node: &crate::core::node::NodeRecord, bus: &PeerAddr) -> Strin
     format!("{host}:{}", node.client_port)
 }
 
+/// Whether two hosts name the same one: equal text, or equal IP addresses (an IPv6 one may
+/// come in brackets).
+fn same_host(left: &str, right: &str) -> bool {
+    let unbracketed = |host: &str| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    };
+    let (left, right) = (unbracketed(left), unbracketed(right));
+    if left.eq_ignore_ascii_case(&right) {
+        return true;
+    }
+    match (
+        left.parse::<std::net::IpAddr>(),
+        right.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(left), Ok(right)) => left == right,
+        _ => false,
+    }
+}
+
 /// An immutable snapshot of the slot map and of what this node may serve.
 #[derive(Debug, Clone)]
 pub(crate) struct RoutingTable {
@@ -154,6 +175,19 @@ impl RoutingTable {
     /// The node with this id.
     pub(crate) fn node(&self, id: &NodeId) -> Option<&RouteNode> {
         self.nodes.iter().find(|node| node.id == *id)
+    }
+
+    /// The node (past its handshake) whose client (RESP) address is `host:port`: the
+    /// reverse of [`RoutingTable::client_address`]. Hosts are compared as text, or as IP
+    /// addresses when both are (so `::1` and `[::1]` name one node); no name is resolved.
+    pub(crate) fn node_at_client_address(&self, host: &str, port: u16) -> Option<&RouteNode> {
+        self.nodes.iter().find(|node| {
+            node.client_address
+                .rsplit_once(':')
+                .is_some_and(|(node_host, node_port)| {
+                    node_port.parse::<u16>() == Ok(port) && same_host(node_host, host)
+                })
+        })
     }
 
     /// Whether a node this one knows (past its handshake) is at `address`.
@@ -257,5 +291,20 @@ impl RoutingCell {
         let mine =
             bits & SLOT_LOCAL_MASTER != 0 || (replica_reads && bits & SLOT_LOCAL_REPLICA != 0);
         readable && mine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_host;
+
+    #[test]
+    fn hosts_are_the_same_as_text_or_as_ip_addresses() {
+        assert!(same_host("127.0.0.1", "127.0.0.1"));
+        assert!(same_host("::1", "[::1]"));
+        assert!(same_host("0:0::1", "::1"));
+        assert!(same_host("Node-A.example", "node-a.example"));
+        assert!(!same_host("127.0.0.1", "127.0.0.2"));
+        assert!(!same_host("localhost", "127.0.0.1"), "no name is resolved");
     }
 }

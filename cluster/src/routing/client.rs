@@ -8,7 +8,7 @@
 //! The slot rules are the owner's (`routing::serve`); the local fast path is the handle's
 //! (no lock shared with the protocol, the engine's bytes handed out without a copy).
 
-use slotkv_engine::{CommandError, Slot};
+use slotkv_engine::{key_slot, CommandError, Slot};
 
 use crate::command::client::{ClientForm, ClientReply};
 use crate::command::{
@@ -17,7 +17,8 @@ use crate::command::{
     strlen, touch, ttl, unlink, ClientCommand, ExecuteError, Reply,
 };
 use crate::core::node::NodeId;
-use crate::node_state::NodeState;
+use crate::core::slots::SlotState;
+use crate::node_state::{NodeState, RoutingTable};
 use crate::routing::error::down_line;
 use crate::routing::protocol::{CommandRequest, DownReason, Request, Response};
 use crate::routing::{serve, Cluster};
@@ -94,6 +95,55 @@ impl Cluster {
         let name = lowered_name(name)?;
         Some(dispatch(&self.shared, name, args, flags).await)
     }
+}
+
+impl Cluster {
+    /// Redis Cluster's rule for MIGRATE's keys on the source: they must share one slot
+    /// (else `CROSSSLOT`); a slot open here (MIGRATING or IMPORTING) lets MIGRATE run
+    /// whatever the keys, so keys can move freely during a migration; otherwise this node
+    /// must master the slot (else `MOVED` to its owner, `CLUSTERDOWN` when the cluster is
+    /// down or nobody serves it, `TRYAGAIN` while writes are paused). No key at all passes
+    /// (MIGRATE then answers NOKEY).
+    pub fn check_migrate_keys(&self, keys: &[&[u8]]) -> Result<(), ClientRefusal> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let slot = key_slot(first);
+        if keys.iter().any(|key| key_slot(key) != slot) {
+            return Err(ClientRefusal::CrossSlot);
+        }
+        migrate_rule(&self.shared.routing.table(), slot)
+    }
+}
+
+/// [`Cluster::check_migrate_keys`] for one slot, on a snapshot of the slot map.
+fn migrate_rule(table: &RoutingTable, slot: Slot) -> Result<(), ClientRefusal> {
+    let Some(owner) = table.owner(slot) else {
+        return Err(ClientRefusal::ClusterDown(DownReason::SlotNotServed));
+    };
+    let mine = owner.id == table.myself && table.myself_is_master;
+    if mine && !table.serves_data {
+        return Err(ClientRefusal::TryAgain);
+    }
+    if !table.cluster_ok {
+        return Err(ClientRefusal::ClusterDown(DownReason::ClusterDown));
+    }
+    if table.state(slot) != SlotState::Stable {
+        return Ok(());
+    }
+    if !mine {
+        return match table.client_address(&owner.id) {
+            Some(address) => Err(ClientRefusal::Moved {
+                slot,
+                address: address.to_string(),
+            }),
+            None => Err(ClientRefusal::ClusterDown(DownReason::SlotNotServed)),
+        };
+    }
+    if !table.accepts_writes {
+        return Err(ClientRefusal::TryAgain);
+    }
+    Ok(())
 }
 
 /// The registry's spelling of `name` compared without regard to case.

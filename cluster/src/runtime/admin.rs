@@ -144,9 +144,24 @@ impl Node {
         self.command(AdminCommand::Forget(node)).await.map(|_| ())
     }
 
-    /// CLUSTER RESET.
+    /// CLUSTER RESET. A replica becomes an empty master, as in Redis: once the core made it
+    /// a master (its replication stopped), its copy of its former master's keys is deleted,
+    /// so a node removed by `redis-cli --cluster del-node` can be added again.
     pub async fn reset(&self, mode: ResetMode) -> Result<(), AdminCallError> {
-        self.command(AdminCommand::Reset(mode)).await.map(|_| ())
+        let was_replica = self.master().is_some();
+        self.command(AdminCommand::Reset(mode)).await?;
+        if was_replica {
+            let every_slot = SlotRange::new(0, (SLOT_COUNT - 1) as Slot)
+                .into_iter()
+                .collect::<Vec<_>>();
+            let deleted = crate::node_state::write_log::drop_lost_slots(
+                &self.shared.log,
+                &self.shared.store,
+                &every_slot,
+            );
+            tracing::info!(deleted, "reset a replica into an empty master");
+        }
+        Ok(())
     }
 
     /// CLUSTER NODES.
@@ -242,6 +257,16 @@ impl Node {
             .unwrap_or_default()
             .to_string();
         Some((master, address))
+    }
+
+    /// The id and bus address of the node (this one included, none in its handshake) whose
+    /// client (RESP) address is `host:port`, the reverse of the address MOVED names: how
+    /// MIGRATE's target, given as a client address, is found. Read from the data path's
+    /// published map; `None` when no node of the cluster is there (no name is resolved).
+    pub fn node_at_client_address(&self, host: &str, port: u16) -> Option<(NodeId, PeerAddr)> {
+        let table = self.shared.routing.table();
+        let node = table.node_at_client_address(host, port)?;
+        Some((node.id, node.address.clone()))
     }
 
     /// For a replica: whether its replication link to its master is up (INFO's

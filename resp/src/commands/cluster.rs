@@ -259,9 +259,9 @@ async fn admin(gateway: &Gateway, name: &str, args: &[&[u8]]) -> Result<Reply, R
             slot: slot(number)?,
             action: set_slot_action(action, rest)?,
         },
-        ("reset", []) => reset(gateway, ResetMode::Soft)?,
-        ("reset", [mode]) if is(mode, "SOFT") => reset(gateway, ResetMode::Soft)?,
-        ("reset", [mode]) if is(mode, "HARD") => reset(gateway, ResetMode::Hard)?,
+        ("reset", []) => return reset(gateway, ResetMode::Soft).await,
+        ("reset", [mode]) if is(mode, "SOFT") => return reset(gateway, ResetMode::Soft).await,
+        ("reset", [mode]) if is(mode, "HARD") => return reset(gateway, ResetMode::Hard).await,
         ("reset", [_]) => return Err(Refusal::Reply(crate::commands::syntax_error())),
         // nodes.conf is saved before every message that depends on a change.
         ("saveconfig", []) => return Ok(OK),
@@ -330,14 +330,16 @@ fn set_slot_action(action: &[u8], rest: &[&[u8]]) -> Result<SetSlotAction, Refus
     })
 }
 
-/// CLUSTER RESET is refused on a master holding keys (Redis's rule and wording).
-fn reset(gateway: &Gateway, mode: ResetMode) -> Result<AdminCommand, Refusal> {
+/// CLUSTER RESET is refused on a master holding keys (Redis's rule and wording); a replica
+/// becomes an empty master (`Node::reset`).
+async fn reset(gateway: &Gateway, mode: ResetMode) -> Result<Reply, Refusal> {
     if gateway.node.master().is_none() && gateway.node.memory().keys > 0 {
         return Err(Refusal::Reply(Reply::error(
             "ERR CLUSTER RESET can't be called with master nodes containing keys",
         )));
     }
-    Ok(AdminCommand::Reset(mode))
+    gateway.node.reset(mode).await?;
+    Ok(OK)
 }
 
 fn help() -> Reply {

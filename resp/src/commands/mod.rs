@@ -3,11 +3,13 @@
 //! live with each command there), else one of the RESP-only commands here, one file per
 //! family: [`connection`] (PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT, READONLY,
 //! READWRITE, ASKING), [`server`] (INFO, DBSIZE, FLUSHALL, CONFIG, SHUTDOWN, WAIT),
-//! [`keys`] (TYPE, KEYS, SCAN), [`cluster`] (CLUSTER ...) and [`table`] (COMMAND).
+//! [`keys`] (TYPE, KEYS, SCAN), [`migrate`] (MIGRATE), [`cluster`] (CLUSTER ...) and
+//! [`table`] (COMMAND).
 
 pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod keys;
+pub(crate) mod migrate;
 pub(crate) mod server;
 pub(crate) mod table;
 
@@ -122,6 +124,7 @@ pub(crate) async fn execute(
             Flow::Continue,
         ),
         "command" => (table::command(rest), Flow::Continue),
+        "migrate" => (migrate::migrate(gateway, rest).await, Flow::Continue),
         "type" => (key_type(gateway, session, rest).await, Flow::Continue),
         "keys" | "scan" => (keys::keys(gateway, &name, rest), Flow::Continue),
         "info" | "dbsize" | "flushall" | "config" | "wait" | "shutdown" | "save" | "bgsave"

@@ -52,6 +52,7 @@ const COMMANDS: &[Entry] = &[
     ("ttl", 2, RF, 1, 1, 1),
     ("pttl", 2, RF, 1, 1, 1),
     ("type", 2, RF, 1, 1, 1),
+    ("migrate", -6, &["write", "movablekeys"], 3, 3, 1),
     ("keys", 2, R, 0, 0, 0),
     ("scan", -2, R, 0, 0, 0),
     ("dbsize", 1, RF, 0, 0, 0),

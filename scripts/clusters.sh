@@ -1,0 +1,36 @@
+# Sourced by the scripts that compare kvnode with Redis: starts a 6-node cluster
+# (3 masters + 3 replicas) of kvnode or of Debian's redis-server on 127.0.0.1 and stops
+# every process it started, by PID, on exit.
+#
+# Before sourcing: `cd` to the repository and build kvnode (target/release/kvnode).
+kvnode="$PWD/target/release/kvnode"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_cluster() { # kind base_port
+  local kind="$1" base="$2" addresses=()
+  for i in 0 1 2 3 4 5; do
+    local port=$((base + i))
+    mkdir -p "$work/$kind-$port"
+    if [ "$kind" = kvnode ]; then
+      "$kvnode" --port "$port" --dir "$work/$kind-$port" --loglevel warning >"$work/$kind-$port.log" 2>&1 &
+    else
+      redis-server --port "$port" --cluster-enabled yes --dir "$work/$kind-$port" \
+        --save '' --appendonly no --daemonize no --logfile "$work/$kind-$port.log" &
+    fi
+    pids+=("$!")
+    addresses+=("127.0.0.1:$port")
+  done
+  for i in 0 1 2 3 4 5; do
+    until redis-cli -p $((base + i)) ping >/dev/null 2>&1; do sleep 0.1; done
+  done
+  redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  until redis-cli --cluster check "127.0.0.1:$base" 2>/dev/null | grep -q "All 16384 slots covered"; do sleep 0.2; done
+  sleep 2
+}
