@@ -21,7 +21,7 @@ use slotkv_cluster::{
 };
 use slotkv_engine::SLOT_COUNT;
 
-use node_support::load::{preload, write_and_read, Expected};
+use node_support::load::{preload, preloaded, write_and_read, Expected};
 use node_support::{eventually, form, shutdown_within_10s, start_nodes, tcp};
 
 const KEYS: usize = 8_000;
@@ -52,16 +52,7 @@ async fn nodes_are_added_rebalanced_onto_and_removed_under_load_losing_no_write(
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             let own: Vec<Vec<u8>> = keys.iter().skip(task).step_by(TASKS).cloned().collect();
-            let initial: HashMap<Vec<u8>, Expected> = own
-                .iter()
-                .map(|key| {
-                    let expected = Expected {
-                        acknowledged: Some(key.clone()),
-                        in_doubt: None,
-                    };
-                    (key.clone(), expected)
-                })
-                .collect();
+            let initial = preloaded(&own);
             tokio::spawn(write_and_read(
                 task,
                 nodes[1 + task % 2].cluster(),

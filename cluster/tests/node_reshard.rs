@@ -22,7 +22,7 @@ use slotkv_cluster::{
 };
 use slotkv_engine::{key_slot, Slot, SLOT_COUNT};
 
-use node_support::load::{preload, write_and_read, Expected};
+use node_support::load::{preload, preloaded, write_and_read, Expected};
 use node_support::{eventually, form, shutdown_within_10s, start_nodes, tcp};
 
 /// Keys of the load test.
@@ -206,16 +206,7 @@ async fn resharding_under_load_keeps_every_acknowledged_write_on_one_owner() {
     let mut tasks = Vec::new();
     for (task, node) in nodes.iter().enumerate().take(TASKS) {
         let own: Vec<Vec<u8>> = keys.iter().skip(task).step_by(TASKS).cloned().collect();
-        let initial = own
-            .iter()
-            .map(|key| {
-                let expected = Expected {
-                    acknowledged: Some(key.clone()),
-                    in_doubt: None,
-                };
-                (key.clone(), expected)
-            })
-            .collect();
+        let initial = preloaded(&own);
         let cache = node.cluster();
         tasks.push(tokio::spawn(write_and_read(
             task,

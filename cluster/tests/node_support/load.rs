@@ -97,3 +97,16 @@ pub(crate) async fn preload(cache: &Cluster, keys: &[Vec<u8>]) {
         }
     }
 }
+
+/// What a task expects of `keys` after [`preload`]: each holds its own name.
+pub(crate) fn preloaded(keys: &[Vec<u8>]) -> HashMap<Vec<u8>, Expected> {
+    keys.iter()
+        .map(|key| {
+            let expected = Expected {
+                acknowledged: Some(key.clone()),
+                in_doubt: None,
+            };
+            (key.clone(), expected)
+        })
+        .collect()
+}
