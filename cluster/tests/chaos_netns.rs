@@ -24,13 +24,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use slotkv_cluster::core::rng::Rng;
-use slotkv_cluster::core::ClusterState;
-use slotkv_transport::PeerAddr;
 
 use node_support::child::{self, form, status_field, Child, ChildSpec, PHASE_TIMEOUT};
 use node_support::history::Clients;
 use node_support::netns::{lab_available, Lab, BRIDGE_HOST};
-use node_support::{builder, eventually, tcp, temp_dir};
+use node_support::temp_dir;
 
 const MASTERS: usize = 3;
 const NODES: usize = 2 * MASTERS;
@@ -204,23 +202,11 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
         .enable_all()
         .build()
         .unwrap();
-    let host = runtime.block_on(async {
-        let host = builder(tcp(), 99)
-            .bind(format!("{BRIDGE_HOST}:0"))
-            .start()
-            .await
-            .unwrap();
-        let seed_node = PeerAddr::new(lab.children[0].as_ref().unwrap().address.clone()).unwrap();
-        host.meet(&seed_node).await.unwrap();
-        let joined = eventually(PHASE_TIMEOUT, || async {
-            host.cluster_state()
-                .await
-                .is_ok_and(|state| state == ClusterState::Ok)
-        })
-        .await;
-        assert!(joined, "the host node never saw the cluster ok");
-        host
-    });
+    let host = runtime.block_on(child::join_host(
+        &format!("{BRIDGE_HOST}:0"),
+        99,
+        &lab.children,
+    ));
     let clients = Clients::default();
     let mut tasks: Vec<_> = (0..WRITERS)
         .map(|writer| runtime.spawn(clients.clone().write(host.cluster(), writer)))

@@ -18,14 +18,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use slotkv_cluster::core::ClusterState;
-use slotkv_transport::PeerAddr;
-
-use node_support::child::{
-    self, await_status, form, running, status_field, Child, ChildSpec, PHASE_TIMEOUT,
-};
+use node_support::child::{self, await_status, form, running, status_field, Child, ChildSpec};
 use node_support::history::Clients;
-use node_support::{builder, eventually, tcp, temp_dir};
+use node_support::temp_dir;
 
 const MASTERS: usize = 3;
 const NODES: usize = 2 * MASTERS;
@@ -121,23 +116,7 @@ fn sigkilled_and_restarted_processes_lose_no_acknowledged_write() {
         .enable_all()
         .build()
         .unwrap();
-    let host = runtime.block_on(async {
-        let host = builder(tcp(), 77)
-            .bind("127.0.0.1:0")
-            .start()
-            .await
-            .unwrap();
-        let seed = PeerAddr::new(cluster.children[0].as_ref().unwrap().address.clone()).unwrap();
-        host.meet(&seed).await.unwrap();
-        let joined = eventually(PHASE_TIMEOUT, || async {
-            host.cluster_state()
-                .await
-                .is_ok_and(|state| state == ClusterState::Ok)
-        })
-        .await;
-        assert!(joined, "the host node never saw the cluster ok");
-        host
-    });
+    let host = runtime.block_on(child::join_host("127.0.0.1:0", 77, &cluster.children));
 
     let clients = Clients::default();
     let writers: Vec<_> = (0..WRITERS)

@@ -211,9 +211,8 @@ pub async fn remove_node(
         report = run_moves(nodes, &moves, options, &mut progress).await?;
         report.replicas_moved = move_replicas(nodes, &others, id, timeout).await?;
     }
-    let all: Vec<&Node> = others.clone();
     wait_for_all(
-        &all,
+        &others,
         timeout,
         "see the removed node own no slot",
         move |core| core.slot_table().count_of(&id) == 0,
@@ -228,7 +227,7 @@ pub async fn remove_node(
             }
         }
     }
-    wait_for_all(&all, timeout, "forget the removed node", move |core| {
+    wait_for_all(&others, timeout, "forget the removed node", move |core| {
         core.node(&id).is_none()
     })
     .await?;

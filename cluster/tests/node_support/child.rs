@@ -26,7 +26,7 @@ use slotkv_cluster::core::{AdminCommand, ClusterState};
 use slotkv_cluster::{Durability, Node};
 use slotkv_transport::PeerAddr;
 
-use super::{tcp, NODE_TIMEOUT_MS};
+use super::{builder, eventually, tcp, NODE_TIMEOUT_MS};
 
 /// Set in a child's environment: the address its node binds.
 pub(crate) const CHILD_BIND: &str = "SLOTKV_CHILD_BIND";
@@ -370,4 +370,21 @@ pub(crate) fn form(children: &mut [Option<Child>], masters: usize) {
             status.contains("ok=true")
         });
     }
+}
+
+/// The test's own node (core seeded with `seed`) bound at `bind`, met into the cluster of
+/// `children` through the first one, once it sees the cluster ok.
+pub(crate) async fn join_host(bind: &str, seed: u64, children: &[Option<Child>]) -> Node {
+    let host = builder(tcp(), seed).bind(bind).start().await.unwrap();
+    let first = children[0].as_ref().expect("a live first node");
+    let address = PeerAddr::new(first.address.clone()).unwrap();
+    host.meet(&address).await.unwrap();
+    let joined = eventually(PHASE_TIMEOUT, || async {
+        host.cluster_state()
+            .await
+            .is_ok_and(|state| state == ClusterState::Ok)
+    })
+    .await;
+    assert!(joined, "the host node never saw the cluster ok");
+    host
 }
