@@ -125,6 +125,9 @@ async fn a_replica_holds_exactly_the_keys_its_evicting_master_holds() {
     }
 }
 
+/// When the keys of the removal-log test expire: after they are all written and replicated.
+const EXPIRE_AFTER_MS: i64 = 3_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removals_lost_by_the_engine_make_the_replica_resync() {
     let net = SimNet::new(11);
@@ -132,8 +135,15 @@ async fn removals_lost_by_the_engine_make_the_replica_resync() {
     let (master, replica) = (&nodes[0], &nodes[1]);
     wait_until_streaming(master, replica).await;
     let cluster = master.cluster();
+    // Every key expires at one instant, after all are written and replicated, so active
+    // expiry has no time to drain them before the lazy reads below find them all expired.
+    let unix_ms = |at: std::time::SystemTime| {
+        at.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64)
+    };
+    let deadline_ms = unix_ms(std::time::SystemTime::now()) + EXPIRE_AFTER_MS;
     let options = SetOptions {
-        expiry: SetExpiry::Expire(ExpireTime::Milliseconds(300)),
+        expiry: SetExpiry::Expire(ExpireTime::UnixMilliseconds(deadline_ms)),
         ..SetOptions::default()
     };
     // More expirations at once than the engine's removal log holds.
@@ -150,7 +160,9 @@ async fn removals_lost_by_the_engine_make_the_replica_resync() {
     .await;
     assert!(all_written, "the replica never received the writes");
     let master_store = master.store();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let now_ms = unix_ms(std::time::SystemTime::now());
+    let wait_ms = (deadline_ms + 20 - now_ms).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
     // Reads of expired keys remove them lazily, each one a removal event, faster than the
     // replication task drains them.
     for (key, _) in &pairs {
