@@ -20,7 +20,8 @@ use crate::routing::protocol::{
 };
 use crate::runtime::snapshot::{load_snapshot, save_snapshot, SNAPSHOT_MAGIC};
 use crate::slot_migration::batch::{
-    self as migration, AckOutcome, Assembly, ImportRefusal, MigrationFrame, WireEntry,
+    self as migration, AckOutcome, Assembly, ImportRefusal, MigrationFrame, SlotsRequest,
+    WireEntry, WireRange,
 };
 
 /// Most seed inputs a target yields.
@@ -205,10 +206,25 @@ fn migration_frames() -> Vec<MigrationFrame> {
             batch: 1,
             bytes: vec![1, 2, 3, 4],
         },
+        MigrationFrame::Deletes {
+            batch: 1,
+            keys: vec![b"gone".to_vec()],
+        },
         MigrationFrame::Commit {
             batch: 1,
             replace: true,
             keys: 3,
+            deletes: 1,
+        },
+        MigrationFrame::Slots {
+            batch: 4,
+            request: SlotsRequest::Begin {
+                ranges: vec![WireRange { start: 0, end: 99 }],
+            },
+        },
+        MigrationFrame::Ack {
+            batch: 4,
+            outcome: AckOutcome::Owned { epoch: 9 },
         },
         MigrationFrame::Ack {
             batch: 1,

@@ -134,7 +134,8 @@ pub(crate) fn execute_while<C: Command>(
         WriteGate::Paused => return Err(ExecuteError::WritesClosed),
         WriteGate::Stopped => return Err(ExecuteError::Stopped),
     }
-    if !still_allowed() {
+    // An atomic migration paused the slot for its flip: as paused writes, retried.
+    if log.outbound.is_paused(slot) || !still_allowed() {
         return Err(ExecuteError::WritesClosed);
     }
     let store = stores.get();

@@ -77,6 +77,38 @@ pub enum AdminCommand {
     SetConfigEpoch(u64),
     /// CLUSTER BUMPEPOCH.
     BumpEpoch,
+    /// An atomic migration's target, at its start: import `ranges` from master `source`
+    /// (each slot IMPORTING). Refused, changing nothing, if one is mine or already
+    /// migrating or importing (one migration per slot).
+    ImportSlots {
+        /// The slots.
+        ranges: Vec<SlotRange>,
+        /// Their owner, the migration's source.
+        source: NodeId,
+    },
+    /// An atomic migration's target, at its flip: take every slot of `ranges` (each
+    /// IMPORTING from `source`, or already mine from an earlier flip) with one configEpoch
+    /// bump for all of them, and tell everyone. Refused, changing nothing, if one is
+    /// neither.
+    ClaimSlots {
+        /// The slots.
+        ranges: Vec<SlotRange>,
+        /// The migration's source.
+        source: NodeId,
+    },
+    /// An atomic migration's target, when it is abandoned: every IMPORTING slot of
+    /// `ranges` turns stable again (still owned by its source); `+OK`. If the slots are
+    /// mine already (the flip came first), nothing changes and the reply is
+    /// `Still(configEpoch)`.
+    AbandonImport(Vec<SlotRange>),
+    /// An atomic migration's source, after the target's flip: `ranges` now belong to
+    /// `owner` (SETSLOT NODE for each, in one command; keys still held are dropped).
+    GiveSlots {
+        /// The slots.
+        ranges: Vec<SlotRange>,
+        /// Their new owner.
+        owner: NodeId,
+    },
 }
 
 /// A successful command's reply.
@@ -155,6 +187,13 @@ pub enum AdminError {
     /// this node's messages as malformed).
     #[error("invalid config epoch {0}: the largest accepted is {max}", max = crate::core::wire::MAX_EPOCH)]
     InvalidConfigEpoch(u64),
+    /// An atomic migration's import of a slot that is already migrating or importing here.
+    #[error("hash slot {0} is already migrating or importing")]
+    SlotInMigration(Slot),
+    /// An atomic migration's flip of a slot that is not importing from its source here
+    /// (the import was abandoned, or never began).
+    #[error("hash slot {0} is not importing from the migration's source")]
+    NotImporting(Slot),
 }
 
 /// Most FORGOTTEN_NODE messages that follow one PING ([`Core::gossip_forgotten_nodes`]).
@@ -213,7 +252,97 @@ impl Core {
                     AdminReply::Still(epoch)
                 })
             }
+            AdminCommand::ImportSlots { ranges, source } => self.import_slots(&ranges, source),
+            AdminCommand::ClaimSlots { ranges, source } => self.claim_slots(&ranges, source),
+            AdminCommand::AbandonImport(ranges) => {
+                check_ranges(&ranges)?;
+                let myself = self.myself;
+                if slots_of_ranges(&ranges).any(|slot| self.slots.owner(slot) == Some(myself)) {
+                    // Flipped before the cancel came (claims are all or nothing).
+                    return Ok(AdminReply::Still(self.myself().config_epoch));
+                }
+                for slot in slots_of_ranges(&ranges) {
+                    if let SlotState::Importing(_) = self.slots.state(slot) {
+                        self.slots.set_state(slot, SlotState::Stable);
+                        self.config_dirty = true;
+                    }
+                }
+                Ok(AdminReply::Ok)
+            }
+            AdminCommand::GiveSlots { ranges, owner } => {
+                check_ranges(&ranges)?;
+                self.known_master(owner)?;
+                if owner == self.myself {
+                    return Err(AdminError::Myself);
+                }
+                for slot in slots_of_ranges(&ranges) {
+                    self.set_slot_node(slot, owner)?;
+                }
+                self.config_dirty = true;
+                Ok(AdminReply::Ok)
+            }
         }
+    }
+
+    fn import_slots(
+        &mut self,
+        ranges: &[SlotRange],
+        source: NodeId,
+    ) -> Result<AdminReply, AdminError> {
+        check_ranges(ranges)?;
+        if source == self.myself {
+            return Err(AdminError::Myself);
+        }
+        self.known_master(source)?;
+        let myself = self.myself;
+        for slot in slots_of_ranges(ranges) {
+            if self.slots.owner(slot) == Some(myself) {
+                return Err(AdminError::AlreadyOwner(slot));
+            }
+            if self.slots.state(slot) != SlotState::Stable {
+                return Err(AdminError::SlotInMigration(slot));
+            }
+        }
+        for slot in slots_of_ranges(ranges) {
+            self.slots.set_state(slot, SlotState::Importing(source));
+        }
+        self.config_dirty = true;
+        Ok(AdminReply::Ok)
+    }
+
+    fn claim_slots(
+        &mut self,
+        ranges: &[SlotRange],
+        source: NodeId,
+    ) -> Result<AdminReply, AdminError> {
+        check_ranges(ranges)?;
+        let myself = self.myself;
+        let mut claimed = 0;
+        for slot in slots_of_ranges(ranges) {
+            match self.slots.state(slot) {
+                SlotState::Importing(from) if from == source => claimed += 1,
+                SlotState::Stable if self.slots.owner(slot) == Some(myself) => {}
+                _ => return Err(AdminError::NotImporting(slot)),
+            }
+        }
+        if claimed == 0 {
+            // Flipped before (a repeated request): nothing changes.
+            return Ok(AdminReply::Still(self.myself().config_epoch));
+        }
+        for slot in slots_of_ranges(ranges) {
+            self.slots.set_state(slot, SlotState::Stable);
+            self.set_slot_owner(slot, Some(myself));
+        }
+        let bumped = self.bump_epoch_without_consensus();
+        self.broadcast_pong();
+        self.config_dirty = true;
+        let epoch = self.myself().config_epoch;
+        tracing::info!(slots = claimed, epoch, %source, "took the slots of an atomic migration");
+        Ok(if bumped {
+            AdminReply::Bumped(epoch)
+        } else {
+            AdminReply::Still(epoch)
+        })
     }
 
     fn add_slots(&mut self, ranges: &[SlotRange]) -> Result<AdminReply, AdminError> {
@@ -504,6 +633,101 @@ mod tests {
                 ttl_ms,
             },
         }
+    }
+
+    #[test]
+    fn an_atomic_migration_imports_claims_with_one_bump_or_abandons() {
+        use crate::core::slots::{SlotRange, SlotState};
+        let range = |start, end| SlotRange { start, end };
+        let mut core = core(1);
+        core.nodes.get_mut(&id(1)).unwrap().config_epoch = 1;
+        add_node(&mut core, 2, None, 2);
+        add_node(&mut core, 3, None, 3);
+        core.current_epoch = 3;
+        own(&mut core, 2, 0..=199);
+        own(&mut core, 1, 200..=299);
+        drain(&mut core);
+        let import = |ranges: Vec<SlotRange>| AdminCommand::ImportSlots {
+            ranges,
+            source: id(2),
+        };
+        assert_eq!(
+            core.handle_command(1_000, import(vec![range(150, 250)])),
+            Err(AdminError::AlreadyOwner(200)),
+            "a slot of mine is not imported"
+        );
+        assert_eq!(
+            core.slot_state(150),
+            SlotState::Stable,
+            "a refusal changes nothing"
+        );
+        core.handle_command(1_000, import(vec![range(0, 99)]))
+            .unwrap();
+        assert_eq!(core.slot_state(42), SlotState::Importing(id(2)));
+        assert_eq!(
+            core.handle_command(1_000, import(vec![range(99, 120)])),
+            Err(AdminError::SlotInMigration(99)),
+            "one migration per slot"
+        );
+        let claim = |ranges: Vec<SlotRange>, source: u8| AdminCommand::ClaimSlots {
+            ranges,
+            source: id(source),
+        };
+        assert_eq!(
+            core.handle_command(1_000, claim(vec![range(0, 100)], 2)),
+            Err(AdminError::NotImporting(100))
+        );
+        assert_eq!(
+            core.handle_command(1_000, claim(vec![range(0, 99)], 3)),
+            Err(AdminError::NotImporting(0)),
+            "only from the migration's source"
+        );
+        drain(&mut core);
+        let reply = core.handle_command(1_000, claim(vec![range(0, 99)], 2));
+        assert_eq!(
+            reply,
+            Ok(AdminReply::Bumped(4)),
+            "one bump past the largest epoch"
+        );
+        assert!((0..=99).all(|slot| core.slot_owner(slot) == Some(id(1))
+            && core.slot_state(slot) == SlotState::Stable));
+        let pongs = drain(&mut core)
+            .iter()
+            .filter(|output| matches!(output, Output::Transmit { message, .. } if matches!(message.body, Body::Pong { .. })))
+            .count();
+        assert_eq!(pongs, 2, "everyone hears of the flip at once");
+        assert_eq!(
+            core.handle_command(1_000, claim(vec![range(0, 99)], 2)),
+            Ok(AdminReply::Still(4)),
+            "a repeated flip changes nothing"
+        );
+        // An abandoned import is never flipped.
+        core.handle_command(1_000, import(vec![range(100, 149)]))
+            .unwrap();
+        core.handle_command(1_000, AdminCommand::AbandonImport(vec![range(100, 149)]))
+            .unwrap();
+        assert_eq!(core.slot_state(120), SlotState::Stable);
+        assert_eq!(core.slot_owner(120), Some(id(2)));
+        assert_eq!(
+            core.handle_command(1_000, AdminCommand::AbandonImport(vec![range(0, 99)])),
+            Ok(AdminReply::Still(4)),
+            "a cancel after the flip reports the flip"
+        );
+        assert_eq!(
+            core.handle_command(1_000, claim(vec![range(100, 149)], 2)),
+            Err(AdminError::NotImporting(100))
+        );
+        // The source's side: the slots go to their new owner in one command.
+        core.handle_command(
+            1_000,
+            AdminCommand::GiveSlots {
+                ranges: vec![range(200, 249)],
+                owner: id(3),
+            },
+        )
+        .unwrap();
+        assert_eq!(core.slot_owner(249), Some(id(3)));
+        assert_eq!(core.slot_owner(250), Some(id(1)));
     }
 
     #[test]

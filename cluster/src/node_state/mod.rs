@@ -9,6 +9,8 @@
 //! - [`bulk`]: the stream tags of the bulk channel;
 //! - [`migration_gate`]: what keeps a key-by-key migration batch and the requests on its
 //!   slot apart ([`MigrationGates`]);
+//! - [`outbound_slots`]: an atomic migration's dirty keys and per-slot pause, held by the
+//!   write log ([`outbound_slots::OutboundSlots`]);
 //! - [`stats`]: counters of what the node refused or dropped.
 //!
 //! [`NodeState`] bundles them for a node behind one `Arc`. Functions below the tasks take
@@ -17,6 +19,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod migration_gate;
+pub(crate) mod outbound_slots;
 pub(crate) mod routing_table;
 pub(crate) mod stats;
 pub(crate) mod store_cell;

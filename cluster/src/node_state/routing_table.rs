@@ -190,6 +190,11 @@ impl RoutingTable {
         })
     }
 
+    /// The node (past its handshake) at bus address `address`.
+    pub(crate) fn node_at(&self, address: &PeerAddr) -> Option<&RouteNode> {
+        self.nodes.iter().find(|node| node.address == *address)
+    }
+
     /// Whether a node this one knows (past its handshake) is at `address`.
     pub(crate) fn knows_address(&self, address: &PeerAddr) -> bool {
         self.nodes.iter().any(|node| node.address == *address)

@@ -1,4 +1,5 @@
-//! Counters of input a node refused or dropped, and of config saves that failed, readable from the host through
+//! Counters of input a node refused or dropped, of config saves that failed, of the
+//! redirections it answered and of its atomic slot migrations, readable from the host through
 //! [`crate::Node::stats`]. Bus messages that do not decode are counted by the core.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,29 @@ pub(crate) struct NodeStats {
     config_saves_failed: AtomicU64,
     bus_messages_withheld: AtomicU64,
     psyncs_from_strangers: AtomicU64,
+    asks_answered: AtomicU64,
+    moves_answered: AtomicU64,
+    try_agains_answered: AtomicU64,
+    paused_calls: AtomicU64,
+    slot_migrations_completed: AtomicU64,
+    slot_migrations_abandoned: AtomicU64,
+}
+
+/// Which data-path or migration event to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// An ASK redirection answered.
+    Ask,
+    /// A MOVED redirection answered.
+    Moved,
+    /// A TRYAGAIN answered.
+    TryAgain,
+    /// A call that waited for a slot paused by an atomic migration.
+    PausedCall,
+    /// An atomic migration out of this node completed.
+    MigrationCompleted,
+    /// An atomic migration out of this node was abandoned (the slots stayed).
+    MigrationAbandoned,
 }
 
 /// Which counter to bump.
@@ -63,6 +87,19 @@ pub struct NodeStatistics {
     /// certificate, malformed hello, timeouts) and inbound links it closed on the peer's
     /// fault (oversized or truncated frames), by cause.
     pub links: LinkStatistics,
+    /// ASK redirections this node answered (only a key-by-key migration's MIGRATING slot
+    /// answers ASK; an atomic migration never does).
+    pub asks_answered: u64,
+    /// MOVED redirections this node answered.
+    pub moves_answered: u64,
+    /// TRYAGAIN answers this node gave (callers of the library retry them).
+    pub try_agains_answered: u64,
+    /// Calls that waited for a slot paused by an atomic migration's flip.
+    pub paused_calls: u64,
+    /// Atomic migrations out of this node that completed.
+    pub slot_migrations_completed: u64,
+    /// Atomic migrations out of this node that were abandoned (their slots stayed here).
+    pub slot_migrations_abandoned: u64,
 }
 
 impl NodeStats {
@@ -80,6 +117,19 @@ impl NodeStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one data-path or migration event.
+    pub(crate) fn served(&self, event: Served) {
+        let counter = match event {
+            Served::Ask => &self.asks_answered,
+            Served::Moved => &self.moves_answered,
+            Served::TryAgain => &self.try_agains_answered,
+            Served::PausedCall => &self.paused_calls,
+            Served::MigrationCompleted => &self.slot_migrations_completed,
+            Served::MigrationAbandoned => &self.slot_migrations_abandoned,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub(crate) fn snapshot(&self) -> NodeStatistics {
         NodeStatistics {
@@ -91,6 +141,12 @@ impl NodeStats {
             bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
             psyncs_from_strangers: self.psyncs_from_strangers.load(Ordering::Relaxed),
             links: LinkStatistics::default(),
+            asks_answered: self.asks_answered.load(Ordering::Relaxed),
+            moves_answered: self.moves_answered.load(Ordering::Relaxed),
+            try_agains_answered: self.try_agains_answered.load(Ordering::Relaxed),
+            paused_calls: self.paused_calls.load(Ordering::Relaxed),
+            slot_migrations_completed: self.slot_migrations_completed.load(Ordering::Relaxed),
+            slot_migrations_abandoned: self.slot_migrations_abandoned.load(Ordering::Relaxed),
         }
     }
 }

@@ -28,6 +28,7 @@ use slotkv_transport::PeerAddr;
 use tokio::sync::watch;
 
 use crate::core::slots::SlotRange;
+use crate::node_state::outbound_slots::OutboundSlots;
 use crate::node_state::StoreCell;
 
 /// Stripes of the write-ordering lock (slot modulo this).
@@ -160,6 +161,9 @@ pub(crate) struct WriteLog {
     acknowledged: watch::Sender<u64>,
     full_syncs_served: AtomicU64,
     partial_syncs_served: AtomicU64,
+    /// The slots an atomic migration moves out of this node: their dirty keys (noted as
+    /// ops are appended) and their pause.
+    pub(crate) outbound: OutboundSlots,
 }
 
 /// Replication counters and position, for monitoring and tests.
@@ -200,6 +204,7 @@ impl WriteLog {
             acknowledged: watch::channel(0).0,
             full_syncs_served: AtomicU64::new(0),
             partial_syncs_served: AtomicU64::new(0),
+            outbound: OutboundSlots::default(),
         }
     }
 
@@ -247,6 +252,22 @@ impl WriteLog {
         self.offset()
     }
 
+    /// Pauses `slots` ([`OutboundSlots`]), then takes each of their stripes once: a write
+    /// that saw them unpaused holds its stripe until it is logged (and noted dirty), and
+    /// any later one is refused.
+    pub(crate) fn pause_slots(&self, slots: &[Slot]) {
+        self.outbound.mark_paused(slots);
+        let mut stripes: Vec<usize> = slots
+            .iter()
+            .map(|slot| usize::from(*slot) % WRITE_STRIPES)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        for stripe in stripes {
+            drop(self.stripes[stripe].lock());
+        }
+    }
+
     /// Takes every stripe once: every write that held one has been logged.
     fn barrier(&self) {
         for stripe in self.stripes.iter() {
@@ -264,6 +285,7 @@ impl WriteLog {
     fn append(&self, ops: Vec<Op>) -> u64 {
         let mut state = self.state.lock();
         for op in ops {
+            self.outbound.note_op(&op);
             state.offset += 1;
             state.backlog_bytes += op.size_bytes();
             state.backlog.push_back(op);

@@ -19,7 +19,7 @@ use crate::command::{
     AnyCommand, ExecuteError, KeyList, OwnedCommand, PairList, Value, WireCommandError,
 };
 use crate::core::slots::SlotState;
-use crate::node_state::stats::Refusal;
+use crate::node_state::stats::{Refusal, Served};
 use crate::node_state::{NodeState, NodeStats, RoutingTable};
 use crate::routing::protocol::{
     CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
@@ -161,6 +161,14 @@ where
             return Response::Done(Value::Integer(count as i64), *offset);
         }
     };
+    if let Ok(slot) = request.command.slot() {
+        if shared.log.outbound.is_paused(slot) {
+            shared.stats.served(Served::PausedCall);
+            // An atomic migration's flip: answer once it is over (MOVED if it moved).
+            let bound = Duration::from_millis(shared.settings.request_timeout_ms);
+            shared.log.outbound.wait_resumed(slot, bound).await;
+        }
+    }
     let mut table = shared.routing.table();
     // On a migrating slot the rules' look at which keys exist and the execution hold the
     // slot's migration gate, so no migration batch moves a key in between (see
@@ -175,7 +183,15 @@ where
     };
     let slot = match decide(&table, &shared.store.get(), request) {
         Decision::Execute(slot) => slot,
-        Decision::Answer(response) => return response,
+        Decision::Answer(response) => {
+            match response {
+                Response::Ask(..) => shared.stats.served(Served::Ask),
+                Response::Moved(..) => shared.stats.served(Served::Moved),
+                Response::TryAgain => shared.stats.served(Served::TryAgain),
+                _ => {}
+            }
+            return response;
+        }
     };
     let executed = request.command.execute(&shared.store, &shared.log, slot);
     drop(gate);
@@ -187,7 +203,10 @@ where
         }
         // Paused or stopped (shutdown) after the rules let it through: as if that had come
         // first; the caller retries and follows the slot to whoever serves it next.
-        Err(ExecuteError::WritesClosed | ExecuteError::Stopped) => return Response::TryAgain,
+        Err(ExecuteError::WritesClosed | ExecuteError::Stopped) => {
+            shared.stats.served(Served::TryAgain);
+            return Response::TryAgain;
+        }
     };
     let wanted = request.durability_replicas;
     if wanted == 0 || !request.command.writes() {

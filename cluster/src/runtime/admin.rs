@@ -1,17 +1,21 @@
 //! The admin API of a node: CLUSTER MEET, ADDSLOTS, SETSLOT, REPLICATE, FAILOVER, FORGET,
 //! RESET; the views (NODES, SLOTS, SHARDS, INFO); memory and key counts; the key-by-key
-//! migration's COUNTKEYSINSLOT, GETKEYSINSLOT and MIGRATE; and
+//! migration's COUNTKEYSINSLOT, GETKEYSINSLOT and MIGRATE; the atomic
+//! [`Node::migrate_slots`]; and
 //! [`create_cluster`], the `redis-cli --cluster create --cluster-replicas N` helper.
 //!
 //! Every command goes to the driver over its bounded channel and is answered once the core
 //! handled it; views run as closures on the core inside the driver.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use bytes::Bytes;
 use slotkv_engine::{Store, SLOT_COUNT};
 use slotkv_transport::PeerAddr;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::core::node::NodeId;
 use crate::core::slots::{slots_of_ranges, Slot, SlotRange};
@@ -21,7 +25,12 @@ use crate::core::{
 };
 use crate::runtime::driver::DriverRequest;
 use crate::runtime::Node;
+use crate::slot_migration::atomic_source::{
+    self, Parties, SlotMigrationError, SlotMigrationOptions, SlotMigrationProgress,
+    SlotMigrationReport,
+};
 use crate::slot_migration::source::{migrate_keys, MigrateError, MigrateOptions, MigrateReply};
+use crate::slot_migration::{CoreAdmin, CoreAdminError};
 use crate::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
 
 /// How often [`create_cluster`] re-checks the cluster while it waits, in ms.
@@ -70,15 +79,35 @@ pub struct NodeMemory {
     pub used_memory_bytes: usize,
 }
 
-impl Node {
-    /// Runs an admin command.
-    pub async fn command(&self, command: AdminCommand) -> Result<AdminReply, AdminCallError> {
+/// The driver's request channel is how the migration tasks reach the core.
+pub(crate) struct DriverAdmin(pub(crate) mpsc::Sender<DriverRequest>);
+
+impl DriverAdmin {
+    async fn command(&self, command: AdminCommand) -> Result<AdminReply, AdminCallError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
+        self.0
             .send(DriverRequest::Admin(command, reply))
             .await
             .map_err(|_| AdminCallError::Stopped)?;
         Ok(answer.await.map_err(|_| AdminCallError::Stopped)??)
+    }
+}
+
+impl CoreAdmin for DriverAdmin {
+    fn run(&self, command: AdminCommand) -> BoxFuture<'_, Result<AdminReply, CoreAdminError>> {
+        Box::pin(async move {
+            self.command(command).await.map_err(|error| match error {
+                AdminCallError::Refused(error) => CoreAdminError::Refused(error),
+                _ => CoreAdminError::Stopped,
+            })
+        })
+    }
+}
+
+impl Node {
+    /// Runs an admin command.
+    pub async fn command(&self, command: AdminCommand) -> Result<AdminReply, AdminCallError> {
+        DriverAdmin(self.requests.clone()).command(command).await
     }
 
     /// Runs `look` on the core inside the driver and returns its result.
@@ -221,6 +250,31 @@ impl Node {
         options: MigrateOptions,
     ) -> Result<MigrateReply, MigrateError> {
         migrate_keys(&self.shared, &self.migration, target, keys, options).await
+    }
+
+    /// Moves `ranges` from this node (their master) to master `to` by atomic slot
+    /// migration, the default way to move slots (Valkey 9's `CLUSTER MIGRATESLOTS`): a
+    /// snapshot of the slots and the tail of their writes stream to the target while
+    /// callers keep reading and writing here; then the slots pause here for the last
+    /// keys and the flip (at most [`SlotMigrationOptions::pause_max`]), and the target
+    /// takes all of them with one configEpoch bump. Callers never see ASK. `progress`
+    /// sees every batch; `ControlFlow::Break` before the pause cancels. On any error
+    /// the slots stay here, served throughout, and the target drops its partial copy
+    /// (see [`SlotMigrationError`]).
+    pub async fn migrate_slots(
+        &self,
+        ranges: &[SlotRange],
+        to: NodeId,
+        options: SlotMigrationOptions,
+        progress: impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
+    ) -> Result<SlotMigrationReport, SlotMigrationError> {
+        let admin = DriverAdmin(self.requests.clone());
+        let parties = Parties {
+            shared: &self.shared,
+            hub: &self.migration,
+            admin: &admin,
+        };
+        atomic_source::migrate_slots(&parties, ranges, to, options, progress).await
     }
 
     /// FLUSHALL on this node: deletes every key of the slots it masters, each slot under

@@ -389,6 +389,7 @@ impl Node {
             tokio::spawn(run_migration_stream(
                 Arc::clone(&shared),
                 Arc::clone(&migration),
+                Arc::new(admin::DriverAdmin(request_sender.clone())),
                 migration_frames,
             )),
             tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),

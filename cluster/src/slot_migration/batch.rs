@@ -5,21 +5,26 @@
 //!
 //! Source → target, per batch `b`: [`MigrationFrame::Entries`] with whole keys, and for a
 //! value larger than [`FRAME_PAYLOAD_BYTES`] a [`MigrationFrame::ValueStart`] followed by
-//! [`MigrationFrame::ValueChunk`]s; then [`MigrationFrame::Commit`] with the key count.
-//! Target → source: one [`MigrationFrame::Ack`] per committed batch. A batch's entries carry
+//! [`MigrationFrame::ValueChunk`]s; the keys it deletes at the target (an atomic
+//! migration's tail: keys removed at the source since the snapshot) in
+//! [`MigrationFrame::Deletes`]; then [`MigrationFrame::Commit`] with both counts.
+//! An atomic migration also sends [`MigrationFrame::Slots`] requests (begin, flip,
+//! cancel; see `super::atomic_target`). Target → source: one [`MigrationFrame::Ack`] per
+//! committed batch or slots request. A batch's entries carry
 //! the key, its value and its remaining TTL in ms (as Redis's DUMP/RESTORE: no synchronised
 //! clocks needed). Batches of one source are sequential: the source waits for an ack (or
 //! gives up) before it starts the next, and a frame of a newer batch discards an unfinished
 //! one.
 
 use bincode::{Decode, Encode};
+use bytes::Bytes;
 use slotkv_engine::{ExportedEntry, Slot, SLOT_COUNT};
 
 use crate::codec::{DecodeError, Format, Validate};
 use crate::node_state::bulk::StreamKind;
 
 /// Version byte in front of every migration frame.
-pub(crate) const MIGRATION_VERSION: u8 = 1;
+pub(crate) const MIGRATION_VERSION: u8 = 2;
 
 /// Largest migration frame decoded, in bytes: a sixteenth of the transport's default bulk
 /// frame limit (64 MiB), so a batch never needs one frame near the transport's bound.
@@ -42,6 +47,9 @@ pub(crate) const BATCH_BYTES_MAX: usize = 64 << 20;
 
 /// Longest error text in an ack.
 pub(crate) const ERROR_TEXT_BYTES_MAX: usize = 256;
+
+/// Most slot ranges one slots request names.
+pub(crate) const REQUEST_RANGES_MAX: usize = SLOT_COUNT;
 
 // One frame holds a whole key plus a full payload of value bytes with room for headers.
 const _: () = assert!(KEY_BYTES_MAX + FRAME_PAYLOAD_BYTES + 4096 <= MIGRATION_FRAME_BYTES_MAX);
@@ -86,6 +94,14 @@ pub(crate) enum ImportRefusal {
     },
     /// The frames of the batch did not add up (see [`AssemblyError`]).
     Incomplete,
+    /// An atomic migration cannot begin on this slot here: the target owns it or already
+    /// imports it (one migration per slot at a time).
+    SlotBusy {
+        /// The slot.
+        slot: u16,
+    },
+    /// The target's core refused the slots request (its error text).
+    Admin(String),
 }
 
 /// The target's answer to one batch.
@@ -101,6 +117,58 @@ pub(crate) enum AckOutcome {
     },
     /// Not imported (see the refusal).
     Refused(ImportRefusal),
+    /// [`SlotsRequest::Begin`] done: the slots are importing here and empty.
+    Ready,
+    /// [`SlotsRequest::Flip`] done (or done before): this node owns the slots with
+    /// configEpoch `epoch`.
+    Owned {
+        /// The target's configEpoch after the flip.
+        epoch: u64,
+    },
+    /// [`SlotsRequest::Cancel`] done: the slots are no longer importing here, their partial
+    /// copy is dropped, and a later flip of them is refused.
+    Abandoned,
+}
+
+/// A slot range on the wire (both ends included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct WireRange {
+    /// First slot.
+    pub(crate) start: u16,
+    /// Last slot.
+    pub(crate) end: u16,
+}
+
+/// What an atomic migration's source asks of the target for its slots.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) enum SlotsRequest {
+    /// Import these slots from me: drop any stale copy, mark them importing.
+    Begin {
+        /// The slots.
+        ranges: Vec<WireRange>,
+    },
+    /// Every key is sent and my writes to them are paused: take the slots, with one
+    /// configEpoch bump for all of them.
+    Flip {
+        /// The slots.
+        ranges: Vec<WireRange>,
+    },
+    /// The migration is abandoned: drop the partial copy and never flip these slots.
+    Cancel {
+        /// The slots.
+        ranges: Vec<WireRange>,
+    },
+}
+
+impl SlotsRequest {
+    /// The ranges the request names.
+    pub(crate) fn ranges(&self) -> &[WireRange] {
+        match self {
+            SlotsRequest::Begin { ranges }
+            | SlotsRequest::Flip { ranges }
+            | SlotsRequest::Cancel { ranges } => ranges,
+        }
+    }
 }
 
 /// A frame of the migration stream.
@@ -131,8 +199,15 @@ pub(crate) enum MigrationFrame {
         /// The bytes.
         bytes: Vec<u8>,
     },
-    /// Source: batch `batch` is complete with `keys` keys; import it (replacing existing
-    /// keys when `replace`) and acknowledge.
+    /// Source: keys batch `batch` deletes at the target.
+    Deletes {
+        /// The batch.
+        batch: u64,
+        /// The keys.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Source: batch `batch` is complete with `keys` keys and `deletes` deletions; import
+    /// it (replacing existing keys when `replace`) and acknowledge.
     Commit {
         /// The batch.
         batch: u64,
@@ -140,6 +215,15 @@ pub(crate) enum MigrationFrame {
         replace: bool,
         /// Keys in the batch.
         keys: u32,
+        /// Keys deleted by the batch.
+        deletes: u32,
+    },
+    /// Source: a request about an atomic migration's slots, answered by one ack.
+    Slots {
+        /// The request's id (acks share the batch ids).
+        batch: u64,
+        /// The request.
+        request: SlotsRequest,
     },
     /// Target: what became of batch `batch`.
     Ack {
@@ -157,7 +241,9 @@ impl MigrationFrame {
             MigrationFrame::Entries { batch, .. }
             | MigrationFrame::ValueStart { batch, .. }
             | MigrationFrame::ValueChunk { batch, .. }
+            | MigrationFrame::Deletes { batch, .. }
             | MigrationFrame::Commit { batch, .. }
+            | MigrationFrame::Slots { batch, .. }
             | MigrationFrame::Ack { batch, .. } => *batch,
         }
     }
@@ -190,10 +276,22 @@ impl Validate for MigrationFrame {
                 }
                 Ok(())
             }
-            MigrationFrame::Commit { keys, .. } if *keys as usize > BATCH_KEYS_MAX => {
+            MigrationFrame::Deletes { keys, .. } => {
+                if keys.len() > BATCH_KEYS_MAX {
+                    return Err("more keys than a batch holds");
+                }
+                if keys.iter().any(|key| key.len() > KEY_BYTES_MAX) {
+                    return Err("key longer than the migration's limit");
+                }
+                Ok(())
+            }
+            MigrationFrame::Commit { keys, deletes, .. }
+                if *keys as usize > BATCH_KEYS_MAX || *deletes as usize > BATCH_KEYS_MAX =>
+            {
                 Err("more keys than a batch holds")
             }
             MigrationFrame::Commit { .. } => Ok(()),
+            MigrationFrame::Slots { request, .. } => validate_ranges(request.ranges()),
             MigrationFrame::Ack { outcome, .. } => validate_outcome(outcome),
         }
     }
@@ -215,11 +313,32 @@ fn validate_outcome(outcome: &AckOutcome) -> Result<(), &'static str> {
         {
             Err("slot out of range")
         }
-        AckOutcome::Refused(ImportRefusal::Engine(text)) if text.len() > ERROR_TEXT_BYTES_MAX => {
+        AckOutcome::Refused(ImportRefusal::SlotBusy { slot })
+            if usize::from(*slot) >= SLOT_COUNT =>
+        {
+            Err("slot out of range")
+        }
+        AckOutcome::Refused(ImportRefusal::Engine(text) | ImportRefusal::Admin(text))
+            if text.len() > ERROR_TEXT_BYTES_MAX =>
+        {
             Err("error text too long")
         }
-        AckOutcome::Refused(_) => Ok(()),
+        AckOutcome::Refused(_)
+        | AckOutcome::Ready
+        | AckOutcome::Owned { .. }
+        | AckOutcome::Abandoned => Ok(()),
     }
+}
+
+fn validate_ranges(ranges: &[WireRange]) -> Result<(), &'static str> {
+    if ranges.is_empty() || ranges.len() > REQUEST_RANGES_MAX {
+        return Err("no slot range, or more than a request holds");
+    }
+    let valid = |range: &WireRange| range.start <= range.end && usize::from(range.end) < SLOT_COUNT;
+    if !ranges.iter().all(valid) {
+        return Err("slot range out of order or out of range");
+    }
+    Ok(())
 }
 
 /// Encodes a frame, behind the slot-migration stream tag of the bulk channel.
@@ -243,14 +362,15 @@ pub(crate) fn bounded_text(text: &str) -> String {
 
 /// The frames of one batch, in sending order: whole keys packed up to
 /// [`FRAME_PAYLOAD_BYTES`] per frame, a larger value in chunks of that size, then the
-/// commit. The caller keeps `entries` within [`BATCH_KEYS_MAX`] and keys within
-/// [`KEY_BYTES_MAX`].
+/// deletions (packed the same way), then the commit. The caller keeps `entries` and
+/// `deletes` each within [`BATCH_KEYS_MAX`] and keys within [`KEY_BYTES_MAX`].
 pub(crate) fn frames_of_batch(
     batch: u64,
     replace: bool,
     entries: &[ExportedEntry],
+    deletes: &[Bytes],
 ) -> Vec<MigrationFrame> {
-    debug_assert!(entries.len() <= BATCH_KEYS_MAX);
+    debug_assert!(entries.len() <= BATCH_KEYS_MAX && deletes.len() <= BATCH_KEYS_MAX);
     let mut frames = Vec::new();
     let mut packed: Vec<WireEntry> = Vec::new();
     let mut packed_bytes = 0;
@@ -284,10 +404,26 @@ pub(crate) fn frames_of_batch(
         });
     }
     flush(&mut frames, batch, &mut packed, &mut packed_bytes);
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut keys_bytes = 0;
+    for key in deletes {
+        debug_assert!(key.len() <= KEY_BYTES_MAX);
+        if !keys.is_empty() && keys_bytes + key.len() > FRAME_PAYLOAD_BYTES {
+            let keys = std::mem::take(&mut keys);
+            frames.push(MigrationFrame::Deletes { batch, keys });
+            keys_bytes = 0;
+        }
+        keys_bytes += key.len();
+        keys.push(key.to_vec());
+    }
+    if !keys.is_empty() {
+        frames.push(MigrationFrame::Deletes { batch, keys });
+    }
     frames.push(MigrationFrame::Commit {
         batch,
         replace,
         keys: entries.len() as u32,
+        deletes: deletes.len() as u32,
     });
     frames
 }
@@ -317,6 +453,8 @@ pub(crate) struct CompleteBatch {
     pub(crate) replace: bool,
     /// The keys, in batch order.
     pub(crate) entries: Vec<ExportedEntry>,
+    /// The keys it deletes (an atomic migration's tail).
+    pub(crate) deletes: Vec<Bytes>,
 }
 
 impl CompleteBatch {
@@ -325,7 +463,9 @@ impl CompleteBatch {
         let mut slots: Vec<Slot> = self
             .entries
             .iter()
-            .map(|entry| slotkv_engine::key_slot(&entry.key))
+            .map(|entry| &entry.key)
+            .chain(&self.deletes)
+            .map(|key| slotkv_engine::key_slot(key))
             .collect();
         slots.sort_unstable();
         slots.dedup();
@@ -355,8 +495,8 @@ pub(crate) enum AssemblyError {
     /// keys.
     #[error("the batch exceeds the migration's bounds")]
     TooLarge,
-    /// An ack is not part of a batch.
-    #[error("an ack is not a batch frame")]
+    /// An ack or a slots request is not part of a batch.
+    #[error("an ack or a slots request is not a batch frame")]
     NotABatchFrame,
 }
 
@@ -375,6 +515,7 @@ struct PendingValue {
 pub(crate) struct Assembly {
     batch: Option<u64>,
     entries: Vec<ExportedEntry>,
+    deletes: Vec<Bytes>,
     whole_bytes: usize,
     pending: Option<PendingValue>,
 }
@@ -445,10 +586,27 @@ impl Assembly {
                 self.finish_value()?;
                 Ok(None)
             }
+            MigrationFrame::Deletes { keys, .. } => {
+                if self.pending.is_some() {
+                    return Err(AssemblyError::ValueInterrupted);
+                }
+                if self.deletes.len() + keys.len() > BATCH_KEYS_MAX {
+                    return Err(AssemblyError::TooLarge);
+                }
+                for key in keys {
+                    self.whole_bytes += key.len();
+                    self.deletes.push(key.into());
+                }
+                if self.whole_bytes > BATCH_BYTES_MAX {
+                    return Err(AssemblyError::TooLarge);
+                }
+                Ok(None)
+            }
             MigrationFrame::Commit {
                 batch,
                 replace,
                 keys,
+                deletes,
             } => {
                 if self.pending.is_some() {
                     return Err(AssemblyError::ValueInterrupted);
@@ -459,15 +617,25 @@ impl Assembly {
                         received: self.entries.len(),
                     });
                 }
+                if deletes as usize != self.deletes.len() {
+                    return Err(AssemblyError::CountMismatch {
+                        committed: deletes,
+                        received: self.deletes.len(),
+                    });
+                }
                 let entries = std::mem::take(&mut self.entries);
+                let deletes = std::mem::take(&mut self.deletes);
                 *self = Assembly::default();
                 Ok(Some(CompleteBatch {
                     batch,
                     replace,
                     entries,
+                    deletes,
                 }))
             }
-            MigrationFrame::Ack { .. } => Err(AssemblyError::NotABatchFrame),
+            MigrationFrame::Ack { .. } | MigrationFrame::Slots { .. } => {
+                Err(AssemblyError::NotABatchFrame)
+            }
         }
     }
 
@@ -506,8 +674,6 @@ impl Assembly {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn entry(key: &str, value_len: usize, ttl_ms: Option<u64>) -> ExportedEntry {
@@ -545,7 +711,7 @@ mod tests {
             entry("c", 600 << 10, None),
             entry("exact", FRAME_PAYLOAD_BYTES, None),
         ];
-        let frames = frames_of_batch(4, true, &entries);
+        let frames = frames_of_batch(4, true, &entries, &[]);
         let chunks = frames
             .iter()
             .filter(|frame| matches!(frame, MigrationFrame::ValueChunk { .. }))
@@ -565,7 +731,7 @@ mod tests {
             entry("a", 1, None),
             entry("big", FRAME_PAYLOAD_BYTES + 1, None),
         ];
-        let frames = frames_of_batch(1, false, &entries);
+        let frames = frames_of_batch(1, false, &entries, &[]);
         // A commit while the chunked value is incomplete.
         let mut cut = frames.clone();
         cut.remove(cut.len() - 2);
@@ -588,9 +754,9 @@ mod tests {
         assert_eq!(reassemble(stray), Err(AssemblyError::StrayChunk));
         // A newer batch discards an unfinished one.
         let mut assembly = Assembly::default();
-        let first = frames_of_batch(1, false, &entries);
+        let first = frames_of_batch(1, false, &entries, &[]);
         assembly.handle_frame(first[0].clone()).unwrap();
-        let second = frames_of_batch(2, false, &[entry("z", 3, None)]);
+        let second = frames_of_batch(2, false, &[entry("z", 3, None)], &[]);
         let mut last = None;
         for frame in second {
             last = assembly.handle_frame(frame).unwrap();
@@ -624,8 +790,47 @@ mod tests {
             batch: 1,
             replace: false,
             keys: BATCH_KEYS_MAX as u32 + 1,
+            deletes: 0,
         };
-        for frame in [long_key, huge_value, empty_chunk, bad_slot, many] {
+        let many_deletes = MigrationFrame::Commit {
+            batch: 1,
+            replace: false,
+            keys: 0,
+            deletes: BATCH_KEYS_MAX as u32 + 1,
+        };
+        let range = |start, end| WireRange { start, end };
+        let no_ranges = MigrationFrame::Slots {
+            batch: 1,
+            request: SlotsRequest::Begin { ranges: Vec::new() },
+        };
+        let reversed = MigrationFrame::Slots {
+            batch: 1,
+            request: SlotsRequest::Flip {
+                ranges: vec![range(9, 3)],
+            },
+        };
+        let beyond = MigrationFrame::Slots {
+            batch: 1,
+            request: SlotsRequest::Cancel {
+                ranges: vec![range(0, 16_384)],
+            },
+        };
+        let busy_beyond = MigrationFrame::Ack {
+            batch: 1,
+            outcome: AckOutcome::Refused(ImportRefusal::SlotBusy { slot: 20_000 }),
+        };
+        for frame in [
+            long_key,
+            huge_value,
+            empty_chunk,
+            bad_slot,
+            many,
+            many_deletes,
+            no_ranges,
+            reversed,
+            beyond,
+            busy_beyond,
+        ] {
             let encoded = encode_frame(&frame);
             assert!(
                 matches!(
@@ -638,6 +843,50 @@ mod tests {
         assert!(decode_frame(&[]).is_err());
         assert!(decode_frame(&[MIGRATION_VERSION, 0xEE]).is_err());
         assert!(decode_frame(&[MIGRATION_VERSION + 1, 0]).is_err());
+    }
+
+    #[test]
+    fn a_batch_carries_its_deletions_and_counts_them() {
+        let entries = vec![entry("a", 3, None)];
+        let long = Bytes::from(vec![b'k'; FRAME_PAYLOAD_BYTES / 2 + 1]);
+        let deletes = vec![Bytes::from_static(b"gone"), long.clone(), long];
+        let frames = frames_of_batch(9, true, &entries, &deletes);
+        let delete_frames = frames
+            .iter()
+            .filter(|frame| matches!(frame, MigrationFrame::Deletes { .. }))
+            .count();
+        assert_eq!(
+            delete_frames, 2,
+            "deletions are packed within the frame payload"
+        );
+        let complete = reassemble(frames.clone()).unwrap().expect("complete");
+        assert_eq!(complete.entries, entries);
+        assert_eq!(complete.deletes, deletes);
+        // A commit naming a deletion that did not arrive.
+        let mut short = frames;
+        short.retain(|frame| !matches!(frame, MigrationFrame::Deletes { .. }));
+        assert!(matches!(
+            reassemble(short),
+            Err(AssemblyError::CountMismatch {
+                committed: 3,
+                received: 0
+            })
+        ));
+        // Slots requests and their answers round-trip.
+        let ranges = vec![WireRange { start: 0, end: 99 }];
+        for frame in [
+            MigrationFrame::Slots {
+                batch: 3,
+                request: SlotsRequest::Flip { ranges },
+            },
+            MigrationFrame::Ack {
+                batch: 3,
+                outcome: AckOutcome::Owned { epoch: 12 },
+            },
+        ] {
+            let encoded = encode_frame(&frame);
+            assert_eq!(decode_frame(&encoded[1..]).unwrap(), frame);
+        }
     }
 
     #[test]

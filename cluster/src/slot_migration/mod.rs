@@ -8,6 +8,9 @@
 //!   ack, delete (unless COPY), all under the slots' migration gates
 //!   ([`crate::node_state::migration_gate`]);
 //! - [`target`]: import a batch (REPLACE or BUSYKEY), replicate it, then ack;
+//! - [`atomic_source`] and [`atomic_target`]: the atomic slot migration (the default):
+//!   a snapshot of whole slots plus the tail of their writes, a short per-slot pause, and
+//!   one configEpoch bump for the whole batch of slots; callers never see ASK;
 //! - [`balance`]: the pure decision of which slots a rebalance moves (weights, threshold);
 //! - [`plan`]: the pure decision of which SETSLOT steps a slot still needs, which makes a
 //!   reshard resumable after any interruption;
@@ -18,6 +21,8 @@
 //! only after the target acknowledged them, and the target acknowledges only once its
 //! replicas hold them. The orchestration (`reshard`) lives in `crate::runtime::reshard`.
 
+pub(crate) mod atomic_source;
+pub(crate) mod atomic_target;
 pub(crate) mod balance;
 pub(crate) mod batch;
 pub(crate) mod plan;
@@ -33,8 +38,10 @@ use parking_lot::Mutex;
 use slotkv_transport::{InboundFrame, PeerAddr};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::core::{AdminCommand, AdminError, AdminReply};
 use crate::node_state::stats::Refusal;
 use crate::node_state::NodeState;
+use atomic_target::ImportLeases;
 use batch::{
     decode_frame, encode_frame, AckOutcome, Assembly, CompleteBatch, ImportRefusal, MigrationFrame,
 };
@@ -44,6 +51,33 @@ pub(crate) const SOURCES_MAX: usize = 64;
 
 /// Batches a target imports at once (each waits for its replicas).
 pub(crate) const IMPORTS_IN_FLIGHT_MAX: usize = 16;
+
+/// How the migration tasks reach this node's core (the runtime's driver implements it):
+/// a migration runs the slot-state admin commands of `crate::core::admin` through it.
+pub(crate) trait CoreAdmin: Send + Sync + 'static {
+    /// Runs `command` on the core; answered once its effects are saved and published.
+    fn run(
+        &self,
+        command: AdminCommand,
+    ) -> futures_util::future::BoxFuture<'_, Result<AdminReply, CoreAdminError>>;
+}
+
+/// Why the core did not run a migration's admin command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CoreAdminError {
+    /// The core refused it; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] AdminError),
+    /// The node is shutting down.
+    #[error("the node is shut down")]
+    Stopped,
+    /// The core answered something the migration cannot use.
+    #[error("{0}")]
+    Unexpected(&'static str),
+}
+
+/// How often the stream task looks for imports whose source went silent.
+const LEASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The batches this node sent and awaits acks for, by batch id.
 #[derive(Default)]
@@ -81,18 +115,26 @@ impl MigrationHub {
 }
 
 /// Consumes this node's migration frames until shutdown: acks go to the waiting source
-/// calls, batch frames to each source's [`Assembly`]; a complete batch is imported (at
-/// most [`IMPORTS_IN_FLIGHT_MAX`] at once) and acknowledged.
+/// calls, slots requests to [`atomic_target`], batch frames to each source's [`Assembly`];
+/// a complete batch is imported (at most [`IMPORTS_IN_FLIGHT_MAX`] at once) and
+/// acknowledged. Imports whose source went silent are cancelled here.
 pub(crate) async fn run_migration_stream(
     shared: Arc<NodeState>,
     hub: Arc<MigrationHub>,
+    admin: Arc<dyn CoreAdmin>,
     mut frames: mpsc::Receiver<InboundFrame>,
 ) {
     let mut assemblies: HashMap<PeerAddr, Assembly> = HashMap::new();
     let imports = Arc::new(Semaphore::new(IMPORTS_IN_FLIGHT_MAX));
+    let leases = Arc::new(Mutex::new(ImportLeases::default()));
+    let mut lease_check = tokio::time::interval(LEASE_CHECK_INTERVAL);
     loop {
         let frame = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
+            _ = lease_check.tick() => {
+                expire_leases(&shared, &admin, &leases);
+                continue;
+            }
             frame = frames.recv() => match frame {
                 Some(frame) => frame,
                 None => break,
@@ -106,12 +148,36 @@ pub(crate) async fn run_migration_stream(
                 continue;
             }
         };
-        if let MigrationFrame::Ack { batch, outcome } = decoded {
-            if !hub.deliver(&frame.from, batch, outcome) {
-                tracing::debug!(from = %frame.from, batch, "dropped an ack nothing waits for");
+        leases.lock().renew(&frame.from, std::time::Instant::now());
+        let decoded = match decoded {
+            MigrationFrame::Ack { batch, outcome } => {
+                if !hub.deliver(&frame.from, batch, outcome) {
+                    tracing::debug!(from = %frame.from, batch, "dropped an ack nothing waits for");
+                }
+                continue;
             }
-            continue;
-        }
+            MigrationFrame::Slots { batch, request } => {
+                let Ok(permit) = Arc::clone(&imports).acquire_owned().await else {
+                    break;
+                };
+                let (shared, admin, leases) =
+                    (Arc::clone(&shared), Arc::clone(&admin), Arc::clone(&leases));
+                tokio::spawn(async move {
+                    let outcome = atomic_target::handle_request(
+                        &shared,
+                        admin.as_ref(),
+                        &leases,
+                        &frame.from,
+                        &request,
+                    )
+                    .await;
+                    send_ack(&shared, &frame.from, batch, outcome).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            decoded => decoded,
+        };
         let Some(complete) = assemble(&shared, &mut assemblies, &frame.from, decoded).await else {
             continue;
         };
@@ -124,6 +190,21 @@ pub(crate) async fn run_migration_stream(
             let outcome = target::import_batch(&shared, &complete).await;
             send_ack(&shared, &from, complete.batch, outcome).await;
             drop(permit);
+        });
+    }
+}
+
+/// Cancels the imports whose source has been silent for the lease.
+fn expire_leases(
+    shared: &Arc<NodeState>,
+    admin: &Arc<dyn CoreAdmin>,
+    leases: &Mutex<ImportLeases>,
+) {
+    for (from, ranges) in leases.lock().expired(std::time::Instant::now()) {
+        tracing::warn!(%from, ?ranges, "an atomic import's source went silent; abandoning it");
+        let (shared, admin) = (Arc::clone(shared), Arc::clone(admin));
+        tokio::spawn(async move {
+            atomic_target::abandon(&shared, admin.as_ref(), &ranges).await;
         });
     }
 }

@@ -108,7 +108,7 @@ pub enum MigrateError {
 }
 
 /// The text of a refusal as the target would word its error.
-fn refusal_text(refusal: &ImportRefusal) -> String {
+pub(crate) fn refusal_text(refusal: &ImportRefusal) -> String {
     match refusal {
         ImportRefusal::NotImporting { slot } => {
             format!("MOVED {slot} (the target neither owns nor imports this hash slot)")
@@ -123,6 +123,10 @@ fn refusal_text(refusal: &ImportRefusal) -> String {
             "NOREPLICAS {acknowledged} of the target's {wanted} replicas acknowledged the keys"
         ),
         ImportRefusal::Incomplete => "the batch arrived incomplete".to_string(),
+        ImportRefusal::SlotBusy { slot } => {
+            format!("hash slot {slot} is owned or already imported by the target")
+        }
+        ImportRefusal::Admin(text) => text.clone(),
     }
 }
 
@@ -143,10 +147,15 @@ pub(crate) async fn migrate_keys(
     if entries.is_empty() {
         return Ok(MigrateReply::NoKey);
     }
-    let outcome = ship(shared, hub, target, &entries, options).await?;
+    let outcome = ship(shared, hub, target, &entries, &[], options).await?;
     let busy = match outcome {
         AckOutcome::Imported { busy, .. } => busy,
         AckOutcome::Refused(refusal) => return Err(MigrateError::Refused(refusal_text(&refusal))),
+        AckOutcome::Ready | AckOutcome::Owned { .. } | AckOutcome::Abandoned => {
+            return Err(MigrateError::Refused(
+                "the target answered a batch as a slots request".to_string(),
+            ))
+        }
     };
     let mut imported: Vec<&ExportedEntry> = Vec::with_capacity(entries.len());
     let mut busy_indices = busy.iter().peekable();
@@ -197,9 +206,19 @@ fn check_keys(keys: &[&[u8]]) -> Result<(), MigrateError> {
 
 /// The keys that exist, with their values and remaining TTLs, each read under its stripe.
 fn read_entries(shared: &NodeState, keys: &[&[u8]]) -> Vec<ExportedEntry> {
+    read_states(shared, keys.iter().copied()).0
+}
+
+/// The current state of each key, read under its stripe: the keys that exist (value and
+/// remaining TTL) and those that do not (absent, or expired).
+pub(crate) fn read_states<'a>(
+    shared: &NodeState,
+    keys: impl Iterator<Item = &'a [u8]>,
+) -> (Vec<ExportedEntry>, Vec<Bytes>) {
     let store = shared.store.get();
     let clock = shared.store.clock();
-    let mut entries = Vec::with_capacity(keys.len());
+    let mut entries = Vec::new();
+    let mut absent = Vec::new();
     for key in keys {
         let _stripe = shared.log.lock_slot(key_slot(key));
         let Op::Set {
@@ -208,31 +227,37 @@ fn read_entries(shared: &NodeState, keys: &[&[u8]]) -> Vec<ExportedEntry> {
             expire_at_ms,
         } = capture(&store, key)
         else {
+            absent.push(Bytes::copy_from_slice(key));
             continue;
         };
         let now_ms = clock.now_ms();
         let ttl_ms = match expire_at_ms {
-            Some(deadline) if deadline <= now_ms => continue,
+            Some(deadline) if deadline <= now_ms => {
+                absent.push(key);
+                continue;
+            }
             Some(deadline) => Some(deadline - now_ms),
             None => None,
         };
         entries.push(ExportedEntry { key, value, ttl_ms });
     }
-    entries
+    (entries, absent)
 }
 
-/// Sends the batch and waits for its ack, each within the timeout.
-async fn ship(
+/// Sends the batch (its keys, and the deletions of an atomic migration's tail) and waits
+/// for its ack, each within the timeout.
+pub(crate) async fn ship(
     shared: &NodeState,
     hub: &MigrationHub,
     target: &PeerAddr,
     entries: &[ExportedEntry],
+    deletes: &[Bytes],
     options: MigrateOptions,
 ) -> Result<AckOutcome, MigrateError> {
     let (batch, ack) = hub.expect_ack(target);
     let timeout = Duration::from_millis(options.timeout_ms);
     let sending = async {
-        for frame in frames_of_batch(batch, options.replace, entries) {
+        for frame in frames_of_batch(batch, options.replace, entries, deletes) {
             let bytes = Bytes::from(encode_frame(&frame));
             shared.endpoint.send_bulk(target, bytes).await?;
         }

@@ -1,4 +1,5 @@
-//! The target's side of a key-by-key migration: imports a complete batch
+//! The target's side of a migration batch (key by key, or an atomic migration's snapshot
+//! and tail, which also deletes keys): imports a complete batch
 //! ([`super::batch::CompleteBatch`]) into its engine with MIGRATE's REPLACE semantics, logs
 //! each imported key to its write log (so its replicas receive it through normal
 //! replication), waits until every replica it streams to acknowledged them, and only then
@@ -105,6 +106,25 @@ fn apply(
         if !written.is_empty() {
             offset = Some(shared.log.record(&store, &written));
         }
+    }
+    // An atomic migration's deletions (keys removed at the source since its snapshot; no
+    // key is both written and deleted by one batch).
+    let mut deletes: Vec<(Slot, &[u8])> = batch
+        .deletes
+        .iter()
+        .map(|key| (key_slot(key), &key[..]))
+        .collect();
+    deletes.sort_unstable();
+    for group in deletes.chunk_by(|left, right| left.0 == right.0) {
+        let _stripe = shared.log.lock_slot(group[0].0);
+        if shared.log.gate() != WriteGate::Open {
+            return Err(ImportRefusal::WritesPaused);
+        }
+        let keys: Vec<&[u8]> = group.iter().map(|(_, key)| *key).collect();
+        if let Err(error) = store.del(&keys) {
+            return Err(ImportRefusal::Engine(bounded_text(&error.to_string())));
+        }
+        offset = Some(shared.log.record(&store, &keys));
     }
     busy.sort_unstable();
     Ok((busy, offset))

@@ -1,5 +1,5 @@
 //! Load for the tests that change the cluster's shape under traffic: tasks writing and
-//! reading their own keys through a `Cluster` handle, each read checked against the last
+//! reading (and now and then deleting) their own keys through a `Cluster` handle, each read checked against the last
 //! acknowledged write (or the one in doubt), and a preload.
 
 use std::collections::HashMap;
@@ -12,13 +12,17 @@ use slotkv_cluster::Cluster;
 #[derive(Default, Clone)]
 pub(crate) struct Expected {
     pub(crate) acknowledged: Option<Vec<u8>>,
-    pub(crate) in_doubt: Option<Vec<u8>>,
+    /// `Some(None)`: a delete whose outcome is unknown.
+    pub(crate) in_doubt: Option<Option<Vec<u8>>>,
 }
 
 impl Expected {
     pub(crate) fn admits(&self, read: Option<&[u8]>) -> bool {
         read == self.acknowledged.as_deref()
-            || (self.in_doubt.is_some() && read == self.in_doubt.as_deref())
+            || self
+                .in_doubt
+                .as_ref()
+                .is_some_and(|doubt| read == doubt.as_deref())
     }
 }
 
@@ -41,6 +45,29 @@ pub(crate) async fn write_and_read(
     initial: HashMap<Vec<u8>, Expected>,
     stop: Arc<AtomicBool>,
 ) -> TaskReport {
+    load(task, cache, keys, initial, stop, false).await
+}
+
+/// As [`write_and_read`], and one write in eleven deletes its key instead (a move must
+/// carry deletions too).
+pub(crate) async fn write_read_and_delete(
+    task: usize,
+    cache: Cluster,
+    keys: Vec<Vec<u8>>,
+    initial: HashMap<Vec<u8>, Expected>,
+    stop: Arc<AtomicBool>,
+) -> TaskReport {
+    load(task, cache, keys, initial, stop, true).await
+}
+
+async fn load(
+    task: usize,
+    cache: Cluster,
+    keys: Vec<Vec<u8>>,
+    initial: HashMap<Vec<u8>, Expected>,
+    stop: Arc<AtomicBool>,
+    with_deletes: bool,
+) -> TaskReport {
     let mut report = TaskReport {
         expected: initial,
         ..TaskReport::default()
@@ -51,14 +78,20 @@ pub(crate) async fn write_and_read(
         let key = &keys[(round * 7919) % keys.len()];
         let value = format!("t{task}:r{round}").into_bytes();
         let entry = report.expected.entry(key.clone()).or_default();
-        match cache.set(key, &value).await {
-            Ok(()) => {
-                entry.acknowledged = Some(value);
+        let deletes = with_deletes && round.is_multiple_of(11);
+        let written = if deletes {
+            cache.del(&[&key[..]]).await.map(|_| None)
+        } else {
+            cache.set(key, &value).await.map(|()| Some(value.clone()))
+        };
+        match written {
+            Ok(value) => {
+                entry.acknowledged = value;
                 entry.in_doubt = None;
                 report.writes += 1;
             }
             Err(error) => {
-                entry.in_doubt = Some(value);
+                entry.in_doubt = Some((!deletes).then_some(value));
                 report
                     .errors
                     .push(format!("SET {}: {error}", String::from_utf8_lossy(key)));

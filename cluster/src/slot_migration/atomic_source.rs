@@ -1,0 +1,715 @@
+//! The source's side of an atomic slot migration (the default way to move slots; Valkey
+//! 9's `CLUSTER MIGRATESLOTS`), run by the slots' master on the migration stream.
+//!
+//! 1. **Begin.** Start tracking the slots' writes ([`OutboundSlots`]), then ask the target
+//!    to import them ([`SlotsRequest::Begin`]: IMPORTING there, stale keys dropped).
+//! 2. **Snapshot.** Export every key of the slots in bounded batches (REPLACE); the target
+//!    acknowledges each batch once its replicas hold it. Callers keep reading and writing
+//!    here; every key written meanwhile is marked dirty.
+//! 3. **Tail.** Round after round, send the current state of each dirty key (its value, or
+//!    a deletion) until few enough are left ([`SlotMigrationOptions::pause_at_dirty_keys`])
+//!    or the rounds run out (then the writes outrun the move: see
+//!    [`SlotMigrationError::WritesOutran`]).
+//! 4. **Pause and flip.** Pause the slots here (every call on them waits; no write is in
+//!    flight once [`crate::node_state::WriteLog::pause_slots`] returns), send the last
+//!    dirty keys, then ask the target to flip ([`SlotsRequest::Flip`]): it takes every
+//!    slot with one configEpoch bump and tells everyone. Then this node gives the slots
+//!    to it (`AdminCommand::GiveSlots`, which drops its copy, logged for its replicas) and
+//!    resumes: the waiting calls route again and reach the new owner (one MOVED for a
+//!    peer's request that was already here, never back and forth).
+//!
+//! **Failures.** Before the flip is asked, any failure (the target refuses or stops
+//! answering, a slot is lost, the caller cancels) cancels the import at the target
+//! ([`SlotsRequest::Cancel`]: its partial copy is dropped and it will never flip) and the
+//! slots stay here, served throughout: no key is lost. If the flip is not answered within
+//! [`SlotMigrationOptions::pause_max`], a cancel is sent: the target answers with the flip
+//! (complete) or with the abandonment (resume here). While neither answer comes the slots
+//! stay paused here: resuming could leave two owners. They resume once the target is
+//! seen failing with no healthy replica left that could still claim them, after
+//! [`FLIP_SETTLE`] more for the cluster's claims to arrive (or complete, if another node
+//! claimed them).
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use slotkv_engine::{ExportCursor, ExportLimits, ExportedEntry, Slot};
+use slotkv_transport::PeerAddr;
+
+use crate::core::node::NodeId;
+use crate::core::slots::{slots_of_ranges, SlotRange, SlotState};
+use crate::core::AdminCommand;
+use crate::node_state::stats::Served;
+use crate::node_state::NodeState;
+use crate::slot_migration::batch::{
+    encode_frame, AckOutcome, MigrationFrame, SlotsRequest, WireRange, BATCH_KEYS_MAX,
+    FRAME_PAYLOAD_BYTES,
+};
+use crate::slot_migration::source::{read_states, refusal_text, ship, MigrateOptions};
+use crate::slot_migration::{CoreAdmin, MigrationHub};
+
+/// Default [`SlotMigrationOptions::pause_max`].
+pub const DEFAULT_SLOT_MIGRATION_PAUSE_MAX: Duration = Duration::from_millis(500);
+
+/// Default [`SlotMigrationOptions::pause_at_dirty_keys`].
+pub const DEFAULT_PAUSE_AT_DIRTY_KEYS: usize = 1_000;
+
+/// Default [`SlotMigrationOptions::tail_rounds_max`].
+pub const DEFAULT_TAIL_ROUNDS_MAX: u32 = 20;
+
+/// Default [`SlotMigrationOptions::batch_bytes`].
+pub const DEFAULT_SLOT_MIGRATION_BATCH_BYTES: usize = 8 << 20;
+
+/// Default [`SlotMigrationOptions::ack_timeout`].
+pub const DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After an unanswered flip, how long the slots stay paused once the target is seen
+/// failing with no healthy replica, for any claim of them to reach this node.
+pub const FLIP_SETTLE: Duration = Duration::from_secs(2);
+
+/// Between two cancels while a flip is unresolved.
+const UNRESOLVED_RETRY: Duration = Duration::from_millis(200);
+
+/// How an atomic slot migration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotMigrationOptions {
+    /// Longest wait for the flip once the slots are paused (the last dirty keys are sent
+    /// first). Past it the flip is cancelled (see the module docs).
+    pub pause_max: Duration,
+    /// Pause once at most this many keys are dirty.
+    pub pause_at_dirty_keys: usize,
+    /// Tail rounds before giving up on writes that outrun the move.
+    pub tail_rounds_max: u32,
+    /// Most keys per batch (at most 10,000, a batch's bound).
+    pub batch_keys: usize,
+    /// Most key and value bytes per batch (one larger value still travels, in chunks).
+    pub batch_bytes: usize,
+    /// Longest wait for each ack (a batch's includes the target's replicas).
+    pub ack_timeout: Duration,
+    /// Throttle: at most this many key and value bytes per second (`None`: unthrottled).
+    pub bytes_per_second: Option<u64>,
+}
+
+impl Default for SlotMigrationOptions {
+    fn default() -> Self {
+        SlotMigrationOptions {
+            pause_max: DEFAULT_SLOT_MIGRATION_PAUSE_MAX,
+            pause_at_dirty_keys: DEFAULT_PAUSE_AT_DIRTY_KEYS,
+            tail_rounds_max: DEFAULT_TAIL_ROUNDS_MAX,
+            batch_keys: BATCH_KEYS_MAX,
+            batch_bytes: DEFAULT_SLOT_MIGRATION_BATCH_BYTES,
+            ack_timeout: DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT,
+            bytes_per_second: None,
+        }
+    }
+}
+
+/// Where a migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotMigrationPhase {
+    /// Sending the snapshot.
+    Snapshot,
+    /// Sending dirty keys, round `n` (from 1).
+    Tail(u32),
+    /// Paused: the last keys and the flip.
+    Flip,
+}
+
+/// Progress of a migration, reported after every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotMigrationProgress {
+    /// The phase.
+    pub phase: SlotMigrationPhase,
+    /// Slots being moved.
+    pub slots: usize,
+    /// Keys sent so far (a key sent again in the tail counts again).
+    pub keys_sent: u64,
+    /// Deletions sent so far.
+    pub deletes_sent: u64,
+    /// Key and value bytes sent so far.
+    pub bytes_sent: u64,
+    /// Keys dirty now.
+    pub dirty_keys: usize,
+    /// Since the migration began.
+    pub elapsed: Duration,
+}
+
+/// What a finished migration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotMigrationReport {
+    /// Slots the target now owns.
+    pub slots: usize,
+    /// Keys sent (snapshot and tail).
+    pub keys_sent: u64,
+    /// Deletions sent.
+    pub deletes_sent: u64,
+    /// Key and value bytes sent.
+    pub bytes_sent: u64,
+    /// Tail rounds before the pause.
+    pub tail_rounds: u32,
+    /// Keys sent while paused.
+    pub paused_keys: usize,
+    /// How long the slots were paused here.
+    pub pause: Duration,
+    /// The target's configEpoch after the flip (0 when this node learned of the flip
+    /// from the cluster, after the target's answer was lost).
+    pub epoch: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why an atomic migration did not complete. Unless a variant says otherwise the slots
+/// stay with this node, served throughout, and the target dropped its partial copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotMigrationError {
+    /// No slot range, or one out of 0..=16383 or reversed.
+    #[error("invalid slot ranges {0:?}")]
+    InvalidRanges(Vec<SlotRange>),
+    /// This node is not a master owning the slot with no migration open on it.
+    #[error("this node is not the master of hash slot {0}, or the slot is migrating")]
+    NotOwner(Slot),
+    /// The target is unknown here, not a master, or this node.
+    #[error("node {0} is not another master of this cluster")]
+    BadTarget(NodeId),
+    /// An atomic migration of one of the slots is already running from this node.
+    #[error("hash slot {0} is already migrating")]
+    AlreadyMigrating(Slot),
+    /// The target refused a request or a batch.
+    #[error("the target refused: {0}")]
+    Refused(String),
+    /// The target did not answer in time (or could not be reached).
+    #[error("the target did not answer the {stage} within the ack timeout")]
+    TargetSilent {
+        /// What went unanswered.
+        stage: &'static str,
+    },
+    /// The flip did not come within the pause bound and the target abandoned the import.
+    #[error("the flip did not complete within the {pause_max_ms} ms pause bound; abandoned")]
+    PauseExceeded {
+        /// The bound.
+        pause_max_ms: u64,
+    },
+    /// Writes kept more keys dirty than the pause allows for every tail round (or beyond
+    /// the dirty-key bound); retry when writes are calmer, or raise the options' bounds.
+    #[error("writes outran the migration: {dirty} keys still dirty after {rounds} rounds")]
+    WritesOutran {
+        /// Keys dirty at the end.
+        dirty: usize,
+        /// Rounds run.
+        rounds: u32,
+    },
+    /// This node lost a slot while it was being migrated (a failover, a SETSLOT).
+    #[error("this node lost hash slot {0} during the migration")]
+    SlotLost(Slot),
+    /// The progress callback asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// This node's core refused a step, or the node is shutting down.
+    #[error("this node could not run the migration: {0}")]
+    Node(String),
+}
+
+/// The parties of one migration.
+pub(crate) struct Parties<'a> {
+    pub(crate) shared: &'a NodeState,
+    pub(crate) hub: &'a MigrationHub,
+    pub(crate) admin: &'a dyn CoreAdmin,
+}
+
+struct Run<'a, P> {
+    parties: &'a Parties<'a>,
+    target: PeerAddr,
+    target_id: NodeId,
+    ranges: Vec<SlotRange>,
+    slots: Vec<Slot>,
+    options: SlotMigrationOptions,
+    started: Instant,
+    keys_sent: u64,
+    deletes_sent: u64,
+    bytes_sent: u64,
+    progress: P,
+}
+
+/// Moves `ranges` from this node to master `to` atomically (see the module docs).
+pub(crate) async fn migrate_slots(
+    parties: &Parties<'_>,
+    ranges: &[SlotRange],
+    to: NodeId,
+    options: SlotMigrationOptions,
+    progress: impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
+) -> Result<SlotMigrationReport, SlotMigrationError> {
+    if ranges.is_empty() || ranges.iter().any(|range| !range.is_valid()) {
+        return Err(SlotMigrationError::InvalidRanges(ranges.to_vec()));
+    }
+    let slots: Vec<Slot> = {
+        let mut slots: Vec<Slot> = slots_of_ranges(ranges).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    };
+    let target = check_parties(parties.shared, &slots, to)?;
+    let outbound = &parties.shared.log.outbound;
+    outbound
+        .track(&slots)
+        .map_err(SlotMigrationError::AlreadyMigrating)?;
+    let mut run = Run {
+        parties,
+        target,
+        target_id: to,
+        ranges: ranges.to_vec(),
+        slots,
+        options,
+        started: Instant::now(),
+        keys_sent: 0,
+        deletes_sent: 0,
+        bytes_sent: 0,
+        progress,
+    };
+    let result = run.run().await;
+    let event = if result.is_ok() {
+        Served::MigrationCompleted
+    } else {
+        Served::MigrationAbandoned
+    };
+    parties.shared.stats.served(event);
+    // Tracking ends (and the slots resume) however the run ended, unless an unresolved
+    // flip keeps them paused inside `run`.
+    outbound.untrack(&run.slots);
+    result
+}
+
+/// The target's bus address, once the slots and the target check out.
+fn check_parties(
+    shared: &NodeState,
+    slots: &[Slot],
+    to: NodeId,
+) -> Result<PeerAddr, SlotMigrationError> {
+    let table = shared.routing.table();
+    if let Some(slot) = slots.iter().copied().find(|slot| {
+        !table.myself_is_master
+            || table.owner(*slot).map(|owner| owner.id) != Some(table.myself)
+            || table.state(*slot) != SlotState::Stable
+    }) {
+        return Err(SlotMigrationError::NotOwner(slot));
+    }
+    match table.node(&to) {
+        Some(node) if node.is_master && node.id != table.myself => Ok(node.address.clone()),
+        _ => Err(SlotMigrationError::BadTarget(to)),
+    }
+}
+
+fn wire(ranges: &[SlotRange]) -> Vec<WireRange> {
+    ranges
+        .iter()
+        .map(|range| WireRange {
+            start: range.start,
+            end: range.end,
+        })
+        .collect()
+}
+
+impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
+    async fn run(&mut self) -> Result<SlotMigrationReport, SlotMigrationError> {
+        let begin = SlotsRequest::Begin {
+            ranges: wire(&self.ranges),
+        };
+        match self.request(begin, "begin").await {
+            Ok(AckOutcome::Ready) => {}
+            // A refused begin changed nothing there; a silent one may have.
+            Ok(AckOutcome::Refused(refusal)) => {
+                return Err(SlotMigrationError::Refused(refusal_text(&refusal)))
+            }
+            Ok(other) => return Err(self.abandon(unexpected(&other)).await),
+            Err(error) => return Err(self.abandon(error).await),
+        }
+        if let Err(error) = self.snapshot().await {
+            return Err(self.abandon(error).await);
+        }
+        let tail_rounds = match self.tail().await {
+            Ok(rounds) => rounds,
+            Err(error) => return Err(self.abandon(error).await),
+        };
+        self.pause_and_flip(tail_rounds).await
+    }
+
+    /// Sends every key of the slots, in bounded batches.
+    async fn snapshot(&mut self) -> Result<(), SlotMigrationError> {
+        let store = self.parties.shared.store.get();
+        let limits = ExportLimits {
+            max_keys_per_batch: std::num::NonZeroUsize::new(self.batch_keys())
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+            max_bytes_per_batch: std::num::NonZeroUsize::new(self.options.batch_bytes.max(1))
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        };
+        let mut pending: Vec<ExportedEntry> = Vec::new();
+        let mut pending_bytes = 0;
+        for slot in self.slots.clone() {
+            let mut cursor = ExportCursor::start();
+            loop {
+                let batch = store
+                    .export_slot(slot, &cursor, limits)
+                    .map_err(|error| SlotMigrationError::Node(error.to_string()))?;
+                for entry in batch.entries {
+                    pending_bytes += entry.key.len() + entry.value.len();
+                    pending.push(entry);
+                    if pending.len() >= self.batch_keys()
+                        || pending_bytes >= self.options.batch_bytes
+                    {
+                        let entries = std::mem::take(&mut pending);
+                        pending_bytes = 0;
+                        self.send(&entries, &[], SlotMigrationPhase::Snapshot)
+                            .await?;
+                    }
+                }
+                match batch.next {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.send(&pending, &[], SlotMigrationPhase::Snapshot)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tail rounds until few keys are dirty; returns the rounds run.
+    async fn tail(&mut self) -> Result<u32, SlotMigrationError> {
+        let outbound = &self.parties.shared.log.outbound;
+        let mut round = 0;
+        loop {
+            let dirty = outbound.dirty_count(&self.slots);
+            if outbound.overflowed() {
+                return Err(SlotMigrationError::WritesOutran {
+                    dirty,
+                    rounds: round,
+                });
+            }
+            if dirty <= self.options.pause_at_dirty_keys {
+                return Ok(round);
+            }
+            if round >= self.options.tail_rounds_max {
+                return Err(SlotMigrationError::WritesOutran {
+                    dirty,
+                    rounds: round,
+                });
+            }
+            round += 1;
+            let keys = outbound.take_dirty(&self.slots);
+            self.send_keys(&keys, SlotMigrationPhase::Tail(round))
+                .await?;
+        }
+    }
+
+    /// Sends the current state of `keys` in bounded batches.
+    async fn send_keys(
+        &mut self,
+        keys: &[Bytes],
+        phase: SlotMigrationPhase,
+    ) -> Result<(), SlotMigrationError> {
+        for chunk in keys.chunks(self.batch_keys()) {
+            let (entries, deletes) =
+                read_states(self.parties.shared, chunk.iter().map(|key| &key[..]));
+            // Split further by bytes.
+            let mut start = 0;
+            let mut bytes = 0;
+            for (index, entry) in entries.iter().enumerate() {
+                bytes += entry.key.len() + entry.value.len();
+                if bytes >= self.options.batch_bytes {
+                    self.send(&entries[start..=index], &[], phase).await?;
+                    start = index + 1;
+                    bytes = 0;
+                }
+            }
+            self.send(&entries[start..], &deletes, phase).await?;
+        }
+        Ok(())
+    }
+
+    /// Pauses the slots, sends the last dirty keys and flips; see the module docs.
+    async fn pause_and_flip(
+        &mut self,
+        tail_rounds: u32,
+    ) -> Result<SlotMigrationReport, SlotMigrationError> {
+        let shared = self.parties.shared;
+        let paused_at = Instant::now();
+        shared.log.pause_slots(&self.slots);
+        let last = shared.log.outbound.take_dirty(&self.slots);
+        if let Err(error) = self.send_keys(&last, SlotMigrationPhase::Flip).await {
+            return Err(self.abandon(error).await);
+        }
+        let flip = SlotsRequest::Flip {
+            ranges: wire(&self.ranges),
+        };
+        let left = self.options.pause_max.saturating_sub(paused_at.elapsed());
+        let answer = self.request_within(flip, "flip", left).await;
+        let epoch = match answer {
+            Ok(AckOutcome::Owned { epoch }) => epoch,
+            // Nothing changed there (the import lapsed, or it is no master): clean up.
+            Ok(AckOutcome::Refused(refusal)) => {
+                let error = SlotMigrationError::Refused(refusal_text(&refusal));
+                return Err(self.abandon(error).await);
+            }
+            Ok(other) => return Err(self.abandon(unexpected(&other)).await),
+            Err(_) => match self.resolve_unanswered_flip().await? {
+                Some(epoch) => epoch,
+                None => {
+                    return Err(SlotMigrationError::PauseExceeded {
+                        pause_max_ms: self.options.pause_max.as_millis() as u64,
+                    })
+                }
+            },
+        };
+        self.give_slots().await?;
+        let pause = paused_at.elapsed();
+        tracing::info!(
+            slots = self.slots.len(),
+            keys = self.keys_sent,
+            pause_us = pause.as_micros() as u64,
+            epoch,
+            "atomic slot migration complete"
+        );
+        Ok(SlotMigrationReport {
+            slots: self.slots.len(),
+            keys_sent: self.keys_sent,
+            deletes_sent: self.deletes_sent,
+            bytes_sent: self.bytes_sent,
+            tail_rounds,
+            paused_keys: last.len(),
+            pause,
+            epoch,
+            elapsed: self.started.elapsed(),
+        })
+    }
+
+    /// The flip went unanswered: cancel until the target answers (`Some(epoch)`: it had
+    /// flipped; `None`: abandoned), or until it is failing with no healthy replica and the
+    /// settle time passed with the slots still mine (`None`). Another owner of the slots
+    /// meanwhile completes the move.
+    async fn resolve_unanswered_flip(&mut self) -> Result<Option<u64>, SlotMigrationError> {
+        let shared = self.parties.shared;
+        let mut orphaned_since: Option<Instant> = None;
+        loop {
+            let cancel = SlotsRequest::Cancel {
+                ranges: wire(&self.ranges),
+            };
+            match self
+                .request_within(cancel, "cancel", UNRESOLVED_RETRY)
+                .await
+            {
+                Ok(AckOutcome::Owned { epoch }) => return Ok(Some(epoch)),
+                Ok(AckOutcome::Abandoned) => return Ok(None),
+                Ok(other) => {
+                    tracing::warn!(answer = ?other, "unexpected answer to a cancel; retrying");
+                }
+                Err(_) => {}
+            }
+            if self.moved_away() {
+                // The target's (or its successor's) claim reached this node.
+                return Ok(Some(0));
+            }
+            let table = shared.routing.table();
+            let orphaned = table.node(&self.target_id).is_none_or(|node| node.failing)
+                && table.healthy_replicas_of(&self.target_id).is_empty();
+            match (orphaned, orphaned_since) {
+                (false, _) => orphaned_since = None,
+                (true, None) => orphaned_since = Some(Instant::now()),
+                (true, Some(since)) if since.elapsed() >= FLIP_SETTLE => return Ok(None),
+                (true, Some(_)) => {}
+            }
+            if shared.shutdown.is_cancelled() {
+                return Err(SlotMigrationError::Node(
+                    "the node is shut down".to_string(),
+                ));
+            }
+            tokio::time::sleep(UNRESOLVED_RETRY).await;
+        }
+    }
+
+    /// Whether this node's map gives every slot to another node.
+    fn moved_away(&self) -> bool {
+        let table = self.parties.shared.routing.table();
+        self.slots.iter().all(|slot| {
+            table
+                .owner(*slot)
+                .is_some_and(|owner| owner.id != table.myself)
+        })
+    }
+
+    /// This node gives the slots to the target (its copy is dropped, logged). Should its
+    /// core refuse, the slots stay paused until the target's claim arrives by gossip (at
+    /// most the ack timeout): resuming before could take writes the target's claim drops.
+    async fn give_slots(&self) -> Result<(), SlotMigrationError> {
+        if self.moved_away() {
+            return Ok(());
+        }
+        let command = AdminCommand::GiveSlots {
+            ranges: self.ranges.clone(),
+            owner: self.target_id,
+        };
+        let Err(error) = self.parties.admin.run(command).await else {
+            return Ok(());
+        };
+        tracing::error!(%error, "could not give the flipped slots; waiting for the target's claim");
+        let deadline = Instant::now() + self.options.ack_timeout;
+        while !self.moved_away() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.moved_away() {
+            return Ok(());
+        }
+        Err(SlotMigrationError::Node(error.to_string()))
+    }
+
+    /// Cancels the import at the target (best effort) and returns `error`.
+    async fn abandon(&mut self, error: SlotMigrationError) -> SlotMigrationError {
+        let cancel = SlotsRequest::Cancel {
+            ranges: wire(&self.ranges),
+        };
+        match self.request(cancel, "cancel").await {
+            Ok(AckOutcome::Abandoned) => {}
+            Ok(AckOutcome::Owned { .. }) => {
+                // Only a flip makes the target owner, and no flip was asked.
+                tracing::error!("the target owns slots whose flip was never asked");
+            }
+            answer => {
+                tracing::warn!(
+                    ?answer,
+                    "the target did not confirm the cancel; its lease drops the copy"
+                );
+            }
+        }
+        tracing::info!(%error, slots = self.slots.len(), "atomic slot migration abandoned; the slots stay here");
+        error
+    }
+
+    fn batch_keys(&self) -> usize {
+        self.options.batch_keys.clamp(1, BATCH_KEYS_MAX)
+    }
+
+    /// Ships one batch, checks that the migration may go on, reports progress, throttles.
+    async fn send(
+        &mut self,
+        entries: &[ExportedEntry],
+        deletes: &[Bytes],
+        phase: SlotMigrationPhase,
+    ) -> Result<(), SlotMigrationError> {
+        if entries.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        self.check_still_mine()?;
+        let options = MigrateOptions {
+            copy: true,
+            replace: true,
+            timeout_ms: self.options.ack_timeout.as_millis() as u64,
+        };
+        let shared = self.parties.shared;
+        let outcome = ship(
+            shared,
+            self.parties.hub,
+            &self.target,
+            entries,
+            deletes,
+            options,
+        )
+        .await
+        .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
+        match outcome {
+            AckOutcome::Imported { .. } => {}
+            AckOutcome::Refused(refusal) => {
+                return Err(SlotMigrationError::Refused(refusal_text(&refusal)))
+            }
+            other => return Err(unexpected(&other)),
+        }
+        let bytes: usize = entries
+            .iter()
+            .map(|entry| entry.key.len() + entry.value.len())
+            .chain(deletes.iter().map(Bytes::len))
+            .sum();
+        self.keys_sent += entries.len() as u64;
+        self.deletes_sent += deletes.len() as u64;
+        self.bytes_sent += bytes as u64;
+        let report = SlotMigrationProgress {
+            phase,
+            slots: self.slots.len(),
+            keys_sent: self.keys_sent,
+            deletes_sent: self.deletes_sent,
+            bytes_sent: self.bytes_sent,
+            dirty_keys: shared.log.outbound.dirty_count(&self.slots),
+            elapsed: self.started.elapsed(),
+        };
+        // Once paused the move is committed to its end: no cancel then.
+        if (self.progress)(&report).is_break() && phase != SlotMigrationPhase::Flip {
+            return Err(SlotMigrationError::Cancelled);
+        }
+        if let Some(rate) = self.options.bytes_per_second.filter(|rate| *rate > 0) {
+            if phase != SlotMigrationPhase::Flip {
+                let due = Duration::from_secs_f64(self.bytes_sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_still_mine(&self) -> Result<(), SlotMigrationError> {
+        let shared = self.parties.shared;
+        if let Some(slot) = shared.log.outbound.lost_slot(&self.slots) {
+            return Err(SlotMigrationError::SlotLost(slot));
+        }
+        let table = shared.routing.table();
+        match self.slots.iter().copied().find(|slot| {
+            !table.myself_is_master
+                || table.owner(*slot).map(|owner| owner.id) != Some(table.myself)
+        }) {
+            Some(slot) => Err(SlotMigrationError::SlotLost(slot)),
+            None => Ok(()),
+        }
+    }
+
+    async fn request(
+        &self,
+        request: SlotsRequest,
+        stage: &'static str,
+    ) -> Result<AckOutcome, SlotMigrationError> {
+        self.request_within(request, stage, self.options.ack_timeout)
+            .await
+    }
+
+    /// Sends a slots request and waits for its answer, at most `timeout`.
+    async fn request_within(
+        &self,
+        request: SlotsRequest,
+        stage: &'static str,
+        timeout: Duration,
+    ) -> Result<AckOutcome, SlotMigrationError> {
+        let hub = self.parties.hub;
+        let (batch, ack) = hub.expect_ack(&self.target);
+        let frame = Bytes::from(encode_frame(&MigrationFrame::Slots { batch, request }));
+        let exchange = async {
+            self.parties
+                .shared
+                .endpoint
+                .send_bulk(&self.target, frame)
+                .await
+                .ok()?;
+            ack.await.ok()
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            _ => {
+                hub.forget(batch);
+                Err(SlotMigrationError::TargetSilent { stage })
+            }
+        }
+    }
+}
+
+fn unexpected(outcome: &AckOutcome) -> SlotMigrationError {
+    SlotMigrationError::Refused(format!("unexpected answer {outcome:?}"))
+}
+
+// The frame payload bound keeps a batch of the default bytes within a few frames.
+const _: () = assert!(DEFAULT_SLOT_MIGRATION_BATCH_BYTES >= FRAME_PAYLOAD_BYTES);
