@@ -62,9 +62,9 @@ pub use runtime::{
 };
 pub use slot_migration::atomic_source::{
     SlotMigrationError, SlotMigrationOptions, SlotMigrationPhase, SlotMigrationProgress,
-    SlotMigrationReport, DEFAULT_PAUSE_AT_DIRTY_KEYS, DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT,
-    DEFAULT_SLOT_MIGRATION_BATCH_BYTES, DEFAULT_SLOT_MIGRATION_PAUSE_MAX, DEFAULT_TAIL_ROUNDS_MAX,
-    FLIP_SETTLE,
+    SlotMigrationReport, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_PAUSE_AT_DIRTY_KEYS,
+    DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT, DEFAULT_SLOT_MIGRATION_BATCH_BYTES,
+    DEFAULT_SLOT_MIGRATION_PAUSE_MAX, DEFAULT_TAIL_ROUNDS_MAX, FLIP_SETTLE,
 };
 pub use slot_migration::source::{
     MigrateError, MigrateOptions, MigrateReply, DEFAULT_MIGRATE_TIMEOUT_MS,

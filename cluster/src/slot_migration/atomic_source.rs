@@ -6,8 +6,8 @@
 //! 2. **Snapshot.** Export every key of the slots in bounded batches (REPLACE); the target
 //!    acknowledges each batch once its replicas hold it. Callers keep reading and writing
 //!    here; every key written meanwhile is marked dirty.
-//! 3. **Tail.** Round after round, send the current state of each dirty key (its value, or
-//!    a deletion) until few enough are left ([`SlotMigrationOptions::pause_at_dirty_keys`])
+//! 3. **Tail.** Round after round (one at least), send the current state of each dirty
+//!    key (its value, or a deletion) until few enough are left ([`SlotMigrationOptions::pause_at_dirty_keys`])
 //!    or the rounds run out (then the writes outrun the move: see
 //!    [`SlotMigrationError::WritesOutran`]).
 //! 4. **Pause and flip.** Pause the slots here (every call on them waits; no write is in
@@ -29,6 +29,7 @@
 //! [`FLIP_SETTLE`] more for the cluster's claims to arrive (or complete, if another node
 //! claimed them).
 
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -45,20 +46,26 @@ use crate::slot_migration::batch::{
     encode_frame, AckOutcome, MigrationFrame, SlotsRequest, WireRange, BATCH_KEYS_MAX,
     FRAME_PAYLOAD_BYTES,
 };
-use crate::slot_migration::source::{read_states, refusal_text, ship, MigrateOptions};
+use crate::slot_migration::source::{
+    read_states, refusal_text, send_batch, MigrateOptions, SentBatch,
+};
 use crate::slot_migration::{CoreAdmin, MigrationHub};
 
 /// Default [`SlotMigrationOptions::pause_max`].
 pub const DEFAULT_SLOT_MIGRATION_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 /// Default [`SlotMigrationOptions::pause_at_dirty_keys`].
-pub const DEFAULT_PAUSE_AT_DIRTY_KEYS: usize = 1_000;
+pub const DEFAULT_PAUSE_AT_DIRTY_KEYS: usize = 256;
 
 /// Default [`SlotMigrationOptions::tail_rounds_max`].
 pub const DEFAULT_TAIL_ROUNDS_MAX: u32 = 20;
 
 /// Default [`SlotMigrationOptions::batch_bytes`].
 pub const DEFAULT_SLOT_MIGRATION_BATCH_BYTES: usize = 8 << 20;
+
+/// Default [`SlotMigrationOptions::batches_in_flight`] (the target imports at most 16
+/// batches at once, from all sources).
+pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
 
 /// Default [`SlotMigrationOptions::ack_timeout`].
 pub const DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +95,8 @@ pub struct SlotMigrationOptions {
     pub ack_timeout: Duration,
     /// Throttle: at most this many key and value bytes per second (`None`: unthrottled).
     pub bytes_per_second: Option<u64>,
+    /// Batches sent ahead of their acks within a phase or tail round (at least 1).
+    pub batches_in_flight: usize,
 }
 
 impl Default for SlotMigrationOptions {
@@ -100,6 +109,7 @@ impl Default for SlotMigrationOptions {
             batch_bytes: DEFAULT_SLOT_MIGRATION_BATCH_BYTES,
             ack_timeout: DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT,
             bytes_per_second: None,
+            batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
         }
     }
 }
@@ -227,7 +237,17 @@ struct Run<'a, P> {
     keys_sent: u64,
     deletes_sent: u64,
     bytes_sent: u64,
+    in_flight: VecDeque<InFlight>,
     progress: P,
+}
+
+/// A batch awaiting its ack.
+struct InFlight {
+    sent: SentBatch,
+    phase: SlotMigrationPhase,
+    keys: usize,
+    deletes: usize,
+    bytes: usize,
 }
 
 /// Moves `ranges` from this node to master `to` atomically (see the module docs).
@@ -263,6 +283,7 @@ pub(crate) async fn migrate_slots(
         keys_sent: 0,
         deletes_sent: 0,
         bytes_sent: 0,
+        in_flight: VecDeque::new(),
         progress,
     };
     let result = run.run().await;
@@ -386,7 +407,9 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
                     rounds: round,
                 });
             }
-            if dirty <= self.options.pause_at_dirty_keys {
+            // One round at least: the snapshot's last batches settle while it runs, so
+            // the pause covers only what the round's short span dirtied.
+            if round > 0 && dirty <= self.options.pause_at_dirty_keys {
                 return Ok(round);
             }
             if round >= self.options.tail_rounds_max {
@@ -436,7 +459,11 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         let paused_at = Instant::now();
         shared.log.pause_slots(&self.slots);
         let last = shared.log.outbound.take_dirty(&self.slots);
-        if let Err(error) = self.send_keys(&last, SlotMigrationPhase::Flip).await {
+        let sent = match self.send_keys(&last, SlotMigrationPhase::Flip).await {
+            Ok(()) => self.drain().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
             return Err(self.abandon(error).await);
         }
         let flip = SlotsRequest::Flip {
@@ -564,6 +591,12 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
 
     /// Cancels the import at the target (best effort) and returns `error`.
     async fn abandon(&mut self, error: SlotMigrationError) -> SlotMigrationError {
+        // The batches in flight land (or time out) before the cancel, so none applies
+        // after the target dropped its copy.
+        let options = self.migrate_options();
+        for batch in std::mem::take(&mut self.in_flight) {
+            let _ = batch.sent.ack(self.parties.hub, options).await;
+        }
         let cancel = SlotsRequest::Cancel {
             ranges: wire(&self.ranges),
         };
@@ -588,7 +621,17 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         self.options.batch_keys.clamp(1, BATCH_KEYS_MAX)
     }
 
-    /// Ships one batch, checks that the migration may go on, reports progress, throttles.
+    fn migrate_options(&self) -> MigrateOptions {
+        MigrateOptions {
+            copy: true,
+            replace: true,
+            timeout_ms: self.options.ack_timeout.as_millis() as u64,
+        }
+    }
+
+    /// Sends one batch (its ack awaited later, at most
+    /// [`SlotMigrationOptions::batches_in_flight`] outstanding), after checking that the
+    /// migration may go on.
     async fn send(
         &mut self,
         entries: &[ExportedEntry],
@@ -599,22 +642,53 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
             return Ok(());
         }
         self.check_still_mine()?;
-        let options = MigrateOptions {
-            copy: true,
-            replace: true,
-            timeout_ms: self.options.ack_timeout.as_millis() as u64,
-        };
-        let shared = self.parties.shared;
-        let outcome = ship(
-            shared,
+        while self.in_flight.len() >= self.options.batches_in_flight.max(1) {
+            self.settle_one().await?;
+        }
+        let sent = send_batch(
+            self.parties.shared,
             self.parties.hub,
             &self.target,
             entries,
             deletes,
-            options,
+            self.migrate_options(),
         )
         .await
         .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
+        let bytes: usize = entries
+            .iter()
+            .map(|entry| entry.key.len() + entry.value.len())
+            .chain(deletes.iter().map(Bytes::len))
+            .sum();
+        self.in_flight.push_back(InFlight {
+            sent,
+            phase,
+            keys: entries.len(),
+            deletes: deletes.len(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Waits for every batch in flight (between phases and tail rounds: a key sent again
+    /// must land after its earlier copy).
+    async fn drain(&mut self) -> Result<(), SlotMigrationError> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Awaits the oldest batch's ack; reports progress, throttles.
+    async fn settle_one(&mut self) -> Result<(), SlotMigrationError> {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcome = batch
+            .sent
+            .ack(self.parties.hub, self.migrate_options())
+            .await
+            .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
         match outcome {
             AckOutcome::Imported { .. } => {}
             AckOutcome::Refused(refusal) => {
@@ -622,29 +696,25 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
             }
             other => return Err(unexpected(&other)),
         }
-        let bytes: usize = entries
-            .iter()
-            .map(|entry| entry.key.len() + entry.value.len())
-            .chain(deletes.iter().map(Bytes::len))
-            .sum();
-        self.keys_sent += entries.len() as u64;
-        self.deletes_sent += deletes.len() as u64;
-        self.bytes_sent += bytes as u64;
+        self.keys_sent += batch.keys as u64;
+        self.deletes_sent += batch.deletes as u64;
+        self.bytes_sent += batch.bytes as u64;
         let report = SlotMigrationProgress {
-            phase,
+            phase: batch.phase,
             slots: self.slots.len(),
             keys_sent: self.keys_sent,
             deletes_sent: self.deletes_sent,
             bytes_sent: self.bytes_sent,
-            dirty_keys: shared.log.outbound.dirty_count(&self.slots),
+            dirty_keys: self.parties.shared.log.outbound.dirty_count(&self.slots),
             elapsed: self.started.elapsed(),
         };
         // Once paused the move is committed to its end: no cancel then.
-        if (self.progress)(&report).is_break() && phase != SlotMigrationPhase::Flip {
+        let flip = batch.phase == SlotMigrationPhase::Flip;
+        if (self.progress)(&report).is_break() && !flip {
             return Err(SlotMigrationError::Cancelled);
         }
         if let Some(rate) = self.options.bytes_per_second.filter(|rate| *rate > 0) {
-            if phase != SlotMigrationPhase::Flip {
+            if !flip {
                 let due = Duration::from_secs_f64(self.bytes_sent as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(self.started.elapsed()) {
                     tokio::time::sleep(wait).await;

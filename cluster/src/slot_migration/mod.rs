@@ -1,16 +1,18 @@
-//! Slot migration, key by key (Redis's MIGRATING / IMPORTING path), on the transport's bulk
-//! channel under the `SlotMigration` stream tag; its place is beside `replication`, below
-//! the runtime, above `node_state`.
+//! Slot migration on the transport's bulk channel under the `SlotMigration` stream tag,
+//! both ways: atomic (the default: a snapshot of whole slots plus the tail of their writes,
+//! a short per-slot pause and one configEpoch bump for all the slots) and key by key
+//! (Redis's MIGRATING / IMPORTING path). Its place is beside `replication`, below the
+//! runtime, above `node_state`; it reaches the core only through [`CoreAdmin`].
 //!
 //! - [`batch`]: the stream's frames, the split of a batch into bounded frames (a large value
-//!   in chunks) and the target's reassembly: pure, fuzzable;
+//!   in chunks, deletions packed) and the target's reassembly: pure, fuzzable;
+//! - [`atomic_source`] and [`atomic_target`]: the atomic migration's two sides (callers
+//!   never see ASK; any failure before the flip leaves the slots with the source);
 //! - [`source`]: MIGRATE on the source: read the keys, ship them as one batch, wait for the
 //!   ack, delete (unless COPY), all under the slots' migration gates
 //!   ([`crate::node_state::migration_gate`]);
-//! - [`target`]: import a batch (REPLACE or BUSYKEY), replicate it, then ack;
-//! - [`atomic_source`] and [`atomic_target`]: the atomic slot migration (the default):
-//!   a snapshot of whole slots plus the tail of their writes, a short per-slot pause, and
-//!   one configEpoch bump for the whole batch of slots; callers never see ASK;
+//! - [`target`]: import a batch (REPLACE or BUSYKEY, and its deletions), replicate it,
+//!   then ack;
 //! - [`balance`]: the pure decision of which slots a rebalance moves (weights, threshold);
 //! - [`plan`]: the pure decision of which SETSLOT steps a slot still needs, which makes a
 //!   reshard resumable after any interruption;
@@ -18,8 +20,9 @@
 //!   batches awaiting their ack ([`MigrationHub`]).
 //!
 //! A key is always in at least one of the two engines: the source deletes a batch's keys
-//! only after the target acknowledged them, and the target acknowledges only once its
-//! replicas hold them. The orchestration (`reshard`) lives in `crate::runtime::reshard`.
+//! (key by key) or its slots' copy (atomic, after the flip) only after the target
+//! acknowledged them, and the target acknowledges only once its replicas hold them. The
+//! orchestration (`reshard`) lives in `crate::runtime::reshard`.
 
 pub(crate) mod atomic_source;
 pub(crate) mod atomic_target;

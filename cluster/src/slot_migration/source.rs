@@ -254,6 +254,44 @@ pub(crate) async fn ship(
     deletes: &[Bytes],
     options: MigrateOptions,
 ) -> Result<AckOutcome, MigrateError> {
+    let sent = send_batch(shared, hub, target, entries, deletes, options).await?;
+    sent.ack(hub, options).await
+}
+
+/// A batch sent whose ack is awaited.
+pub(crate) struct SentBatch {
+    batch: u64,
+    ack: tokio::sync::oneshot::Receiver<AckOutcome>,
+}
+
+impl SentBatch {
+    /// Waits for the ack, at most the options' timeout.
+    pub(crate) async fn ack(
+        self,
+        hub: &MigrationHub,
+        options: MigrateOptions,
+    ) -> Result<AckOutcome, MigrateError> {
+        let timeout = Duration::from_millis(options.timeout_ms);
+        match tokio::time::timeout(timeout, self.ack).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            _ => {
+                hub.forget(self.batch);
+                Err(MigrateError::Io { writing: false })
+            }
+        }
+    }
+}
+
+/// Sends the batch's frames within the timeout; its ack is awaited separately (so an
+/// atomic migration keeps a few batches in flight).
+pub(crate) async fn send_batch(
+    shared: &NodeState,
+    hub: &MigrationHub,
+    target: &PeerAddr,
+    entries: &[ExportedEntry],
+    deletes: &[Bytes],
+    options: MigrateOptions,
+) -> Result<SentBatch, MigrateError> {
     let (batch, ack) = hub.expect_ack(target);
     let timeout = Duration::from_millis(options.timeout_ms);
     let sending = async {
@@ -264,22 +302,15 @@ pub(crate) async fn ship(
         Ok::<(), slotkv_transport::SendError>(())
     };
     match tokio::time::timeout(timeout, sending).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(SentBatch { batch, ack }),
         Ok(Err(error)) => {
             hub.forget(batch);
             tracing::debug!(%target, batch, %error, "could not send a migration batch");
-            return Err(MigrateError::Io { writing: true });
+            Err(MigrateError::Io { writing: true })
         }
         Err(_) => {
             hub.forget(batch);
-            return Err(MigrateError::Io { writing: true });
-        }
-    }
-    match tokio::time::timeout(timeout, ack).await {
-        Ok(Ok(outcome)) => Ok(outcome),
-        _ => {
-            hub.forget(batch);
-            Err(MigrateError::Io { writing: false })
+            Err(MigrateError::Io { writing: true })
         }
     }
 }
