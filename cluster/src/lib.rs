@@ -66,6 +66,7 @@ pub use slot_migration::atomic_source::{
     DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT, DEFAULT_SLOT_MIGRATION_BATCH_BYTES,
     DEFAULT_SLOT_MIGRATION_PAUSE_MAX, DEFAULT_TAIL_ROUNDS_MAX, FLIP_SETTLE,
 };
+pub use slot_migration::atomic_target::DEFAULT_IMPORT_IDLE_TIMEOUT;
 pub use slot_migration::source::{
     MigrateError, MigrateOptions, MigrateReply, DEFAULT_MIGRATE_TIMEOUT_MS,
 };

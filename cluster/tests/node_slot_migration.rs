@@ -2,7 +2,9 @@
 //! each: 2,000 slots of a 200,000-key cluster move while 8 tasks read, write and delete
 //! throughout, with no error and no ASK seen by any caller and every key as last
 //! acknowledged; a target killed mid-migration leaves the slots served by the source
-//! with nothing lost; a cancelled migration leaves no copy at the target.
+//! with nothing lost; a source killed mid-migration leaves the slots wholly with its
+//! promoted replica and the target drops its copy; a cancelled migration leaves no copy at
+//! the target.
 //!
 //! `cargo test --release -p slotkv-cluster --test node_slot_migration -- --nocapture`
 //! prints what each migration moved and how long its slots were paused.
@@ -21,7 +23,7 @@ use slotkv_cluster::{Node, SlotMigrationError, SlotMigrationOptions};
 use slotkv_engine::{key_slot, Slot};
 
 use node_support::load::{preload, preloaded, write_read_and_delete, Expected, TaskReport};
-use node_support::{eventually, form, shutdown_within_10s, start_nodes, tcp};
+use node_support::{builder, eventually, form, shutdown_within_10s, start_nodes, tcp};
 
 const KEYS: usize = 200_000;
 const TASKS: usize = 8;
@@ -335,7 +337,33 @@ async fn a_cancelled_migration_leaves_every_key_at_the_source_and_no_copy_at_the
     assert!(stable, "the target still imports");
     let expected = preloaded(&keys);
     check_keys(&nodes[1], &expected).await;
-    // One migration per slot: a second one may start now, and completes.
+    // A migration whose future is dropped mid-stream is cancelled the same way.
+    let throttled = SlotMigrationOptions {
+        bytes_per_second: Some(100_000),
+        batch_keys: 200,
+        ..SlotMigrationOptions::default()
+    };
+    let ranges = [range];
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        nodes[source].migrate_slots(&ranges, nodes[target].id(), throttled, |_| {
+            ControlFlow::Continue(())
+        }),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the throttled migration ended within 300 ms"
+    );
+    let cleaned = eventually(Duration::from_secs(5), || async {
+        let copy: usize = (0..100u16)
+            .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+            .sum();
+        copy == 0 && nodes[source].stats().slot_migrations_abandoned == 2
+    })
+    .await;
+    assert!(cleaned, "a dropped migration left a copy at the target");
+    // One migration per slot: another one may start now, and completes.
     let again = nodes[source]
         .migrate_slots(
             &[range],
@@ -347,5 +375,87 @@ async fn a_cancelled_migration_leaves_every_key_at_the_source_and_no_copy_at_the
         .unwrap();
     assert_eq!(again.slots, 100);
     check_keys(&nodes[1], &expected).await;
+    shutdown_within_10s(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_killed_mid_migration_leaves_the_slots_wholly_with_its_successor() {
+    let mut nodes = Vec::new();
+    for index in 0..6u64 {
+        let node = builder(tcp(), index + 1)
+            .import_idle_timeout(Duration::from_secs(2))
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    form(&nodes).await;
+    let range = SlotRange { start: 0, end: 499 };
+    let keys = keys_in(range, 20_000);
+    preload(&nodes[0].cluster(), &keys).await;
+    let source = owner_of(&nodes, 0).await;
+    let target = owner_of(&nodes, 16_383).await;
+    let source_id = nodes[source].id();
+    let successor_id = nodes[replica_of(&nodes, source_id).await].id();
+    let target_id = nodes[target].id();
+    let source_node = nodes.remove(source);
+    let target = if target > source { target - 1 } else { target };
+
+    let options = SlotMigrationOptions {
+        bytes_per_second: Some(200_000),
+        batch_keys: 500,
+        ack_timeout: Duration::from_secs(2),
+        ..SlotMigrationOptions::default()
+    };
+    let ranges = [range];
+    let migration =
+        source_node.migrate_slots(&ranges, target_id, options, |_| ControlFlow::Continue(()));
+    // The migration is dropped with its source, mid-snapshot: a crash as far as the
+    // others can tell (no hand-over).
+    let outcome = tokio::time::timeout(Duration::from_millis(700), migration).await;
+    assert!(
+        outcome.is_err(),
+        "the migration ended before the kill: {outcome:?}"
+    );
+    let partial: usize = (0..500u16)
+        .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+        .sum();
+    assert!(partial > 0, "the kill came before any key was sent");
+    drop(source_node);
+
+    // The source's replica takes its slots, all of them; the target drops its copy.
+    let successor_owns = eventually(Duration::from_secs(15), || async {
+        nodes[target]
+            .inspect(move |core| (0..500).all(|slot| core.slot_owner(slot) == Some(successor_id)))
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(successor_owns, "the successor did not take the slots");
+    let dropped = eventually(Duration::from_secs(10), || async {
+        let copy: usize = (0..500u16)
+            .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+            .sum();
+        let importing = nodes[target]
+            .inspect(|core| (0..500).any(|slot| core.slot_state(slot) != SlotState::Stable))
+            .await
+            .unwrap();
+        copy == 0 && !importing
+    })
+    .await;
+    assert!(
+        dropped,
+        "the target kept its partial copy ({partial} keys at the kill)"
+    );
+    let reader = nodes[target].cluster();
+    for key in &keys {
+        let value = reader.get(key).await.unwrap();
+        assert_eq!(
+            value.as_deref(),
+            Some(&key[..]),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
     shutdown_within_10s(nodes).await;
 }

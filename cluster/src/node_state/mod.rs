@@ -89,6 +89,8 @@ pub(crate) struct NodeState {
     pub(crate) shutdown: CancellationToken,
     /// Origin of the core's monotonic clock.
     pub(crate) started: Instant,
+    /// An atomic import whose source is silent this long is cancelled.
+    pub(crate) import_idle_timeout: std::time::Duration,
 }
 
 impl NodeState {

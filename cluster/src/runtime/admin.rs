@@ -8,6 +8,7 @@
 //! handled it; views run as closures on the core inside the driver.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -268,13 +269,12 @@ impl Node {
         options: SlotMigrationOptions,
         progress: impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
     ) -> Result<SlotMigrationReport, SlotMigrationError> {
-        let admin = DriverAdmin(self.requests.clone());
         let parties = Parties {
-            shared: &self.shared,
-            hub: &self.migration,
-            admin: &admin,
+            shared: Arc::clone(&self.shared),
+            hub: Arc::clone(&self.migration),
+            admin: Arc::new(DriverAdmin(self.requests.clone())),
         };
-        atomic_source::migrate_slots(&parties, ranges, to, options, progress).await
+        atomic_source::migrate_slots(parties, ranges, to, options, progress).await
     }
 
     /// FLUSHALL on this node: deletes every key of the slots it masters, each slot under

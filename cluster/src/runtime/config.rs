@@ -90,6 +90,10 @@ pub struct NodeConfig {
     /// replica catching up, then the election); `Duration::ZERO` stops without a
     /// hand-over. Default [`DEFAULT_HANDOVER_TIMEOUT`].
     pub handover_timeout: Duration,
+    /// An atomic slot import whose source sends nothing for this long is cancelled here
+    /// (the source died or was cut off). Default
+    /// [`crate::DEFAULT_IMPORT_IDLE_TIMEOUT`] (15 s).
+    pub import_idle_timeout: Duration,
 }
 
 /// Default bound of the shutdown hand-over: an election takes a few round trips, the
@@ -133,6 +137,8 @@ impl NodeBuilder {
                 rng_seed: None,
                 endpoint: EndpointConfig::default(),
                 handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
+                import_idle_timeout:
+                    crate::slot_migration::atomic_target::DEFAULT_IMPORT_IDLE_TIMEOUT,
             },
         }
     }
@@ -255,6 +261,14 @@ impl NodeBuilder {
     /// Sets the bound of the shutdown hand-over (`Duration::ZERO`: stop without one).
     pub fn handover_timeout(mut self, timeout: Duration) -> Self {
         self.config.handover_timeout = timeout;
+        self
+    }
+
+    /// Sets how long an atomic slot import may hear nothing from its source before this
+    /// node cancels it (at least 1 s is sensible: the source is silent while the target
+    /// replicates a batch).
+    pub fn import_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.import_idle_timeout = timeout;
         self
     }
 

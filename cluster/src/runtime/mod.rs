@@ -354,6 +354,7 @@ impl Node {
             gates: MigrationGates::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
+            import_idle_timeout: config.import_idle_timeout,
         });
         let (request_sender, requests) = mpsc::channel(ADMIN_QUEUE_MAX);
         let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);

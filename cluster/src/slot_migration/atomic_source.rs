@@ -31,6 +31,7 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -220,14 +221,27 @@ pub enum SlotMigrationError {
 }
 
 /// The parties of one migration.
-pub(crate) struct Parties<'a> {
-    pub(crate) shared: &'a NodeState,
-    pub(crate) hub: &'a MigrationHub,
-    pub(crate) admin: &'a dyn CoreAdmin,
+#[derive(Clone)]
+pub(crate) struct Parties {
+    pub(crate) shared: Arc<NodeState>,
+    pub(crate) hub: Arc<MigrationHub>,
+    pub(crate) admin: Arc<dyn CoreAdmin>,
 }
 
-struct Run<'a, P> {
-    parties: &'a Parties<'a>,
+/// Where a run is, for its drop (a caller may drop the future at any await).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Before the pause: dropping cancels the import and stops tracking.
+    Streaming,
+    /// Paused, the flip perhaps asked: dropping hands the resolution to a task.
+    Paused,
+    /// Over: nothing left.
+    Done,
+}
+
+struct Run<P> {
+    parties: Parties,
+    stage: Stage,
     target: PeerAddr,
     target_id: NodeId,
     ranges: Vec<SlotRange>,
@@ -252,7 +266,7 @@ struct InFlight {
 
 /// Moves `ranges` from this node to master `to` atomically (see the module docs).
 pub(crate) async fn migrate_slots(
-    parties: &Parties<'_>,
+    parties: Parties,
     ranges: &[SlotRange],
     to: NodeId,
     options: SlotMigrationOptions,
@@ -267,13 +281,16 @@ pub(crate) async fn migrate_slots(
         slots.dedup();
         slots
     };
-    let target = check_parties(parties.shared, &slots, to)?;
-    let outbound = &parties.shared.log.outbound;
-    outbound
+    let target = check_parties(&parties.shared, &slots, to)?;
+    parties
+        .shared
+        .log
+        .outbound
         .track(&slots)
         .map_err(SlotMigrationError::AlreadyMigrating)?;
     let mut run = Run {
-        parties,
+        parties: parties.clone(),
+        stage: Stage::Streaming,
         target,
         target_id: to,
         ranges: ranges.to_vec(),
@@ -293,10 +310,82 @@ pub(crate) async fn migrate_slots(
         Served::MigrationAbandoned
     };
     parties.shared.stats.served(event);
-    // Tracking ends (and the slots resume) however the run ended, unless an unresolved
-    // flip keeps them paused inside `run`.
-    outbound.untrack(&run.slots);
+    // Tracking ends (and the slots resume) however the run ended; an unresolved flip kept
+    // them paused inside `run` until it was resolved.
+    parties.shared.log.outbound.untrack(&run.slots);
+    run.stage = Stage::Done;
     result
+}
+
+impl<P> Run<P> {
+    fn detached(&self) -> Detached {
+        Detached {
+            parties: self.parties.clone(),
+            target: self.target.clone(),
+            target_id: self.target_id,
+            ranges: self.ranges.clone(),
+            slots: self.slots.clone(),
+            ack_timeout: self.options.ack_timeout,
+        }
+    }
+}
+
+impl<P> Drop for Run<P> {
+    /// The caller dropped the migration mid-way: before the pause the import is cancelled
+    /// (best effort; the target's lease drops the copy otherwise) and the slots stay here;
+    /// once paused, a task resolves the flip exactly as the run would have, then resumes
+    /// or completes. Never resumes slots the target may own.
+    fn drop(&mut self) {
+        if self.stage == Stage::Done {
+            return;
+        }
+        let detached = self.detached();
+        let stage = self.stage;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                "an atomic migration was dropped outside a runtime; its slots stay paused"
+            );
+            return;
+        };
+        tracing::warn!(
+            ?stage,
+            slots = detached.slots.len(),
+            "an atomic migration was dropped mid-way"
+        );
+        runtime.spawn(async move {
+            if stage == Stage::Streaming {
+                let cancel = SlotsRequest::Cancel {
+                    ranges: wire(&detached.ranges),
+                };
+                let _ = detached
+                    .request_within(cancel, "cancel", detached.ack_timeout)
+                    .await;
+            } else {
+                match detached.resolve().await {
+                    Ok(Some(_)) => {
+                        if let Err(error) = detached.give_slots().await {
+                            tracing::error!(%error, "could not give the flipped slots after a drop");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "a dropped migration's flip stayed unresolved"),
+                }
+            }
+            detached.parties.shared.stats.served(Served::MigrationAbandoned);
+            detached.parties.shared.log.outbound.untrack(&detached.slots);
+        });
+    }
+}
+
+/// What a migration's end needs, owned: the flip's resolution, the give-away, slots
+/// requests. Used by the run and, when the run's future is dropped, by a task.
+struct Detached {
+    parties: Parties,
+    target: PeerAddr,
+    target_id: NodeId,
+    ranges: Vec<SlotRange>,
+    slots: Vec<Slot>,
+    ack_timeout: Duration,
 }
 
 /// The target's bus address, once the slots and the target check out.
@@ -329,7 +418,7 @@ fn wire(ranges: &[SlotRange]) -> Vec<WireRange> {
         .collect()
 }
 
-impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
+impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
     async fn run(&mut self) -> Result<SlotMigrationReport, SlotMigrationError> {
         let begin = SlotsRequest::Begin {
             ranges: wire(&self.ranges),
@@ -397,7 +486,8 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
 
     /// Tail rounds until few keys are dirty; returns the rounds run.
     async fn tail(&mut self) -> Result<u32, SlotMigrationError> {
-        let outbound = &self.parties.shared.log.outbound;
+        let shared = Arc::clone(&self.parties.shared);
+        let outbound = &shared.log.outbound;
         let mut round = 0;
         loop {
             let dirty = outbound.dirty_count(&self.slots);
@@ -433,7 +523,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
     ) -> Result<(), SlotMigrationError> {
         for chunk in keys.chunks(self.batch_keys()) {
             let (entries, deletes) =
-                read_states(self.parties.shared, chunk.iter().map(|key| &key[..]));
+                read_states(&self.parties.shared, chunk.iter().map(|key| &key[..]));
             // Split further by bytes.
             let mut start = 0;
             let mut bytes = 0;
@@ -455,8 +545,9 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         &mut self,
         tail_rounds: u32,
     ) -> Result<SlotMigrationReport, SlotMigrationError> {
-        let shared = self.parties.shared;
+        let shared = Arc::clone(&self.parties.shared);
         let paused_at = Instant::now();
+        self.stage = Stage::Paused;
         shared.log.pause_slots(&self.slots);
         let last = shared.log.outbound.take_dirty(&self.slots);
         let sent = match self.send_keys(&last, SlotMigrationPhase::Flip).await {
@@ -479,7 +570,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
                 return Err(self.abandon(error).await);
             }
             Ok(other) => return Err(self.abandon(unexpected(&other)).await),
-            Err(_) => match self.resolve_unanswered_flip().await? {
+            Err(_) => match self.detached().resolve().await? {
                 Some(epoch) => epoch,
                 None => {
                     return Err(SlotMigrationError::PauseExceeded {
@@ -488,7 +579,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
                 }
             },
         };
-        self.give_slots().await?;
+        self.detached().give_slots().await?;
         let pause = paused_at.elapsed();
         tracing::info!(
             slots = self.slots.len(),
@@ -510,12 +601,184 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         })
     }
 
+    /// Cancels the import at the target (best effort) and returns `error`.
+    async fn abandon(&mut self, error: SlotMigrationError) -> SlotMigrationError {
+        // The batches in flight land (or time out) before the cancel, so none applies
+        // after the target dropped its copy.
+        let options = self.migrate_options();
+        for batch in std::mem::take(&mut self.in_flight) {
+            let _ = batch.sent.ack(&self.parties.hub, options).await;
+        }
+        let cancel = SlotsRequest::Cancel {
+            ranges: wire(&self.ranges),
+        };
+        match self.request(cancel, "cancel").await {
+            Ok(AckOutcome::Abandoned) => {}
+            Ok(AckOutcome::Owned { .. }) => {
+                // Only a flip makes the target owner, and no flip was asked.
+                tracing::error!("the target owns slots whose flip was never asked");
+            }
+            answer => {
+                tracing::warn!(
+                    ?answer,
+                    "the target did not confirm the cancel; its lease drops the copy"
+                );
+            }
+        }
+        tracing::info!(%error, slots = self.slots.len(), "atomic slot migration abandoned; the slots stay here");
+        error
+    }
+
+    fn batch_keys(&self) -> usize {
+        self.options.batch_keys.clamp(1, BATCH_KEYS_MAX)
+    }
+
+    fn migrate_options(&self) -> MigrateOptions {
+        MigrateOptions {
+            copy: true,
+            replace: true,
+            timeout_ms: self.options.ack_timeout.as_millis() as u64,
+        }
+    }
+
+    /// Sends one batch (its ack awaited later, at most
+    /// [`SlotMigrationOptions::batches_in_flight`] outstanding), after checking that the
+    /// migration may go on.
+    async fn send(
+        &mut self,
+        entries: &[ExportedEntry],
+        deletes: &[Bytes],
+        phase: SlotMigrationPhase,
+    ) -> Result<(), SlotMigrationError> {
+        if entries.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        self.check_still_mine()?;
+        while self.in_flight.len() >= self.options.batches_in_flight.max(1) {
+            self.settle_one().await?;
+        }
+        let sent = send_batch(
+            &self.parties.shared,
+            &self.parties.hub,
+            &self.target,
+            entries,
+            deletes,
+            self.migrate_options(),
+        )
+        .await
+        .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
+        let bytes: usize = entries
+            .iter()
+            .map(|entry| entry.key.len() + entry.value.len())
+            .chain(deletes.iter().map(Bytes::len))
+            .sum();
+        self.in_flight.push_back(InFlight {
+            sent,
+            phase,
+            keys: entries.len(),
+            deletes: deletes.len(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Waits for every batch in flight (between phases and tail rounds: a key sent again
+    /// must land after its earlier copy).
+    async fn drain(&mut self) -> Result<(), SlotMigrationError> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Awaits the oldest batch's ack; reports progress, throttles.
+    async fn settle_one(&mut self) -> Result<(), SlotMigrationError> {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcome = batch
+            .sent
+            .ack(&self.parties.hub, self.migrate_options())
+            .await
+            .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
+        match outcome {
+            AckOutcome::Imported { .. } => {}
+            AckOutcome::Refused(refusal) => {
+                return Err(SlotMigrationError::Refused(refusal_text(&refusal)))
+            }
+            other => return Err(unexpected(&other)),
+        }
+        self.keys_sent += batch.keys as u64;
+        self.deletes_sent += batch.deletes as u64;
+        self.bytes_sent += batch.bytes as u64;
+        let report = SlotMigrationProgress {
+            phase: batch.phase,
+            slots: self.slots.len(),
+            keys_sent: self.keys_sent,
+            deletes_sent: self.deletes_sent,
+            bytes_sent: self.bytes_sent,
+            dirty_keys: self.parties.shared.log.outbound.dirty_count(&self.slots),
+            elapsed: self.started.elapsed(),
+        };
+        // Once paused the move is committed to its end: no cancel then.
+        let flip = batch.phase == SlotMigrationPhase::Flip;
+        if (self.progress)(&report).is_break() && !flip {
+            return Err(SlotMigrationError::Cancelled);
+        }
+        if let Some(rate) = self.options.bytes_per_second.filter(|rate| *rate > 0) {
+            if !flip {
+                let due = Duration::from_secs_f64(self.bytes_sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_still_mine(&self) -> Result<(), SlotMigrationError> {
+        let shared = Arc::clone(&self.parties.shared);
+        if let Some(slot) = shared.log.outbound.lost_slot(&self.slots) {
+            return Err(SlotMigrationError::SlotLost(slot));
+        }
+        let table = shared.routing.table();
+        match self.slots.iter().copied().find(|slot| {
+            !table.myself_is_master
+                || table.owner(*slot).map(|owner| owner.id) != Some(table.myself)
+        }) {
+            Some(slot) => Err(SlotMigrationError::SlotLost(slot)),
+            None => Ok(()),
+        }
+    }
+
+    async fn request(
+        &self,
+        request: SlotsRequest,
+        stage: &'static str,
+    ) -> Result<AckOutcome, SlotMigrationError> {
+        self.request_within(request, stage, self.options.ack_timeout)
+            .await
+    }
+
+    async fn request_within(
+        &self,
+        request: SlotsRequest,
+        stage: &'static str,
+        timeout: Duration,
+    ) -> Result<AckOutcome, SlotMigrationError> {
+        self.detached()
+            .request_within(request, stage, timeout)
+            .await
+    }
+}
+
+impl Detached {
     /// The flip went unanswered: cancel until the target answers (`Some(epoch)`: it had
     /// flipped; `None`: abandoned), or until it is failing with no healthy replica and the
     /// settle time passed with the slots still mine (`None`). Another owner of the slots
     /// meanwhile completes the move.
-    async fn resolve_unanswered_flip(&mut self) -> Result<Option<u64>, SlotMigrationError> {
-        let shared = self.parties.shared;
+    async fn resolve(&self) -> Result<Option<u64>, SlotMigrationError> {
+        let shared = &self.parties.shared;
         let mut orphaned_since: Option<Instant> = None;
         loop {
             let cancel = SlotsRequest::Cancel {
@@ -579,7 +842,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
             return Ok(());
         };
         tracing::error!(%error, "could not give the flipped slots; waiting for the target's claim");
-        let deadline = Instant::now() + self.options.ack_timeout;
+        let deadline = Instant::now() + self.ack_timeout;
         while !self.moved_away() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -589,165 +852,6 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         Err(SlotMigrationError::Node(error.to_string()))
     }
 
-    /// Cancels the import at the target (best effort) and returns `error`.
-    async fn abandon(&mut self, error: SlotMigrationError) -> SlotMigrationError {
-        // The batches in flight land (or time out) before the cancel, so none applies
-        // after the target dropped its copy.
-        let options = self.migrate_options();
-        for batch in std::mem::take(&mut self.in_flight) {
-            let _ = batch.sent.ack(self.parties.hub, options).await;
-        }
-        let cancel = SlotsRequest::Cancel {
-            ranges: wire(&self.ranges),
-        };
-        match self.request(cancel, "cancel").await {
-            Ok(AckOutcome::Abandoned) => {}
-            Ok(AckOutcome::Owned { .. }) => {
-                // Only a flip makes the target owner, and no flip was asked.
-                tracing::error!("the target owns slots whose flip was never asked");
-            }
-            answer => {
-                tracing::warn!(
-                    ?answer,
-                    "the target did not confirm the cancel; its lease drops the copy"
-                );
-            }
-        }
-        tracing::info!(%error, slots = self.slots.len(), "atomic slot migration abandoned; the slots stay here");
-        error
-    }
-
-    fn batch_keys(&self) -> usize {
-        self.options.batch_keys.clamp(1, BATCH_KEYS_MAX)
-    }
-
-    fn migrate_options(&self) -> MigrateOptions {
-        MigrateOptions {
-            copy: true,
-            replace: true,
-            timeout_ms: self.options.ack_timeout.as_millis() as u64,
-        }
-    }
-
-    /// Sends one batch (its ack awaited later, at most
-    /// [`SlotMigrationOptions::batches_in_flight`] outstanding), after checking that the
-    /// migration may go on.
-    async fn send(
-        &mut self,
-        entries: &[ExportedEntry],
-        deletes: &[Bytes],
-        phase: SlotMigrationPhase,
-    ) -> Result<(), SlotMigrationError> {
-        if entries.is_empty() && deletes.is_empty() {
-            return Ok(());
-        }
-        self.check_still_mine()?;
-        while self.in_flight.len() >= self.options.batches_in_flight.max(1) {
-            self.settle_one().await?;
-        }
-        let sent = send_batch(
-            self.parties.shared,
-            self.parties.hub,
-            &self.target,
-            entries,
-            deletes,
-            self.migrate_options(),
-        )
-        .await
-        .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
-        let bytes: usize = entries
-            .iter()
-            .map(|entry| entry.key.len() + entry.value.len())
-            .chain(deletes.iter().map(Bytes::len))
-            .sum();
-        self.in_flight.push_back(InFlight {
-            sent,
-            phase,
-            keys: entries.len(),
-            deletes: deletes.len(),
-            bytes,
-        });
-        Ok(())
-    }
-
-    /// Waits for every batch in flight (between phases and tail rounds: a key sent again
-    /// must land after its earlier copy).
-    async fn drain(&mut self) -> Result<(), SlotMigrationError> {
-        while !self.in_flight.is_empty() {
-            self.settle_one().await?;
-        }
-        Ok(())
-    }
-
-    /// Awaits the oldest batch's ack; reports progress, throttles.
-    async fn settle_one(&mut self) -> Result<(), SlotMigrationError> {
-        let Some(batch) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        let outcome = batch
-            .sent
-            .ack(self.parties.hub, self.migrate_options())
-            .await
-            .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
-        match outcome {
-            AckOutcome::Imported { .. } => {}
-            AckOutcome::Refused(refusal) => {
-                return Err(SlotMigrationError::Refused(refusal_text(&refusal)))
-            }
-            other => return Err(unexpected(&other)),
-        }
-        self.keys_sent += batch.keys as u64;
-        self.deletes_sent += batch.deletes as u64;
-        self.bytes_sent += batch.bytes as u64;
-        let report = SlotMigrationProgress {
-            phase: batch.phase,
-            slots: self.slots.len(),
-            keys_sent: self.keys_sent,
-            deletes_sent: self.deletes_sent,
-            bytes_sent: self.bytes_sent,
-            dirty_keys: self.parties.shared.log.outbound.dirty_count(&self.slots),
-            elapsed: self.started.elapsed(),
-        };
-        // Once paused the move is committed to its end: no cancel then.
-        let flip = batch.phase == SlotMigrationPhase::Flip;
-        if (self.progress)(&report).is_break() && !flip {
-            return Err(SlotMigrationError::Cancelled);
-        }
-        if let Some(rate) = self.options.bytes_per_second.filter(|rate| *rate > 0) {
-            if !flip {
-                let due = Duration::from_secs_f64(self.bytes_sent as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_still_mine(&self) -> Result<(), SlotMigrationError> {
-        let shared = self.parties.shared;
-        if let Some(slot) = shared.log.outbound.lost_slot(&self.slots) {
-            return Err(SlotMigrationError::SlotLost(slot));
-        }
-        let table = shared.routing.table();
-        match self.slots.iter().copied().find(|slot| {
-            !table.myself_is_master
-                || table.owner(*slot).map(|owner| owner.id) != Some(table.myself)
-        }) {
-            Some(slot) => Err(SlotMigrationError::SlotLost(slot)),
-            None => Ok(()),
-        }
-    }
-
-    async fn request(
-        &self,
-        request: SlotsRequest,
-        stage: &'static str,
-    ) -> Result<AckOutcome, SlotMigrationError> {
-        self.request_within(request, stage, self.options.ack_timeout)
-            .await
-    }
-
     /// Sends a slots request and waits for its answer, at most `timeout`.
     async fn request_within(
         &self,
@@ -755,7 +859,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<'_, P> {
         stage: &'static str,
         timeout: Duration,
     ) -> Result<AckOutcome, SlotMigrationError> {
-        let hub = self.parties.hub;
+        let hub = &self.parties.hub;
         let (batch, ack) = hub.expect_ack(&self.target);
         let frame = Bytes::from(encode_frame(&MigrationFrame::Slots { batch, request }));
         let exchange = async {

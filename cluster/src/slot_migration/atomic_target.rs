@@ -11,8 +11,8 @@
 //! - **Cancel**: the slots are no longer importing and their partial copy is dropped; a
 //!   later flip of them is refused. A cancel that comes after the flip answers with the
 //!   flip (the source then completes instead of resuming).
-//! - **Lease**: an import with no frame from its source for [`IMPORT_IDLE_TIMEOUT`] is
-//!   cancelled here (the source died or was cut off; its slots stay with it or its
+//! - **Lease**: an import with no frame from its source for the node's import idle
+//!   timeout ([`DEFAULT_IMPORT_IDLE_TIMEOUT`] by default) is cancelled here (the source died or was cut off; its slots stay with it or its
 //!   successor).
 
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ use crate::slot_migration::batch::{
 };
 use crate::slot_migration::{CoreAdmin, CoreAdminError};
 
-/// An import with no frame from its source for this long is cancelled.
-pub(crate) const IMPORT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default time an import may hear nothing from its source before it is cancelled.
+pub const DEFAULT_IMPORT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sources with an atomic import running here at once (more are refused).
 pub(crate) const IMPORTS_MAX: usize = 64;
@@ -71,12 +71,16 @@ impl ImportLeases {
         }
     }
 
-    /// Removes and returns the imports whose source has been silent too long.
-    pub(crate) fn expired(&mut self, now: Instant) -> Vec<(PeerAddr, Vec<SlotRange>)> {
+    /// Removes and returns the imports whose source has been silent for `idle` or longer.
+    pub(crate) fn expired(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+    ) -> Vec<(PeerAddr, Vec<SlotRange>)> {
         let stale: Vec<PeerAddr> = self
             .leases
             .iter()
-            .filter(|(_, (_, seen))| now.duration_since(*seen) >= IMPORT_IDLE_TIMEOUT)
+            .filter(|(_, (_, seen))| now.duration_since(*seen) >= idle)
             .map(|(from, _)| from.clone())
             .collect();
         stale

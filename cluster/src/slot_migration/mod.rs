@@ -80,7 +80,7 @@ pub(crate) enum CoreAdminError {
 }
 
 /// How often the stream task looks for imports whose source went silent.
-const LEASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const LEASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The batches this node sent and awaits acks for, by batch id.
 #[derive(Default)]
@@ -203,7 +203,8 @@ fn expire_leases(
     admin: &Arc<dyn CoreAdmin>,
     leases: &Mutex<ImportLeases>,
 ) {
-    for (from, ranges) in leases.lock().expired(std::time::Instant::now()) {
+    let idle = shared.import_idle_timeout;
+    for (from, ranges) in leases.lock().expired(std::time::Instant::now(), idle) {
         tracing::warn!(%from, ?ranges, "an atomic import's source went silent; abandoning it");
         let (shared, admin) = (Arc::clone(shared), Arc::clone(admin));
         tokio::spawn(async move {
