@@ -45,8 +45,8 @@ pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
 pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
 pub use runtime::atomic_file::FileError;
 pub use runtime::cluster_shape::{
-    add_node, rebalance, remove_node, MoveSummary, RebalanceOptions, ShapeError, ShapeReport,
-    DEFAULT_REBALANCE_THRESHOLD_PERCENT, DEFAULT_SHAPE_TIMEOUT,
+    add_node, rebalance, remove_node, MoveMethod, MoveSummary, RebalanceOptions, ShapeError,
+    ShapeReport, DEFAULT_REBALANCE_THRESHOLD_PERCENT, DEFAULT_SHAPE_TIMEOUT,
 };
 pub use runtime::reshard::{
     reshard, ReshardError, ReshardOptions, ReshardProgress, ReshardReport,

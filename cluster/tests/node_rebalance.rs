@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use slotkv_cluster::core::ClusterState;
 use slotkv_cluster::{
-    add_node, rebalance, remove_node, Node, RebalanceOptions, ReshardOptions, DEFAULT_SHAPE_TIMEOUT,
+    add_node, rebalance, remove_node, MoveMethod, Node, RebalanceOptions, ReshardOptions,
+    DEFAULT_SHAPE_TIMEOUT,
 };
 use slotkv_engine::SLOT_COUNT;
 
@@ -92,7 +93,7 @@ async fn nodes_are_added_rebalanced_onto_and_removed_under_load_losing_no_write(
     assert!(unchanged.moves.is_empty(), "{unchanged:?}");
     let options = RebalanceOptions {
         use_empty_masters: true,
-        reshard: ReshardOptions::default(),
+        method: MoveMethod::KeyByKey(ReshardOptions::default()),
         ..RebalanceOptions::default()
     };
     let balanced = rebalance(&all, &options, |_| ControlFlow::Continue(()))
@@ -126,7 +127,7 @@ async fn nodes_are_added_rebalanced_onto_and_removed_under_load_losing_no_write(
     let removal = remove_node(
         &all,
         removed_id,
-        ReshardOptions::default(),
+        MoveMethod::default(),
         DEFAULT_SHAPE_TIMEOUT,
         |_| ControlFlow::Continue(()),
     )

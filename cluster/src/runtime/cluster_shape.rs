@@ -1,7 +1,8 @@
 //! Changing the cluster's shape over nodes of this process, as `redis-cli --cluster
 //! rebalance / add-node / del-node` do it: [`rebalance`] asks the pure planner
 //! (`crate::slot_migration::balance`) which slots move where and runs each move with
-//! [`reshard`] (key by key, resumable); [`add_node`] meets a new node in and optionally
+//! [`reshard`] (key by key, resumable; the default) or as one atomic slot migration
+//! ([`Node::migrate_slots`]), as [`MoveMethod`] says; [`add_node`] meets a new node in and optionally
 //! makes it a replica; [`remove_node`] drains a master's slots onto the other masters,
 //! gives its replicas to the masters with the fewest, has every node forget it and resets
 //! it. Each step is bounded in time; an error names what was left (a rerun finishes it).
@@ -12,10 +13,12 @@ use std::time::{Duration, Instant};
 use slotkv_engine::Slot;
 
 use crate::core::node::NodeId;
+use crate::core::slots::SlotRange;
 use crate::core::{Core, ResetMode};
 use crate::runtime::admin::{wait_for_all, AdminCallError};
 use crate::runtime::reshard::{reshard, ReshardError, ReshardOptions, ReshardProgress};
 use crate::runtime::Node;
+use crate::slot_migration::atomic_source::{SlotMigrationError, SlotMigrationOptions};
 use crate::slot_migration::balance::{plan_rebalance, BalanceError, MasterShare, SlotMove};
 
 /// Default of [`RebalanceOptions::threshold_percent`] (redis-cli's).
@@ -37,7 +40,27 @@ pub struct RebalanceOptions {
     /// weight counts either way.
     pub use_empty_masters: bool,
     /// How each move runs.
-    pub reshard: ReshardOptions,
+    pub method: MoveMethod,
+}
+
+/// How a shape change moves slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveMethod {
+    /// Each move is one atomic slot migration from its source ([`Node::migrate_slots`]):
+    /// no ASK, one epoch bump per move; a failed move leaves its slots with the source.
+    /// Progress is reported per batch with `slots_done` 0 until the move's flip, then all
+    /// of its slots. Not yet the default: a rebalance onto a new master by three atomic
+    /// moves in a row showed callers a transiently stale read (see the README).
+    Atomic(SlotMigrationOptions),
+    /// Each move is a key-by-key [`reshard`] (Redis's path; resumable by a rerun). The
+    /// default.
+    KeyByKey(ReshardOptions),
+}
+
+impl Default for MoveMethod {
+    fn default() -> Self {
+        MoveMethod::KeyByKey(ReshardOptions::default())
+    }
 }
 
 impl Default for RebalanceOptions {
@@ -46,7 +69,7 @@ impl Default for RebalanceOptions {
             weights: Vec::new(),
             threshold_percent: DEFAULT_REBALANCE_THRESHOLD_PERCENT,
             use_empty_masters: false,
-            reshard: ReshardOptions::default(),
+            method: MoveMethod::default(),
         }
     }
 }
@@ -93,9 +116,21 @@ pub enum ShapeError {
     /// No other master could take a removed master's slots or replicas.
     #[error("node {0} is the only master: there is nowhere to move its slots")]
     LastMaster(NodeId),
-    /// A move failed.
+    /// A key-by-key move failed.
     #[error(transparent)]
     Reshard(#[from] ReshardError),
+    /// An atomic move failed; its slots stayed with its source.
+    #[error("moving {slots} slots from {from} to {to}: {error}")]
+    Migration {
+        /// The move's source.
+        from: NodeId,
+        /// The move's target.
+        to: NodeId,
+        /// Its slots.
+        slots: usize,
+        /// Why.
+        error: SlotMigrationError,
+    },
     /// An admin call failed or the cluster did not agree in time.
     #[error(transparent)]
     Admin(#[from] AdminCallError),
@@ -112,7 +147,7 @@ pub async fn rebalance(
     let started = Instant::now();
     let masters = master_shares(nodes, options).await?;
     let moves = plan_rebalance(&masters, options.threshold_percent).map_err(balance_error)?;
-    let mut report = run_moves(nodes, &moves, options.reshard, &mut progress).await?;
+    let mut report = run_moves(nodes, &moves, options.method, &mut progress).await?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -173,7 +208,7 @@ pub async fn add_node(
 pub async fn remove_node(
     nodes: &[&Node],
     id: NodeId,
-    options: ReshardOptions,
+    method: MoveMethod,
     timeout: Duration,
     mut progress: impl FnMut(&ReshardProgress) -> ControlFlow<()>,
 ) -> Result<ShapeReport, ShapeError> {
@@ -208,7 +243,7 @@ pub async fn remove_node(
             Err(BalanceError::NoWeight) => return Err(ShapeError::LastMaster(id)),
             Err(error) => return Err(balance_error(error)),
         };
-        report = run_moves(nodes, &moves, options, &mut progress).await?;
+        report = run_moves(nodes, &moves, method, &mut progress).await?;
         report.replicas_moved = move_replicas(nodes, &others, id, timeout).await?;
     }
     wait_for_all(
@@ -274,26 +309,34 @@ async fn move_replicas(
     Ok(moved)
 }
 
-/// Runs `moves` in order with [`reshard`], summing what they did.
+/// Runs `moves` in order as `method` says, summing what they did.
 async fn run_moves(
     nodes: &[&Node],
     moves: &[SlotMove],
-    options: ReshardOptions,
+    method: MoveMethod,
     progress: &mut impl FnMut(&ReshardProgress) -> ControlFlow<()>,
 ) -> Result<ShapeReport, ShapeError> {
     let mut report = ShapeReport::default();
     for planned in moves {
-        let done = reshard(
-            nodes,
-            planned.from,
-            planned.to,
-            &planned.slots,
-            options,
-            &mut *progress,
-        )
-        .await?;
-        report.keys_moved += done.keys_moved;
-        report.bytes_moved += done.bytes_moved;
+        let (keys, bytes) = match method {
+            MoveMethod::KeyByKey(options) => {
+                let done = reshard(
+                    nodes,
+                    planned.from,
+                    planned.to,
+                    &planned.slots,
+                    options,
+                    &mut *progress,
+                )
+                .await?;
+                (done.keys_moved, done.bytes_moved)
+            }
+            MoveMethod::Atomic(options) => {
+                migrate_atomically(nodes, planned, options, &mut *progress).await?
+            }
+        };
+        report.keys_moved += keys;
+        report.bytes_moved += bytes;
         report.moves.push(MoveSummary {
             from: planned.from,
             to: planned.to,
@@ -301,6 +344,63 @@ async fn run_moves(
         });
     }
     Ok(report)
+}
+
+/// One planned move as one atomic migration; returns the keys and bytes sent.
+async fn migrate_atomically(
+    nodes: &[&Node],
+    planned: &SlotMove,
+    options: SlotMigrationOptions,
+    progress: &mut impl FnMut(&ReshardProgress) -> ControlFlow<()>,
+) -> Result<(u64, u64), ShapeError> {
+    let source = find(nodes, planned.from)?;
+    find(nodes, planned.to)?;
+    let ranges = ranges_of(&planned.slots);
+    let first = planned.slots.first().copied().unwrap_or(0);
+    let total = planned.slots.len();
+    let done = source
+        .migrate_slots(&ranges, planned.to, options, |batch| {
+            progress(&ReshardProgress {
+                slot: first,
+                slots_done: 0,
+                slots_total: total,
+                keys_moved: batch.keys_sent,
+                bytes_moved: batch.bytes_sent,
+            })
+        })
+        .await
+        .map_err(|error| ShapeError::Migration {
+            from: planned.from,
+            to: planned.to,
+            slots: total,
+            error,
+        })?;
+    let _ = progress(&ReshardProgress {
+        slot: first,
+        slots_done: total,
+        slots_total: total,
+        keys_moved: done.keys_sent,
+        bytes_moved: done.bytes_sent,
+    });
+    Ok((done.keys_sent, done.bytes_sent))
+}
+
+/// The contiguous ranges of `slots` (ascending or not).
+fn ranges_of(slots: &[Slot]) -> Vec<SlotRange> {
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<SlotRange> = Vec::new();
+    for slot in sorted {
+        match ranges.last_mut() {
+            Some(range) if range.end + 1 == slot => range.end = slot,
+            _ => ranges.push(SlotRange {
+                start: slot,
+                end: slot,
+            }),
+        }
+    }
+    ranges
 }
 
 /// The masters a rebalance considers, with their slots (as the first node sees them)
@@ -367,5 +467,21 @@ fn balance_error(error: BalanceError) -> ShapeError {
     match error {
         BalanceError::NoWeight => ShapeError::NoWeight,
         BalanceError::Duplicate(id) => ShapeError::UnknownNode(id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_s_slots_become_their_contiguous_ranges() {
+        let range = |start, end| SlotRange { start, end };
+        assert_eq!(
+            ranges_of(&[7, 3, 4, 5, 9, 10, 4]),
+            vec![range(3, 5), range(7, 7), range(9, 10)]
+        );
+        assert!(ranges_of(&[]).is_empty());
+        assert_eq!(ranges_of(&[16_383]), vec![range(16_383, 16_383)]);
     }
 }
