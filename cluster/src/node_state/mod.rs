@@ -99,6 +99,17 @@ impl NodeState {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// A call on a slot an atomic migration paused for its flip waits it out (at most the
+    /// request timeout), counted; the caller then routes again (the slot may have moved).
+    pub(crate) async fn wait_out_slot_pause(&self, slot: slotkv_engine::Slot) {
+        if !self.log.outbound.is_paused(slot) {
+            return;
+        }
+        self.stats.served(stats::Served::PausedCall);
+        let bound = std::time::Duration::from_millis(self.settings.request_timeout_ms);
+        self.log.outbound.wait_resumed(slot, bound).await;
+    }
+
     /// Whether the replica link is up.
     pub(crate) fn master_link_is_up(&self) -> bool {
         self.master_link_up.load(Ordering::Acquire)

@@ -39,7 +39,7 @@ use crate::codec::DecodeError;
 use crate::command::{execute_while, BorrowedCommand, Command, ExecuteError, Reply, Value};
 use protocol::{CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT};
 
-use crate::node_state::stats::{Refusal, Served};
+use crate::node_state::stats::Refusal;
 use crate::node_state::NodeState;
 
 /// Where reads go.
@@ -192,13 +192,8 @@ impl Cluster {
             other => ClusterError::Command(other),
         })?;
         let replica_reads = self.read_from == ReadFrom::Replica;
-        if self.shared.log.outbound.is_paused(slot) {
-            self.shared.stats.served(Served::PausedCall);
-            // An atomic migration's flip: wait it out, then route again (the slot may
-            // have moved; then the new owner answers).
-            let bound = Duration::from_millis(self.shared.settings.request_timeout_ms);
-            self.shared.log.outbound.wait_resumed(slot, bound).await;
-        }
+        // An atomic migration's flip: wait it out, then route (the new owner may answer).
+        self.shared.wait_out_slot_pause(slot).await;
         if self.shared.routing.is_local(slot, C::WRITES, replica_reads) {
             // A local call completes without touching a tokio resource: it spends the
             // task's cooperative budget as one would, so a caller looping on local calls

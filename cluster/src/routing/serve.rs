@@ -162,12 +162,8 @@ where
         }
     };
     if let Ok(slot) = request.command.slot() {
-        if shared.log.outbound.is_paused(slot) {
-            shared.stats.served(Served::PausedCall);
-            // An atomic migration's flip: answer once it is over (MOVED if it moved).
-            let bound = Duration::from_millis(shared.settings.request_timeout_ms);
-            shared.log.outbound.wait_resumed(slot, bound).await;
-        }
+        // An atomic migration's flip: answer once it is over (MOVED if it moved).
+        shared.wait_out_slot_pause(slot).await;
     }
     let mut table = shared.routing.table();
     // On a migrating slot the rules' look at which keys exist and the execution hold the

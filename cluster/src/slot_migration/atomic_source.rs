@@ -240,12 +240,9 @@ enum Stage {
 }
 
 struct Run<P> {
-    parties: Parties,
+    /// The parties, the target and the slots (also what a drop hands to a task).
+    link: Detached,
     stage: Stage,
-    target: PeerAddr,
-    target_id: NodeId,
-    ranges: Vec<SlotRange>,
-    slots: Vec<Slot>,
     options: SlotMigrationOptions,
     started: Instant,
     keys_sent: u64,
@@ -289,12 +286,15 @@ pub(crate) async fn migrate_slots(
         .track(&slots)
         .map_err(SlotMigrationError::AlreadyMigrating)?;
     let mut run = Run {
-        parties: parties.clone(),
+        link: Detached {
+            parties: parties.clone(),
+            target,
+            target_id: to,
+            ranges: ranges.to_vec(),
+            slots,
+            ack_timeout: options.ack_timeout,
+        },
         stage: Stage::Streaming,
-        target,
-        target_id: to,
-        ranges: ranges.to_vec(),
-        slots,
         options,
         started: Instant::now(),
         keys_sent: 0,
@@ -312,22 +312,9 @@ pub(crate) async fn migrate_slots(
     parties.shared.stats.served(event);
     // Tracking ends (and the slots resume) however the run ended; an unresolved flip kept
     // them paused inside `run` until it was resolved.
-    parties.shared.log.outbound.untrack(&run.slots);
+    parties.shared.log.outbound.untrack(&run.link.slots);
     run.stage = Stage::Done;
     result
-}
-
-impl<P> Run<P> {
-    fn detached(&self) -> Detached {
-        Detached {
-            parties: self.parties.clone(),
-            target: self.target.clone(),
-            target_id: self.target_id,
-            ranges: self.ranges.clone(),
-            slots: self.slots.clone(),
-            ack_timeout: self.options.ack_timeout,
-        }
-    }
 }
 
 impl<P> Drop for Run<P> {
@@ -339,7 +326,7 @@ impl<P> Drop for Run<P> {
         if self.stage == Stage::Done {
             return;
         }
-        let detached = self.detached();
+        let detached = self.link.clone();
         let stage = self.stage;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(
@@ -378,7 +365,8 @@ impl<P> Drop for Run<P> {
 }
 
 /// What a migration's end needs, owned: the flip's resolution, the give-away, slots
-/// requests. Used by the run and, when the run's future is dropped, by a task.
+/// requests. Held by the run and, when the run's future is dropped, cloned into a task.
+#[derive(Clone)]
 struct Detached {
     parties: Parties,
     target: PeerAddr,
@@ -421,7 +409,7 @@ fn wire(ranges: &[SlotRange]) -> Vec<WireRange> {
 impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
     async fn run(&mut self) -> Result<SlotMigrationReport, SlotMigrationError> {
         let begin = SlotsRequest::Begin {
-            ranges: wire(&self.ranges),
+            ranges: wire(&self.link.ranges),
         };
         match self.request(begin, "begin").await {
             Ok(AckOutcome::Ready) => {}
@@ -444,7 +432,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
 
     /// Sends every key of the slots, in bounded batches.
     async fn snapshot(&mut self) -> Result<(), SlotMigrationError> {
-        let store = self.parties.shared.store.get();
+        let store = self.link.parties.shared.store.get();
         let limits = ExportLimits {
             max_keys_per_batch: std::num::NonZeroUsize::new(self.batch_keys())
                 .unwrap_or(std::num::NonZeroUsize::MIN),
@@ -453,7 +441,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         };
         let mut pending: Vec<ExportedEntry> = Vec::new();
         let mut pending_bytes = 0;
-        for slot in self.slots.clone() {
+        for slot in self.link.slots.clone() {
             let mut cursor = ExportCursor::start();
             loop {
                 let batch = store
@@ -486,11 +474,11 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
 
     /// Tail rounds until few keys are dirty; returns the rounds run.
     async fn tail(&mut self) -> Result<u32, SlotMigrationError> {
-        let shared = Arc::clone(&self.parties.shared);
+        let shared = Arc::clone(&self.link.parties.shared);
         let outbound = &shared.log.outbound;
         let mut round = 0;
         loop {
-            let dirty = outbound.dirty_count(&self.slots);
+            let dirty = outbound.dirty_count(&self.link.slots);
             if outbound.overflowed() {
                 return Err(SlotMigrationError::WritesOutran {
                     dirty,
@@ -509,7 +497,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
                 });
             }
             round += 1;
-            let keys = outbound.take_dirty(&self.slots);
+            let keys = outbound.take_dirty(&self.link.slots);
             self.send_keys(&keys, SlotMigrationPhase::Tail(round))
                 .await?;
         }
@@ -523,7 +511,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
     ) -> Result<(), SlotMigrationError> {
         for chunk in keys.chunks(self.batch_keys()) {
             let (entries, deletes) =
-                read_states(&self.parties.shared, chunk.iter().map(|key| &key[..]));
+                read_states(&self.link.parties.shared, chunk.iter().map(|key| &key[..]));
             // Split further by bytes.
             let mut start = 0;
             let mut bytes = 0;
@@ -545,11 +533,11 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         &mut self,
         tail_rounds: u32,
     ) -> Result<SlotMigrationReport, SlotMigrationError> {
-        let shared = Arc::clone(&self.parties.shared);
+        let shared = Arc::clone(&self.link.parties.shared);
         let paused_at = Instant::now();
         self.stage = Stage::Paused;
-        shared.log.pause_slots(&self.slots);
-        let last = shared.log.outbound.take_dirty(&self.slots);
+        shared.log.pause_slots(&self.link.slots);
+        let last = shared.log.outbound.take_dirty(&self.link.slots);
         let sent = match self.send_keys(&last, SlotMigrationPhase::Flip).await {
             Ok(()) => self.drain().await,
             Err(error) => Err(error),
@@ -558,10 +546,10 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
             return Err(self.abandon(error).await);
         }
         let flip = SlotsRequest::Flip {
-            ranges: wire(&self.ranges),
+            ranges: wire(&self.link.ranges),
         };
         let left = self.options.pause_max.saturating_sub(paused_at.elapsed());
-        let answer = self.request_within(flip, "flip", left).await;
+        let answer = self.link.request_within(flip, "flip", left).await;
         let epoch = match answer {
             Ok(AckOutcome::Owned { epoch }) => epoch,
             // Nothing changed there (the import lapsed, or it is no master): clean up.
@@ -570,7 +558,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
                 return Err(self.abandon(error).await);
             }
             Ok(other) => return Err(self.abandon(unexpected(&other)).await),
-            Err(_) => match self.detached().resolve().await? {
+            Err(_) => match self.link.resolve().await? {
                 Some(epoch) => epoch,
                 None => {
                     return Err(SlotMigrationError::PauseExceeded {
@@ -579,17 +567,17 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
                 }
             },
         };
-        self.detached().give_slots().await?;
+        self.link.give_slots().await?;
         let pause = paused_at.elapsed();
         tracing::info!(
-            slots = self.slots.len(),
+            slots = self.link.slots.len(),
             keys = self.keys_sent,
             pause_us = pause.as_micros() as u64,
             epoch,
             "atomic slot migration complete"
         );
         Ok(SlotMigrationReport {
-            slots: self.slots.len(),
+            slots: self.link.slots.len(),
             keys_sent: self.keys_sent,
             deletes_sent: self.deletes_sent,
             bytes_sent: self.bytes_sent,
@@ -607,10 +595,10 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         // after the target dropped its copy.
         let options = self.migrate_options();
         for batch in std::mem::take(&mut self.in_flight) {
-            let _ = batch.sent.ack(&self.parties.hub, options).await;
+            let _ = batch.sent.ack(&self.link.parties.hub, options).await;
         }
         let cancel = SlotsRequest::Cancel {
-            ranges: wire(&self.ranges),
+            ranges: wire(&self.link.ranges),
         };
         match self.request(cancel, "cancel").await {
             Ok(AckOutcome::Abandoned) => {}
@@ -625,7 +613,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
                 );
             }
         }
-        tracing::info!(%error, slots = self.slots.len(), "atomic slot migration abandoned; the slots stay here");
+        tracing::info!(%error, slots = self.link.slots.len(), "atomic slot migration abandoned; the slots stay here");
         error
     }
 
@@ -658,9 +646,9 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
             self.settle_one().await?;
         }
         let sent = send_batch(
-            &self.parties.shared,
-            &self.parties.hub,
-            &self.target,
+            &self.link.parties.shared,
+            &self.link.parties.hub,
+            &self.link.target,
             entries,
             deletes,
             self.migrate_options(),
@@ -698,7 +686,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         };
         let outcome = batch
             .sent
-            .ack(&self.parties.hub, self.migrate_options())
+            .ack(&self.link.parties.hub, self.migrate_options())
             .await
             .map_err(|_| SlotMigrationError::TargetSilent { stage: "batch" })?;
         match outcome {
@@ -713,11 +701,17 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         self.bytes_sent += batch.bytes as u64;
         let report = SlotMigrationProgress {
             phase: batch.phase,
-            slots: self.slots.len(),
+            slots: self.link.slots.len(),
             keys_sent: self.keys_sent,
             deletes_sent: self.deletes_sent,
             bytes_sent: self.bytes_sent,
-            dirty_keys: self.parties.shared.log.outbound.dirty_count(&self.slots),
+            dirty_keys: self
+                .link
+                .parties
+                .shared
+                .log
+                .outbound
+                .dirty_count(&self.link.slots),
             elapsed: self.started.elapsed(),
         };
         // Once paused the move is committed to its end: no cancel then.
@@ -737,12 +731,12 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
     }
 
     fn check_still_mine(&self) -> Result<(), SlotMigrationError> {
-        let shared = Arc::clone(&self.parties.shared);
-        if let Some(slot) = shared.log.outbound.lost_slot(&self.slots) {
+        let shared = Arc::clone(&self.link.parties.shared);
+        if let Some(slot) = shared.log.outbound.lost_slot(&self.link.slots) {
             return Err(SlotMigrationError::SlotLost(slot));
         }
         let table = shared.routing.table();
-        match self.slots.iter().copied().find(|slot| {
+        match self.link.slots.iter().copied().find(|slot| {
             !table.myself_is_master
                 || table.owner(*slot).map(|owner| owner.id) != Some(table.myself)
         }) {
@@ -756,18 +750,8 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
         request: SlotsRequest,
         stage: &'static str,
     ) -> Result<AckOutcome, SlotMigrationError> {
-        self.request_within(request, stage, self.options.ack_timeout)
-            .await
-    }
-
-    async fn request_within(
-        &self,
-        request: SlotsRequest,
-        stage: &'static str,
-        timeout: Duration,
-    ) -> Result<AckOutcome, SlotMigrationError> {
-        self.detached()
-            .request_within(request, stage, timeout)
+        self.link
+            .request_within(request, stage, self.options.ack_timeout)
             .await
     }
 }
