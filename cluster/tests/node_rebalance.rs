@@ -1,6 +1,7 @@
 //! The cluster's shape changes under load on real TCP: a new master and its replica are
-//! added (`add_node`), `rebalance` gives the empty master its quarter of the slots, then
-//! `remove_node` drains an original master onto the others, gives its replica away and has
+//! added (`add_node`), `rebalance` gives the empty master its quarter of the slots (three
+//! atomic migrations, the default method), then `remove_node` drains an original master onto
+//! the others (key by key, Redis's path), gives its replica away and has
 //! every node forget it; four tasks write and read throughout, and every read and every
 //! key at the end matches the last acknowledged write.
 //!
@@ -91,9 +92,9 @@ async fn nodes_are_added_rebalanced_onto_and_removed_under_load_losing_no_write(
     .await
     .unwrap();
     assert!(unchanged.moves.is_empty(), "{unchanged:?}");
+    // The default method: each move an atomic migration.
     let options = RebalanceOptions {
         use_empty_masters: true,
-        method: MoveMethod::KeyByKey(ReshardOptions::default()),
         ..RebalanceOptions::default()
     };
     let balanced = rebalance(&all, &options, |_| ControlFlow::Continue(()))
@@ -127,7 +128,8 @@ async fn nodes_are_added_rebalanced_onto_and_removed_under_load_losing_no_write(
     let removal = remove_node(
         &all,
         removed_id,
-        MoveMethod::default(),
+        // Redis's path: the drain runs key by key.
+        MoveMethod::KeyByKey(ReshardOptions::default()),
         DEFAULT_SHAPE_TIMEOUT,
         |_| ControlFlow::Continue(()),
     )

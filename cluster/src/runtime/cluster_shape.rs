@@ -49,17 +49,16 @@ pub enum MoveMethod {
     /// Each move is one atomic slot migration from its source ([`Node::migrate_slots`]):
     /// no ASK, one epoch bump per move; a failed move leaves its slots with the source.
     /// Progress is reported per batch with `slots_done` 0 until the move's flip, then all
-    /// of its slots. Not yet the default: a rebalance onto a new master by three atomic
-    /// moves in a row showed callers a transiently stale read (see the README).
+    /// of its slots. The default.
     Atomic(SlotMigrationOptions),
-    /// Each move is a key-by-key [`reshard`] (Redis's path; resumable by a rerun). The
-    /// default.
+    /// Each move is a key-by-key [`reshard`] (Redis's path, ASK during the move; a failed
+    /// move is finished by a rerun).
     KeyByKey(ReshardOptions),
 }
 
 impl Default for MoveMethod {
     fn default() -> Self {
-        MoveMethod::KeyByKey(ReshardOptions::default())
+        MoveMethod::Atomic(SlotMigrationOptions::default())
     }
 }
 
@@ -147,7 +146,14 @@ pub async fn rebalance(
     let started = Instant::now();
     let masters = master_shares(nodes, options).await?;
     let moves = plan_rebalance(&masters, options.threshold_percent).map_err(balance_error)?;
-    let mut report = run_moves(nodes, &moves, options.method, &mut progress).await?;
+    let mut report = run_moves(
+        nodes,
+        &moves,
+        options.method,
+        DEFAULT_SHAPE_TIMEOUT,
+        &mut progress,
+    )
+    .await?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -243,7 +249,7 @@ pub async fn remove_node(
             Err(BalanceError::NoWeight) => return Err(ShapeError::LastMaster(id)),
             Err(error) => return Err(balance_error(error)),
         };
-        report = run_moves(nodes, &moves, method, &mut progress).await?;
+        report = run_moves(nodes, &moves, method, timeout, &mut progress).await?;
         report.replicas_moved = move_replicas(nodes, &others, id, timeout).await?;
     }
     wait_for_all(
@@ -314,6 +320,7 @@ async fn run_moves(
     nodes: &[&Node],
     moves: &[SlotMove],
     method: MoveMethod,
+    timeout: Duration,
     progress: &mut impl FnMut(&ReshardProgress) -> ControlFlow<()>,
 ) -> Result<ShapeReport, ShapeError> {
     let mut report = ShapeReport::default();
@@ -332,7 +339,7 @@ async fn run_moves(
                 (done.keys_moved, done.bytes_moved)
             }
             MoveMethod::Atomic(options) => {
-                migrate_atomically(nodes, planned, options, &mut *progress).await?
+                migrate_atomically(nodes, planned, options, timeout, &mut *progress).await?
             }
         };
         report.keys_moved += keys;
@@ -346,11 +353,14 @@ async fn run_moves(
     Ok(report)
 }
 
-/// One planned move as one atomic migration; returns the keys and bytes sent.
+/// One planned move as one atomic migration; returns the keys and bytes sent once every
+/// node of `nodes` sees the target own the slots (within `timeout`), as a key-by-key move's
+/// SETSLOT NODE to every node leaves them: the next move plans from an agreed map.
 async fn migrate_atomically(
     nodes: &[&Node],
     planned: &SlotMove,
     options: SlotMigrationOptions,
+    timeout: Duration,
     progress: &mut impl FnMut(&ReshardProgress) -> ControlFlow<()>,
 ) -> Result<(u64, u64), ShapeError> {
     let source = find(nodes, planned.from)?;
@@ -382,6 +392,18 @@ async fn migrate_atomically(
         keys_moved: done.keys_sent,
         bytes_moved: done.bytes_sent,
     });
+    let (to, slots) = (planned.to, planned.slots.clone());
+    wait_for_all(
+        nodes,
+        timeout,
+        "agree on a migration's new owner",
+        move |core| {
+            slots
+                .iter()
+                .all(|slot| core.slot_table().owner(*slot) == Some(to))
+        },
+    )
+    .await?;
     Ok((done.keys_sent, done.bytes_sent))
 }
 

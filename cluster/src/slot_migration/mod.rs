@@ -52,7 +52,8 @@ use batch::{
 /// Sources whose batches a target reassembles at once.
 pub(crate) const SOURCES_MAX: usize = 64;
 
-/// Batches a target imports at once (each waits for its replicas).
+/// Imported batches awaiting the target's replicas at once (beyond, the stream's consumer
+/// waits for one to be acknowledged before it applies the next).
 pub(crate) const IMPORTS_IN_FLIGHT_MAX: usize = 16;
 
 /// How the migration tasks reach this node's core (the runtime's driver implements it):
@@ -187,10 +188,16 @@ pub(crate) async fn run_migration_stream(
         let Ok(permit) = Arc::clone(&imports).acquire_owned().await else {
             break;
         };
+        // Applied here, in the order the source sent (a tail round's newer state of a key
+        // after its snapshot's older one); only the wait for the replicas runs beside.
+        let applied = target::apply_batch(&shared, &complete);
         let shared = Arc::clone(&shared);
         let from = frame.from.clone();
         tokio::spawn(async move {
-            let outcome = target::import_batch(&shared, &complete).await;
+            let outcome = match applied {
+                Ok(imported) => imported.acknowledge(&shared).await,
+                Err(refusal) => refusal,
+            };
             send_ack(&shared, &from, complete.batch, outcome).await;
             drop(permit);
         });

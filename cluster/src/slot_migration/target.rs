@@ -17,34 +17,57 @@ use crate::slot_migration::batch::{bounded_text, AckOutcome, CompleteBatch, Impo
 /// Longest wait for the target's replicas to acknowledge an imported batch, in ms.
 pub(crate) const REPLICA_ACK_TIMEOUT_MS: u64 = 5_000;
 
-/// Imports `batch` and returns the ack to send (see the module docs).
-pub(crate) async fn import_batch(shared: &NodeState, batch: &CompleteBatch) -> AckOutcome {
+/// A batch written to the engine and logged, whose ack waits for the replicas
+/// ([`Imported::acknowledge`]).
+#[derive(Debug)]
+pub(crate) struct Imported {
+    keys: u32,
+    busy: Vec<u32>,
+    offset: Option<u64>,
+}
+
+/// Writes `batch` into the engine and the log now; `Err` is the refusal to send (what
+/// applied before an engine refusal is logged all the same).
+///
+/// Synchronous on purpose: the stream's consumer applies one source's batches in the
+/// order they arrived, so a later batch (an atomic migration's tail round, carrying a key's
+/// newer state) never lands before an earlier one (its snapshot, carrying the older); only
+/// the wait for the replicas runs beside the stream.
+pub(crate) fn apply_batch(
+    shared: &NodeState,
+    batch: &CompleteBatch,
+) -> Result<Imported, AckOutcome> {
     let slots = batch.slots();
-    if let Err(refusal) = check_target(shared, &slots) {
-        return AckOutcome::Refused(refusal);
-    }
-    let (busy, offset) = match apply(shared, batch) {
-        Ok(applied) => applied,
-        Err(refusal) => return AckOutcome::Refused(refusal),
-    };
-    let imported = batch.entries.len() - busy.len();
-    if let Some(offset) = offset {
-        // Every replica this master streams to holds the keys before the source deletes.
-        let wanted = shared.log.replicas_at(0);
-        if wanted > 0 {
-            let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
-            let acknowledged = shared.log.wait(offset, wanted, timeout).await;
-            if acknowledged < wanted {
-                return AckOutcome::Refused(ImportRefusal::NotReplicated {
-                    acknowledged: acknowledged as u32,
-                    wanted: wanted as u32,
-                });
+    check_target(shared, &slots).map_err(AckOutcome::Refused)?;
+    let (busy, offset) = apply(shared, batch).map_err(AckOutcome::Refused)?;
+    Ok(Imported {
+        keys: (batch.entries.len() - busy.len()) as u32,
+        busy,
+        offset,
+    })
+}
+
+impl Imported {
+    /// Waits until every replica this master streams to holds the batch (at most
+    /// [`REPLICA_ACK_TIMEOUT_MS`]), then returns the ack the source may delete on.
+    pub(crate) async fn acknowledge(self, shared: &NodeState) -> AckOutcome {
+        if let Some(offset) = self.offset {
+            let wanted = shared.log.replicas_at(0);
+            if wanted > 0 {
+                let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
+                let acknowledged = shared.log.wait(offset, wanted, timeout).await;
+                if acknowledged < wanted {
+                    return AckOutcome::Refused(ImportRefusal::NotReplicated {
+                        acknowledged: acknowledged as u32,
+                        wanted: wanted as u32,
+                    });
+                }
             }
         }
-    }
-    AckOutcome::Imported {
-        keys: imported as u32,
-        busy,
+        AckOutcome::Imported {
+            keys: self.keys,
+            busy: self.busy,
+        }
     }
 }
 
