@@ -4,7 +4,8 @@
 //! acknowledged; a target killed mid-migration leaves the slots served by the source
 //! with nothing lost; a source killed mid-migration leaves the slots wholly with its
 //! promoted replica and the target drops its copy; a cancelled migration leaves no copy at
-//! the target.
+//! the target; a target restarted from its data directory mid-migration comes back with
+//! the slots stable at the source, none of its partial copy, and takes them on a retry.
 //!
 //! `cargo test --release -p slotkv-cluster --test node_slot_migration -- --nocapture`
 //! prints what each migration moved and how long its slots were paused.
@@ -19,11 +20,11 @@ use std::time::Duration;
 
 use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::{SlotRange, SlotState};
-use slotkv_cluster::{Node, SlotMigrationError, SlotMigrationOptions};
+use slotkv_cluster::{create_cluster, Node, Persistence, SlotMigrationError, SlotMigrationOptions};
 use slotkv_engine::{key_slot, Slot};
 
 use node_support::load::{preload, preloaded, write_read_and_delete, Expected, TaskReport};
-use node_support::{builder, eventually, form, shutdown_within_10s, start_nodes, tcp};
+use node_support::{builder, eventually, form, shutdown_within_10s, start_nodes, tcp, temp_dir};
 
 const KEYS: usize = 200_000;
 const TASKS: usize = 8;
@@ -470,4 +471,130 @@ async fn a_source_killed_mid_migration_leaves_the_slots_wholly_with_its_successo
         );
     }
     shutdown_within_10s(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_restarted_mid_migration_comes_back_without_the_import_or_its_partial_copy() {
+    // Two masters without replicas keeping their data in snapshots across restarts.
+    let directories = [
+        temp_dir("restarted-target-0"),
+        temp_dir("restarted-target-1"),
+    ];
+    let start = |bind: String, index: usize| {
+        builder(tcp(), index as u64 + 1)
+            .bind(bind)
+            .data_dir(&directories[index])
+            .persistence(Persistence::Snapshot)
+            .start()
+    };
+    let mut nodes = vec![
+        start("127.0.0.1:0".to_string(), 0).await.unwrap(),
+        start("127.0.0.1:0".to_string(), 1).await.unwrap(),
+    ];
+    let refs: Vec<&Node> = nodes.iter().collect();
+    create_cluster(&refs, 0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let range = SlotRange { start: 0, end: 199 };
+    let moving = keys_in(range, 10_000);
+    let staying = keys_in(
+        SlotRange {
+            start: 16_000,
+            end: 16_383,
+        },
+        1_000,
+    );
+    let all: Vec<Vec<u8>> = moving.iter().chain(&staying).cloned().collect();
+    preload(&nodes[0].cluster(), &all).await;
+    let source = owner_of(&nodes, 0).await;
+    let target = owner_of(&nodes, 16_383).await;
+    assert_ne!(source, target);
+    let target_node = nodes.remove(target);
+    let source_node = nodes.remove(0);
+    let (source_id, target_id) = (source_node.id(), target_node.id());
+    let target_address = target_node.bus_address().to_string();
+
+    let options = SlotMigrationOptions {
+        bytes_per_second: Some(200_000),
+        batch_keys: 500,
+        ack_timeout: Duration::from_secs(2),
+        ..SlotMigrationOptions::default()
+    };
+    let ranges = [range];
+    let acked = Arc::new(AtomicBool::new(false));
+    let first_ack = Arc::clone(&acked);
+    let migration = source_node.migrate_slots(&ranges, target_id, options, move |_| {
+        first_ack.store(true, Ordering::Release);
+        ControlFlow::Continue(())
+    });
+    // The target shuts down (saving its snapshot, partial copy included) once it
+    // acknowledged a batch, mid-snapshot.
+    let restart = async {
+        while !acked.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let partial: usize = (0..200u16)
+            .map(|slot| target_node.store().count_keys_in_slot(slot).unwrap())
+            .sum();
+        println!("keys at the target when it shut down: {partial}");
+        assert!(partial > 0, "the acknowledged batch is not at the target");
+        target_node.shutdown().await;
+    };
+    let (result, ()) = tokio::join!(migration, restart);
+    println!("migration with its target restarted: {result:?}");
+    assert!(result.is_err(), "the migration completed: {result:?}");
+    let restarted = start(target_address, target).await.unwrap();
+
+    // Back with the slots stable at the source and no key of them.
+    let stable = restarted
+        .inspect(move |core| {
+            (0..200).all(|slot| {
+                core.slot_owner(slot) == Some(source_id)
+                    && core.slot_state(slot) == SlotState::Stable
+            })
+        })
+        .await
+        .unwrap();
+    assert!(stable, "the restarted target still imports");
+    let copy: usize = (0..200u16)
+        .map(|slot| restarted.store().count_keys_in_slot(slot).unwrap())
+        .sum();
+    assert_eq!(copy, 0, "the restarted target loaded its partial copy");
+    assert_eq!(
+        restarted.store().dbsize(),
+        staying.len(),
+        "the target's own keys came back"
+    );
+    // The slots may move to it again, and do, completely.
+    let healthy = eventually(Duration::from_secs(15), || async {
+        source_node
+            .inspect(move |core| {
+                core.nodes()
+                    .any(|node| node.id == target_id && !node.is_failing())
+            })
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(healthy, "the source never saw the restarted target healthy");
+    let writer = restarted.cluster();
+    let serving = eventually(Duration::from_secs(15), || async {
+        writer.set(&staying[0], &staying[0]).await.is_ok()
+    })
+    .await;
+    assert!(serving, "the restarted target never took writes");
+    let again = source_node
+        .migrate_slots(&ranges, target_id, SlotMigrationOptions::default(), |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.slots, 200);
+    let expected = preloaded(&all);
+    check_keys(&source_node, &expected).await;
+    check_keys(&restarted, &expected).await;
+    shutdown_within_10s(vec![source_node, restarted]).await;
+    for directory in directories {
+        let _ = std::fs::remove_dir_all(directory);
+    }
 }

@@ -190,6 +190,12 @@ pub enum AdminError {
     /// An atomic migration's import of a slot that is already migrating or importing here.
     #[error("hash slot {0} is already migrating or importing")]
     SlotInMigration(Slot),
+    /// CLUSTER SETSLOT on a slot an atomic migration is importing here: the migration
+    /// owns its state until it flips or is cancelled.
+    #[error(
+        "hash slot {0} is being imported by an atomic slot migration: cancel the migration first"
+    )]
+    AtomicImport(Slot),
     /// An atomic migration's flip of a slot that is not importing from its source here
     /// (the import was abandoned, or never began).
     #[error("hash slot {0} is not importing from the migration's source")]
@@ -304,7 +310,7 @@ impl Core {
             }
         }
         for slot in slots_of_ranges(ranges) {
-            self.slots.set_state(slot, SlotState::Importing(source));
+            self.slots.set_atomic_import(slot, source);
         }
         self.config_dirty = true;
         Ok(AdminReply::Ok)
@@ -385,6 +391,9 @@ impl Core {
                 start: slot.into(),
                 end: slot.into(),
             });
+        }
+        if self.slots.is_atomic_import(slot) {
+            return Err(AdminError::AtomicImport(slot));
         }
         let myself = self.myself;
         match action {
@@ -728,6 +737,89 @@ mod tests {
         .unwrap();
         assert_eq!(core.slot_owner(249), Some(id(3)));
         assert_eq!(core.slot_owner(250), Some(id(1)));
+    }
+
+    #[test]
+    fn an_atomic_import_is_not_saved_and_a_restart_ends_it_but_a_key_by_key_one_survives() {
+        use crate::core::slots::{SlotRange, SlotState};
+        use crate::core::{Config, Core};
+        let range = |start, end| SlotRange { start, end };
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 2, 0..=199);
+        own(&mut core, 1, 200..=299);
+        drain(&mut core);
+        core.handle_command(
+            1_000,
+            AdminCommand::ImportSlots {
+                ranges: vec![range(0, 99)],
+                source: id(2),
+            },
+        )
+        .unwrap();
+        core.handle_command(
+            1_000,
+            AdminCommand::SetSlot {
+                slot: 150,
+                action: SetSlotAction::Importing(id(2)),
+            },
+        )
+        .unwrap();
+        assert_eq!(core.slot_state(42), SlotState::Importing(id(2)));
+        let saved = core.snapshot();
+        assert_eq!(
+            saved.importing,
+            vec![(150, id(2))],
+            "only the key-by-key import is saved"
+        );
+        assert!(
+            drain(&mut core)
+                .iter()
+                .filter_map(|output| match output {
+                    Output::SaveConfig(conf) => Some(conf),
+                    _ => None,
+                })
+                .all(|conf| conf.importing.iter().all(|(slot, _)| *slot == 150)),
+            "no saved config names an atomic import"
+        );
+        let restarted = Core::restore(Config::default(), saved, 5_000).unwrap();
+        assert_eq!(restarted.slot_state(42), SlotState::Stable);
+        assert_eq!(
+            restarted.slot_owner(42),
+            Some(id(2)),
+            "back with its source"
+        );
+        assert_eq!(restarted.slot_state(150), SlotState::Importing(id(2)));
+        assert_eq!(
+            restarted.foreign_slot_ranges(),
+            vec![range(0, 149), range(151, 199)],
+            "the partial copy goes; the key-by-key import keeps its keys"
+        );
+        // SETSLOT leaves an atomic import alone; its end (here a flip) frees the slot.
+        for action in [SetSlotAction::Importing(id(2)), SetSlotAction::Stable] {
+            assert_eq!(
+                core.handle_command(1_000, AdminCommand::SetSlot { slot: 42, action }),
+                Err(AdminError::AtomicImport(42))
+            );
+        }
+        core.handle_command(
+            1_000,
+            AdminCommand::ClaimSlots {
+                ranges: vec![range(0, 99)],
+                source: id(2),
+            },
+        )
+        .unwrap();
+        assert!(!core.slots.is_atomic_import(42));
+        core.handle_command(
+            1_000,
+            AdminCommand::SetSlot {
+                slot: 42,
+                action: SetSlotAction::Migrating(id(2)),
+            },
+        )
+        .unwrap();
+        assert_eq!(core.snapshot().migrating, vec![(42, id(2))]);
     }
 
     #[test]

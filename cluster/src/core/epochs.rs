@@ -151,12 +151,18 @@ impl Core {
         self.outputs.push_back(Output::DropSlots(ranges));
     }
 
-    /// A slot we were importing from `claimer` that it no longer claims becomes ours.
+    /// A slot we were importing key by key from `claimer` that it no longer claims becomes
+    /// ours. An atomic import's slots become ours only by its flip (`ClaimSlots`): its
+    /// copy is complete only then.
     fn fix_open_slots_after_update(&mut self, claimer: NodeId) {
         let finished: Vec<u16> = self
             .slots
             .importing()
-            .filter(|(slot, source)| *source == claimer && self.slots.owner(*slot) != Some(claimer))
+            .filter(|(slot, source)| {
+                *source == claimer
+                    && self.slots.owner(*slot) != Some(claimer)
+                    && !self.slots.is_atomic_import(*slot)
+            })
             .map(|(slot, _)| slot)
             .collect();
         if finished.is_empty() || !self.myself().is_master() {

@@ -4,7 +4,7 @@
 //! keeps it in memory).
 
 use crate::core::node::{NodeFlags, NodeId};
-use crate::core::slots::SlotState;
+use crate::core::slots::{ranges_from_sorted_slots, Slot, SlotRange, SlotState, SLOT_COUNT};
 use crate::core::{Config, Core, NodesConf};
 
 /// Why a saved configuration cannot start a node. Nothing was started.
@@ -30,10 +30,31 @@ impl Core {
                 .collect(),
             slot_owners: self.slots.owner_ranges(),
             migrating: self.slots.migrating().collect(),
-            importing: self.slots.importing().collect(),
+            importing: self.slots.saved_importing().collect(),
             current_epoch: self.current_epoch,
             last_vote_epoch: self.last_vote_epoch,
         }
+    }
+
+    /// The slots whose keys this node must not keep after a restart: assigned to another
+    /// node and not IMPORTING here (empty for a replica, which resyncs from its master).
+    /// Such keys are the partial copy of an atomic import cut short by the restart (its
+    /// slots come back stable with their source, see [`SlotTable::saved_importing`]), or
+    /// leftovers of slots lost while down; a key-by-key import keeps its keys, as its
+    /// IMPORTING state is saved.
+    ///
+    /// [`SlotTable::saved_importing`]: crate::core::slots::SlotTable::saved_importing
+    pub fn foreign_slot_ranges(&self) -> Vec<SlotRange> {
+        if self.my_master().is_some() {
+            return Vec::new();
+        }
+        let foreign = (0..SLOT_COUNT as Slot).filter(|slot| {
+            self.slots
+                .owner(*slot)
+                .is_some_and(|owner| owner != self.myself)
+                && !matches!(self.slots.state(*slot), SlotState::Importing(_))
+        });
+        ranges_from_sorted_slots(foreign)
     }
 
     /// Restarts a node from its saved configuration: same id, epochs, nodes and slots.

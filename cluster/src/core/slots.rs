@@ -115,6 +115,10 @@ pub struct SlotTable {
     counts: BTreeMap<NodeId, u32>,
     migrating_to: BTreeMap<Slot, NodeId>,
     importing_from: BTreeMap<Slot, NodeId>,
+    /// The importing slots an atomic migration opened (a subset of `importing_from`): they
+    /// live in memory only, never in nodes.conf, since the import they belong to (its
+    /// stream and lease) does not survive a restart of this node.
+    atomic_imports: BTreeSet<Slot>,
     /// Slots whose owner stopped claiming them: kept bound (no needless CLUSTERDOWN),
     /// but any claimer may take them and they never justify an UPDATE.
     unclaimed: BTreeSet<Slot>,
@@ -136,6 +140,7 @@ impl SlotTable {
             counts: BTreeMap::new(),
             migrating_to: BTreeMap::new(),
             importing_from: BTreeMap::new(),
+            atomic_imports: BTreeSet::new(),
             unclaimed: BTreeSet::new(),
             version: 0,
         }
@@ -238,10 +243,12 @@ impl SlotTable {
         }
     }
 
-    /// Sets the migration state of `slot` (Stable clears both directions).
+    /// Sets the migration state of `slot` (Stable clears both directions). An importing
+    /// state set here is a key-by-key one (saved in nodes.conf).
     pub fn set_state(&mut self, slot: Slot, state: SlotState) {
         self.migrating_to.remove(&slot);
         self.importing_from.remove(&slot);
+        self.atomic_imports.remove(&slot);
         match state {
             SlotState::Stable => {}
             SlotState::Migrating(target) => {
@@ -258,11 +265,32 @@ impl SlotTable {
         self.migrating_to.iter().map(|(slot, node)| (*slot, *node))
     }
 
-    /// Slots being imported, with their source.
+    /// Marks `slot` IMPORTING from `source` for an atomic migration: like
+    /// `set_state(slot, Importing(source))`, but not saved (see [`SlotTable::saved_importing`]).
+    /// Any later `set_state` of the slot ends it.
+    pub fn set_atomic_import(&mut self, slot: Slot, source: NodeId) {
+        self.set_state(slot, SlotState::Importing(source));
+        self.atomic_imports.insert(slot);
+    }
+
+    /// True when `slot` is IMPORTING for an atomic migration.
+    pub fn is_atomic_import(&self, slot: Slot) -> bool {
+        self.atomic_imports.contains(&slot)
+    }
+
+    /// Slots being imported, with their source (both kinds of migration).
     pub fn importing(&self) -> impl Iterator<Item = (Slot, NodeId)> + '_ {
         self.importing_from
             .iter()
             .map(|(slot, node)| (*slot, *node))
+    }
+
+    /// The importing slots nodes.conf keeps: the key-by-key ones. An atomic import is not
+    /// saved: a restarted target has lost its stream and lease, so its slots come back
+    /// stable with their source, and the partial copy is dropped at start.
+    pub fn saved_importing(&self) -> impl Iterator<Item = (Slot, NodeId)> + '_ {
+        self.importing()
+            .filter(|(slot, _)| !self.atomic_imports.contains(slot))
     }
 
     /// Every open (migrating or importing) slot with its state, in slot order.
@@ -274,6 +302,7 @@ impl SlotTable {
     pub fn clear_states(&mut self) {
         self.migrating_to.clear();
         self.importing_from.clear();
+        self.atomic_imports.clear();
     }
 }
 

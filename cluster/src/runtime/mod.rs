@@ -51,7 +51,7 @@ pub use crate::core::NODE_TIMEOUT_MS_MIN;
 use crate::core::{Config, Core, Event, RestoreError};
 use crate::node_state::bulk::StreamKind;
 use crate::node_state::stats::NodeStatistics;
-use crate::node_state::write_log::ReplicationInfo;
+use crate::node_state::write_log::{drop_lost_slots, ReplicationInfo};
 use crate::node_state::{
     DataPathSettings, MigrationGates, NodeState, NodeStats, RoutingCell, RoutingTable, StoreCell,
     WriteLog,
@@ -356,6 +356,16 @@ impl Node {
             started: Instant::now(),
             import_idle_timeout: config.import_idle_timeout,
         });
+        if data_loaded {
+            // Keys of slots another node owns (an atomic import this restart cut short) are
+            // dropped before anything is served or shipped to a replica.
+            let foreign = core.foreign_slot_ranges();
+            let dropped = drop_lost_slots(&shared.log, &shared.store, &foreign);
+            if dropped > 0 {
+                tracing::info!(keys = dropped, ranges = ?foreign, "dropped the loaded keys of \
+                    slots another node owns (a partial copy of an interrupted import)");
+            }
+        }
         let (request_sender, requests) = mpsc::channel(ADMIN_QUEUE_MAX);
         let (events, _) = broadcast::channel(EVENT_QUEUE_MAX);
         let (role, role_receiver) = watch::channel(core.my_master());

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use slotkv_transport::PeerAddr;
 
-use crate::core::slots::SlotRange;
+use crate::core::slots::{Slot, SlotRange};
 use crate::core::{AdminCommand, AdminError, AdminReply};
 use crate::node_state::write_log::drop_lost_slots;
 use crate::node_state::NodeState;
@@ -35,40 +35,100 @@ pub const DEFAULT_IMPORT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Sources with an atomic import running here at once (more are refused).
 pub(crate) const IMPORTS_MAX: usize = 64;
 
-/// The imports running here, by source: their slots and the last frame seen.
+/// The imports running here, by source: their slots, each with the frame number of the
+/// Begin that opened it, and the last frame seen.
+///
+/// The Begin's number fences an import from the frames of an earlier migration of the
+/// same slots: a source numbers every frame it sends in one increasing sequence
+/// (`MigrationHub::expect_ack`), so a frame numbered below the Begin of the import it
+/// names was sent before that import existed (a cancel, flip or batch of a migration that
+/// gave up on this node, delivered late, for instance once this node was back from a
+/// restart) and is refused ([`ImportRefusal::Superseded`]) instead of cancelling, flipping
+/// or filling the newer import.
 #[derive(Default)]
 pub(crate) struct ImportLeases {
-    leases: HashMap<PeerAddr, (Vec<SlotRange>, Instant)>,
+    leases: HashMap<PeerAddr, Lease>,
+}
+
+/// One source's imports here.
+struct Lease {
+    /// Each import's slots and the number of the Begin that opened them.
+    imports: Vec<(SlotRange, u64)>,
+    /// When the last frame came from the source.
+    seen: Instant,
 }
 
 impl ImportLeases {
     /// A frame came from `from`: its lease, if any, is renewed.
     pub(crate) fn renew(&mut self, from: &PeerAddr, now: Instant) {
-        if let Some((_, seen)) = self.leases.get_mut(from) {
-            *seen = now;
+        if let Some(lease) = self.leases.get_mut(from) {
+            lease.seen = now;
         }
     }
 
-    fn open(&mut self, from: &PeerAddr, ranges: &[SlotRange], now: Instant) -> bool {
+    fn open(&mut self, from: &PeerAddr, ranges: &[SlotRange], begin: u64, now: Instant) -> bool {
         if !self.leases.contains_key(from) && self.leases.len() >= IMPORTS_MAX {
             return false;
         }
-        let entry = self
-            .leases
-            .entry(from.clone())
-            .or_insert_with(|| (Vec::new(), now));
-        entry.0.extend_from_slice(ranges);
-        entry.1 = now;
+        let lease = self.leases.entry(from.clone()).or_insert_with(|| Lease {
+            imports: Vec::new(),
+            seen: now,
+        });
+        lease
+            .imports
+            .extend(ranges.iter().map(|range| (*range, begin)));
+        lease.seen = now;
         true
     }
 
     fn close(&mut self, from: &PeerAddr, ranges: &[SlotRange]) {
-        if let Some((open, _)) = self.leases.get_mut(from) {
-            open.retain(|range| !ranges.contains(range));
-            if open.is_empty() {
+        if let Some(lease) = self.leases.get_mut(from) {
+            lease.imports.retain(|(range, _)| !ranges.contains(range));
+            if lease.imports.is_empty() {
                 self.leases.remove(from);
             }
         }
+    }
+
+    /// The first slot of `ranges` that an import of `from` opened after frame `frame`
+    /// (the frame belongs to an earlier migration), if any.
+    fn superseded(&self, from: &PeerAddr, frame: u64, ranges: &[SlotRange]) -> Option<Slot> {
+        let lease = self.leases.get(from)?;
+        lease
+            .imports
+            .iter()
+            .filter(|(_, begin)| *begin > frame)
+            .find_map(|(open, _)| {
+                ranges
+                    .iter()
+                    .find_map(|range| first_common_slot(open, range))
+            })
+    }
+
+    /// Whether batch `batch` from `from`, holding keys of `slots`, may fill them: refused
+    /// ([`ImportRefusal::Superseded`]) if one of them is imported here from another source,
+    /// or by an import of `from` opened after the batch was sent. Slots no atomic import
+    /// names are left to the ownership check (`super::target`).
+    pub(crate) fn admit_batch(
+        &self,
+        from: &PeerAddr,
+        batch: u64,
+        slots: &[Slot],
+    ) -> Result<(), ImportRefusal> {
+        for (source, lease) in &self.leases {
+            for (range, begin) in &lease.imports {
+                let stale = source != from || *begin > batch;
+                if let Some(slot) = slots
+                    .iter()
+                    .find(|slot| (range.start..=range.end).contains(*slot))
+                {
+                    if stale {
+                        return Err(ImportRefusal::Superseded { slot: *slot });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes and returns the imports whose source has been silent for `idle` or longer.
@@ -80,14 +140,26 @@ impl ImportLeases {
         let stale: Vec<PeerAddr> = self
             .leases
             .iter()
-            .filter(|(_, (_, seen))| now.duration_since(*seen) >= idle)
+            .filter(|(_, lease)| now.duration_since(lease.seen) >= idle)
             .map(|(from, _)| from.clone())
             .collect();
         stale
             .into_iter()
-            .filter_map(|from| self.leases.remove(&from).map(|(ranges, _)| (from, ranges)))
+            .filter_map(|from| {
+                let lease = self.leases.remove(&from)?;
+                Some((
+                    from,
+                    lease.imports.into_iter().map(|(range, _)| range).collect(),
+                ))
+            })
             .collect()
     }
+}
+
+/// The lowest slot two ranges share, if any.
+fn first_common_slot(left: &SlotRange, right: &SlotRange) -> Option<Slot> {
+    let start = left.start.max(right.start);
+    (start <= left.end.min(right.end)).then_some(start)
 }
 
 /// The slot ranges of a request.
@@ -106,9 +178,16 @@ pub(crate) async fn handle_request(
     admin: &dyn CoreAdmin,
     leases: &parking_lot::Mutex<ImportLeases>,
     from: &PeerAddr,
+    frame: u64,
     request: &SlotsRequest,
 ) -> AckOutcome {
     let ranges = ranges_of(request.ranges());
+    if !matches!(request, SlotsRequest::Begin { .. }) {
+        if let Some(slot) = leases.lock().superseded(from, frame, &ranges) {
+            tracing::info!(%from, frame, slot, "refused a slots request of an earlier migration");
+            return AckOutcome::Refused(ImportRefusal::Superseded { slot });
+        }
+    }
     let source = {
         let table = shared.routing.table();
         if !table.myself_is_master {
@@ -124,7 +203,7 @@ pub(crate) async fn handle_request(
     };
     match request {
         SlotsRequest::Begin { .. } => {
-            if !leases.lock().open(from, &ranges, Instant::now()) {
+            if !leases.lock().open(from, &ranges, frame, Instant::now()) {
                 let text = "too many atomic imports at once".to_string();
                 return AckOutcome::Refused(ImportRefusal::Admin(text));
             }
@@ -199,4 +278,60 @@ fn refusal(error: CoreAdminError) -> AckOutcome {
         ) => ImportRefusal::SlotBusy { slot },
         other => ImportRefusal::Admin(bounded_text(&other.to_string())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> PeerAddr {
+        PeerAddr::new(format!("127.0.0.1:{port}")).unwrap()
+    }
+
+    fn range(start: Slot, end: Slot) -> SlotRange {
+        SlotRange { start, end }
+    }
+
+    #[test]
+    fn an_import_refuses_the_frames_of_an_earlier_migration_and_of_other_sources() {
+        let (source, other) = (peer(1), peer(2));
+        let mut leases = ImportLeases::default();
+        let now = Instant::now();
+        assert!(leases.open(&source, &[range(0, 99)], 10, now));
+        // The import's own cancel, flip and batches, numbered after its Begin.
+        assert_eq!(leases.superseded(&source, 11, &[range(0, 99)]), None);
+        assert_eq!(leases.admit_batch(&source, 12, &[5, 99]), Ok(()));
+        // A cancel and a batch sent before the Begin (an earlier migration's, late).
+        assert_eq!(leases.superseded(&source, 9, &[range(50, 120)]), Some(50));
+        assert_eq!(
+            leases.admit_batch(&source, 9, &[3]),
+            Err(ImportRefusal::Superseded { slot: 3 })
+        );
+        // Slots no import names, and another source's frames for them.
+        assert_eq!(leases.superseded(&source, 9, &[range(100, 120)]), None);
+        assert_eq!(leases.admit_batch(&source, 9, &[100]), Ok(()));
+        assert_eq!(
+            leases.admit_batch(&other, 50, &[100, 7]),
+            Err(ImportRefusal::Superseded { slot: 7 })
+        );
+        assert_eq!(leases.superseded(&other, 50, &[range(0, 99)]), None);
+        // Once closed (flipped or cancelled) the fence goes with the import.
+        leases.close(&source, &[range(0, 99)]);
+        assert_eq!(leases.admit_batch(&other, 50, &[7]), Ok(()));
+        assert!(leases.expired(now, Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn a_silent_source_loses_every_import_at_once() {
+        let source = peer(1);
+        let mut leases = ImportLeases::default();
+        let now = Instant::now();
+        assert!(leases.open(&source, &[range(0, 9)], 1, now));
+        assert!(leases.open(&source, &[range(20, 29)], 5, now));
+        let later = now + Duration::from_secs(20);
+        leases.renew(&source, now + Duration::from_secs(10));
+        assert!(leases.expired(later, Duration::from_secs(15)).is_empty());
+        let expired = leases.expired(later, Duration::from_secs(5));
+        assert_eq!(expired, vec![(source, vec![range(0, 9), range(20, 29)])]);
+    }
 }

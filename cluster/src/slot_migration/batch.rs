@@ -23,8 +23,9 @@ use slotkv_engine::{ExportedEntry, Slot, SLOT_COUNT};
 use crate::codec::{DecodeError, Format, Validate};
 use crate::node_state::bulk::StreamKind;
 
-/// Version byte in front of every migration frame.
-pub(crate) const MIGRATION_VERSION: u8 = 2;
+/// Version byte in front of every migration frame (strict: a node speaks one version).
+/// Version 3: refusals name a superseded frame ([`ImportRefusal::Superseded`]).
+pub(crate) const MIGRATION_VERSION: u8 = 3;
 
 /// Largest migration frame decoded, in bytes: a sixteenth of the transport's default bulk
 /// frame limit (64 MiB), so a batch never needs one frame near the transport's bound.
@@ -102,6 +103,13 @@ pub(crate) enum ImportRefusal {
     },
     /// The target's core refused the slots request (its error text).
     Admin(String),
+    /// The frame belongs to an earlier migration of this slot, or to another source's: an
+    /// import of the slot opened here after the frame was sent (see
+    /// `atomic_target::ImportLeases`). Nothing changed.
+    Superseded {
+        /// The slot.
+        slot: u16,
+    },
 }
 
 /// The target's answer to one batch.

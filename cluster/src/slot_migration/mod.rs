@@ -172,6 +172,7 @@ pub(crate) async fn run_migration_stream(
                         admin.as_ref(),
                         &leases,
                         &frame.from,
+                        batch,
                         &request,
                     )
                     .await;
@@ -190,7 +191,12 @@ pub(crate) async fn run_migration_stream(
         };
         // Applied here, in the order the source sent (a tail round's newer state of a key
         // after its snapshot's older one); only the wait for the replicas runs beside.
-        let applied = target::apply_batch(&shared, &complete);
+        let admitted = leases
+            .lock()
+            .admit_batch(&frame.from, complete.batch, &complete.slots());
+        let applied = admitted
+            .map_err(AckOutcome::Refused)
+            .and_then(|()| target::apply_batch(&shared, &complete));
         let shared = Arc::clone(&shared);
         let from = frame.from.clone();
         tokio::spawn(async move {

@@ -127,6 +127,9 @@ pub(crate) fn refusal_text(refusal: &ImportRefusal) -> String {
             format!("hash slot {slot} is owned or already imported by the target")
         }
         ImportRefusal::Admin(text) => text.clone(),
+        ImportRefusal::Superseded { slot } => {
+            format!("a later migration of hash slot {slot} runs at the target")
+        }
     }
 }
 
