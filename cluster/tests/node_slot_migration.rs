@@ -1,11 +1,13 @@
-//! Atomic slot migration (`Node::migrate_slots`) on real TCP, 3 masters with a replica
-//! each: 2,000 slots of a 200,000-key cluster move while 8 tasks read, write and delete
-//! throughout, with no error and no ASK seen by any caller and every key as last
-//! acknowledged; a target killed mid-migration leaves the slots served by the source
-//! with nothing lost; a source killed mid-migration leaves the slots wholly with its
-//! promoted replica and the target drops its copy; a cancelled migration leaves no copy at
-//! the target; a target restarted from its data directory mid-migration comes back with
-//! the slots stable at the source, none of its partial copy, and takes them on a retry.
+//! Slot migration on real TCP, 3 masters with a replica each: 2,000 slots of a
+//! 200,000-key cluster move while 8 tasks read, write and delete throughout, atomically
+//! (`Node::migrate_slots`: no error and no ASK seen by any caller) and key by key
+//! (`reshard`, Redis's path: no error, the callers follow ASK), every key as last
+//! acknowledged and the per-slot counts the writes imply. A target killed mid-migration
+//! leaves the slots served by the source with nothing lost; a source killed mid-migration
+//! leaves the slots wholly with its promoted replica and the target drops its copy; a
+//! cancelled migration leaves no copy at the target; a target restarted from its data
+//! directory mid-migration comes back with the slots stable at the source, none of its
+//! partial copy, and takes them on a retry.
 //!
 //! `cargo test --release -p slotkv-cluster --test node_slot_migration -- --nocapture`
 //! prints what each migration moved and how long its slots were paused.
@@ -20,7 +22,10 @@ use std::time::Duration;
 
 use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::{SlotRange, SlotState};
-use slotkv_cluster::{create_cluster, Node, Persistence, SlotMigrationError, SlotMigrationOptions};
+use slotkv_cluster::{
+    create_cluster, reshard, Node, Persistence, ReshardOptions, SlotMigrationError,
+    SlotMigrationOptions,
+};
 use slotkv_engine::{key_slot, Slot};
 
 use node_support::load::{preload, preloaded, write_read_and_delete, Expected, TaskReport};
@@ -187,10 +192,25 @@ async fn two_thousand_slots_move_atomically_under_load_with_no_error_and_no_ask(
     assert_eq!(asks, 0, "an atomic migration never answers ASK");
     let completed = nodes[source].stats().slot_migrations_completed;
     assert_eq!(completed, 2);
-    // Every node sees the target own the slots, none open.
+    check_moved(&nodes, source, target, target_replica, &expected).await;
+    shutdown_within_10s(nodes).await;
+}
+
+/// Keys of the slots in `range`, `count` of them.
+/// After slots 0..2000 moved from master `source` to master `target` (replicated to
+/// `target_replica`): every node sees the target own them, none open; every key reads as
+/// `expected`; the target and its replica hold exactly the keys the writes imply, per
+/// slot; the source holds none of them.
+async fn check_moved(
+    nodes: &[Node],
+    source: usize,
+    target: usize,
+    target_replica: usize,
+    expected: &HashMap<Vec<u8>, Expected>,
+) {
+    let target_id = nodes[target].id();
     let moved = eventually(Duration::from_secs(10), || async {
-        for node in &nodes {
-            let target_id = nodes[target].id();
+        for node in nodes {
             let owned = node
                 .inspect(move |core| {
                     (0..2000).all(|slot| {
@@ -208,10 +228,8 @@ async fn two_thousand_slots_move_atomically_under_load_with_no_error_and_no_ask(
     })
     .await;
     assert!(moved, "not every node sees the slots at the target");
-    check_keys(&nodes[2], &expected).await;
-    // Final per-slot counts: the target (and its replica) hold exactly the keys the
-    // writes imply; the source holds none of them.
-    let wanted = present_per_slot(&expected);
+    check_keys(&nodes[2], expected).await;
+    let wanted = present_per_slot(expected);
     let counts_match = |node: usize| {
         let store = nodes[node].store();
         let wanted = &wanted;
@@ -232,10 +250,54 @@ async fn two_thousand_slots_move_atomically_under_load_with_no_error_and_no_ask(
         .map(|slot| nodes[source].store().count_keys_in_slot(slot).unwrap())
         .sum();
     assert_eq!(left, 0, "the source kept keys of slots it gave away");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_slots_move_key_by_key_under_load_with_no_error_and_nothing_lost() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|index| format!("bykey:{index}").into_bytes())
+        .collect();
+    preload(&nodes[1].cluster(), &keys).await;
+    let source = owner_of(&nodes, 0).await;
+    let target = owner_of(&nodes, 16_383).await;
+    assert_ne!(source, target);
+    let target_replica = replica_of(&nodes, nodes[target].id()).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = start_load(&nodes[..3], &keys, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Redis's path: per slot IMPORTING, MIGRATING, keys in MIGRATE batches, SETSLOT NODE.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let slots: Vec<Slot> = (0..2000).collect();
+    let started = std::time::Instant::now();
+    let report = reshard(
+        &refs,
+        nodes[source].id(),
+        nodes[target].id(),
+        &slots,
+        ReshardOptions::default(),
+        |_| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "reshard of 2,000 slots: {report:?}, {:.0} keys/s",
+        report.keys_moved as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(report.slots_moved, 2000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Callers follow ASK (and retry TRYAGAIN) on their own: none saw an error.
+    let expected = finish_load(&stop, tasks, true).await;
+    let asks: u64 = nodes.iter().map(|node| node.stats().asks_answered).sum();
+    println!("ASK answers seen by callers' handles: {asks}");
+    check_moved(&nodes, source, target, target_replica, &expected).await;
     shutdown_within_10s(nodes).await;
 }
 
-/// Keys of the slots in `range`, `count` of them.
 fn keys_in(range: SlotRange, count: usize) -> Vec<Vec<u8>> {
     (0..)
         .map(|index| format!("few:{index}").into_bytes())
