@@ -219,6 +219,7 @@ fn migration_frames() -> Vec<MigrationFrame> {
         MigrationFrame::Slots {
             batch: 4,
             request: SlotsRequest::Begin {
+                migration: 3,
                 ranges: vec![WireRange { start: 0, end: 99 }],
             },
         },

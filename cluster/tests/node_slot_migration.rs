@@ -316,6 +316,7 @@ async fn a_target_killed_mid_migration_leaves_the_slots_served_by_the_source() {
     let source = owner_of(&nodes, 0).await;
     let target = owner_of(&nodes, 16_383).await;
     let target_id = nodes[target].id();
+    let successor_id = nodes[replica_of(&nodes, target_id).await].id();
     let target_node = nodes.remove(target);
     let source = if source > target { source - 1 } else { source };
 
@@ -361,6 +362,25 @@ async fn a_target_killed_mid_migration_leaves_the_slots_served_by_the_source() {
     assert!(kept, "the source no longer serves the slots");
     assert_eq!(nodes[source].stats().slot_migrations_abandoned, 1);
     check_keys(&nodes[1], &expected).await;
+    // The target's replica took over from it with its partial copy: the copy goes too.
+    let successor = nodes
+        .iter()
+        .position(|node| node.id() == successor_id)
+        .unwrap();
+    let copy_dropped = eventually(Duration::from_secs(15), || async {
+        let copy: usize = (0..500u16)
+            .map(|slot| nodes[successor].store().count_keys_in_slot(slot).unwrap())
+            .sum();
+        copy == 0
+    })
+    .await;
+    let copy: usize = (0..500u16)
+        .map(|slot| nodes[successor].store().count_keys_in_slot(slot).unwrap())
+        .sum();
+    assert!(
+        copy_dropped,
+        "the target's successor kept {copy} keys of its partial copy"
+    );
     shutdown_within_10s(nodes).await;
 }
 

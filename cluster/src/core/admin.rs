@@ -196,6 +196,10 @@ pub enum AdminError {
         "hash slot {0} is being imported by an atomic slot migration: cancel the migration first"
     )]
     AtomicImport(Slot),
+    /// An atomic migration's cancel names a slot imported here key by key (CLUSTER
+    /// SETSLOT IMPORTING): that import, and the keys it received, stay.
+    #[error("hash slot {0} is imported key by key here, not by an atomic slot migration")]
+    KeyByKeyImport(Slot),
     /// An atomic migration's flip of a slot that is not importing from its source here
     /// (the import was abandoned, or never began).
     #[error("hash slot {0} is not importing from the migration's source")]
@@ -266,6 +270,13 @@ impl Core {
                 if slots_of_ranges(&ranges).any(|slot| self.slots.owner(slot) == Some(myself)) {
                     // Flipped before the cancel came (claims are all or nothing).
                     return Ok(AdminReply::Still(self.myself().config_epoch));
+                }
+                // A key-by-key import's keys are the only copy once MIGRATE moved them.
+                if let Some(slot) = slots_of_ranges(&ranges).find(|slot| {
+                    matches!(self.slots.state(*slot), SlotState::Importing(_))
+                        && !self.slots.is_atomic_import(*slot)
+                }) {
+                    return Err(AdminError::KeyByKeyImport(slot));
                 }
                 for slot in slots_of_ranges(&ranges) {
                     if let SlotState::Importing(_) = self.slots.state(slot) {
@@ -721,6 +732,25 @@ mod tests {
             core.handle_command(1_000, AdminCommand::AbandonImport(vec![range(0, 99)])),
             Ok(AdminReply::Still(4)),
             "a cancel after the flip reports the flip"
+        );
+        // A cancel never ends a key-by-key import (its keys may be their only copy); on
+        // slots no one imports here it changes nothing.
+        core.handle_command(
+            1_000,
+            AdminCommand::SetSlot {
+                slot: 160,
+                action: SetSlotAction::Importing(id(2)),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            core.handle_command(1_000, AdminCommand::AbandonImport(vec![range(150, 169)])),
+            Err(AdminError::KeyByKeyImport(160))
+        );
+        assert_eq!(core.slot_state(160), SlotState::Importing(id(2)));
+        assert_eq!(
+            core.handle_command(1_000, AdminCommand::AbandonImport(vec![range(170, 179)])),
+            Ok(AdminReply::Ok)
         );
         assert_eq!(
             core.handle_command(1_000, claim(vec![range(100, 149)], 2)),

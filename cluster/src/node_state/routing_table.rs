@@ -200,6 +200,15 @@ impl RoutingTable {
         self.nodes.iter().any(|node| node.address == *address)
     }
 
+    /// The ids of every replica of `master`, failing or not.
+    pub(crate) fn replicas_of(&self, master: &NodeId) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|node| node.master == Some(*master))
+            .map(|node| node.id)
+            .collect()
+    }
+
     /// The replicas of `master` that are not failing.
     pub(crate) fn healthy_replicas_of(&self, master: &NodeId) -> Vec<&RouteNode> {
         self.nodes

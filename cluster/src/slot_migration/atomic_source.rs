@@ -44,8 +44,8 @@ use crate::core::AdminCommand;
 use crate::node_state::stats::Served;
 use crate::node_state::NodeState;
 use crate::slot_migration::batch::{
-    encode_frame, AckOutcome, MigrationFrame, SlotsRequest, WireRange, BATCH_KEYS_MAX,
-    FRAME_PAYLOAD_BYTES,
+    encode_frame, AckOutcome, ImportRefusal, MigrationFrame, SlotsRequest, WireRange,
+    BATCH_KEYS_MAX, FRAME_PAYLOAD_BYTES,
 };
 use crate::slot_migration::source::{
     read_states, refusal_text, send_batch, MigrateOptions, SentBatch,
@@ -77,6 +77,13 @@ pub const FLIP_SETTLE: Duration = Duration::from_secs(2);
 
 /// Between two cancels while a flip is unresolved.
 const UNRESOLVED_RETRY: Duration = Duration::from_millis(200);
+
+/// How long an unconfirmed cancel is retried at the target or its successor (longer
+/// than a failover takes with the default node timeout).
+pub(crate) const SUCCESSOR_CANCEL_WINDOW: Duration = Duration::from_secs(60);
+
+/// Between two rounds of an unconfirmed cancel.
+const SUCCESSOR_CANCEL_RETRY: Duration = Duration::from_millis(500);
 
 /// How an atomic slot migration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +297,8 @@ pub(crate) async fn migrate_slots(
             parties: parties.clone(),
             target,
             target_id: to,
+            migration: parties.hub.next_migration(),
+            target_replicas: parties.shared.routing.table().replicas_of(&to),
             ranges: ranges.to_vec(),
             slots,
             ack_timeout: options.ack_timeout,
@@ -342,11 +351,15 @@ impl<P> Drop for Run<P> {
         runtime.spawn(async move {
             if stage == Stage::Streaming {
                 let cancel = SlotsRequest::Cancel {
+                    migration: detached.migration,
                     ranges: wire(&detached.ranges),
                 };
-                let _ = detached
+                let answer = detached
                     .request_within(cancel, "cancel", detached.ack_timeout)
                     .await;
+                if !matches!(answer, Ok(AckOutcome::Abandoned)) {
+                    detached.clone().cancel_at_successor().await;
+                }
             } else {
                 match detached.resolve().await {
                     Ok(Some(_)) => {
@@ -371,6 +384,11 @@ struct Detached {
     parties: Parties,
     target: PeerAddr,
     target_id: NodeId,
+    /// The migration's id, named by each of its slots requests.
+    migration: u64,
+    /// The target's replicas when the migration began (one may take over from it with
+    /// the partial copy).
+    target_replicas: Vec<NodeId>,
     ranges: Vec<SlotRange>,
     slots: Vec<Slot>,
     ack_timeout: Duration,
@@ -409,6 +427,7 @@ fn wire(ranges: &[SlotRange]) -> Vec<WireRange> {
 impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
     async fn run(&mut self) -> Result<SlotMigrationReport, SlotMigrationError> {
         let begin = SlotsRequest::Begin {
+            migration: self.link.migration,
             ranges: wire(&self.link.ranges),
         };
         match self.request(begin, "begin").await {
@@ -546,6 +565,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
             return Err(self.abandon(error).await);
         }
         let flip = SlotsRequest::Flip {
+            migration: self.link.migration,
             ranges: wire(&self.link.ranges),
         };
         let left = self.options.pause_max.saturating_sub(paused_at.elapsed());
@@ -598,6 +618,7 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
             let _ = batch.sent.ack(&self.link.parties.hub, options).await;
         }
         let cancel = SlotsRequest::Cancel {
+            migration: self.link.migration,
             ranges: wire(&self.link.ranges),
         };
         match self.request(cancel, "cancel").await {
@@ -609,8 +630,9 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
             answer => {
                 tracing::warn!(
                     ?answer,
-                    "the target did not confirm the cancel; its lease drops the copy"
+                    "the target did not confirm the cancel; cancelling at it or its successor"
                 );
+                tokio::spawn(self.link.clone().cancel_at_successor());
             }
         }
         tracing::info!(%error, slots = self.link.slots.len(), "atomic slot migration abandoned; the slots stay here");
@@ -757,6 +779,55 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
 }
 
 impl Detached {
+    /// The target did not confirm a cancel: it may be down with its partial copy held by
+    /// a replica that takes over from it. For [`SUCCESSOR_CANCEL_WINDOW`], every
+    /// [`SUCCESSOR_CANCEL_RETRY`], the cancel goes to the target and to each node that
+    /// was its replica, once it is a healthy master, until one confirms it (and drops the
+    /// copy, logged for its replicas) or answers that another migration of the slots runs
+    /// there (whose begin dropped the copy). A node that never imported the slots simply
+    /// confirms; the cancel names this migration, so it cannot end another one.
+    async fn cancel_at_successor(self) {
+        let shared = &self.parties.shared;
+        let deadline = Instant::now() + SUCCESSOR_CANCEL_WINDOW;
+        while Instant::now() < deadline && !shared.shutdown.is_cancelled() {
+            let candidates: Vec<PeerAddr> = {
+                let table = shared.routing.table();
+                std::iter::once(self.target_id)
+                    .chain(self.target_replicas.iter().copied())
+                    .filter_map(|id| table.node(&id))
+                    .filter(|node| node.is_master && !node.failing && node.id != table.myself)
+                    .map(|node| node.address.clone())
+                    .collect()
+            };
+            for address in candidates {
+                let cancel = SlotsRequest::Cancel {
+                    migration: self.migration,
+                    ranges: wire(&self.ranges),
+                };
+                let answer = self
+                    .request_at(&address, cancel, "cancel", SUCCESSOR_CANCEL_RETRY * 2)
+                    .await;
+                match answer {
+                    Ok(AckOutcome::Abandoned) => {
+                        tracing::info!(%address, slots = self.slots.len(), "the cancel of an abandoned atomic migration was confirmed");
+                        return;
+                    }
+                    Ok(AckOutcome::Refused(ImportRefusal::Superseded { .. })) => return,
+                    Ok(AckOutcome::Owned { .. }) => {
+                        tracing::error!(%address, "a node owns slots whose flip was never asked");
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(SUCCESSOR_CANCEL_RETRY).await;
+        }
+        tracing::warn!(
+            slots = self.slots.len(),
+            "no node confirmed the cancel of an abandoned atomic migration"
+        );
+    }
+
     /// The flip went unanswered: cancel until the target answers (`Some(epoch)`: it had
     /// flipped; `None`: abandoned), or until it is failing with no healthy replica and the
     /// settle time passed with the slots still mine (`None`). Another owner of the slots
@@ -766,6 +837,7 @@ impl Detached {
         let mut orphaned_since: Option<Instant> = None;
         loop {
             let cancel = SlotsRequest::Cancel {
+                migration: self.migration,
                 ranges: wire(&self.ranges),
             };
             match self
@@ -836,21 +908,33 @@ impl Detached {
         Err(SlotMigrationError::Node(error.to_string()))
     }
 
-    /// Sends a slots request and waits for its answer, at most `timeout`.
+    /// Sends a slots request to the target and waits for its answer, at most `timeout`.
     async fn request_within(
         &self,
         request: SlotsRequest,
         stage: &'static str,
         timeout: Duration,
     ) -> Result<AckOutcome, SlotMigrationError> {
+        self.request_at(&self.target, request, stage, timeout).await
+    }
+
+    /// Sends a slots request to the node at `to` and waits for its answer, at most
+    /// `timeout`.
+    async fn request_at(
+        &self,
+        to: &PeerAddr,
+        request: SlotsRequest,
+        stage: &'static str,
+        timeout: Duration,
+    ) -> Result<AckOutcome, SlotMigrationError> {
         let hub = &self.parties.hub;
-        let (batch, ack) = hub.expect_ack(&self.target);
+        let (batch, ack) = hub.expect_ack(to);
         let frame = Bytes::from(encode_frame(&MigrationFrame::Slots { batch, request }));
         let exchange = async {
             self.parties
                 .shared
                 .endpoint
-                .send_bulk(&self.target, frame)
+                .send_bulk(to, frame)
                 .await
                 .ok()?;
             ack.await.ok()

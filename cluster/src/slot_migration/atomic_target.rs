@@ -35,16 +35,16 @@ pub const DEFAULT_IMPORT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Sources with an atomic import running here at once (more are refused).
 pub(crate) const IMPORTS_MAX: usize = 64;
 
-/// The imports running here, by source: their slots, each with the frame number of the
-/// Begin that opened it, and the last frame seen.
+/// The imports running here, by source: their slots, each with the migration that opened
+/// it (named by its Begin), and the last frame seen.
 ///
-/// The Begin's number fences an import from the frames of an earlier migration of the
-/// same slots: a source numbers every frame it sends in one increasing sequence
-/// (`MigrationHub::expect_ack`), so a frame numbered below the Begin of the import it
-/// names was sent before that import existed (a cancel, flip or batch of a migration that
-/// gave up on this node, delivered late, for instance once this node was back from a
-/// restart) and is refused ([`ImportRefusal::Superseded`]) instead of cancelling, flipping
-/// or filling the newer import.
+/// The migration's id fences an import from the frames of any other migration of the same
+/// slots: a flip or cancel must name the import's migration, and a batch must come from
+/// its source and be numbered after its id (a source takes the id from the sequence it
+/// numbers its frames with, before sending the Begin). A frame of a migration that gave
+/// up on this node and arrives late (for instance once this node is back from a restart),
+/// or a source's frame for slots another source imports here, is refused
+/// ([`ImportRefusal::Superseded`]) instead of cancelling, flipping or filling the import.
 #[derive(Default)]
 pub(crate) struct ImportLeases {
     leases: HashMap<PeerAddr, Lease>,
@@ -90,19 +90,20 @@ impl ImportLeases {
         }
     }
 
-    /// The first slot of `ranges` that an import of `from` opened after frame `frame`
-    /// (the frame belongs to an earlier migration), if any.
-    fn superseded(&self, from: &PeerAddr, frame: u64, ranges: &[SlotRange]) -> Option<Slot> {
-        let lease = self.leases.get(from)?;
-        lease
-            .imports
-            .iter()
-            .filter(|(_, begin)| *begin > frame)
-            .find_map(|(open, _)| {
-                ranges
-                    .iter()
-                    .find_map(|range| first_common_slot(open, range))
-            })
+    /// The first slot of `ranges` under an import here that is not migration `migration`
+    /// of `from` (the request belongs to another migration), if any.
+    fn superseded(&self, from: &PeerAddr, migration: u64, ranges: &[SlotRange]) -> Option<Slot> {
+        self.leases.iter().find_map(|(source, lease)| {
+            lease
+                .imports
+                .iter()
+                .filter(|(_, opened_by)| source != from || *opened_by != migration)
+                .find_map(|(open, _)| {
+                    ranges
+                        .iter()
+                        .find_map(|range| first_common_slot(open, range))
+                })
+        })
     }
 
     /// Whether batch `batch` from `from`, holding keys of `slots`, may fill them: refused
@@ -178,13 +179,13 @@ pub(crate) async fn handle_request(
     admin: &dyn CoreAdmin,
     leases: &parking_lot::Mutex<ImportLeases>,
     from: &PeerAddr,
-    frame: u64,
     request: &SlotsRequest,
 ) -> AckOutcome {
     let ranges = ranges_of(request.ranges());
+    let migration = request.migration();
     if !matches!(request, SlotsRequest::Begin { .. }) {
-        if let Some(slot) = leases.lock().superseded(from, frame, &ranges) {
-            tracing::info!(%from, frame, slot, "refused a slots request of an earlier migration");
+        if let Some(slot) = leases.lock().superseded(from, migration, &ranges) {
+            tracing::info!(%from, migration, slot, "refused a slots request of another migration");
             return AckOutcome::Refused(ImportRefusal::Superseded { slot });
         }
     }
@@ -203,7 +204,7 @@ pub(crate) async fn handle_request(
     };
     match request {
         SlotsRequest::Begin { .. } => {
-            if !leases.lock().open(from, &ranges, frame, Instant::now()) {
+            if !leases.lock().open(from, &ranges, migration, Instant::now()) {
                 let text = "too many atomic imports at once".to_string();
                 return AckOutcome::Refused(ImportRefusal::Admin(text));
             }
@@ -293,31 +294,34 @@ mod tests {
     }
 
     #[test]
-    fn an_import_refuses_the_frames_of_an_earlier_migration_and_of_other_sources() {
+    fn an_import_refuses_the_frames_of_other_migrations_and_of_other_sources() {
         let (source, other) = (peer(1), peer(2));
         let mut leases = ImportLeases::default();
         let now = Instant::now();
         assert!(leases.open(&source, &[range(0, 99)], 10, now));
-        // The import's own cancel, flip and batches, numbered after its Begin.
-        assert_eq!(leases.superseded(&source, 11, &[range(0, 99)]), None);
+        // The import's own cancel or flip, and its batches, numbered after its id.
+        assert_eq!(leases.superseded(&source, 10, &[range(0, 99)]), None);
         assert_eq!(leases.admit_batch(&source, 12, &[5, 99]), Ok(()));
-        // A cancel and a batch sent before the Begin (an earlier migration's, late).
+        // Another migration's cancel (an earlier one's, late, or a later one's), and a
+        // batch sent before the import began.
         assert_eq!(leases.superseded(&source, 9, &[range(50, 120)]), Some(50));
+        assert_eq!(leases.superseded(&source, 11, &[range(99, 99)]), Some(99));
         assert_eq!(
             leases.admit_batch(&source, 9, &[3]),
             Err(ImportRefusal::Superseded { slot: 3 })
         );
-        // Slots no import names, and another source's frames for them.
+        // Slots no import names, and another source's frames for imported ones.
         assert_eq!(leases.superseded(&source, 9, &[range(100, 120)]), None);
         assert_eq!(leases.admit_batch(&source, 9, &[100]), Ok(()));
         assert_eq!(
             leases.admit_batch(&other, 50, &[100, 7]),
             Err(ImportRefusal::Superseded { slot: 7 })
         );
-        assert_eq!(leases.superseded(&other, 50, &[range(0, 99)]), None);
+        assert_eq!(leases.superseded(&other, 10, &[range(0, 0)]), Some(0));
         // Once closed (flipped or cancelled) the fence goes with the import.
         leases.close(&source, &[range(0, 99)]);
         assert_eq!(leases.admit_batch(&other, 50, &[7]), Ok(()));
+        assert_eq!(leases.superseded(&other, 50, &[range(0, 99)]), None);
         assert!(leases.expired(now, Duration::ZERO).is_empty());
     }
 

@@ -24,7 +24,8 @@ use crate::codec::{DecodeError, Format, Validate};
 use crate::node_state::bulk::StreamKind;
 
 /// Version byte in front of every migration frame (strict: a node speaks one version).
-/// Version 3: refusals name a superseded frame ([`ImportRefusal::Superseded`]).
+/// Version 3: slots requests name their migration, refusals a superseded frame
+/// ([`ImportRefusal::Superseded`]).
 pub(crate) const MIGRATION_VERSION: u8 = 3;
 
 /// Largest migration frame decoded, in bytes: a sixteenth of the transport's default bulk
@@ -147,22 +148,31 @@ pub(crate) struct WireRange {
     pub(crate) end: u16,
 }
 
-/// What an atomic migration's source asks of the target for its slots.
+/// What an atomic migration's source asks of the target for its slots. Each names its
+/// migration: a number the source takes from the sequence it numbers its frames with
+/// before it sends the Begin, so it is below every frame of the migration and differs
+/// from every other migration's (see `atomic_target::ImportLeases`).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub(crate) enum SlotsRequest {
     /// Import these slots from me: drop any stale copy, mark them importing.
     Begin {
+        /// The migration.
+        migration: u64,
         /// The slots.
         ranges: Vec<WireRange>,
     },
     /// Every key is sent and my writes to them are paused: take the slots, with one
     /// configEpoch bump for all of them.
     Flip {
+        /// The migration.
+        migration: u64,
         /// The slots.
         ranges: Vec<WireRange>,
     },
     /// The migration is abandoned: drop the partial copy and never flip these slots.
     Cancel {
+        /// The migration.
+        migration: u64,
         /// The slots.
         ranges: Vec<WireRange>,
     },
@@ -172,9 +182,18 @@ impl SlotsRequest {
     /// The ranges the request names.
     pub(crate) fn ranges(&self) -> &[WireRange] {
         match self {
-            SlotsRequest::Begin { ranges }
-            | SlotsRequest::Flip { ranges }
-            | SlotsRequest::Cancel { ranges } => ranges,
+            SlotsRequest::Begin { ranges, .. }
+            | SlotsRequest::Flip { ranges, .. }
+            | SlotsRequest::Cancel { ranges, .. } => ranges,
+        }
+    }
+
+    /// The migration the request belongs to.
+    pub(crate) fn migration(&self) -> u64 {
+        match self {
+            SlotsRequest::Begin { migration, .. }
+            | SlotsRequest::Flip { migration, .. }
+            | SlotsRequest::Cancel { migration, .. } => *migration,
         }
     }
 }
@@ -809,17 +828,22 @@ mod tests {
         let range = |start, end| WireRange { start, end };
         let no_ranges = MigrationFrame::Slots {
             batch: 1,
-            request: SlotsRequest::Begin { ranges: Vec::new() },
+            request: SlotsRequest::Begin {
+                migration: 1,
+                ranges: Vec::new(),
+            },
         };
         let reversed = MigrationFrame::Slots {
             batch: 1,
             request: SlotsRequest::Flip {
+                migration: 1,
                 ranges: vec![range(9, 3)],
             },
         };
         let beyond = MigrationFrame::Slots {
             batch: 1,
             request: SlotsRequest::Cancel {
+                migration: 1,
                 ranges: vec![range(0, 16_384)],
             },
         };
@@ -885,7 +909,10 @@ mod tests {
         for frame in [
             MigrationFrame::Slots {
                 batch: 3,
-                request: SlotsRequest::Flip { ranges },
+                request: SlotsRequest::Flip {
+                    migration: 7,
+                    ranges,
+                },
             },
             MigrationFrame::Ack {
                 batch: 3,

@@ -99,6 +99,12 @@ impl MigrationHub {
         (batch, receiver)
     }
 
+    /// A fresh number from the sequence batches are numbered from: an atomic migration's
+    /// id, below every frame it sends next (see [`batch::SlotsRequest`]).
+    pub(crate) fn next_migration(&self) -> u64 {
+        self.next_batch.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Forgets a batch given up on (a late ack for it is then dropped).
     pub(crate) fn forget(&self, batch: u64) {
         self.pending.lock().remove(&batch);
@@ -172,7 +178,6 @@ pub(crate) async fn run_migration_stream(
                         admin.as_ref(),
                         &leases,
                         &frame.from,
-                        batch,
                         &request,
                     )
                     .await;
