@@ -37,6 +37,7 @@ pub(crate) mod slot_migration;
 pub mod views;
 
 pub use command::client::ClientReply;
+pub use node_state::slot_activity::SlotStatistics;
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
 pub use routing::client::{ClientFlags, ClientRefusal};

@@ -1,12 +1,14 @@
 //! The string commands added in the command registry's shape, each through the `Cluster`
 //! handle of node 0 of a 3-master cluster on the simulated network: once on a key node 0
 //! owns (the local path) and once on a key another master owns (forwarded over the request
-//! protocol), with Redis's replies and error lines on both paths.
+//! protocol), with Redis's replies and error lines on both paths; and the per-slot reads
+//! and writes the owner counts on both paths.
 
 mod node_support;
 
 use std::time::Duration;
 
+use slotkv_cluster::core::slots::SlotRange;
 use slotkv_cluster::create_cluster;
 use slotkv_cluster::{Cluster, ClusterError, Node};
 use slotkv_transport::sim::SimNet;
@@ -183,6 +185,61 @@ async fn the_new_string_commands_behave_as_in_redis_locally_and_forwarded() {
     );
     assert_eq!(nodes[0].stats(), Default::default());
     assert_eq!(nodes[1].stats(), Default::default());
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_slot_counts_the_reads_and_writes_its_owner_executed() {
+    let net = SimNet::new(6);
+    let nodes = start_sim_nodes(&net, 3).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    create_cluster(&refs, 0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let tag = tag_owned_by(&nodes, 0).await;
+    let (key, other) = (format!("{tag}a"), format!("{tag}b"));
+    let slot = slotkv_engine::key_slot(key.as_bytes());
+    let range = SlotRange::single(slot);
+    // Through the owner's handle (the local path) and another node's (forwarded).
+    let (local, remote) = (nodes[0].cluster(), nodes[1].cluster());
+    local.set(key.as_bytes(), b"not a number").await.unwrap();
+    remote.set(other.as_bytes(), b"x").await.unwrap();
+    for _ in 0..3 {
+        local.get(key.as_bytes()).await.unwrap();
+    }
+    remote.get(key.as_bytes()).await.unwrap();
+    // One multi-key read; one write the engine refuses (not an integer) counts nothing.
+    local
+        .mget(&[key.as_bytes(), other.as_bytes()])
+        .await
+        .unwrap();
+    assert!(local.incr(key.as_bytes()).await.is_err());
+    let stats = nodes[0].slot_statistics(range);
+    assert_eq!(stats.len(), 1);
+    let stats = stats[0];
+    assert_eq!(
+        (stats.slot, stats.keys, stats.reads, stats.writes),
+        (slot, 2, 5, 2),
+        "{stats:?}"
+    );
+    assert!(stats.bytes > key.len() + 12 + other.len(), "{stats:?}");
+    // Nothing of it on the node that only forwarded.
+    let forwarder = nodes[1].slot_statistics(range)[0];
+    assert_eq!(
+        (forwarder.keys, forwarder.reads, forwarder.writes),
+        (0, 0, 0)
+    );
+    let all = nodes[0].slot_statistics(SlotRange {
+        start: 0,
+        end: 16_383,
+    });
+    assert_eq!(all.len(), 16_384);
+    assert_eq!(all.iter().map(|slot| slot.reads).sum::<u64>(), 5);
+    assert!(nodes[0]
+        .slot_statistics(SlotRange { start: 9, end: 3 })
+        .is_empty());
     for node in nodes {
         node.shutdown().await;
     }

@@ -102,7 +102,8 @@ pub(crate) fn common_slot(keys: &[&[u8]], command: &'static str) -> Result<Slot,
 /// it holds the slot's write stripe (so it takes the engine a full sync may swap, see
 /// [`StoreCell::get`]), recording its keys' effects in the log before the stripe is released;
 /// then it logs the engine removals pending (its evictions), at most
-/// [`REMOVALS_PER_WRITE_MAX`]. Returns the output and, for a write, the log offset after it.
+/// [`REMOVALS_PER_WRITE_MAX`]. A command that executed counts as a read or a write of
+/// `slot` ([`StoreCell::activity`]). Returns the output and, for a write, the log offset after it.
 /// A write refused by the log's gate under its stripe ([`WriteLog::gate`]: writes were
 /// paused or stopped after the routing check) changes nothing and is
 /// [`ExecuteError::WritesClosed`] or [`ExecuteError::Stopped`].
@@ -126,7 +127,9 @@ pub(crate) fn execute_while<C: Command>(
     still_allowed: impl Fn() -> bool,
 ) -> Result<(C::Output, Option<u64>), ExecuteError> {
     if !C::WRITES {
-        return Ok((command.apply(&stores.get(), slot)?, None));
+        let output = command.apply(&stores.get(), slot)?;
+        stores.activity().count(slot, false);
+        return Ok((output, None));
     }
     let stripe = log.lock_slot(slot);
     match log.gate() {
@@ -144,6 +147,9 @@ pub(crate) fn execute_while<C: Command>(
         .is_ok()
         .then(|| command.with_keys(|keys| log.record(&store, keys)));
     drop(stripe);
+    if output.is_ok() {
+        stores.activity().count(slot, true);
+    }
     // Evictions (and lazy expiries) this write caused are logged by it, outside its stripe.
     if store.removals_pending() > 0 {
         record_removals(log, &store, REMOVALS_PER_WRITE_MAX);

@@ -11,7 +11,8 @@
 //!   slot apart ([`MigrationGates`]);
 //! - [`outbound_slots`]: an atomic migration's dirty keys and per-slot pause, held by the
 //!   write log ([`outbound_slots::OutboundSlots`]);
-//! - [`stats`]: counters of what the node refused or dropped.
+//! - [`stats`]: counters of what the node refused or dropped;
+//! - [`slot_activity`]: reads and writes executed per slot, held by the store cell.
 //!
 //! [`NodeState`] bundles them for a node behind one `Arc`. Functions below the tasks take
 //! only the parts they use (`execute(stores, log, slot, command)`), so they can be tested
@@ -21,6 +22,7 @@ pub(crate) mod bulk;
 pub(crate) mod migration_gate;
 pub(crate) mod outbound_slots;
 pub(crate) mod routing_table;
+pub(crate) mod slot_activity;
 pub(crate) mod stats;
 pub(crate) mod store_cell;
 pub(crate) mod write_log;

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+
+use super::slot_activity::SlotActivity;
 use slotkv_engine::{
     Clock, CommandError, ExportCursor, ExportLimits, ExportedEntry, Slot, Store, StoreConfig,
     SLOT_COUNT,
@@ -25,6 +27,8 @@ pub(crate) struct StoreCell {
     /// The configured engine settings (with maxmemory), for a master.
     master_config: StoreConfig,
     clock: Arc<dyn Clock>,
+    /// Reads and writes executed per slot, whichever engine is current.
+    activity: SlotActivity,
 }
 
 impl StoreCell {
@@ -36,7 +40,13 @@ impl StoreCell {
             loading: RwLock::new(None),
             master_config: config,
             clock,
+            activity: SlotActivity::default(),
         }
+    }
+
+    /// The reads and writes executed per slot (counted by `crate::command::execute_while`).
+    pub(crate) fn activity(&self) -> &SlotActivity {
+        &self.activity
     }
 
     /// The clock of every engine of this cell (unix ms).

@@ -47,9 +47,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::node::NodeId;
+use crate::core::slots::SlotRange;
 pub use crate::core::NODE_TIMEOUT_MS_MIN;
 use crate::core::{Config, Core, Event, RestoreError};
 use crate::node_state::bulk::StreamKind;
+use crate::node_state::slot_activity::SlotStatistics;
 use crate::node_state::stats::NodeStatistics;
 use crate::node_state::write_log::{drop_lost_slots, ReplicationInfo};
 use crate::node_state::{
@@ -469,6 +471,31 @@ impl Node {
             links: self.shared.endpoint.statistics(),
             ..self.shared.stats.snapshot()
         }
+    }
+
+    /// Per-slot statistics of the slots of `range` on this node, in slot order: keys and
+    /// bytes held now, reads and writes executed since the node started (see
+    /// [`SlotStatistics`]). Empty for an invalid range. Each slot's figures are read
+    /// under that slot's lock only.
+    pub fn slot_statistics(&self, range: SlotRange) -> Vec<SlotStatistics> {
+        if !range.is_valid() {
+            return Vec::new();
+        }
+        let store = self.shared.store.get();
+        let activity = self.shared.store.activity();
+        range
+            .slots()
+            .map(|slot| {
+                let (reads, writes) = activity.of(slot);
+                SlotStatistics {
+                    slot,
+                    keys: store.count_keys_in_slot(slot).unwrap_or(0),
+                    bytes: store.slot_memory_bytes(slot).unwrap_or(0),
+                    reads,
+                    writes,
+                }
+            })
+            .collect()
     }
 
     /// The state the node's tasks share (for in-crate tests of single tasks).
