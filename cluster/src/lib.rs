@@ -68,6 +68,10 @@ pub use slot_migration::atomic_source::{
     DEFAULT_SLOT_MIGRATION_PAUSE_MAX, DEFAULT_TAIL_ROUNDS_MAX, FLIP_SETTLE,
 };
 pub use slot_migration::atomic_target::DEFAULT_IMPORT_IDLE_TIMEOUT;
+pub use slot_migration::jobs::{
+    SlotMigrationJob, SlotMigrationJobState, StartMigrationsError, SLOT_MIGRATION_JOBS_MAX,
+    SLOT_MIGRATION_LOG_MAX,
+};
 pub use slot_migration::source::{
     MigrateError, MigrateOptions, MigrateReply, DEFAULT_MIGRATE_TIMEOUT_MS,
 };

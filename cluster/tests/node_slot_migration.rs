@@ -7,7 +7,8 @@
 //! leaves the slots wholly with its promoted replica and the target drops its copy; a
 //! cancelled migration leaves no copy at the target; a target restarted from its data
 //! directory mid-migration comes back with the slots stable at the source, none of its
-//! partial copy, and takes them on a retry.
+//! partial copy, and takes them on a retry. Background migrations (`start_slot_migrations`)
+//! start all or none, report their state and cancel.
 //!
 //! `cargo test --release -p slotkv-cluster --test node_slot_migration -- --nocapture`
 //! prints what each migration moved and how long its slots were paused.
@@ -24,7 +25,7 @@ use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::{SlotRange, SlotState};
 use slotkv_cluster::{
     create_cluster, reshard, Node, Persistence, ReshardOptions, SlotMigrationError,
-    SlotMigrationOptions,
+    SlotMigrationJobState, SlotMigrationOptions, StartMigrationsError,
 };
 use slotkv_engine::{key_slot, Slot};
 
@@ -679,4 +680,119 @@ async fn a_target_restarted_mid_migration_comes_back_without_the_import_or_its_p
     for directory in directories {
         let _ = std::fs::remove_dir_all(directory);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_migrations_start_all_or_none_report_their_state_and_cancel() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let keys = keys_in(SlotRange { start: 0, end: 299 }, 6_000);
+    preload(&nodes[0].cluster(), &keys).await;
+    let source = owner_of(&nodes, 0).await;
+    let target = owner_of(&nodes, 16_383).await;
+    let (source_node, target_id) = (&nodes[source], nodes[target].id());
+    let range = |start, end| SlotRange { start, end };
+    // All or none: an overlap, or a slot this node does not own, starts nothing.
+    let overlap = source_node.start_slot_migrations(
+        &[
+            (vec![range(0, 9)], target_id),
+            (vec![range(5, 19)], target_id),
+        ],
+        SlotMigrationOptions::default(),
+    );
+    assert_eq!(overlap, Err(StartMigrationsError::Overlap(5)));
+    let not_mine = source_node.start_slot_migrations(
+        &[
+            (vec![range(0, 9)], target_id),
+            (vec![range(16_383, 16_383)], target_id),
+        ],
+        SlotMigrationOptions::default(),
+    );
+    assert_eq!(
+        not_mine,
+        Err(StartMigrationsError::Migration(
+            SlotMigrationError::NotOwner(16_383)
+        ))
+    );
+    assert!(
+        source_node.slot_migrations().is_empty(),
+        "a refused start left a job"
+    );
+
+    // Two jobs; the throttled one is cancelled, the other completes.
+    let throttled = SlotMigrationOptions {
+        bytes_per_second: Some(100_000),
+        batch_keys: 100,
+        ..SlotMigrationOptions::default()
+    };
+    let names = source_node
+        .start_slot_migrations(&[(vec![range(100, 299)], target_id)], throttled)
+        .unwrap();
+    let quick = source_node
+        .start_slot_migrations(
+            &[(vec![range(0, 99)], target_id)],
+            SlotMigrationOptions::default(),
+        )
+        .unwrap();
+    assert_eq!((names.len(), quick.len()), (1, 1));
+    assert_eq!(names[0].len(), 40);
+    let again = source_node.start_slot_migrations(
+        &[(vec![range(150, 150)], target_id)],
+        SlotMigrationOptions::default(),
+    );
+    assert_eq!(
+        again,
+        Err(StartMigrationsError::Migration(
+            SlotMigrationError::AlreadyMigrating(150)
+        ))
+    );
+    let state_of = |name: &str| {
+        source_node
+            .slot_migrations()
+            .into_iter()
+            .find(|job| job.name == name)
+            .map(|job| job.state)
+    };
+    let done = eventually(Duration::from_secs(10), || async {
+        state_of(&quick[0]) == Some(SlotMigrationJobState::Succeeded)
+    })
+    .await;
+    assert!(
+        done,
+        "the quick job did not succeed: {:?}",
+        source_node.slot_migrations()
+    );
+    assert!(state_of(&names[0]).is_some_and(SlotMigrationJobState::is_running));
+    assert_eq!(source_node.cancel_slot_migrations(), 1);
+    let cancelled = eventually(Duration::from_secs(10), || async {
+        state_of(&names[0]) == Some(SlotMigrationJobState::Cancelled)
+    })
+    .await;
+    assert!(cancelled, "{:?}", source_node.slot_migrations());
+    let jobs = source_node.slot_migrations();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (jobs[0].source, jobs[0].target),
+        (source_node.id(), target_id)
+    );
+    assert!(jobs[1].message.contains("100 slots"), "{jobs:?}");
+    // The cancelled job's slots stayed, with no copy at the target; the others moved.
+    let copy: usize = (100..300u16)
+        .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+        .sum();
+    let cleaned = eventually(Duration::from_secs(5), || async {
+        (100..300u16)
+            .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+            .sum::<usize>()
+            == 0
+    })
+    .await;
+    assert!(cleaned, "the target kept {copy} keys of the cancelled job");
+    let owners = nodes[source]
+        .inspect(move |core| (core.slot_owner(0), core.slot_owner(100)))
+        .await
+        .unwrap();
+    assert_eq!(owners, (Some(target_id), Some(nodes[source].id())));
+    check_keys(&nodes[1], &preloaded(&keys)).await;
+    shutdown_within_10s(nodes).await;
 }

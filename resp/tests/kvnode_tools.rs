@@ -4,8 +4,9 @@
 //! reads 1,000 keys, `redis-benchmark --cluster` runs, and garbage RESP, a huge multibulk
 //! count and an endless inline line are refused with Redis's errors while the node keeps
 //! serving. The operations test: `add-node` as master and as replica, `rebalance
-//! --cluster-use-empty-masters`, a timed `reshard` (MIGRATE), emptying a master and
-//! `del-node` of it, each followed by a clean `--cluster check` and every key read back.
+//! --cluster-use-empty-masters`, a timed `reshard` (MIGRATE), an atomic move back with
+//! `CLUSTER MIGRATESLOTS` followed by `GETSLOTMIGRATIONS`, emptying a master and `del-node`
+//! of it, each followed by a clean `--cluster check` and every key read back.
 //!
 //! Needs `redis-cli` and `redis-benchmark` (Debian's `redis-tools`, installed by `.ci/run`):
 //! under CI (`CI` set) their absence fails the test, elsewhere it skips and says why.
@@ -428,6 +429,28 @@ fn assert_every_key_readable(urls: &[String], after: &str) {
 }
 
 /// Keys held by the masters (DBSIZE of each master's client port).
+/// The first slot range CLUSTER NODES (as node `port` sees it) gives node `id`.
+fn first_range_of(port: &str, id: &str) -> (u16, u16) {
+    let nodes = text(&cli(&["-p", port, "cluster", "nodes"]));
+    let line = nodes
+        .lines()
+        .find(|line| line.starts_with(id))
+        .unwrap_or_else(|| panic!("no line of {id} in {nodes}"));
+    let range = line
+        .split_whitespace()
+        .skip(8)
+        .find(|range| !range.starts_with('['))
+        .unwrap_or_else(|| panic!("{id} has no slot: {line}"));
+    let bound = |text: &str| text.parse::<u16>().expect("a slot number");
+    match range.split_once('-') {
+        Some((first, last)) => (bound(first), bound(last)),
+        None => (bound(range), bound(range)),
+    }
+}
+
+/// Slots the operations test moves back with `CLUSTER MIGRATESLOTS` (at most).
+const ATOMIC_SLOTS: u16 = 500;
+
 fn keys_on(port: u16) -> usize {
     text(&cli(&["-p", &port.to_string(), "dbsize"]))
         .trim()
@@ -548,6 +571,71 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         elapsed.as_secs_f64() * 1_000.0 / RESHARD_SLOTS as f64
     );
     assert_every_key_readable(&urls, "reshard");
+
+    // The atomic path, as Valkey 9 spells it: part of the target's first range moves back
+    // in one background job, followed with GETSLOTMIGRATIONS.
+    let (start, end) = first_range_of(&members[0], &to.id);
+    let end = end.min(start + ATOMIC_SLOTS - 1);
+    let moving = end - start + 1;
+    let to_port = to.port.to_string();
+    let started = Instant::now();
+    let answer = text(&cli(&[
+        "-p",
+        &to_port,
+        "cluster",
+        "migrateslots",
+        "slotsrange",
+        &start.to_string(),
+        &end.to_string(),
+        "node",
+        &from.id,
+    ]));
+    assert_eq!(answer.trim(), "OK", "MIGRATESLOTS: {answer}");
+    let mut report = String::new();
+    wait_until(
+        "the atomic migration succeeds",
+        Duration::from_secs(30),
+        || {
+            report = text(&cli(&["-p", &to_port, "cluster", "getslotmigrations"]));
+            assert!(!report.contains("failed"), "the migration failed: {report}");
+            report.contains("success")
+        },
+    );
+    let elapsed = started.elapsed();
+    for field in ["EXPORT", &format!("{start}-{end}"), &from.id, &to.id] {
+        assert!(
+            report.contains(field),
+            "GETSLOTMIGRATIONS lacks {field}: {report}"
+        );
+    }
+    println!(
+        "MIGRATESLOTS of {moving} slots: done within {:.2} s; GETSLOTMIGRATIONS:\n{report}",
+        elapsed.as_secs_f64()
+    );
+    wait_clean(entry, &members, "migrateslots");
+    assert_eq!(
+        line_of(&cluster_nodes(&members[0]), from.port).slots,
+        from.slots - RESHARD_SLOTS + moving as usize
+    );
+    assert_every_key_readable(&urls, "migrateslots");
+    // A slot it does not own is refused with the reason; nothing runs to cancel.
+    let refused = text(&cli(&[
+        "-p",
+        &to_port,
+        "cluster",
+        "migrateslots",
+        "slotsrange",
+        &start.to_string(),
+        &start.to_string(),
+        "node",
+        &from.id,
+    ]));
+    assert!(
+        refused.contains("ERR") && refused.contains(&start.to_string()),
+        "{refused}"
+    );
+    let cancelled = text(&cli(&["-p", &to_port, "cluster", "cancelslotmigrations"]));
+    assert_eq!(cancelled.trim(), "OK");
 
     // Empty the new master, then del-node it.
     tool_step(&[

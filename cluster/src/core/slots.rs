@@ -57,6 +57,11 @@ impl SlotRange {
     pub fn slots(&self) -> impl Iterator<Item = Slot> {
         self.start..=self.end
     }
+
+    /// True when `slot` is in the range.
+    pub fn contains(&self, slot: Slot) -> bool {
+        (self.start..=self.end).contains(&slot)
+    }
 }
 
 /// Compresses ascending slots into ranges (consecutive slots merge).

@@ -85,6 +85,14 @@ impl OutboundSlots {
         Ok(())
     }
 
+    /// The first of `slots` a migration tracks now, if any.
+    pub(crate) fn first_tracked(&self, slots: &[Slot]) -> Option<Slot> {
+        slots
+            .iter()
+            .copied()
+            .find(|slot| self.tracked[usize::from(*slot)].load(Ordering::Acquire))
+    }
+
     /// Stops tracking (and resumes) `slots`, forgetting their dirty keys.
     pub(crate) fn untrack(&self, slots: &[Slot]) {
         self.resume(slots);

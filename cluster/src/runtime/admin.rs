@@ -30,6 +30,7 @@ use crate::slot_migration::atomic_source::{
     self, Parties, SlotMigrationError, SlotMigrationOptions, SlotMigrationProgress,
     SlotMigrationReport,
 };
+use crate::slot_migration::jobs::{self, SlotMigrationJob, StartMigrationsError};
 use crate::slot_migration::source::{migrate_keys, MigrateError, MigrateOptions, MigrateReply};
 use crate::slot_migration::{CoreAdmin, CoreAdminError};
 use crate::views::{self, PreferredEndpoint, ShardView, SlotsEntry};
@@ -269,12 +270,41 @@ impl Node {
         options: SlotMigrationOptions,
         progress: impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
     ) -> Result<SlotMigrationReport, SlotMigrationError> {
-        let parties = Parties {
+        atomic_source::migrate_slots(self.parties(), ranges, to, options, progress).await
+    }
+
+    /// Starts atomic migrations in the background, one per `(ranges, target)` of `moves`
+    /// (Valkey 9's `CLUSTER MIGRATESLOTS SLOTSRANGE ... NODE ...`): every move is checked
+    /// first (its slots are this master's and stable, its target another master, no slot
+    /// named twice or already migrating), then all start, or none does. Returns the jobs'
+    /// names; follow them with [`Node::slot_migrations`].
+    pub fn start_slot_migrations(
+        &self,
+        moves: &[(Vec<SlotRange>, NodeId)],
+        options: SlotMigrationOptions,
+    ) -> Result<Vec<String>, StartMigrationsError> {
+        jobs::start(&self.migration_jobs, &self.parties(), moves, options)
+    }
+
+    /// The background migrations out of this node: every running one and the latest
+    /// finished ones (at most [`crate::SLOT_MIGRATION_LOG_MAX`]), oldest first; in memory only.
+    pub fn slot_migrations(&self) -> Vec<SlotMigrationJob> {
+        self.migration_jobs.list()
+    }
+
+    /// Cancels every running background migration (each stops at its next batch, before
+    /// its pause; one already paused completes or resumes as its flip resolves); returns
+    /// how many were running.
+    pub fn cancel_slot_migrations(&self) -> usize {
+        self.migration_jobs.cancel_all()
+    }
+
+    fn parties(&self) -> Parties {
+        Parties {
             shared: Arc::clone(&self.shared),
             hub: Arc::clone(&self.migration),
             admin: Arc::new(DriverAdmin(self.requests.clone())),
-        };
-        atomic_source::migrate_slots(parties, ranges, to, options, progress).await
+        }
     }
 
     /// FLUSHALL on this node: deletes every key of the slots it masters, each slot under

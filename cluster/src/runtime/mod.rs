@@ -61,6 +61,7 @@ use crate::node_state::{
 use crate::replication::master::MasterStreams;
 use crate::replication::replica::ReplicationTask;
 use crate::routing::Cluster;
+use crate::slot_migration::jobs::SlotMigrationJobs;
 use crate::slot_migration::{run_migration_stream, MigrationHub};
 use atomic_file::FileError;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
@@ -121,6 +122,8 @@ pub struct Node {
     streams: Arc<MasterStreams>,
     /// Batches this node migrates, awaiting their acks.
     migration: Arc<MigrationHub>,
+    /// Atomic migrations running in the background, and the finished ones kept.
+    migration_jobs: Arc<SlotMigrationJobs>,
     /// The data snapshot's path, when [`Persistence::Snapshot`] is on.
     snapshot_path: Option<PathBuf>,
     /// One snapshot save at a time (they share the temp file).
@@ -415,6 +418,7 @@ impl Node {
             tasks,
             streams,
             migration,
+            migration_jobs: Arc::default(),
             snapshot_path,
             snapshot_saving: tokio::sync::Mutex::new(()),
             handover_timeout: config.handover_timeout,

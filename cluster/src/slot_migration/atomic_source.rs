@@ -276,15 +276,7 @@ pub(crate) async fn migrate_slots(
     options: SlotMigrationOptions,
     progress: impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
 ) -> Result<SlotMigrationReport, SlotMigrationError> {
-    if ranges.is_empty() || ranges.iter().any(|range| !range.is_valid()) {
-        return Err(SlotMigrationError::InvalidRanges(ranges.to_vec()));
-    }
-    let slots: Vec<Slot> = {
-        let mut slots: Vec<Slot> = slots_of_ranges(ranges).collect();
-        slots.sort_unstable();
-        slots.dedup();
-        slots
-    };
+    let slots = slots_to_move(ranges)?;
     let target = check_parties(&parties.shared, &slots, to)?;
     parties
         .shared
@@ -392,6 +384,33 @@ struct Detached {
     ranges: Vec<SlotRange>,
     slots: Vec<Slot>,
     ack_timeout: Duration,
+}
+
+/// The slots of `ranges`, sorted, once each range is valid (and one given at least).
+fn slots_to_move(ranges: &[SlotRange]) -> Result<Vec<Slot>, SlotMigrationError> {
+    if ranges.is_empty() || ranges.iter().any(|range| !range.is_valid()) {
+        return Err(SlotMigrationError::InvalidRanges(ranges.to_vec()));
+    }
+    let mut slots: Vec<Slot> = slots_of_ranges(ranges).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    Ok(slots)
+}
+
+/// Whether a migration of `ranges` to `to` may start here now: what [`migrate_slots`]
+/// checks before it begins (the slots are this master's and stable, the target another
+/// master, no migration of the slots runs).
+pub(crate) fn check_start(
+    shared: &NodeState,
+    ranges: &[SlotRange],
+    to: NodeId,
+) -> Result<(), SlotMigrationError> {
+    let slots = slots_to_move(ranges)?;
+    check_parties(shared, &slots, to)?;
+    match shared.log.outbound.first_tracked(&slots) {
+        Some(slot) => Err(SlotMigrationError::AlreadyMigrating(slot)),
+        None => Ok(()),
+    }
 }
 
 /// The target's bus address, once the slots and the target check out.

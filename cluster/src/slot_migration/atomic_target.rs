@@ -119,10 +119,7 @@ impl ImportLeases {
         for (source, lease) in &self.leases {
             for (range, begin) in &lease.imports {
                 let stale = source != from || *begin > batch;
-                if let Some(slot) = slots
-                    .iter()
-                    .find(|slot| (range.start..=range.end).contains(*slot))
-                {
+                if let Some(slot) = slots.iter().find(|slot| range.contains(**slot)) {
                     if stale {
                         return Err(ImportRefusal::Superseded { slot: *slot });
                     }

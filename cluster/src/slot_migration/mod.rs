@@ -13,6 +13,8 @@
 //!   ([`crate::node_state::migration_gate`]);
 //! - [`target`]: import a batch (REPLACE or BUSYKEY, and its deletions), replicate it,
 //!   then ack;
+//! - [`jobs`]: atomic migrations in the background and the node's log of them (Valkey's
+//!   `CLUSTER MIGRATESLOTS` / `GETSLOTMIGRATIONS` / `CANCELSLOTMIGRATIONS`);
 //! - [`balance`]: the pure decision of which slots a rebalance moves (weights, threshold);
 //! - [`plan`]: the pure decision of which SETSLOT steps a slot still needs, which makes a
 //!   reshard resumable after any interruption;
@@ -28,6 +30,7 @@ pub(crate) mod atomic_source;
 pub(crate) mod atomic_target;
 pub(crate) mod balance;
 pub(crate) mod batch;
+pub(crate) mod jobs;
 pub(crate) mod plan;
 pub(crate) mod source;
 pub(crate) mod target;

@@ -1,7 +1,9 @@
 //! CLUSTER subcommands: the views (INFO, NODES, SLOTS, SHARDS, MYID, MYSHARDID, REPLICAS,
 //! COUNT-FAILURE-REPORTS, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT) and the admin commands
 //! (MEET, ADDSLOTS[RANGE], DELSLOTS[RANGE], REPLICATE, FAILOVER, FORGET, SETSLOT, RESET,
-//! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH), through the node's admin API.
+//! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH), through the node's admin API; the atomic
+//! migration's MIGRATESLOTS, GETSLOTMIGRATIONS and CANCELSLOTMIGRATIONS are in
+//! [`super::cluster_migrations`].
 
 use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::SlotRange;
@@ -10,7 +12,9 @@ use slotkv_cluster::views::{self, ShardView, SlotsEntry, SlotsNode};
 use slotkv_cluster::AdminCallError;
 use slotkv_engine::{key_slot, Slot, SLOT_COUNT};
 
-use crate::commands::{integer_arg, is, unknown_subcommand, wrong_arity, Session};
+use crate::commands::{
+    cluster_migrations, integer_arg, is, unknown_subcommand, wrong_arity, Session,
+};
 use crate::reply::{Reply, OK};
 use crate::server::Gateway;
 
@@ -36,6 +40,9 @@ pub(crate) async fn cluster(gateway: &Gateway, _session: &Session, rest: &[&[u8]
         | "keyslot"
         | "countkeysinslot"
         | "getkeysinslot" => view(gateway, &name, args).await,
+        "migrateslots" => cluster_migrations::migrate_slots(gateway, args),
+        "getslotmigrations" => cluster_migrations::get_slot_migrations(gateway, args),
+        "cancelslotmigrations" => cluster_migrations::cancel_slot_migrations(gateway, args),
         _ => admin(gateway, &name, args).await,
     };
     match result {
@@ -47,7 +54,7 @@ pub(crate) async fn cluster(gateway: &Gateway, _session: &Session, rest: &[&[u8]
 }
 
 /// Why a subcommand did not run.
-enum Refusal {
+pub(super) enum Refusal {
     Arity,
     Unknown,
     Reply(Reply),
@@ -65,7 +72,7 @@ fn unix_now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-fn node_id(arg: &[u8]) -> Result<NodeId, Refusal> {
+pub(super) fn node_id(arg: &[u8]) -> Result<NodeId, Refusal> {
     let text = String::from_utf8_lossy(arg);
     NodeId::parse_hex(&text)
         .map_err(|_| Refusal::Reply(Reply::Error(format!("ERR Unknown node {text}"))))
@@ -210,7 +217,7 @@ fn shard(view: &ShardView) -> Reply {
 }
 
 /// Slot ranges from `first last ...` pairs (ADDSLOTSRANGE) or single slots (ADDSLOTS).
-fn slot_ranges(args: &[&[u8]], pairs: bool) -> Result<Vec<SlotRange>, Refusal> {
+pub(super) fn slot_ranges(args: &[&[u8]], pairs: bool) -> Result<Vec<SlotRange>, Refusal> {
     if args.is_empty() || pairs && !args.len().is_multiple_of(2) {
         return Err(Refusal::Arity);
     }
@@ -348,6 +355,7 @@ fn help() -> Reply {
         "ADDSLOTS <slot> [<slot> ...]",
         "ADDSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
         "BUMPEPOCH",
+        "CANCELSLOTMIGRATIONS",
         "COUNT-FAILURE-REPORTS <node-id>",
         "COUNTKEYSINSLOT <slot>",
         "DELSLOTS <slot> [<slot> ...]",
@@ -355,9 +363,11 @@ fn help() -> Reply {
         "FAILOVER [FORCE|TAKEOVER]",
         "FORGET <node-id>",
         "GETKEYSINSLOT <slot> <count>",
+        "GETSLOTMIGRATIONS",
         "INFO",
         "KEYSLOT <key>",
         "MEET <ip> <port> [<bus-port>]",
+        "MIGRATESLOTS SLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...] NODE <node-id> [SLOTSRANGE ... NODE <node-id> ...]",
         "MYID",
         "MYSHARDID",
         "NODES",

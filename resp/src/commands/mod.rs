@@ -3,10 +3,12 @@
 //! live with each command there), else one of the RESP-only commands here, one file per
 //! family: [`connection`] (PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT, READONLY,
 //! READWRITE, ASKING), [`server`] (INFO, DBSIZE, FLUSHALL, CONFIG, SHUTDOWN, WAIT),
-//! [`keys`] (TYPE, KEYS, SCAN), [`migrate`] (MIGRATE), [`cluster`] (CLUSTER ...) and
-//! [`table`] (COMMAND).
+//! [`keys`] (TYPE, KEYS, SCAN), [`migrate`] (MIGRATE), [`cluster`] (CLUSTER ...),
+//! [`cluster_migrations`] (CLUSTER MIGRATESLOTS, GETSLOTMIGRATIONS, CANCELSLOTMIGRATIONS)
+//! and [`table`] (COMMAND).
 
 pub(crate) mod cluster;
+pub(crate) mod cluster_migrations;
 pub(crate) mod connection;
 pub(crate) mod keys;
 pub(crate) mod migrate;
