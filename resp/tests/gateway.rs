@@ -629,3 +629,51 @@ fn cluster_reset_turns_a_replica_into_an_empty_master() {
     );
     assert_eq!(on_master.call(&["GET", "kept"]), "v");
 }
+
+#[test]
+fn slot_stats_report_the_keys_reads_and_writes_of_this_nodes_slots() {
+    let world = World::new(3, 3, RespConfig::default());
+    let key = "user:1000";
+    let owner = world.owner_of(key.as_bytes());
+    let slot = key_slot(key.as_bytes()).to_string();
+    let mut direct = world.connect(owner);
+    assert_eq!(direct.call(&["SET", key, "v"]), "+OK");
+    assert_eq!(direct.call(&["GET", key]), "v");
+    assert_eq!(direct.call(&["GET", key]), "v");
+    let stats = direct.call(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", &slot, &slot]);
+    let fields: Vec<&str> = stats.lines().collect();
+    assert_eq!(fields.len(), 9, "{stats}");
+    assert_eq!(fields[0], format!(":{slot}"));
+    assert_eq!(
+        (fields[1], fields[2], fields[5], fields[6], fields[7], fields[8]),
+        ("key-count", ":1", "reads", ":2", "writes", ":1"),
+        "{stats}"
+    );
+    // The busiest slot by reads is that one; another node's shard does not list it.
+    let top = direct.call(&["cluster", "slot-stats", "orderby", "reads", "limit", "1"]);
+    assert!(top.starts_with(&format!(":{slot}\n")), "{top}");
+    let mut other = world.connect((owner + 1) % 3);
+    assert_eq!(
+        other.call(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", &slot, &slot]),
+        ""
+    );
+    for (args, error) in [
+        (vec!["ORDERBY", "cpu-usec"], "-ERR syntax error"),
+        (
+            vec!["ORDERBY", "reads", "LIMIT", "0"],
+            "-ERR Limit has to lie in between 1 and 16384 (maximum number of slots)",
+        ),
+        (
+            vec!["SLOTSRANGE", "9", "3"],
+            "-ERR Start slot number 9 is greater than end slot number 3",
+        ),
+        (
+            vec!["SLOTSRANGE"],
+            "-ERR wrong number of arguments for 'cluster|slot-stats' command",
+        ),
+    ] {
+        let mut call = vec!["CLUSTER", "SLOT-STATS"];
+        call.extend(args);
+        assert_eq!(direct.call(&call), error);
+    }
+}

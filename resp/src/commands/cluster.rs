@@ -1,6 +1,6 @@
 //! CLUSTER subcommands: the views (INFO, NODES, SLOTS, SHARDS, MYID, MYSHARDID, REPLICAS,
-//! COUNT-FAILURE-REPORTS, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT) and the admin commands
-//! (MEET, ADDSLOTS[RANGE], DELSLOTS[RANGE], REPLICATE, FAILOVER, FORGET, SETSLOT, RESET,
+//! COUNT-FAILURE-REPORTS, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, and SLOT-STATS: Valkey
+//! 8's per-slot view of keys, bytes, reads and writes) and the admin commands (MEET, ADDSLOTS[RANGE], DELSLOTS[RANGE], REPLICATE, FAILOVER, FORGET, SETSLOT, RESET,
 //! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH), through the node's admin API; the atomic
 //! migration's MIGRATESLOTS, GETSLOTMIGRATIONS and CANCELSLOTMIGRATIONS are in
 //! [`super::cluster_migrations`].
@@ -40,6 +40,7 @@ pub(crate) async fn cluster(gateway: &Gateway, _session: &Session, rest: &[&[u8]
         | "keyslot"
         | "countkeysinslot"
         | "getkeysinslot" => view(gateway, &name, args).await,
+        "slot-stats" => slot_stats(gateway, args).await,
         "migrateslots" => cluster_migrations::migrate_slots(gateway, args),
         "getslotmigrations" => cluster_migrations::get_slot_migrations(gateway, args),
         "cancelslotmigrations" => cluster_migrations::cancel_slot_migrations(gateway, args),
@@ -349,6 +350,123 @@ async fn reset(gateway: &Gateway, mode: ResetMode) -> Result<Reply, Refusal> {
     Ok(OK)
 }
 
+/// What `CLUSTER SLOT-STATS ORDERBY` sorts by.
+#[derive(Clone, Copy)]
+enum SlotMetric {
+    Keys,
+    Bytes,
+    Reads,
+    Writes,
+}
+
+/// Most slots `CLUSTER SLOT-STATS ORDERBY ... LIMIT` returns (and its default).
+const SLOT_STATS_LIMIT_MAX: i64 = SLOT_COUNT as i64;
+const SLOT_STATS_LIMIT_DEFAULT: usize = 16;
+
+/// `CLUSTER SLOT-STATS SLOTSRANGE start end` or `ORDERBY metric [LIMIT n] [ASC|DESC]`, as
+/// Valkey 8 has it, over `Node::slot_statistics`: for each slot of this node's shard (in
+/// the range, or the `n` first by `metric`: key-count, bytes, reads or writes), its
+/// `key-count`, `bytes`, `reads` and `writes`.
+async fn slot_stats(gateway: &Gateway, args: &[&[u8]]) -> Result<Reply, Refusal> {
+    let node = &gateway.node;
+    let shard_slots = node
+        .inspect(|core| {
+            let shard = core.my_master().unwrap_or(core.myself_id());
+            core.slots_of(&shard)
+        })
+        .await?;
+    let all = node.slot_statistics(SlotRange {
+        start: 0,
+        end: (SLOT_COUNT - 1) as Slot,
+    });
+    let mine = |slot: Slot| shard_slots.iter().any(|range| range.contains(slot));
+    let syntax = || Refusal::Reply(crate::commands::syntax_error());
+    let chosen: Vec<_> = match args {
+        [keyword, start, end] if is(keyword, "SLOTSRANGE") => {
+            let (start, end) = (slot(start)?, slot(end)?);
+            if start > end {
+                return Err(Refusal::Reply(Reply::Error(format!(
+                    "ERR Start slot number {start} is greater than end slot number {end}"
+                ))));
+            }
+            all.into_iter()
+                .filter(|stats| (start..=end).contains(&stats.slot) && mine(stats.slot))
+                .collect()
+        }
+        [keyword, metric, options @ ..] if is(keyword, "ORDERBY") => {
+            let metric = match String::from_utf8_lossy(metric)
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "key-count" => SlotMetric::Keys,
+                "bytes" => SlotMetric::Bytes,
+                "reads" => SlotMetric::Reads,
+                "writes" => SlotMetric::Writes,
+                _ => return Err(syntax()),
+            };
+            let (mut limit, mut descending) = (SLOT_STATS_LIMIT_DEFAULT, true);
+            let mut rest = options;
+            while let Some((option, after)) = rest.split_first() {
+                rest = after;
+                if is(option, "ASC") {
+                    descending = false;
+                } else if is(option, "DESC") {
+                    descending = true;
+                } else if is(option, "LIMIT") {
+                    let Some((value, after)) = rest.split_first() else {
+                        return Err(syntax());
+                    };
+                    rest = after;
+                    limit = match integer_arg(value) {
+                        Ok(value) if (1..=SLOT_STATS_LIMIT_MAX).contains(&value) => value as usize,
+                        _ => {
+                            return Err(Refusal::Reply(Reply::Error(format!(
+                                "ERR Limit has to lie in between 1 and {SLOT_STATS_LIMIT_MAX} (maximum number of slots)"
+                            ))))
+                        }
+                    };
+                } else {
+                    return Err(syntax());
+                }
+            }
+            let value = |stats: &slotkv_cluster::SlotStatistics| match metric {
+                SlotMetric::Keys => stats.keys as u64,
+                SlotMetric::Bytes => stats.bytes as u64,
+                SlotMetric::Reads => stats.reads,
+                SlotMetric::Writes => stats.writes,
+            };
+            let mut owned: Vec<_> = all.into_iter().filter(|stats| mine(stats.slot)).collect();
+            // Ties keep slot order, as a stable sort does.
+            if descending {
+                owned.sort_by_key(|stats| std::cmp::Reverse(value(stats)));
+            } else {
+                owned.sort_by_key(value);
+            }
+            owned.truncate(limit);
+            owned
+        }
+        _ => return Err(Refusal::Arity),
+    };
+    let field =
+        |name: &str, value: u64| (Reply::text(name.to_string()), Reply::Integer(value as i64));
+    Ok(Reply::Map(
+        chosen
+            .iter()
+            .map(|stats| {
+                (
+                    Reply::Integer(i64::from(stats.slot)),
+                    Reply::Map(vec![
+                        field("key-count", stats.keys as u64),
+                        field("bytes", stats.bytes as u64),
+                        field("reads", stats.reads),
+                        field("writes", stats.writes),
+                    ]),
+                )
+            })
+            .collect(),
+    ))
+}
+
 fn help() -> Reply {
     let lines = [
         "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -379,6 +497,7 @@ fn help() -> Reply {
         "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
         "SHARDS",
         "SLAVES <node-id>",
+        "SLOT-STATS (SLOTSRANGE <start slot> <end slot>|ORDERBY <key-count|bytes|reads|writes> [LIMIT <n>] [ASC|DESC])",
         "SLOTS",
     ];
     Reply::Array(
