@@ -141,22 +141,53 @@ fn present_per_slot(expected: &HashMap<Vec<u8>, Expected>) -> HashMap<Slot, usiz
     counts
 }
 
+/// Six nodes (3 masters with a replica each) holding `KEYS` keys named `<prefix>:<i>`,
+/// with `TASKS` tasks reading, writing and deleting them through the masters' handles.
+struct LoadedCluster {
+    nodes: Vec<Node>,
+    /// The master of slot 0 and of slot 16383, and the latter's replica.
+    source: usize,
+    target: usize,
+    target_replica: usize,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<TaskReport>>,
+}
+
+impl LoadedCluster {
+    async fn start(prefix: &str) -> LoadedCluster {
+        let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+        form(&nodes).await;
+        let keys: Vec<Vec<u8>> = (0..KEYS)
+            .map(|index| format!("{prefix}:{index}").into_bytes())
+            .collect();
+        preload(&nodes[1].cluster(), &keys).await;
+        let source = owner_of(&nodes, 0).await;
+        let target = owner_of(&nodes, 16_383).await;
+        assert_ne!(source, target);
+        let target_replica = replica_of(&nodes, nodes[target].id()).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = start_load(&nodes[..3], &keys, &stop);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        LoadedCluster {
+            nodes,
+            source,
+            target,
+            target_replica,
+            stop,
+            tasks,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_slots_move_atomically_under_load_with_no_error_and_no_ask() {
-    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
-    form(&nodes).await;
-    let keys: Vec<Vec<u8>> = (0..KEYS)
-        .map(|index| format!("atomic:{index}").into_bytes())
-        .collect();
-    preload(&nodes[1].cluster(), &keys).await;
-    let source = owner_of(&nodes, 0).await;
-    let target = owner_of(&nodes, 16_383).await;
-    assert_ne!(source, target);
-    let target_replica = replica_of(&nodes, nodes[target].id()).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = start_load(&nodes[..3], &keys, &stop);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let loaded = LoadedCluster::start("atomic").await;
+    let (nodes, source, target, target_replica) = (
+        &loaded.nodes,
+        loaded.source,
+        loaded.target,
+        loaded.target_replica,
+    );
 
     // 2,000 slots in two migrations of 1,000, each flipped with one epoch bump.
     let mut pauses = Vec::new();
@@ -187,14 +218,14 @@ async fn two_thousand_slots_move_atomically_under_load_with_no_error_and_no_ask(
     }
     println!("pauses: {pauses:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let expected = finish_load(&stop, tasks, true).await;
+    let expected = finish_load(&loaded.stop, loaded.tasks, true).await;
 
     let asks: u64 = nodes.iter().map(|node| node.stats().asks_answered).sum();
     assert_eq!(asks, 0, "an atomic migration never answers ASK");
     let completed = nodes[source].stats().slot_migrations_completed;
     assert_eq!(completed, 2);
-    check_moved(&nodes, source, target, target_replica, &expected).await;
-    shutdown_within_10s(nodes).await;
+    check_moved(nodes, source, target, target_replica, &expected).await;
+    shutdown_within_10s(loaded.nodes).await;
 }
 
 /// Keys of the slots in `range`, `count` of them.
@@ -255,20 +286,13 @@ async fn check_moved(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_slots_move_key_by_key_under_load_with_no_error_and_nothing_lost() {
-    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
-    form(&nodes).await;
-    let keys: Vec<Vec<u8>> = (0..KEYS)
-        .map(|index| format!("bykey:{index}").into_bytes())
-        .collect();
-    preload(&nodes[1].cluster(), &keys).await;
-    let source = owner_of(&nodes, 0).await;
-    let target = owner_of(&nodes, 16_383).await;
-    assert_ne!(source, target);
-    let target_replica = replica_of(&nodes, nodes[target].id()).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = start_load(&nodes[..3], &keys, &stop);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let loaded = LoadedCluster::start("bykey").await;
+    let (nodes, source, target, target_replica) = (
+        &loaded.nodes,
+        loaded.source,
+        loaded.target,
+        loaded.target_replica,
+    );
 
     // Redis's path: per slot IMPORTING, MIGRATING, keys in MIGRATE batches, SETSLOT NODE.
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -292,11 +316,11 @@ async fn two_thousand_slots_move_key_by_key_under_load_with_no_error_and_nothing
     assert_eq!(report.slots_moved, 2000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Callers follow ASK (and retry TRYAGAIN) on their own: none saw an error.
-    let expected = finish_load(&stop, tasks, true).await;
+    let expected = finish_load(&loaded.stop, loaded.tasks, true).await;
     let asks: u64 = nodes.iter().map(|node| node.stats().asks_answered).sum();
     println!("ASK answers seen by callers' handles: {asks}");
-    check_moved(&nodes, source, target, target_replica, &expected).await;
-    shutdown_within_10s(nodes).await;
+    check_moved(nodes, source, target, target_replica, &expected).await;
+    shutdown_within_10s(loaded.nodes).await;
 }
 
 fn keys_in(range: SlotRange, count: usize) -> Vec<Vec<u8>> {

@@ -578,18 +578,21 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     let end = end.min(start + ATOMIC_SLOTS - 1);
     let moving = end - start + 1;
     let to_port = to.port.to_string();
+    let migrate_slots = |first: u16, last: u16| {
+        text(&cli(&[
+            "-p",
+            &to_port,
+            "cluster",
+            "migrateslots",
+            "slotsrange",
+            &first.to_string(),
+            &last.to_string(),
+            "node",
+            &from.id,
+        ]))
+    };
     let started = Instant::now();
-    let answer = text(&cli(&[
-        "-p",
-        &to_port,
-        "cluster",
-        "migrateslots",
-        "slotsrange",
-        &start.to_string(),
-        &end.to_string(),
-        "node",
-        &from.id,
-    ]));
+    let answer = migrate_slots(start, end);
     assert_eq!(answer.trim(), "OK", "MIGRATESLOTS: {answer}");
     let mut report = String::new();
     wait_until(
@@ -619,17 +622,7 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     );
     assert_every_key_readable(&urls, "migrateslots");
     // A slot it does not own is refused with the reason; nothing runs to cancel.
-    let refused = text(&cli(&[
-        "-p",
-        &to_port,
-        "cluster",
-        "migrateslots",
-        "slotsrange",
-        &start.to_string(),
-        &start.to_string(),
-        "node",
-        &from.id,
-    ]));
+    let refused = migrate_slots(start, start);
     assert!(
         refused.contains("ERR") && refused.contains(&start.to_string()),
         "{refused}"

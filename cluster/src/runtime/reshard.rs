@@ -311,8 +311,13 @@ async fn run_step(
     }
     if step == Step::AssignOnOthers {
         // Best effort, as redis-cli: the target's epoch bump reaches them by gossip anyway.
-        for node in &parties.others {
-            if let Err(error) = node.set_slot(slot, SetSlotAction::Node(parties.to)).await {
+        // All at once: each waits for its own nodes.conf save.
+        let assigns = parties
+            .others
+            .iter()
+            .map(|node| node.set_slot(slot, SetSlotAction::Node(parties.to)));
+        for result in futures_util::future::join_all(assigns).await {
+            if let Err(error) = result {
                 tracing::warn!(slot, %error, "SETSLOT NODE on another master failed");
             }
         }
