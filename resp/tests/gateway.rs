@@ -677,3 +677,29 @@ fn slot_stats_report_the_keys_reads_and_writes_of_this_nodes_slots() {
         assert_eq!(direct.call(&call), error);
     }
 }
+
+#[test]
+fn flushslots_needs_an_empty_node_then_unbinds_its_slots() {
+    let world = World::new(3, 3, RespConfig::default());
+    let key = "user:1000";
+    let owner = world.owner_of(key.as_bytes());
+    let mut client = world.connect(owner);
+    assert_eq!(client.call(&["SET", key, "v"]), "+OK");
+    assert_eq!(
+        client.call(&["CLUSTER", "FLUSHSLOTS"]),
+        "-ERR DB must be empty to perform CLUSTER FLUSHSLOTS."
+    );
+    assert_eq!(
+        client.call(&["CLUSTER", "FLUSHSLOTS", "now"]),
+        "-ERR wrong number of arguments for 'cluster|flushslots' command"
+    );
+    assert_eq!(client.call(&["DEL", key]), ":1");
+    assert_eq!(client.call(&["cluster", "flushslots"]), "+OK");
+    let myself = client.call(&["CLUSTER", "MYID"]);
+    let nodes = client.call(&["CLUSTER", "NODES"]);
+    let line = nodes
+        .lines()
+        .find(|line| line.starts_with(&myself))
+        .unwrap();
+    assert_eq!(line.split_whitespace().count(), 8, "slots left: {line}");
+}

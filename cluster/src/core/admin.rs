@@ -58,6 +58,9 @@ pub enum AdminCommand {
     AddSlots(Vec<SlotRange>),
     /// CLUSTER DELSLOTS / DELSLOTSRANGE.
     DelSlots(Vec<SlotRange>),
+    /// CLUSTER FLUSHSLOTS: unbinds every slot this node owns (refused by the shell while
+    /// it holds keys, as Redis refuses it unless the database is empty).
+    FlushSlots,
     /// CLUSTER SETSLOT slot action.
     SetSlot {
         /// The slot.
@@ -168,6 +171,9 @@ pub enum AdminError {
     /// refused by the shell). Redis accepts it and serves the old keys again.
     #[error("Can't add hashslot {0} while I still hold keys for this hash slot.")]
     AddedSlotHasKeys(Slot),
+    /// CLUSTER FLUSHSLOTS while this node holds keys (refused by the shell).
+    #[error("DB must be empty to perform CLUSTER FLUSHSLOTS.")]
+    NotEmpty,
     /// FAILOVER on a master.
     #[error("you should send CLUSTER FAILOVER to a replica")]
     NotReplica,
@@ -244,6 +250,13 @@ impl Core {
             }
             AdminCommand::AddSlots(ranges) => self.add_slots(&ranges),
             AdminCommand::DelSlots(ranges) => self.del_slots(&ranges),
+            AdminCommand::FlushSlots => {
+                let mine = self.slots.ranges_of(&self.myself);
+                if mine.is_empty() {
+                    return Ok(AdminReply::Ok);
+                }
+                self.del_slots(&mine)
+            }
             AdminCommand::SetSlot { slot, action } => self.set_slot(slot, action),
             AdminCommand::Replicate(master) => self.replicate(master),
             AdminCommand::Failover(mode) => self.manual_failover(mode),
@@ -767,6 +780,26 @@ mod tests {
         .unwrap();
         assert_eq!(core.slot_owner(249), Some(id(3)));
         assert_eq!(core.slot_owner(250), Some(id(1)));
+    }
+
+    #[test]
+    fn flushslots_unbinds_every_slot_of_mine_and_no_other() {
+        let mut core = core(1);
+        add_node(&mut core, 2, None, 2);
+        own(&mut core, 1, 0..=99);
+        own(&mut core, 2, 100..=199);
+        drain(&mut core);
+        assert_eq!(
+            core.handle_command(1_000, AdminCommand::FlushSlots),
+            Ok(AdminReply::Ok)
+        );
+        assert!((0..=99).all(|slot| core.slot_owner(slot).is_none()));
+        assert_eq!(core.slot_owner(150), Some(id(2)));
+        assert_eq!(
+            core.handle_command(1_000, AdminCommand::FlushSlots),
+            Ok(AdminReply::Ok),
+            "nothing left to flush"
+        );
     }
 
     #[test]

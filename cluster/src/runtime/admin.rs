@@ -407,6 +407,7 @@ pub(crate) fn refuse_while_keys_held(
         AdminCommand::Replicate(_) if core.myself().is_master() && store.dbsize() > 0 => {
             Err(AdminError::HasSlots)
         }
+        AdminCommand::FlushSlots if store.dbsize() > 0 => Err(AdminError::NotEmpty),
         _ => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
 //! CLUSTER subcommands: the views (INFO, NODES, SLOTS, SHARDS, MYID, MYSHARDID, REPLICAS,
 //! COUNT-FAILURE-REPORTS, KEYSLOT, COUNTKEYSINSLOT, GETKEYSINSLOT, and SLOT-STATS: Valkey
 //! 8's per-slot view of keys, bytes, reads and writes) and the admin commands (MEET, ADDSLOTS[RANGE], DELSLOTS[RANGE], REPLICATE, FAILOVER, FORGET, SETSLOT, RESET,
-//! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH), through the node's admin API; the atomic
+//! SAVECONFIG, SET-CONFIG-EPOCH, BUMPEPOCH, FLUSHSLOTS), through the node's admin API; the atomic
 //! migration's MIGRATESLOTS, GETSLOTMIGRATIONS and CANCELSLOTMIGRATIONS are in
 //! [`super::cluster_migrations`].
 
@@ -283,10 +283,11 @@ async fn admin(gateway: &Gateway, name: &str, args: &[&[u8]]) -> Result<Reply, R
             Err(error) => return Err(Refusal::Reply(error)),
         },
         ("bumpepoch", []) => AdminCommand::BumpEpoch,
+        ("flushslots", []) => AdminCommand::FlushSlots,
         ("help", []) => return Ok(help()),
         (
             "meet" | "replicate" | "forget" | "failover" | "setslot" | "reset" | "saveconfig"
-            | "set-config-epoch" | "bumpepoch" | "help",
+            | "set-config-epoch" | "bumpepoch" | "flushslots" | "help",
             _,
         ) => return Err(Refusal::Arity),
         _ => return Err(Refusal::Unknown),
@@ -479,6 +480,7 @@ fn help() -> Reply {
         "DELSLOTS <slot> [<slot> ...]",
         "DELSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
         "FAILOVER [FORCE|TAKEOVER]",
+        "FLUSHSLOTS",
         "FORGET <node-id>",
         "GETKEYSINSLOT <slot> <count>",
         "GETSLOTMIGRATIONS",
