@@ -504,7 +504,18 @@ async fn a_source_killed_mid_migration_leaves_the_slots_wholly_with_its_successo
     let source = owner_of(&nodes, 0).await;
     let target = owner_of(&nodes, 16_383).await;
     let source_id = nodes[source].id();
-    let successor_id = nodes[replica_of(&nodes, source_id).await].id();
+    let successor = replica_of(&nodes, source_id).await;
+    let successor_id = nodes[successor].id();
+    // The preload is acknowledged without replica durability: the crash below must not
+    // lose keys its replica had not received yet, which no migration could help.
+    let replicated = eventually(Duration::from_secs(10), || async {
+        let held: usize = (0..500u16)
+            .map(|slot| nodes[successor].store().count_keys_in_slot(slot).unwrap())
+            .sum();
+        held == keys.len()
+    })
+    .await;
+    assert!(replicated, "the source's replica never held the preload");
     let target_id = nodes[target].id();
     let source_node = nodes.remove(source);
     let target = if target > source { target - 1 } else { target };
@@ -588,7 +599,10 @@ async fn a_target_restarted_mid_migration_comes_back_without_the_import_or_its_p
         temp_dir("restarted-target-1"),
     ];
     let start = |bind: String, index: usize| {
+        // A longer request timeout than the tests' 1 s: the check reads 11,000 keys, 256
+        // at a time, on a machine the other tests keep busy.
         builder(tcp(), index as u64 + 1)
+            .request_timeout_ms(10_000)
             .bind(bind)
             .data_dir(&directories[index])
             .persistence(Persistence::Snapshot)

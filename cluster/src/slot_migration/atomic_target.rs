@@ -9,8 +9,10 @@
 //! - **Flip**: the core takes every slot with one configEpoch bump and tells everyone
 //!   (`AdminCommand::ClaimSlots`); the ack names the new epoch. Repeating it is harmless.
 //! - **Cancel**: the slots are no longer importing and their partial copy is dropped; a
-//!   later flip of them is refused. A cancel that comes after the flip answers with the
-//!   flip (the source then completes instead of resuming).
+//!   later flip of them is refused. Confirmed once this node's replicas dropped the copy
+//!   too; refused, changing nothing, while its writes are paused (a hand-over), so that a
+//!   replica taking over never keeps the copy unbeknown to the source. A cancel that comes
+//!   after the flip answers with the flip (the source then completes instead of resuming).
 //! - **Lease**: an import with no frame from its source for the node's import idle
 //!   timeout ([`DEFAULT_IMPORT_IDLE_TIMEOUT`] by default) is cancelled here (the source died or was cut off; its slots stay with it or its
 //!   successor).
@@ -22,11 +24,12 @@ use slotkv_transport::PeerAddr;
 
 use crate::core::slots::{Slot, SlotRange};
 use crate::core::{AdminCommand, AdminError, AdminReply};
-use crate::node_state::write_log::drop_lost_slots;
+use crate::node_state::write_log::{drop_lost_slots, WriteGate};
 use crate::node_state::NodeState;
 use crate::slot_migration::batch::{
     bounded_text, AckOutcome, ImportRefusal, SlotsRequest, WireRange,
 };
+use crate::slot_migration::target::REPLICA_ACK_TIMEOUT_MS;
 use crate::slot_migration::{CoreAdmin, CoreAdminError};
 
 /// Default time an import may hear nothing from its source before it is cancelled.
@@ -238,6 +241,11 @@ pub(crate) async fn handle_request(
             }
         }
         SlotsRequest::Cancel { .. } => {
+            // Writes paused (a hand-over to a replica, a failover): the drop could miss the
+            // replicas, so the import stays for the source to cancel at whoever serves next.
+            if shared.log.gate() != WriteGate::Open {
+                return AckOutcome::Refused(ImportRefusal::WritesPaused);
+            }
             leases.lock().close(from, &ranges);
             abandon(shared, admin, &ranges).await
         }
@@ -263,6 +271,19 @@ pub(crate) async fn abandon(
                 partial_keys_dropped = dropped,
                 "abandoned an atomic import"
             );
+            // Confirmed once the replicas dropped the copy too: one of them may take over.
+            let wanted = shared.log.replicas_at(0);
+            if wanted > 0 {
+                let offset = shared.log.offset();
+                let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
+                let acknowledged = shared.log.wait(offset, wanted, timeout).await;
+                if acknowledged < wanted {
+                    return AckOutcome::Refused(ImportRefusal::NotReplicated {
+                        acknowledged: acknowledged as u32,
+                        wanted: wanted as u32,
+                    });
+                }
+            }
             AckOutcome::Abandoned
         }
         Err(error) => refusal(error),
