@@ -1,5 +1,5 @@
 //! The gateway's server: a TCP listener serving one [`Node`] to RESP clients, one task per
-//! connection ([`crate::connection`]), at most `maxclients` at once.
+//! connection (the `connection` module), at most `maxclients` at once.
 //!
 //! The listener is bound first ([`RespListener::bind`]) so its port can be given to the
 //! node (`NodeBuilder::client_port`) before the node starts: the client port travels in

@@ -21,7 +21,7 @@
 //!   when nodes.conf says this node is a master with slots and its engine is empty)
 //!   withholds the slots' data: the node neither serves them ([`Core::serves_data`]) nor
 //!   accepts writes nor may ship its empty engine to a replica. It listens for its
-//!   replicas for at most [`RestartWithoutData::listen_ms`] (node_timeout), asks the one
+//!   replicas for at most `RestartWithoutData::listen_ms` (node_timeout), asks the one
 //!   heard with the best non-zero offset to take over without data, and becomes its
 //!   replica by the usual config rules (as it does when a replica took over while it was
 //!   down). While none took over it asks again, the best replica then heard, every

@@ -550,7 +550,7 @@ impl Node {
     }
 
     /// Stops the node cleanly. A master owning slots with a healthy replica first hands
-    /// them over (bounded by [`NodeBuilder::handover_timeout`]; see [`hand_over`]): it
+    /// them over (bounded by [`NodeBuilder::handover_timeout`]; see the `hand_over` module): it
     /// pauses writes (answered TRYAGAIN, which the [`Cluster`] handle retries and follows
     /// to the new owner), waits until a replica acknowledged every write, asks it to take
     /// over and waits until it owns the slots. Then it stops its tasks, saves nodes.conf,

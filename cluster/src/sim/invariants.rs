@@ -8,7 +8,7 @@
 //! every live node has the same slot map, every slot has exactly one owner (a live
 //! master that claims it), and no owner is FAIL in the eyes of a majority of live nodes.
 //!
-//! With data (see [`super::data`] and [`super::clients`]), four more:
+//! With data (see the `data` and `clients` modules), four more:
 //!
 //! 1. **No acknowledged write is lost while one of its holders stands.** A write
 //!    acknowledged by N replicas has N + 1 *holders*: its master and the N replicas whose

@@ -10,11 +10,11 @@
 //! command and the last events.
 //!
 //! Nodes are named `n<i>` with bus address `n<i>:17000`. Each node carries data and
-//! replicates it as the shell does ([`data`]: write histories, PSYNC, partial and full
+//! replicates it as the shell does (its `data` module: write histories, PSYNC, partial and full
 //! resyncs that keep the old copy while loading, per-replica acknowledgements), over the
 //! same network as the bus, so partitions, one-way cuts and loss cut replication as they
 //! cut the bus; each node's offset and master link go to its core as the shell's driver
-//! reports them, before every cron tick. Simulated clients ([`clients`], started by
+//! reports them, before every cron tick. Simulated clients (its `clients` module, started by
 //! [`Simulator::start_clients`]) write and read through the cores' slot tables and count a
 //! write acknowledged as WAIT does.
 //!

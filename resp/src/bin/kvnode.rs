@@ -41,7 +41,7 @@ struct Flags {
     /// Directory of the cluster config file.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Cluster config file name in `--dir` (default: nodes-<port>.conf).
+    /// Cluster config file name in `--dir` (default: `nodes-<port>.conf`).
     #[arg(long)]
     cluster_config_file: Option<String>,
     /// cluster-node-timeout, in ms.
