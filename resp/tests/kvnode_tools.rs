@@ -149,14 +149,43 @@ impl Drop for Scratch {
     }
 }
 
-/// Starts a kvnode on each port and waits until each answers PING.
-fn start_all(dir: &Path, ports: &[u16]) -> Vec<Kvnode> {
-    let nodes: Vec<Kvnode> = ports.iter().map(|port| start(dir, *port)).collect();
-    for node in &nodes {
-        let port = node.port.to_string();
-        wait_until("kvnode answers PING", Duration::from_secs(10), || {
-            text(&cli(&["-p", &port, "ping"])).contains("PONG")
-        });
+/// Attempts at starting one kvnode before the test fails.
+const START_ATTEMPTS: usize = 5;
+
+/// Starts `count` kvnodes on free ports, one after the other, each answering PING before
+/// the next starts. A node whose process exits first (its port or its bus port taken
+/// between the pick and its bind, by another test's node or connection) starts again on
+/// other ports, at most [`START_ATTEMPTS`] times; its log is printed.
+fn start_all(dir: &Path, count: usize) -> Vec<Kvnode> {
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_ports(1)[0];
+            let mut node = start(dir, port);
+            let port_text = port.to_string();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let answered = loop {
+                if text(&cli(&["-p", &port_text, "ping"])).contains("PONG") {
+                    break true;
+                }
+                let exited = node.child.try_wait().ok().flatten().is_some();
+                if exited || Instant::now() >= deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            if answered {
+                nodes.push(node);
+                break;
+            }
+            let log =
+                std::fs::read_to_string(dir.join(format!("kvnode-{port}.log"))).unwrap_or_default();
+            assert!(
+                attempt < START_ATTEMPTS,
+                "kvnode on port {port} never answered PING; its log:\n{log}"
+            );
+            eprintln!("kvnode on port {port} did not start, trying other ports; its log:\n{log}");
+        }
     }
     nodes
 }
@@ -203,7 +232,7 @@ fn wait_clean(address: &str, ports: &[String], after: &str) {
 /// until `check` is clean and every node's state is ok; the nodes, their ports and
 /// `127.0.0.1:port` addresses.
 fn form_cluster(dir: &Path) -> (Vec<Kvnode>, Vec<String>, Vec<String>) {
-    let nodes = start_all(dir, &free_ports(6));
+    let nodes = start_all(dir, 6);
     let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
     let addresses: Vec<String> = ports
         .iter()
@@ -480,8 +509,9 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     write_keys(&urls);
 
     // add-node as a master, then one as its replica.
-    let extra = free_ports(2);
-    nodes.extend(start_all(&scratch.0, &extra));
+    let started = start_all(&scratch.0, 2);
+    let extra: Vec<u16> = started.iter().map(|node| node.port).collect();
+    nodes.extend(started);
     let (new_master, new_replica) = (
         format!("127.0.0.1:{}", extra[0]),
         format!("127.0.0.1:{}", extra[1]),
