@@ -25,7 +25,7 @@ use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::{SlotRange, SlotState};
 use slotkv_cluster::{
     create_cluster, reshard, Node, Persistence, ReshardOptions, SlotMigrationError,
-    SlotMigrationJobState, SlotMigrationOptions, StartMigrationsError,
+    SlotMigrationJobState, SlotMigrationOptions, SlotMigrationProgress, StartMigrationsError,
 };
 use slotkv_engine::{key_slot, Slot};
 
@@ -323,6 +323,30 @@ async fn two_thousand_slots_move_key_by_key_under_load_with_no_error_and_nothing
     shutdown_within_10s(loaded.nodes).await;
 }
 
+/// Options slow enough for a kill or restart to land mid-snapshot: 200 kB/s in batches of
+/// 500 keys, each ack awaited at most 2 s.
+fn throttled() -> SlotMigrationOptions {
+    SlotMigrationOptions {
+        bytes_per_second: Some(200_000),
+        batch_keys: 500,
+        ack_timeout: Duration::from_secs(2),
+        ..SlotMigrationOptions::default()
+    }
+}
+
+/// A flag set once the target acknowledged a batch, and the progress callback setting it.
+fn ack_flag() -> (
+    Arc<AtomicBool>,
+    impl FnMut(&SlotMigrationProgress) -> ControlFlow<()>,
+) {
+    let acked = Arc::new(AtomicBool::new(false));
+    let first_ack = Arc::clone(&acked);
+    (acked, move |_: &SlotMigrationProgress| {
+        first_ack.store(true, Ordering::Release);
+        ControlFlow::Continue(())
+    })
+}
+
 fn keys_in(range: SlotRange, count: usize) -> Vec<Vec<u8>> {
     (0..)
         .map(|index| format!("few:{index}").into_bytes())
@@ -348,12 +372,7 @@ async fn a_target_killed_mid_migration_leaves_the_slots_served_by_the_source() {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = start_load(&nodes[..2], &keys, &stop);
     // Throttled so the kill lands mid-snapshot.
-    let options = SlotMigrationOptions {
-        bytes_per_second: Some(200_000),
-        batch_keys: 500,
-        ack_timeout: Duration::from_secs(2),
-        ..SlotMigrationOptions::default()
-    };
+    let options = throttled();
     let ranges = [range];
     let migration =
         nodes[source].migrate_slots(&ranges, target_id, options, |_| ControlFlow::Continue(()));
@@ -520,19 +539,10 @@ async fn a_source_killed_mid_migration_leaves_the_slots_wholly_with_its_successo
     let source_node = nodes.remove(source);
     let target = if target > source { target - 1 } else { target };
 
-    let options = SlotMigrationOptions {
-        bytes_per_second: Some(200_000),
-        batch_keys: 500,
-        ack_timeout: Duration::from_secs(2),
-        ..SlotMigrationOptions::default()
-    };
+    let options = throttled();
     let ranges = [range];
-    let acked = Arc::new(AtomicBool::new(false));
-    let first_ack = Arc::clone(&acked);
-    let migration = source_node.migrate_slots(&ranges, target_id, options, move |_| {
-        first_ack.store(true, Ordering::Release);
-        ControlFlow::Continue(())
-    });
+    let (acked, note_ack) = ack_flag();
+    let migration = source_node.migrate_slots(&ranges, target_id, options, note_ack);
     // The migration is dropped with its source once the target acknowledged a batch,
     // mid-snapshot: a crash as far as the others can tell (no hand-over).
     let outcome = tokio::select! {
@@ -635,19 +645,10 @@ async fn a_target_restarted_mid_migration_comes_back_without_the_import_or_its_p
     let (source_id, target_id) = (source_node.id(), target_node.id());
     let target_address = target_node.bus_address().to_string();
 
-    let options = SlotMigrationOptions {
-        bytes_per_second: Some(200_000),
-        batch_keys: 500,
-        ack_timeout: Duration::from_secs(2),
-        ..SlotMigrationOptions::default()
-    };
+    let options = throttled();
     let ranges = [range];
-    let acked = Arc::new(AtomicBool::new(false));
-    let first_ack = Arc::clone(&acked);
-    let migration = source_node.migrate_slots(&ranges, target_id, options, move |_| {
-        first_ack.store(true, Ordering::Release);
-        ControlFlow::Continue(())
-    });
+    let (acked, note_ack) = ack_flag();
+    let migration = source_node.migrate_slots(&ranges, target_id, options, note_ack);
     // The target shuts down (saving its snapshot, partial copy included) once it
     // acknowledged a batch, mid-snapshot.
     let restart = async {

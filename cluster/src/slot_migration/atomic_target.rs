@@ -29,7 +29,7 @@ use crate::node_state::NodeState;
 use crate::slot_migration::batch::{
     bounded_text, AckOutcome, ImportRefusal, SlotsRequest, WireRange,
 };
-use crate::slot_migration::target::REPLICA_ACK_TIMEOUT_MS;
+use crate::slot_migration::target::replicated;
 use crate::slot_migration::{CoreAdmin, CoreAdminError};
 
 /// Default time an import may hear nothing from its source before it is cancelled.
@@ -272,19 +272,10 @@ pub(crate) async fn abandon(
                 "abandoned an atomic import"
             );
             // Confirmed once the replicas dropped the copy too: one of them may take over.
-            let wanted = shared.log.replicas_at(0);
-            if wanted > 0 {
-                let offset = shared.log.offset();
-                let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
-                let acknowledged = shared.log.wait(offset, wanted, timeout).await;
-                if acknowledged < wanted {
-                    return AckOutcome::Refused(ImportRefusal::NotReplicated {
-                        acknowledged: acknowledged as u32,
-                        wanted: wanted as u32,
-                    });
-                }
+            match replicated(shared, shared.log.offset()).await {
+                Ok(()) => AckOutcome::Abandoned,
+                Err(refusal) => AckOutcome::Refused(refusal),
             }
-            AckOutcome::Abandoned
         }
         Err(error) => refusal(error),
     }

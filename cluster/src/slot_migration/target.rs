@@ -52,16 +52,8 @@ impl Imported {
     /// [`REPLICA_ACK_TIMEOUT_MS`]), then returns the ack the source may delete on.
     pub(crate) async fn acknowledge(self, shared: &NodeState) -> AckOutcome {
         if let Some(offset) = self.offset {
-            let wanted = shared.log.replicas_at(0);
-            if wanted > 0 {
-                let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
-                let acknowledged = shared.log.wait(offset, wanted, timeout).await;
-                if acknowledged < wanted {
-                    return AckOutcome::Refused(ImportRefusal::NotReplicated {
-                        acknowledged: acknowledged as u32,
-                        wanted: wanted as u32,
-                    });
-                }
+            if let Err(refusal) = replicated(shared, offset).await {
+                return AckOutcome::Refused(refusal);
             }
         }
         AckOutcome::Imported {
@@ -69,6 +61,25 @@ impl Imported {
             busy: self.busy,
         }
     }
+}
+
+/// Waits until every replica this master streams to holds its log up to `offset` (at most
+/// [`REPLICA_ACK_TIMEOUT_MS`]): what a target waits for before it acknowledges an import,
+/// or confirms an abandoned one's drop.
+pub(crate) async fn replicated(shared: &NodeState, offset: u64) -> Result<(), ImportRefusal> {
+    let wanted = shared.log.replicas_at(0);
+    if wanted == 0 {
+        return Ok(());
+    }
+    let timeout = Duration::from_millis(REPLICA_ACK_TIMEOUT_MS);
+    let acknowledged = shared.log.wait(offset, wanted, timeout).await;
+    if acknowledged < wanted {
+        return Err(ImportRefusal::NotReplicated {
+            acknowledged: acknowledged as u32,
+            wanted: wanted as u32,
+        });
+    }
+    Ok(())
 }
 
 /// A master that owns or imports every slot of the batch (a RESTORE-ASKING in Redis).
