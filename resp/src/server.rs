@@ -8,6 +8,7 @@
 //! port is released.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +40,14 @@ pub struct RespConfig {
     pub limits: RequestLimits,
     /// Most bytes of unread replies per client before it is closed.
     pub output_buffer_bytes_max: usize,
+    /// `proxy-redirects yes` (beyond Redis; off by default): a key of another node is served
+    /// through this node's forwarding instead of answered MOVED or ASK, so a plain,
+    /// non-cluster client can use any node. Cluster clients are served the same way (they
+    /// then never see a redirection, and never learn the map from one).
+    pub proxy_redirects: bool,
+    /// `save` as CONFIG GET shows it: the snapshot points of the host (kvnode's `save`),
+    /// empty when the keys are not saved. Not acted on by the gateway.
+    pub save: String,
 }
 
 impl Default for RespConfig {
@@ -48,6 +57,8 @@ impl Default for RespConfig {
             max_clients: MAX_CLIENTS_DEFAULT,
             limits: RequestLimits::default(),
             output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
+            proxy_redirects: false,
+            save: String::new(),
         }
     }
 }
@@ -99,6 +110,8 @@ pub(crate) struct Gateway {
     pub(crate) cluster: Cluster,
     /// The configuration (CONFIG SET changes the settable parts).
     pub(crate) config: Mutex<RespConfig>,
+    /// `config.proxy_redirects`, read by every keyed command without the lock.
+    pub(crate) proxy_redirects: AtomicBool,
     /// The connected clients.
     pub(crate) clients: Clients,
     /// When the server started.
@@ -141,6 +154,7 @@ impl RespServer {
         let gateway = Arc::new(Gateway {
             cluster: node.cluster(),
             node,
+            proxy_redirects: AtomicBool::new(config.proxy_redirects),
             config: Mutex::new(config),
             clients: Clients::default(),
             started: Instant::now(),

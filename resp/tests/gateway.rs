@@ -708,3 +708,64 @@ fn flushslots_needs_an_empty_node_then_unbinds_its_slots() {
         .unwrap();
     assert_eq!(line.split_whitespace().count(), 8, "slots left: {line}");
 }
+
+#[test]
+fn with_proxy_redirects_a_plain_client_is_served_every_key_through_any_node() {
+    let (world, source, target, slot) = migrating_world(&["{m}stays", "{m}gone"]);
+    let address = world.address(target);
+    let (host, port) = (address.ip().to_string(), address.port().to_string());
+    let mut on_source = world.connect(source);
+    let mut on_target = world.connect(target);
+    let migrated = on_source.call(&["MIGRATE", &host, &port, "", "0", "5000", "KEYS", "{m}gone"]);
+    assert_eq!(migrated, "+OK");
+    assert_eq!(
+        on_source.call(&["GET", "{m}gone"]),
+        format!("-ASK {slot} {address}"),
+        "off by default"
+    );
+    for client in [&mut on_source, &mut on_target] {
+        assert_eq!(
+            client.call(&["CONFIG", "SET", "proxy-redirects", "yes"]),
+            "+OK"
+        );
+        assert_eq!(
+            client.call(&["CONFIG", "GET", "proxy-redirects"]),
+            "proxy-redirects\nyes"
+        );
+    }
+    // The source follows its own ASK to the target; the target, importing but not the
+    // owner, follows its MOVED to the source.
+    assert_eq!(on_source.call(&["GET", "{m}gone"]), "v-{m}gone");
+    assert_eq!(on_source.call(&["GET", "{m}stays"]), "v-{m}stays");
+    assert_eq!(on_target.call(&["GET", "{m}stays"]), "v-{m}stays");
+    assert_eq!(on_target.call(&["GET", "{m}gone"]), "v-{m}gone");
+    // A write of another node's key lands on its owner.
+    let key = (0..)
+        .map(|index| format!("elsewhere:{index}"))
+        .find(|key| world.owner_of(key.as_bytes()) == target)
+        .unwrap();
+    assert_eq!(on_source.call(&["SET", &key, "proxied"]), "+OK");
+    assert_eq!(
+        on_source.call(&["INCR", &key]),
+        "-ERR value is not an integer or out of range"
+    );
+    let mut on_owner = world.connect(target);
+    assert_eq!(on_owner.call(&["GET", &key]), "proxied");
+    assert_eq!(
+        on_source.call(&["MGET", "a", "b"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot",
+        "a multi-slot request is still refused"
+    );
+    assert_eq!(
+        on_source.call(&["CONFIG", "SET", "proxy-redirects", "maybe"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'proxy-redirects') - argument must be 'yes' or 'no'"
+    );
+    assert_eq!(
+        on_source.call(&["CONFIG", "SET", "proxy-redirects", "no"]),
+        "+OK"
+    );
+    assert_eq!(
+        on_source.call(&["GET", &key]),
+        format!("-MOVED {} {address}", key_slot(key.as_bytes()))
+    );
+}

@@ -72,17 +72,23 @@ fn free_ports(count: usize) -> Vec<u16> {
     ports
 }
 
-fn start(dir: &Path, port: u16) -> Kvnode {
+/// The arguments of a test's kvnode on `port` with its files in `dir`.
+fn default_arguments(dir: &Path, port: u16) -> Vec<String> {
+    vec![
+        "--port".into(),
+        port.to_string(),
+        "--cluster-node-timeout".into(),
+        "2000".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ]
+}
+
+/// Starts a kvnode with `arguments`; its output goes to `kvnode-<port>.log` in `dir`.
+fn start(dir: &Path, port: u16, arguments: &[String]) -> Kvnode {
     let log = std::fs::File::create(dir.join(format!("kvnode-{port}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_kvnode"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--cluster-node-timeout",
-            "2000",
-        ])
-        .arg("--dir")
-        .arg(dir)
+        .args(arguments)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -157,11 +163,16 @@ const START_ATTEMPTS: usize = 5;
 /// between the pick and its bind, by another test's node or connection) starts again on
 /// other ports, at most [`START_ATTEMPTS`] times; its log is printed.
 fn start_all(dir: &Path, count: usize) -> Vec<Kvnode> {
+    start_all_with(dir, count, |port| default_arguments(dir, port))
+}
+
+/// [`start_all`] with each node's arguments made by `arguments` from its port.
+fn start_all_with(dir: &Path, count: usize, arguments: impl Fn(u16) -> Vec<String>) -> Vec<Kvnode> {
     let mut nodes = Vec::new();
     for _ in 0..count {
         for attempt in 1..=START_ATTEMPTS {
             let port = free_ports(1)[0];
-            let mut node = start(dir, port);
+            let mut node = start(dir, port, &arguments(port));
             let port_text = port.to_string();
             let deadline = Instant::now() + Duration::from_secs(10);
             let answered = loop {
@@ -516,7 +527,11 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         format!("127.0.0.1:{}", extra[0]),
         format!("127.0.0.1:{}", extra[1]),
     );
-    tool_step(&["--cluster", "add-node", &new_master, entry]);
+    let (added, _) = tool_step(&["--cluster", "add-node", &new_master, entry]);
+    assert!(
+        added.contains("Send FUNCTION RESTORE") && !added.contains("Failed"),
+        "add-node copies the (empty) functions:\n{added}"
+    );
     members.push(extra[0].to_string());
     wait_clean(entry, &members, "add-node of a master");
     let new_master_id = line_of(&cluster_nodes(&members[0]), extra[0]).id;
@@ -702,5 +717,206 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         0,
         "the deleted node, a replica after it lost its last slot, was reset into an empty master"
     );
+    drop(nodes);
+}
+
+/// Writes a development CA and one certificate pair for every node into `dir`: `ca.pem`,
+/// `node.crt`, `node.key` (one pair serves every node: the cluster's name is what is
+/// checked).
+fn write_certificates(dir: &Path) {
+    let ca = slotkv_transport::tls::DevCertificateAuthority::generate().unwrap();
+    let (certificate, key) = ca.issue_node_pem().unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
+    std::fs::write(dir.join("node.crt"), certificate).unwrap();
+    std::fs::write(dir.join("node.key"), key).unwrap();
+}
+
+/// kvnode's process-level settings, with the real tools: three kvnodes started from
+/// redis.conf-style files (the command line overriding one directive) form a cluster over
+/// QUIC with `redis-cli --cluster create`; with `proxy-redirects yes` a plain client, with
+/// no cluster support, reads and writes every key through any one node; the pidfile and
+/// logfile are written; `save 1 1` saves a master's keys, and a master stopped by SIGTERM
+/// and started again from its file serves them again (its pidfile removed meanwhile).
+#[test]
+fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_saved_keys() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = Scratch::new("config");
+    let dir = scratch.0.clone();
+    write_certificates(&dir);
+    let config_of = |port: u16| -> Vec<String> {
+        let node_dir = dir.join(format!("node-{port}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let file = dir.join(format!("kvnode-{port}.conf"));
+        let text = format!(
+            "# kvnode {port}\n\
+             port {port}\n\
+             bind 127.0.0.1\n\
+             cluster-enabled yes\n\
+             cluster-node-timeout 15000\n\
+             cluster-config-file \"nodes.conf\"\n\
+             dir {node}\n\
+             transport quic\n\
+             tls-cert-file {root}/node.crt\n\
+             tls-key-file {root}/node.key\n\
+             tls-ca-cert-file {root}/ca.pem\n\
+             proxy-redirects yes\n\
+             save \"\"\n\
+             save 1 1\n\
+             appendonly no\n\
+             daemonize no\n\
+             pidfile {root}/kvnode-{port}.pid\n\
+             logfile {root}/kvnode-{port}.log\n\
+             loglevel notice\n",
+            node = node_dir.display(),
+            root = dir.display(),
+        );
+        std::fs::write(&file, text).unwrap();
+        vec![
+            file.display().to_string(),
+            "--cluster-node-timeout".into(),
+            "2000".into(),
+        ]
+    };
+    let mut nodes = start_all_with(&dir, 3, config_of);
+    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
+    let addresses: Vec<String> = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.push("--cluster-yes");
+    let created = cli(&create);
+    assert!(
+        created.status.success(),
+        "create failed:\n{}",
+        text(&created)
+    );
+    wait_clean(&addresses[0], &ports, "create");
+
+    for (index, node) in nodes.iter().enumerate() {
+        let pid = std::fs::read_to_string(dir.join(format!("kvnode-{}.pid", node.port))).unwrap();
+        assert_eq!(
+            pid.trim(),
+            node.child.id().to_string(),
+            "node {index}'s pidfile"
+        );
+        let log = std::fs::read_to_string(dir.join(format!("kvnode-{}.log", node.port))).unwrap();
+        assert!(
+            log.contains("kvnode ready"),
+            "node {index}'s logfile:\n{log}"
+        );
+    }
+    let setting = |port: &str, name: &str| text(&cli(&["-p", port, "config", "get", name]));
+    assert!(
+        setting(&ports[0], "save").contains("1 1"),
+        "{}",
+        setting(&ports[0], "save")
+    );
+    assert!(setting(&ports[0], "proxy-redirects").contains("yes"));
+    let bus = text(&cli(&["-p", &ports[0], "cluster", "nodes"]));
+    assert!(bus.contains("myself,master"), "{bus}");
+
+    // A plain client (no cluster support: a MOVED would be an error to it) on node 0.
+    let keys = 300;
+    let plain = |port: &str| {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let mut connection = plain(&ports[0]);
+    for key in 0..keys {
+        let () = connection
+            .set(format!("key:{key}"), format!("value:{key}"))
+            .unwrap_or_else(|error| panic!("SET key:{key} through node 0: {error}"));
+    }
+    let mut other = plain(&ports[1]);
+    for key in 0..keys {
+        let value: Option<String> = other.get(format!("key:{key}")).unwrap();
+        assert_eq!(
+            value,
+            Some(format!("value:{key}")),
+            "key:{key} through node 1"
+        );
+    }
+    let held: Vec<usize> = nodes.iter().map(|node| keys_on(node.port)).collect();
+    assert_eq!(held.iter().sum::<usize>(), keys, "{held:?}");
+    assert!(
+        held.iter().all(|&count| count > 0),
+        "every master holds keys: {held:?}"
+    );
+    let declined = text(&cli(&[
+        "-p",
+        &ports[0],
+        "config",
+        "set",
+        "proxy-redirects",
+        "no",
+    ]));
+    assert!(declined.contains("OK"), "{declined}");
+    let moved = (0..keys)
+        .any(|key| text(&cli(&["-p", &ports[0], "get", &format!("key:{key}")])).contains("MOVED"));
+    assert!(
+        moved,
+        "with proxy-redirects no, keys of other nodes are answered MOVED"
+    );
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("proxy-redirects")
+        .arg("yes")
+        .query(&mut connection)
+        .unwrap();
+
+    // `save 1 1`: node 2's keys are saved within a few seconds of the writes.
+    let victim = nodes.remove(2);
+    let snapshot = dir
+        .join(format!("node-{}", victim.port))
+        .join("data.snapshot");
+    wait_until("node 2 saved its keys", Duration::from_secs(15), || {
+        snapshot.exists()
+    });
+    let victim_port = victim.port;
+    let pidfile = dir.join(format!("kvnode-{victim_port}.pid"));
+    let stopped = Command::new("kill")
+        .args(["-TERM", &victim.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let mut victim = victim;
+    let status = victim.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops kvnode cleanly: {status}");
+    assert!(!pidfile.exists(), "the pidfile is removed on exit");
+    let restarted = start(&dir, victim_port, &config_of(victim_port));
+    nodes.push(restarted);
+    wait_clean(&addresses[0], &ports, "node 2's restart");
+    assert_eq!(
+        keys_on(victim_port),
+        held[2],
+        "node 2 loaded its saved keys"
+    );
+    // The others may still mark the master that was away as failed for a moment (it has no
+    // replica: the cluster is down meanwhile), so the reads wait for a CLUSTERDOWN to pass.
+    let mut other = plain(&ports[1]);
+    for key in 0..keys {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let value: Option<String> = loop {
+            match other.get(format!("key:{key}")) {
+                Ok(value) => break value,
+                Err(error) if error.code() == Some("CLUSTERDOWN") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(error) => panic!("GET key:{key} after node 2's restart: {error}"),
+            }
+        };
+        assert_eq!(
+            value,
+            Some(format!("value:{key}")),
+            "key:{key} after node 2's restart"
+        );
+    }
+    drop(victim);
     drop(nodes);
 }

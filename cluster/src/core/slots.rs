@@ -21,6 +21,12 @@ pub struct SlotRange {
 }
 
 impl SlotRange {
+    /// Every slot, `0..=16383`.
+    pub const ALL: SlotRange = SlotRange {
+        start: 0,
+        end: (SLOT_COUNT - 1) as Slot,
+    };
+
     /// The range `start..=end`; `None` unless `start <= end < SLOT_COUNT`.
     pub fn new(start: Slot, end: Slot) -> Option<SlotRange> {
         if start <= end && (end as usize) < SLOT_COUNT {

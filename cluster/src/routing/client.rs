@@ -2,8 +2,9 @@
 //! client's arguments runs here when this node serves its slot, and is otherwise answered
 //! as a Redis Cluster node answers a client, with `MOVED` / `ASK` naming the owner's client
 //! address, `TRYAGAIN`, `CROSSSLOT` or `CLUSTERDOWN` ([`ClientRefusal`]). Unlike the
-//! [`Cluster`] handle's methods it never forwards: a cluster client follows redirections
-//! itself.
+//! [`Cluster`] handle's methods it does not forward: a cluster client follows redirections
+//! itself. A plain client's connection can ask otherwise ([`ClientFlags::proxy_redirects`]):
+//! a command MOVED or ASK would answer is then forwarded as the handle forwards it.
 //!
 //! The slot rules are the owner's (`routing::serve`); the local fast path is the handle's
 //! (no lock shared with the protocol, the engine's bytes handed out without a copy).
@@ -21,7 +22,7 @@ use crate::core::slots::SlotState;
 use crate::node_state::{NodeState, RoutingTable};
 use crate::routing::error::down_line;
 use crate::routing::protocol::{CommandRequest, DownReason, Request, Response};
-use crate::routing::{serve, Cluster};
+use crate::routing::{serve, Cluster, ClusterError};
 
 /// Longest command name of the registry, in bytes (names are lowered in a buffer this big).
 const COMMAND_NAME_BYTES_MAX: usize = 16;
@@ -33,6 +34,10 @@ pub struct ClientFlags {
     pub asking: bool,
     /// READONLY: a replica of the slot's master serves reads.
     pub read_only: bool,
+    /// Serve a key of another node through this node's forwarding (following MOVED and ASK
+    /// itself, as the [`Cluster`] handle does) instead of answering MOVED or ASK: for a
+    /// plain, non-cluster client (the gateway's `proxy-redirects yes`).
+    pub proxy_redirects: bool,
 }
 
 /// Why a client's keyed command was not executed here, worded as Redis words each line.
@@ -70,6 +75,11 @@ pub enum ClientRefusal {
     /// The node is shutting down and takes no more writes.
     #[error("ERR the node is shutting down")]
     Shutdown,
+    /// With [`ClientFlags::proxy_redirects`]: forwarding to the slot's owner failed (the
+    /// owner did not answer in time, the link failed, its answer did not decode, or the
+    /// slot kept redirecting). The command may have been executed there.
+    #[error("ERR proxying to the slot's owner failed: {0}")]
+    Proxy(String),
 }
 
 impl Cluster {
@@ -93,7 +103,7 @@ impl Cluster {
     ) -> Option<Result<ClientReply, ClientRefusal>> {
         let (name, args) = args.split_first()?;
         let name = lowered_name(name)?;
-        Some(dispatch(&self.shared, name, args, flags).await)
+        Some(dispatch(self, name, args, flags).await)
     }
 }
 
@@ -161,7 +171,7 @@ fn lowered_name(name: &[u8]) -> Option<&'static str> {
 /// Parses and runs the command named `name` (one arm per command type of the registry;
 /// `every_registered_name_is_dispatched` keeps the two lists equal).
 async fn dispatch<'a>(
-    shared: &NodeState,
+    cluster: &Cluster,
     name: &'static str,
     args: &'a [&'a [u8]],
     flags: ClientFlags,
@@ -170,42 +180,43 @@ async fn dispatch<'a>(
     type L<'b> = &'b [&'b [u8]];
     type P<'b> = Vec<(&'b [u8], &'b [u8])>;
     match name {
-        "get" => run::<get::Get<B<'a>>>(shared, name, args, flags).await,
-        "set" => run::<set::Set<B<'a>>>(shared, name, args, flags).await,
-        "del" => run::<del::Del<L<'a>>>(shared, name, args, flags).await,
-        "exists" => run::<exists::Exists<L<'a>>>(shared, name, args, flags).await,
+        "get" => run::<get::Get<B<'a>>>(cluster, name, args, flags).await,
+        "set" => run::<set::Set<B<'a>>>(cluster, name, args, flags).await,
+        "del" => run::<del::Del<L<'a>>>(cluster, name, args, flags).await,
+        "exists" => run::<exists::Exists<L<'a>>>(cluster, name, args, flags).await,
         "expire" | "pexpire" | "expireat" | "pexpireat" => {
-            run::<expire::Expire<B<'a>>>(shared, name, args, flags).await
+            run::<expire::Expire<B<'a>>>(cluster, name, args, flags).await
         }
-        "persist" => run::<persist::Persist<B<'a>>>(shared, name, args, flags).await,
-        "pttl" | "ttl" => run::<ttl::Pttl<B<'a>>>(shared, name, args, flags).await,
-        "incrby" | "incr" => run::<incr::IncrBy<B<'a>>>(shared, name, args, flags).await,
-        "decrby" | "decr" => run::<incr::DecrBy<B<'a>>>(shared, name, args, flags).await,
-        "append" => run::<append::Append<B<'a>>>(shared, name, args, flags).await,
-        "strlen" => run::<strlen::Strlen<B<'a>>>(shared, name, args, flags).await,
-        "getdel" => run::<getdel::GetDel<B<'a>>>(shared, name, args, flags).await,
-        "getex" => run::<getex::GetEx<B<'a>>>(shared, name, args, flags).await,
-        "mget" => run::<mget::MGet<L<'a>>>(shared, name, args, flags).await,
-        "mset" => run::<mset::MSet<P<'a>>>(shared, name, args, flags).await,
-        "msetnx" => run::<mset::MSetNx<P<'a>>>(shared, name, args, flags).await,
-        "setrange" => run::<setrange::SetRange<B<'a>>>(shared, name, args, flags).await,
-        "getrange" => run::<getrange::GetRange<B<'a>>>(shared, name, args, flags).await,
-        "getset" => run::<getset::GetSet<B<'a>>>(shared, name, args, flags).await,
-        "setnx" => run::<setnx::SetNx<B<'a>>>(shared, name, args, flags).await,
-        "setex" | "psetex" => run::<setex::SetEx<B<'a>>>(shared, name, args, flags).await,
-        "incrbyfloat" => run::<incrbyfloat::IncrByFloat<B<'a>>>(shared, name, args, flags).await,
-        "copy" => run::<copy::Copy<B<'a>>>(shared, name, args, flags).await,
-        "touch" => run::<touch::Touch<L<'a>>>(shared, name, args, flags).await,
-        "unlink" => run::<unlink::Unlink<L<'a>>>(shared, name, args, flags).await,
+        "persist" => run::<persist::Persist<B<'a>>>(cluster, name, args, flags).await,
+        "pttl" | "ttl" => run::<ttl::Pttl<B<'a>>>(cluster, name, args, flags).await,
+        "incrby" | "incr" => run::<incr::IncrBy<B<'a>>>(cluster, name, args, flags).await,
+        "decrby" | "decr" => run::<incr::DecrBy<B<'a>>>(cluster, name, args, flags).await,
+        "append" => run::<append::Append<B<'a>>>(cluster, name, args, flags).await,
+        "strlen" => run::<strlen::Strlen<B<'a>>>(cluster, name, args, flags).await,
+        "getdel" => run::<getdel::GetDel<B<'a>>>(cluster, name, args, flags).await,
+        "getex" => run::<getex::GetEx<B<'a>>>(cluster, name, args, flags).await,
+        "mget" => run::<mget::MGet<L<'a>>>(cluster, name, args, flags).await,
+        "mset" => run::<mset::MSet<P<'a>>>(cluster, name, args, flags).await,
+        "msetnx" => run::<mset::MSetNx<P<'a>>>(cluster, name, args, flags).await,
+        "setrange" => run::<setrange::SetRange<B<'a>>>(cluster, name, args, flags).await,
+        "getrange" => run::<getrange::GetRange<B<'a>>>(cluster, name, args, flags).await,
+        "getset" => run::<getset::GetSet<B<'a>>>(cluster, name, args, flags).await,
+        "setnx" => run::<setnx::SetNx<B<'a>>>(cluster, name, args, flags).await,
+        "setex" | "psetex" => run::<setex::SetEx<B<'a>>>(cluster, name, args, flags).await,
+        "incrbyfloat" => run::<incrbyfloat::IncrByFloat<B<'a>>>(cluster, name, args, flags).await,
+        "copy" => run::<copy::Copy<B<'a>>>(cluster, name, args, flags).await,
+        "touch" => run::<touch::Touch<L<'a>>>(cluster, name, args, flags).await,
+        "unlink" => run::<unlink::Unlink<L<'a>>>(cluster, name, args, flags).await,
         // `static_name` only yields registered names, and each has an arm above.
         _ => Err(ClientRefusal::Command(CommandError::Syntax)),
     }
 }
 
 /// Parses `args` as a `C` and runs it: on the local engine when this node serves the slot
-/// on the fast path, else by the owner's rules, whose redirections name client addresses.
+/// on the fast path, else by the owner's rules, whose redirections name client addresses
+/// (or, with [`ClientFlags::proxy_redirects`], are followed by forwarding).
 async fn run<'a, C>(
-    shared: &NodeState,
+    cluster: &Cluster,
     name: &'static str,
     args: &'a [&'a [u8]],
     flags: ClientFlags,
@@ -213,6 +224,7 @@ async fn run<'a, C>(
 where
     C: ClientForm<'a> + Into<ClientCommand<'a>> + Clone + Sync,
 {
+    let shared: &NodeState = &cluster.shared;
     let command = C::from_args(name, args).map_err(ClientRefusal::Command)?;
     let slot = command.slot().map_err(|error| match error {
         CommandError::CrossSlot => ClientRefusal::CrossSlot,
@@ -251,11 +263,36 @@ where
         Response::Failed(error) => Err(ClientRefusal::Command(
             error.to_engine().unwrap_or(CommandError::Syntax),
         )),
+        Response::Moved(..) | Response::Ask(..) if flags.proxy_redirects => {
+            let value = cluster
+                .forward(slot, cluster.request(command.clone().into()))
+                .await
+                .map_err(proxy_refusal)?;
+            match C::Output::from_value(value) {
+                Some(output) => Ok(command.client_reply(name, output)),
+                // `forward` decoded the owner's answer for this command's registry entry.
+                None => Err(ClientRefusal::Proxy(
+                    "the answer does not fit the command".into(),
+                )),
+            }
+        }
         Response::Moved(slot, target, _) => Err(redirection(shared, slot, &target, false)),
         Response::Ask(slot, target, _) => Err(redirection(shared, slot, &target, true)),
         Response::TryAgain => Err(ClientRefusal::TryAgain),
         Response::Down(reason) => Err(ClientRefusal::ClusterDown(reason)),
         Response::CrossSlot => Err(ClientRefusal::CrossSlot),
+    }
+}
+
+/// A forwarding failure as a client's refusal: the lines a client knows stay Redis's.
+fn proxy_refusal(error: ClusterError) -> ClientRefusal {
+    match error {
+        ClusterError::Command(error) => ClientRefusal::Command(error),
+        ClusterError::CrossSlot => ClientRefusal::CrossSlot,
+        ClusterError::ClusterDown(reason) => ClientRefusal::ClusterDown(reason),
+        ClusterError::TryAgain { .. } => ClientRefusal::TryAgain,
+        ClusterError::Shutdown => ClientRefusal::Shutdown,
+        other => ClientRefusal::Proxy(other.to_string()),
     }
 }
 

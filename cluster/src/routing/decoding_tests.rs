@@ -155,7 +155,8 @@ async fn an_answer_with_an_unknown_error_code_is_refused_and_counted() {
     });
     let cluster = node.cluster();
     let key = &b"k"[..];
-    let request = Request::Command(cluster.request(get::Get { key }.into()));
+    let request: Request<BorrowedCommand<'_>> =
+        Request::Command(cluster.request(get::Get { key }.into()));
     let result = cluster.send(raw.local_addr(), &request, TIMEOUT).await;
     owner.await.unwrap();
     assert!(

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bincode::Encode;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use parking_lot::Mutex;
@@ -36,7 +37,10 @@ use slotkv_transport::PeerAddr;
 pub use error::ClusterError;
 
 use crate::codec::DecodeError;
-use crate::command::{execute_while, BorrowedCommand, Command, ExecuteError, Reply, Value};
+use crate::command::{
+    execute_while, AnyCommand, BorrowedCommand, Command, ExecuteError, KeyList, PairList, Reply,
+    Value,
+};
 use protocol::{CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT};
 
 use crate::node_state::stats::Refusal;
@@ -258,7 +262,7 @@ impl Cluster {
         Ok(output)
     }
 
-    fn request<'a>(&self, command: BorrowedCommand<'a>) -> CommandRequest<BorrowedCommand<'a>> {
+    pub(crate) fn request<C>(&self, command: C) -> CommandRequest<C> {
         let (durability_replicas, durability_timeout_ms) = match self.durability {
             Durability::Master => (0, 0),
             Durability::Replicas {
@@ -276,11 +280,16 @@ impl Cluster {
     }
 
     /// Sends `request` to the owner of `slot`, following redirections.
-    async fn forward(
+    pub(crate) async fn forward<B, L, P>(
         &self,
         slot: Slot,
-        mut request: CommandRequest<BorrowedCommand<'_>>,
-    ) -> Result<Value, ClusterError> {
+        mut request: CommandRequest<AnyCommand<B, L, P>>,
+    ) -> Result<Value, ClusterError>
+    where
+        B: AsRef<[u8]> + Sync + Clone + Encode,
+        L: KeyList + Sync + Clone + Encode,
+        P: PairList + Sync + Clone + Encode,
+    {
         let settings = self.shared.settings;
         let mut redirections = 0;
         let mut attempts = 0;
@@ -375,11 +384,16 @@ impl Cluster {
 
     /// Where a request for `slot` goes first: a MOVED hint still ahead of this node's map,
     /// else the map's owner (or one of its replicas for replica reads).
-    fn route(
+    fn route<B, L, P>(
         &self,
         slot: Slot,
-        request: &CommandRequest<BorrowedCommand<'_>>,
-    ) -> Result<PeerAddr, ClusterError> {
+        request: &CommandRequest<AnyCommand<B, L, P>>,
+    ) -> Result<PeerAddr, ClusterError>
+    where
+        B: AsRef<[u8]>,
+        L: KeyList,
+        P: PairList,
+    {
         let table = self.shared.routing.table();
         let owner = table
             .owner(slot)
@@ -407,12 +421,17 @@ impl Cluster {
     }
 
     /// Sends one request to `address` (in-process when it is this node).
-    async fn send(
+    async fn send<B, L, P>(
         &self,
         address: &PeerAddr,
-        request: &Request<BorrowedCommand<'_>>,
+        request: &Request<AnyCommand<B, L, P>>,
         timeout: Duration,
-    ) -> Result<Response, ClusterError> {
+    ) -> Result<Response, ClusterError>
+    where
+        B: AsRef<[u8]> + Sync + Encode,
+        L: KeyList + Sync + Encode,
+        P: PairList + Sync + Encode,
+    {
         if address == self.shared.endpoint.local_addr() {
             return Ok(serve::handle_request(&self.shared, request).await);
         }

@@ -3,13 +3,15 @@
 //! live with each command there), else one of the RESP-only commands here, one file per
 //! family: [`connection`] (PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT, READONLY,
 //! READWRITE, ASKING), [`server`] (INFO, DBSIZE, FLUSHALL, CONFIG, SHUTDOWN, WAIT),
-//! [`keys`] (TYPE, KEYS, SCAN), [`migrate`] (MIGRATE), [`cluster`] (CLUSTER ...),
+//! [`keys`] (TYPE, KEYS, SCAN), [`functions`] (FUNCTION), [`migrate`] (MIGRATE),
+//! [`cluster`] (CLUSTER ...),
 //! [`cluster_migrations`] (CLUSTER MIGRATESLOTS, GETSLOTMIGRATIONS, CANCELSLOTMIGRATIONS)
 //! and [`table`] (COMMAND).
 
 pub(crate) mod cluster;
 pub(crate) mod cluster_migrations;
 pub(crate) mod connection;
+pub(crate) mod functions;
 pub(crate) mod keys;
 pub(crate) mod migrate;
 pub(crate) mod server;
@@ -100,6 +102,9 @@ pub(crate) async fn execute(
         let flags = ClientFlags {
             asking: std::mem::take(&mut session.asking),
             read_only: session.read_only,
+            proxy_redirects: gateway
+                .proxy_redirects
+                .load(std::sync::atomic::Ordering::Relaxed),
         };
         let reply = match gateway.cluster.execute_client(&args, flags).await {
             Some(Ok(reply)) => client_reply(reply),
@@ -129,8 +134,9 @@ pub(crate) async fn execute(
         "migrate" => (migrate::migrate(gateway, rest).await, Flow::Continue),
         "type" => (key_type(gateway, session, rest).await, Flow::Continue),
         "keys" | "scan" => (keys::keys(gateway, &name, rest), Flow::Continue),
+        "function" => (functions::function(rest), Flow::Continue),
         "info" | "dbsize" | "flushall" | "config" | "wait" | "shutdown" | "save" | "bgsave"
-        | "lastsave" | "function" | "time" => server::server(gateway, session, &name, rest).await,
+        | "lastsave" | "time" => server::server(gateway, session, &name, rest).await,
         _ => connection::connection(gateway, session, &name, &args).await,
     }
 }
@@ -144,6 +150,9 @@ async fn key_type(gateway: &Gateway, session: &Session, rest: &[&[u8]]) -> Reply
     let flags = ClientFlags {
         asking: false,
         read_only: session.read_only,
+        proxy_redirects: gateway
+            .proxy_redirects
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     let exists: [&[u8]; 2] = [b"exists", key];
     match gateway.cluster.execute_client(&exists, flags).await {

@@ -1,5 +1,5 @@
 //! The server's commands: INFO, DBSIZE, FLUSHALL, CONFIG GET / SET, SHUTDOWN, WAIT, SAVE,
-//! BGSAVE, TIME and FUNCTION LIST (a server without functions).
+//! BGSAVE and TIME.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -48,11 +48,6 @@ pub(crate) async fn server(
                 Reply::text(now.subsec_micros().to_string()),
             ])
         }
-        "function" => match rest.first() {
-            Some(sub) if is(sub, "LIST") => Reply::Array(Vec::new()),
-            Some(sub) => unknown_subcommand("function", sub),
-            None => wrong_arity("function"),
-        },
         _ => wrong_arity(name),
     };
     (reply, Flow::Continue)
@@ -284,10 +279,23 @@ fn settings(gateway: &Gateway) -> Vec<(&'static str, String)> {
         ),
         ("cluster-enabled", "yes".to_string()),
         ("databases", "1".to_string()),
-        ("save", String::new()),
+        ("save", config.save.clone()),
+        (
+            "proxy-redirects",
+            yes_no(config.proxy_redirects).to_string(),
+        ),
         ("appendonly", "no".to_string()),
         ("timeout", "0".to_string()),
     ]
+}
+
+/// A setting's `yes` / `no`.
+fn yes_no(on: bool) -> &'static str {
+    if on {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 /// Redis's glob, for CONFIG GET patterns.
@@ -347,8 +355,23 @@ fn config_set(gateway: &Gateway, name: &[u8], value: &[u8]) -> Result<(), Reply>
             config.limits.query_buffer_bytes_max =
                 parse_memory_bytes(&text).ok_or_else(invalid)? as usize
         }
-        // Nothing is persisted by these: accepted as the values they already have.
-        "save" if text.is_empty() => {}
+        "proxy-redirects" => {
+            let on = match text.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => {
+                    return Err(Reply::Error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be 'yes' or 'no'"
+                    )))
+                }
+            };
+            config.proxy_redirects = on;
+            gateway
+                .proxy_redirects
+                .store(on, std::sync::atomic::Ordering::Relaxed);
+        }
+        // Set when the host starts: accepted as the values they already have.
+        "save" if text == config.save => {}
         "appendonly" if text == "no" => {}
         _ => {
             return Err(Reply::Error(format!(

@@ -51,6 +51,23 @@ impl DevCertificateAuthority {
     /// Issues a node certificate for the cluster server name
     /// ([`CLUSTER_SERVER_NAME_DEFAULT`]) and `localhost`, valid for server and client auth.
     pub fn issue_node_identity(&self) -> Result<NodeIdentity, TlsConfigError> {
+        let (certificate, key) = self.issue_node_certificate()?;
+        let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok(NodeIdentity::from_der(
+            vec![certificate.der().clone()],
+            private_key,
+        ))
+    }
+
+    /// [`DevCertificateAuthority::issue_node_identity`] as PEM: the certificate and the
+    /// private key (PKCS #8), to write the files a node process loads (kvnode's
+    /// `--tls-cert-file` and `--tls-key-file`).
+    pub fn issue_node_pem(&self) -> Result<(String, String), TlsConfigError> {
+        let (certificate, key) = self.issue_node_certificate()?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
+
+    fn issue_node_certificate(&self) -> Result<(rcgen::Certificate, KeyPair), TlsConfigError> {
         let names = vec![
             CLUSTER_SERVER_NAME_DEFAULT.to_string(),
             "localhost".to_string(),
@@ -68,11 +85,7 @@ impl DevCertificateAuthority {
         let certificate = params
             .signed_by(&key, &self.certificate, &self.key)
             .map_err(generation_error)?;
-        let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        Ok(NodeIdentity::from_der(
-            vec![certificate.der().clone()],
-            private_key,
-        ))
+        Ok((certificate, key))
     }
 }
 
