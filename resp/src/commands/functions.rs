@@ -75,7 +75,7 @@ fn restore(args: &[&[u8]]) -> Reply {
         }
     }
     match libraries_of(payload) {
-        Some(libraries) if libraries.is_empty() => OK,
+        Some([]) => OK,
         Some(_) => Reply::error(
             "ERR this server runs no functions: the payload holds libraries it cannot load",
         ),
