@@ -769,3 +769,49 @@ fn with_proxy_redirects_a_plain_client_is_served_every_key_through_any_node() {
         format!("-MOVED {} {address}", key_slot(key.as_bytes()))
     );
 }
+
+#[test]
+fn cluster_links_lists_the_bus_links_to_and_from_every_other_node() {
+    let world = World::new(3, 3, RespConfig::default());
+    let mut client = world.connect(0);
+    let others: Vec<String> = (1..3)
+        .map(|index| world.nodes[index].id().to_hex())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let links = loop {
+        let links = client.call(&["CLUSTER", "LINKS"]);
+        let lines: Vec<&str> = links.lines().collect();
+        let listed = |direction: &str, id: &str| {
+            lines
+                .windows(4)
+                .any(|window| window == ["direction", direction, "node", id])
+        };
+        if others
+            .iter()
+            .all(|id| listed("to", id) && listed("from", id))
+        {
+            break links;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "links never listed both directions for every other node:\n{links}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !links.contains(&world.nodes[0].id().to_hex()),
+        "no link to itself"
+    );
+    for field in [
+        "create-time",
+        "events",
+        "send-buffer-allocated",
+        "send-buffer-used",
+    ] {
+        assert!(links.contains(field), "{field} in:\n{links}");
+    }
+    assert_eq!(
+        client.call(&["CLUSTER", "LINKS", "extra"]),
+        "-ERR wrong number of arguments for 'cluster|links' command"
+    );
+}

@@ -62,6 +62,7 @@ pub use channel::{
     FRAME_BYTES_MAX_LIMIT, REQUEST_FRAME_BYTES_MAX_DEFAULT,
 };
 pub use config::{BackoffConfig, EndpointConfig};
+pub use endpoint::links::LinkInfo;
 pub use endpoint::request::{InboundRequest, RespondError, Responder};
 pub use endpoint::stats::LinkStatistics;
 pub use endpoint::{Announce, Endpoint, Incoming};

@@ -42,6 +42,56 @@ async fn a_full_bus_queue_drops_and_counts_without_blocking() {
 }
 
 #[tokio::test]
+async fn established_links_are_listed_on_both_sides_with_what_waits_to_be_sent() {
+    let net = SimNet::new(7);
+    let (a, mut a_in) = node(&net, "a", test_config()).await;
+    let (b, mut b_in) = node(&net, "b", test_config()).await;
+    assert!(a.links().is_empty());
+    connect_all(&a, &mut a_in, b.local_addr()).await;
+    let outbound: Vec<Channel> = a
+        .links()
+        .iter()
+        .filter(|link| link.direction == Direction::Outbound && &link.peer == b.local_addr())
+        .map(|link| link.channel)
+        .collect();
+    assert_eq!(outbound.len(), 3, "{:?}", a.links());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while b.links().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", b.links());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(b
+        .links()
+        .iter()
+        .all(|link| link.direction == Direction::Inbound && &link.peer == a.local_addr()));
+    // A peer that never answers keeps its frames queued: none is established, none listed.
+    let nobody = PeerAddr::new("nobody").unwrap();
+    a.send_bus(&nobody, Bytes::from_static(b"gossip")).unwrap();
+    assert!(a.links().iter().all(|link| link.peer != nobody));
+    // Frames written are taken off the count: after delivery nothing is left queued.
+    for _ in 0..5 {
+        a.send_bus(b.local_addr(), Bytes::from_static(b"gossip"))
+            .unwrap();
+    }
+    for _ in 0..5 {
+        tokio::time::timeout(PATIENCE, b_in.bus.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(a
+        .links()
+        .iter()
+        .all(|link| link.queued_bytes == 0 && link.queued_frames == 0));
+    assert!(a.disconnect(b.local_addr()));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !a.links().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", a.links());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
 async fn disconnect_closes_the_links_and_fails_outstanding_requests() {
     let net = SimNet::new(6);
     let (a, mut a_in) = node(&net, "a", test_config()).await;

@@ -467,6 +467,13 @@ impl Node {
         self.shared.endpoint.linked_peers()
     }
 
+    /// The transport links this node has established, both directions and every channel
+    /// (bus, bulk, requests), oldest first, with what waits to be sent on each outbound one:
+    /// CLUSTER LINKS lists the bus links.
+    pub fn links(&self) -> Vec<slotkv_transport::LinkInfo> {
+        self.shared.endpoint.links()
+    }
+
     /// Counters of input this node refused or dropped (malformed requests and stream frames,
     /// unroutable bulk frames, refused connections and links closed on a peer's fault).
     /// Malformed bus messages are counted by the core.

@@ -11,6 +11,7 @@ use slotkv_cluster::core::{AdminCommand, AdminReply, FailoverMode, ResetMode, Se
 use slotkv_cluster::views::{self, ShardView, SlotsEntry, SlotsNode};
 use slotkv_cluster::AdminCallError;
 use slotkv_engine::{key_slot, Slot, SLOT_COUNT};
+use slotkv_transport::{Channel, Direction};
 
 use crate::commands::{
     cluster_migrations, integer_arg, is, unknown_subcommand, wrong_arity, Session,
@@ -41,6 +42,8 @@ pub(crate) async fn cluster(gateway: &Gateway, _session: &Session, rest: &[&[u8]
         | "countkeysinslot"
         | "getkeysinslot" => view(gateway, &name, args).await,
         "slot-stats" => slot_stats(gateway, args).await,
+        "links" if args.is_empty() => Ok(links(gateway).await),
+        "links" => Err(Refusal::Arity),
         "migrateslots" => cluster_migrations::migrate_slots(gateway, args),
         "getslotmigrations" => cluster_migrations::get_slot_migrations(gateway, args),
         "cancelslotmigrations" => cluster_migrations::cancel_slot_migrations(gateway, args),
@@ -65,6 +68,55 @@ impl From<AdminCallError> for Refusal {
     fn from(error: AdminCallError) -> Self {
         Refusal::Reply(Reply::err(error))
     }
+}
+
+/// CLUSTER LINKS: this node's bus links to and from the nodes it knows, as Redis lists them
+/// (`direction` to / from, `node`, `create-time` in ms since the epoch, `events`, and the
+/// bytes waiting to be sent as both `send-buffer-allocated` and `send-buffer-used`) plus
+/// `send-queue-frames`. A link from an address no known node has is not listed.
+async fn links(gateway: &Gateway) -> Reply {
+    let known = gateway
+        .node
+        .inspect(|core| {
+            core.nodes()
+                .map(|record| (record.bus_address(), record.id))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    let entries = gateway
+        .node
+        .links()
+        .into_iter()
+        .filter(|link| link.channel == Channel::Bus)
+        .filter_map(|link| {
+            let (_, id) = known
+                .iter()
+                .find(|(address, _)| address == link.peer.as_str())?;
+            let (direction, events) = match link.direction {
+                Direction::Outbound => ("to", "rw"),
+                Direction::Inbound => ("from", "r"),
+            };
+            let created_ms = link
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64);
+            let queued = link.queued_bytes as i64;
+            Some(Reply::Map(vec![
+                (Reply::text("direction"), Reply::text(direction)),
+                (Reply::text("node"), Reply::text(id.to_hex())),
+                (Reply::text("create-time"), Reply::Integer(created_ms)),
+                (Reply::text("events"), Reply::text(events)),
+                (Reply::text("send-buffer-allocated"), Reply::Integer(queued)),
+                (Reply::text("send-buffer-used"), Reply::Integer(queued)),
+                (
+                    Reply::text("send-queue-frames"),
+                    Reply::Integer(link.queued_frames as i64),
+                ),
+            ]))
+        })
+        .collect();
+    Reply::Array(entries)
 }
 
 fn unix_now_ms() -> u64 {
@@ -486,6 +538,7 @@ fn help() -> Reply {
         "GETSLOTMIGRATIONS",
         "INFO",
         "KEYSLOT <key>",
+        "LINKS",
         "MEET <ip> <port> [<bus-port>]",
         "MIGRATESLOTS SLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...] NODE <node-id> [SLOTSRANGE ... NODE <node-id> ...]",
         "MYID",

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::endpoint::links::LinkTable;
 use crate::endpoint::request::{decode_envelope, EnvelopeKind, Responder};
 use crate::endpoint::stats::LinkCounters;
 use crate::endpoint::{write_frames, EventSink};
@@ -32,6 +33,8 @@ pub(crate) struct InboundContext {
     pub(crate) counters: Arc<LinkCounters>,
     /// The endpoint's task tracker: inbound link tasks are spawned on it.
     pub(crate) tasks: TaskTracker,
+    /// Where a link is listed once its hello named the peer.
+    pub(crate) link_table: Arc<LinkTable>,
 }
 
 /// Accepts links until the listener closes or the endpoint shuts down.
@@ -108,6 +111,9 @@ async fn serve_inbound(
             return;
         }
     };
+    let _listed = context
+        .link_table
+        .register(&peer, channel, Direction::Inbound);
     context.events.emit(TransportEvent::Connected {
         peer: peer.clone(),
         channel,
@@ -191,7 +197,7 @@ async fn serve_requests(peer: &PeerAddr, link: FramedLink, context: &InboundCont
     } = link;
     let (responses, mut response_queue) = mpsc::channel(context.config.requests_outstanding_max);
     tokio::select! {
-        reason = write_frames(&mut writer, &mut response_queue) => reason,
+        reason = write_frames(&mut writer, &mut response_queue, None) => reason,
         reason = read_requests(peer, &mut reader, responses, context) => reason,
     }
 }

@@ -6,12 +6,15 @@
 //! - the accept loop and one task per inbound link, which reads the hello, tags frames with
 //!   the peer's address and feeds the per-channel [`Incoming`] queues (`inbound.rs`);
 //! - request ids, the pending-response table and the responder handle (`request.rs`);
+//! - the table of established links and their queued bytes, for [`Endpoint::links`]
+//!   (`links.rs`);
 //! - lifecycle events.
 //!
 //! Following Redis Cluster, a node *sends* on the links it dialed and *receives* on the links
 //! its peers dialed; requests go out on the dialed link and their responses come back on it.
 
 mod inbound;
+pub(crate) mod links;
 mod outbound;
 pub(crate) mod request;
 pub(crate) mod stats;
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::endpoint::inbound::InboundContext;
+use crate::endpoint::links::{LinkInfo, LinkTable};
 use crate::endpoint::outbound::OutboundLink;
 use crate::endpoint::request::{
     encode_envelope, EnvelopeKind, PendingRequests, REQUEST_HEADER_BYTES,
@@ -94,11 +98,18 @@ impl EventSink {
 pub(crate) async fn write_frames(
     writer: &mut FrameWriter,
     queue: &mut mpsc::Receiver<Bytes>,
+    queued_bytes: Option<&AtomicU64>,
 ) -> LinkError {
+    let taken = |frame: &Bytes| {
+        if let Some(queued) = queued_bytes {
+            queued.fetch_sub(frame.len() as u64, Ordering::Relaxed);
+        }
+    };
     loop {
         let Some(frame) = queue.recv().await else {
             return LinkError::LocalClose;
         };
+        taken(&frame);
         if let Err(error) = writer.feed(frame).await {
             return error;
         }
@@ -106,6 +117,7 @@ pub(crate) async fn write_frames(
             let Ok(frame) = queue.try_recv() else {
                 break;
             };
+            taken(&frame);
             if let Err(error) = writer.feed(frame).await {
                 return error;
             }
@@ -119,11 +131,31 @@ pub(crate) async fn write_frames(
 /// The outbound side of one peer: a queue per channel feeding its link task.
 struct PeerLinks {
     queues: [mpsc::Sender<Bytes>; 3],
+    /// Bytes of the frames in each queue (added when queued, taken off when written).
+    queued_bytes: Arc<[AtomicU64; 3]>,
     pending: Arc<PendingRequests>,
     outstanding: Semaphore,
     next_request_id: AtomicU64,
     bus_frames_dropped: AtomicU64,
     cancel: CancellationToken,
+}
+
+impl PeerLinks {
+    /// Queues `frame` on `channel`, waiting while its queue is full, and counts its bytes.
+    async fn queue(
+        &self,
+        channel: Channel,
+        frame: Bytes,
+    ) -> Result<(), mpsc::error::SendError<Bytes>> {
+        let length = frame.len() as u64;
+        let queued = &self.queued_bytes[channel.index()];
+        queued.fetch_add(length, Ordering::Relaxed);
+        let sent = self.queues[channel.index()].send(frame).await;
+        if sent.is_err() {
+            queued.fetch_sub(length, Ordering::Relaxed);
+        }
+        sent
+    }
 }
 
 impl Drop for PeerLinks {
@@ -138,6 +170,8 @@ struct Shared {
     config: Arc<EndpointConfig>,
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<PeerAddr, Arc<PeerLinks>>>,
+    /// The established links, both directions.
+    links: Arc<LinkTable>,
     events: EventSink,
     counters: Arc<LinkCounters>,
     jitter: Arc<Mutex<SplitMix64>>,
@@ -222,6 +256,7 @@ impl Endpoint {
             config: Arc::new(config),
             runtime: tokio::runtime::Handle::current(),
             peers: Mutex::new(HashMap::new()),
+            links: Arc::default(),
             events: EventSink {
                 sender: event_sender,
                 dropped: Arc::new(AtomicU64::new(0)),
@@ -241,6 +276,7 @@ impl Endpoint {
             links: Arc::new(Semaphore::new(shared.config.inbound_links_max)),
             counters: Arc::clone(&shared.counters),
             tasks: shared.tasks.clone(),
+            link_table: Arc::clone(&shared.links),
         };
         shared.tasks.spawn_on(
             inbound::run_accept_loop(listener, Arc::new(context)),
@@ -281,6 +317,21 @@ impl Endpoint {
         removed.is_some()
     }
 
+    /// The established links of both directions and every channel, oldest first (a link
+    /// connecting or reconnecting is not listed): a node's CLUSTER LINKS.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let peers = self.shared.peers.lock();
+        self.shared.links.snapshot(|peer, channel| {
+            peers.get(peer).map_or((0, 0), |links| {
+                let queue = &links.queues[channel.index()];
+                (
+                    queue.max_capacity() - queue.capacity(),
+                    links.queued_bytes[channel.index()].load(Ordering::Relaxed),
+                )
+            })
+        })
+    }
+
     /// The peers with outbound links (open, connecting or reconnecting), in address order.
     pub fn linked_peers(&self) -> Vec<PeerAddr> {
         let mut peers: Vec<PeerAddr> = self.shared.peers.lock().keys().cloned().collect();
@@ -293,7 +344,14 @@ impl Endpoint {
     pub fn send_bus(&self, peer: &PeerAddr, frame: Bytes) -> Result<(), SendError> {
         self.check_frame(Channel::Bus, &frame)?;
         let links = self.peer_links(peer)?;
-        match links.queues[Channel::Bus.index()].try_send(frame) {
+        let length = frame.len() as u64;
+        let queued = &links.queued_bytes[Channel::Bus.index()];
+        queued.fetch_add(length, Ordering::Relaxed);
+        let sent = links.queues[Channel::Bus.index()].try_send(frame);
+        if sent.is_err() {
+            queued.fetch_sub(length, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 links.bus_frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -308,8 +366,8 @@ impl Endpoint {
     pub async fn send_bulk(&self, peer: &PeerAddr, frame: Bytes) -> Result<(), SendError> {
         self.check_frame(Channel::Bulk, &frame)?;
         let links = self.peer_links(peer)?;
-        links.queues[Channel::Bulk.index()]
-            .send(frame)
+        links
+            .queue(Channel::Bulk, frame)
             .await
             .map_err(|_| SendError::Shutdown)
     }
@@ -417,6 +475,7 @@ impl Endpoint {
             config.bulk_queue_frames_max,
             config.request_queue_frames_max,
         ];
+        let queued_bytes: Arc<[AtomicU64; 3]> = Arc::default();
         let queues = Channel::ALL.map(|channel| {
             let (sender, receiver) = mpsc::channel(capacities[channel.index()]);
             let link = OutboundLink {
@@ -429,12 +488,15 @@ impl Endpoint {
                 pending: Arc::clone(&pending),
                 jitter: Arc::clone(&shared.jitter),
                 cancel: cancel.clone(),
+                links: Arc::clone(&shared.links),
+                queued_bytes: Arc::clone(&queued_bytes),
             };
             shared.tasks.spawn_on(link.run(receiver), &shared.runtime);
             sender
         });
         Arc::new(PeerLinks {
             queues,
+            queued_bytes,
             pending,
             outstanding: Semaphore::new(config.requests_outstanding_max),
             next_request_id: AtomicU64::new(1),
@@ -453,8 +515,8 @@ async fn issue_request(links: &PeerLinks, payload: Bytes) -> Result<Bytes, Reque
     let id = links.next_request_id.fetch_add(1, Ordering::Relaxed);
     let (_guard, response) = links.pending.register(id);
     let frame = encode_envelope(EnvelopeKind::Request, id, &payload);
-    links.queues[Channel::Request.index()]
-        .send(frame)
+    links
+        .queue(Channel::Request, frame)
         .await
         .map_err(|_| RequestError::Shutdown)?;
     response.await.unwrap_or(Err(RequestError::Shutdown))

@@ -1,6 +1,7 @@
 //! One outbound link: dial, announce ourselves, send queued frames, read responses, and on
 //! failure reconnect with bounded exponential backoff until cancelled.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::backoff_delay;
+use crate::endpoint::links::LinkTable;
 use crate::endpoint::request::{decode_envelope, EnvelopeKind, PendingRequests};
 use crate::endpoint::{write_frames, EventSink};
 use crate::framing::encode_hello;
@@ -32,6 +34,10 @@ pub(crate) struct OutboundLink {
     pub(crate) pending: Arc<PendingRequests>,
     pub(crate) jitter: Arc<Mutex<SplitMix64>>,
     pub(crate) cancel: CancellationToken,
+    /// Where the link is listed while it is established.
+    pub(crate) links: Arc<LinkTable>,
+    /// Bytes queued per channel (the queue's frames are taken off as they are written).
+    pub(crate) queued_bytes: Arc<[AtomicU64; 3]>,
 }
 
 impl OutboundLink {
@@ -42,6 +48,9 @@ impl OutboundLink {
             let last_error = match self.open().await {
                 Ok(link) => {
                     attempt = 0;
+                    let _listed =
+                        self.links
+                            .register(&self.peer, self.channel, Direction::Outbound);
                     self.emit(TransportEvent::Connected {
                         peer: self.peer.clone(),
                         channel: self.channel,
@@ -103,7 +112,11 @@ impl OutboundLink {
             mut writer,
         } = link;
         tokio::select! {
-            reason = write_frames(&mut writer, queue) => reason,
+            reason = write_frames(
+                &mut writer,
+                queue,
+                Some(&self.queued_bytes[self.channel.index()]),
+            ) => reason,
             reason = self.read_responses(&mut reader) => reason,
             () = self.cancel.cancelled() => LinkError::LocalClose,
         }
@@ -153,7 +166,10 @@ impl OutboundLink {
         });
         if self.channel == Channel::Request {
             self.pending.fail_all(&self.peer, reason);
-            while queue.try_recv().is_ok() {}
+            let queued = &self.queued_bytes[self.channel.index()];
+            while let Ok(frame) = queue.try_recv() {
+                queued.fetch_sub(frame.len() as u64, Ordering::Relaxed);
+            }
         }
     }
 
