@@ -69,8 +69,8 @@ pub use slot_migration::atomic_source::{
 };
 pub use slot_migration::atomic_target::DEFAULT_IMPORT_IDLE_TIMEOUT;
 pub use slot_migration::jobs::{
-    SlotMigrationJob, SlotMigrationJobState, StartMigrationsError, SLOT_MIGRATION_JOBS_MAX,
-    SLOT_MIGRATION_LOG_MAX,
+    SlotMigrationJob, SlotMigrationJobState, SlotMigrationOperation, StartMigrationsError,
+    SLOT_MIGRATION_JOBS_MAX, SLOT_MIGRATION_LOG_MAX,
 };
 pub use slot_migration::source::{
     MigrateError, MigrateOptions, MigrateReply, DEFAULT_MIGRATE_TIMEOUT_MS,

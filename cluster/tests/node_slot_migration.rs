@@ -25,7 +25,8 @@ use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::{SlotRange, SlotState};
 use slotkv_cluster::{
     create_cluster, reshard, Node, Persistence, ReshardOptions, SlotMigrationError,
-    SlotMigrationJobState, SlotMigrationOptions, SlotMigrationProgress, StartMigrationsError,
+    SlotMigrationJobState, SlotMigrationOperation, SlotMigrationOptions, SlotMigrationProgress,
+    StartMigrationsError,
 };
 use slotkv_engine::{key_slot, Slot};
 
@@ -832,6 +833,36 @@ async fn background_migrations_start_all_or_none_report_their_state_and_cancel()
         .await
         .unwrap();
     assert_eq!(owners, (Some(target_id), Some(nodes[source].id())));
+    // The target logs its side of both: the quick one imported with its keys, the other
+    // cancelled by its source.
+    let moved: usize = (0..100u16)
+        .map(|slot| nodes[target].store().count_keys_in_slot(slot).unwrap())
+        .sum();
+    let imports = nodes[target].slot_migrations();
+    let import_of = |start: u16| {
+        imports
+            .iter()
+            .find(|job| job.ranges[0].start == start)
+            .unwrap_or_else(|| panic!("no import of {start}: {imports:?}"))
+    };
+    let (done, stopped) = (import_of(0), import_of(100));
+    assert!(imports
+        .iter()
+        .all(|job| job.operation == SlotMigrationOperation::Import
+            && (job.source, job.target) == (nodes[source].id(), target_id)));
+    assert_eq!(done.state, SlotMigrationJobState::Succeeded, "{imports:?}");
+    assert_eq!(done.keys_sent, moved as u64, "{imports:?}");
+    assert!(done.message.contains("100 slots owned"), "{imports:?}");
+    assert_eq!(
+        stopped.state,
+        SlotMigrationJobState::Cancelled,
+        "{imports:?}"
+    );
+    assert_eq!(
+        nodes[target].cancel_slot_migrations(),
+        0,
+        "imports are the source's to cancel"
+    );
     check_keys(&nodes[1], &preloaded(&keys)).await;
     shutdown_within_10s(nodes).await;
 }

@@ -660,6 +660,24 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
         "MIGRATESLOTS of {moving} slots: done within {:.2} s; GETSLOTMIGRATIONS:\n{report}",
         elapsed.as_secs_f64()
     );
+    // The receiving master lists its side of it.
+    let import = text(&cli(&[
+        "-p",
+        &from.port.to_string(),
+        "cluster",
+        "getslotmigrations",
+    ]));
+    for field in [
+        "IMPORT",
+        "success",
+        &format!("{start}-{end}"),
+        "keys_received",
+    ] {
+        assert!(
+            import.contains(field),
+            "the target's GETSLOTMIGRATIONS lacks {field}: {import}"
+        );
+    }
     wait_clean(entry, &members, "migrateslots");
     assert_eq!(
         line_of(&cluster_nodes(&members[0]), from.port).slots,

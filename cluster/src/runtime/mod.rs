@@ -394,6 +394,7 @@ impl Node {
         let replication_frames = bulk_routes.register(StreamKind::Replication);
         let migration_frames = bulk_routes.register(StreamKind::SlotMigration);
         let migration = Arc::new(MigrationHub::default());
+        let migration_jobs = Arc::new(SlotMigrationJobs::default());
         let tasks = vec![
             tokio::spawn(driver.run()),
             tokio::spawn(run_bulk_demux(
@@ -406,6 +407,7 @@ impl Node {
                 Arc::clone(&shared),
                 Arc::clone(&migration),
                 Arc::new(admin::DriverAdmin(request_sender.clone())),
+                Arc::clone(&migration_jobs),
                 migration_frames,
             )),
             tokio::spawn(server::run_server(Arc::clone(&shared), incoming.requests)),
@@ -418,7 +420,7 @@ impl Node {
             tasks,
             streams,
             migration,
-            migration_jobs: Arc::default(),
+            migration_jobs,
             snapshot_path,
             snapshot_saving: tokio::sync::Mutex::new(()),
             handover_timeout: config.handover_timeout,

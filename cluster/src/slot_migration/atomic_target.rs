@@ -29,6 +29,7 @@ use crate::node_state::NodeState;
 use crate::slot_migration::batch::{
     bounded_text, AckOutcome, ImportRefusal, SlotsRequest, WireRange,
 };
+use crate::slot_migration::jobs::{SlotMigrationJobState, SlotMigrationJobs};
 use crate::slot_migration::target::replicated;
 use crate::slot_migration::{CoreAdmin, CoreAdminError};
 
@@ -178,6 +179,7 @@ pub(crate) async fn handle_request(
     shared: &NodeState,
     admin: &dyn CoreAdmin,
     leases: &parking_lot::Mutex<ImportLeases>,
+    jobs: &SlotMigrationJobs,
     from: &PeerAddr,
     request: &SlotsRequest,
 ) -> AckOutcome {
@@ -189,13 +191,13 @@ pub(crate) async fn handle_request(
             return AckOutcome::Refused(ImportRefusal::Superseded { slot });
         }
     }
-    let source = {
+    let (source, myself) = {
         let table = shared.routing.table();
         if !table.myself_is_master {
             return AckOutcome::Refused(ImportRefusal::NotMaster);
         }
         match table.node_at(from) {
-            Some(node) => node.id,
+            Some(node) => (node.id, table.myself),
             None => {
                 let text = format!("{from} is not a node of this cluster");
                 return AckOutcome::Refused(ImportRefusal::Admin(text));
@@ -216,6 +218,7 @@ pub(crate) async fn handle_request(
                 Ok(_) => {
                     let dropped = drop_lost_slots(&shared.log, &shared.store, &ranges);
                     tracing::info!(%from, ?ranges, stale_keys_dropped = dropped, "importing slots atomically");
+                    jobs.import_began(from, migration, &ranges, source, myself);
                     AckOutcome::Ready
                 }
                 Err(error) => {
@@ -232,6 +235,13 @@ pub(crate) async fn handle_request(
             match admin.run(command).await {
                 Ok(AdminReply::Bumped(epoch) | AdminReply::Still(epoch)) => {
                     leases.lock().close(from, &ranges);
+                    let message = format!("{} slots owned at epoch {epoch}", slot_count(&ranges));
+                    jobs.import_ended(
+                        from,
+                        Some(migration),
+                        SlotMigrationJobState::Succeeded,
+                        &message,
+                    );
                     AckOutcome::Owned { epoch }
                 }
                 Ok(AdminReply::Ok) => {
@@ -247,9 +257,29 @@ pub(crate) async fn handle_request(
                 return AckOutcome::Refused(ImportRefusal::WritesPaused);
             }
             leases.lock().close(from, &ranges);
-            abandon(shared, admin, &ranges).await
+            let outcome = abandon(shared, admin, &ranges).await;
+            let ended = match &outcome {
+                AckOutcome::Abandoned => Some((
+                    SlotMigrationJobState::Cancelled,
+                    "cancelled by the source".to_string(),
+                )),
+                AckOutcome::Owned { epoch } => Some((
+                    SlotMigrationJobState::Succeeded,
+                    format!("{} slots owned at epoch {epoch}", slot_count(&ranges)),
+                )),
+                _ => None,
+            };
+            if let Some((state, message)) = ended {
+                jobs.import_ended(from, Some(migration), state, &message);
+            }
+            outcome
         }
     }
+}
+
+/// Slots in `ranges`.
+fn slot_count(ranges: &[SlotRange]) -> usize {
+    ranges.iter().map(SlotRange::len).sum()
 }
 
 /// Cancels an import of `ranges` here: abandoned (partial copy dropped), or owned if the

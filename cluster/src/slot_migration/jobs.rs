@@ -7,6 +7,11 @@
 //! running one (before its pause, as `migrate_slots`' `progress` can; a job already paused
 //! completes or resumes as its flip resolves).
 //!
+//! A target logs the imports it serves the same way (their `operation` is
+//! [`SlotMigrationOperation::Import`]): opened by the source's begin, counting the keys of
+//! every batch it applies, and ended by the flip (succeeded), the source's cancel
+//! (cancelled) or a silent source's lease (failed).
+//!
 //! The log is in memory only (a restart forgets it, as Valkey's does), holds every running
 //! job and at most [`SLOT_MIGRATION_LOG_MAX`] finished ones (the oldest finished go first).
 
@@ -16,10 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use slotkv_transport::PeerAddr;
 
 use crate::core::node::NodeId;
 use crate::core::rng::Rng;
-use crate::core::slots::SlotRange;
+use crate::core::slots::{Slot, SlotRange};
 use crate::slot_migration::atomic_source::{
     migrate_slots, Parties, SlotMigrationError, SlotMigrationOptions, SlotMigrationPhase,
 };
@@ -30,11 +36,32 @@ pub const SLOT_MIGRATION_LOG_MAX: usize = 64;
 /// Jobs running at once on one node (more are refused).
 pub const SLOT_MIGRATION_JOBS_MAX: usize = 64;
 
+/// Which side of a migration a job of the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotMigrationOperation {
+    /// Slots leaving this node (started here).
+    Export,
+    /// Slots coming to this node (started by their source).
+    Import,
+}
+
+impl SlotMigrationOperation {
+    /// Its name, as `CLUSTER GETSLOTMIGRATIONS` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotMigrationOperation::Export => "EXPORT",
+            SlotMigrationOperation::Import => "IMPORT",
+        }
+    }
+}
+
 /// Where a background migration is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotMigrationJobState {
     /// Started; the target has not answered the begin yet.
     Starting,
+    /// An import: the slots are importing here, filled by the source's batches.
+    Importing,
     /// Streaming or flipping (the phase of its last batch).
     Running(SlotMigrationPhase),
     /// The target owns the slots.
@@ -50,6 +77,7 @@ impl SlotMigrationJobState {
     pub fn name(self) -> &'static str {
         match self {
             SlotMigrationJobState::Starting => "connecting",
+            SlotMigrationJobState::Importing => "importing",
             SlotMigrationJobState::Running(SlotMigrationPhase::Snapshot) => "snapshot",
             SlotMigrationJobState::Running(SlotMigrationPhase::Tail(_)) => "streaming",
             SlotMigrationJobState::Running(SlotMigrationPhase::Flip) => "paused",
@@ -63,21 +91,25 @@ impl SlotMigrationJobState {
     pub fn is_running(self) -> bool {
         matches!(
             self,
-            SlotMigrationJobState::Starting | SlotMigrationJobState::Running(_)
+            SlotMigrationJobState::Starting
+                | SlotMigrationJobState::Importing
+                | SlotMigrationJobState::Running(_)
         )
     }
 }
 
-/// One background migration out of this node, as the job log holds it.
+/// One migration out of this node (a background job) or into it, as the job log holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotMigrationJob {
-    /// A unique name: 40 hex characters.
+    /// A unique name: 40 hex characters (an import is named by its target).
     pub name: String,
+    /// Export (started here) or import.
+    pub operation: SlotMigrationOperation,
     /// The slots it moves.
     pub ranges: Vec<SlotRange>,
-    /// This node, the slots' master when it started.
+    /// The slots' master when it started (this node, for an export).
     pub source: NodeId,
-    /// The master receiving them.
+    /// The master receiving them (this node, for an import).
     pub target: NodeId,
     /// When it started (unix ms).
     pub created_unix_ms: u64,
@@ -85,9 +117,9 @@ pub struct SlotMigrationJob {
     pub updated_unix_ms: u64,
     /// Where it is.
     pub state: SlotMigrationJobState,
-    /// Keys sent so far.
+    /// Keys sent so far (an import: received and applied).
     pub keys_sent: u64,
-    /// Key and value bytes sent so far.
+    /// Key and value bytes sent so far (an import: received and applied).
     pub bytes_sent: u64,
     /// What happened: the report once done, the error once failed.
     pub message: String,
@@ -96,6 +128,8 @@ pub struct SlotMigrationJob {
 struct Entry {
     job: SlotMigrationJob,
     cancel: Arc<AtomicBool>,
+    /// An import's source address and migration id.
+    import: Option<(PeerAddr, u64)>,
 }
 
 /// The node's job log (see the module docs).
@@ -140,21 +174,24 @@ impl SlotMigrationJobs {
             .collect()
     }
 
-    /// Asks every running job to stop; returns how many were running.
+    /// Asks every running export to stop; returns how many were running (an import is
+    /// cancelled by its source).
     pub(crate) fn cancel_all(&self) -> usize {
         let entries = self.entries.lock();
-        let running = entries.iter().filter(|entry| entry.job.state.is_running());
+        let running = entries
+            .iter()
+            .filter(|entry| entry.import.is_none() && entry.job.state.is_running());
         running
             .map(|entry| entry.cancel.store(true, Ordering::Release))
             .count()
     }
 
-    /// The slots of each running job.
+    /// The slots of each running export.
     fn running_ranges(&self) -> Vec<Vec<SlotRange>> {
         self.entries
             .lock()
             .iter()
-            .filter(|entry| entry.job.state.is_running())
+            .filter(|entry| entry.import.is_none() && entry.job.state.is_running())
             .map(|entry| entry.job.ranges.clone())
             .collect()
     }
@@ -169,7 +206,90 @@ impl SlotMigrationJobs {
 
     fn add(&self, job: SlotMigrationJob, cancel: Arc<AtomicBool>) {
         let mut entries = self.entries.lock();
-        entries.push_back(Entry { job, cancel });
+        entries.push_back(Entry {
+            job,
+            cancel,
+            import: None,
+        });
+        trim(&mut entries);
+    }
+
+    /// Logs an import of `ranges` from `source` (at `from`) into `target` (this node),
+    /// opened by migration `migration`'s begin.
+    pub(crate) fn import_began(
+        &self,
+        from: &PeerAddr,
+        migration: u64,
+        ranges: &[SlotRange],
+        source: NodeId,
+        target: NodeId,
+    ) {
+        let now = unix_now_ms();
+        let job = SlotMigrationJob {
+            name: self.fresh_name(now ^ migration ^ (u64::from(target.0[0]) << 56)),
+            operation: SlotMigrationOperation::Import,
+            ranges: ranges.to_vec(),
+            source,
+            target,
+            created_unix_ms: now,
+            updated_unix_ms: now,
+            state: SlotMigrationJobState::Importing,
+            keys_sent: 0,
+            bytes_sent: 0,
+            message: String::new(),
+        };
+        let mut entries = self.entries.lock();
+        entries.push_back(Entry {
+            job,
+            cancel: Arc::default(),
+            import: Some((from.clone(), migration)),
+        });
+        trim(&mut entries);
+    }
+
+    /// Counts a batch from `from` applied here (`keys` keys of `bytes` bytes, in `slots`)
+    /// on the running import it fills.
+    pub(crate) fn import_received(&self, from: &PeerAddr, slots: &[Slot], keys: u64, bytes: u64) {
+        let Some(first) = slots.first() else {
+            return;
+        };
+        let mut entries = self.entries.lock();
+        let import = entries.iter_mut().find(|entry| {
+            entry.job.state.is_running()
+                && entry
+                    .import
+                    .as_ref()
+                    .is_some_and(|(source, _)| source == from)
+                && entry.job.ranges.iter().any(|range| range.contains(*first))
+        });
+        if let Some(entry) = import {
+            entry.job.keys_sent += keys;
+            entry.job.bytes_sent += bytes;
+            entry.job.updated_unix_ms = unix_now_ms();
+        }
+    }
+
+    /// Ends the running imports from `from`: migration `migration`'s, or every one when
+    /// `None` (its source went silent), with `state` and `message`.
+    pub(crate) fn import_ended(
+        &self,
+        from: &PeerAddr,
+        migration: Option<u64>,
+        state: SlotMigrationJobState,
+        message: &str,
+    ) {
+        let mut entries = self.entries.lock();
+        for entry in entries.iter_mut() {
+            let Some((source, id)) = &entry.import else {
+                continue;
+            };
+            let named = source == from && migration.is_none_or(|migration| migration == *id);
+            if named && entry.job.state.is_running() {
+                entry.job.state = state;
+                entry.job.message = message.to_string();
+                entry.job.updated_unix_ms = unix_now_ms();
+            }
+        }
         trim(&mut entries);
     }
 
@@ -239,6 +359,7 @@ pub(crate) fn start(
         jobs.add(
             SlotMigrationJob {
                 name: name.clone(),
+                operation: SlotMigrationOperation::Export,
                 ranges: ranges.clone(),
                 source: myself,
                 target: *to,
@@ -302,6 +423,7 @@ mod tests {
     fn job(name: &str, state: SlotMigrationJobState) -> SlotMigrationJob {
         SlotMigrationJob {
             name: name.to_string(),
+            operation: SlotMigrationOperation::Export,
             ranges: vec![SlotRange { start: 0, end: 9 }],
             source: NodeId([1; 20]),
             target: NodeId([2; 20]),
@@ -341,6 +463,35 @@ mod tests {
             SLOT_MIGRATION_LOG_MAX,
             "one more finished"
         );
+    }
+
+    #[test]
+    fn an_import_is_logged_from_its_begin_to_its_end_and_counts_its_batches() {
+        let jobs = SlotMigrationJobs::default();
+        let (from, other) = (
+            PeerAddr::new("10.0.0.1:17000").unwrap(),
+            PeerAddr::new("10.0.0.2:17000").unwrap(),
+        );
+        let ranges = [SlotRange { start: 0, end: 9 }];
+        jobs.import_began(&from, 7, &ranges, NodeId([1; 20]), NodeId([2; 20]));
+        jobs.import_received(&from, &[3, 4], 10, 1_000);
+        jobs.import_received(&other, &[3], 99, 99);
+        jobs.import_received(&from, &[50], 99, 99);
+        let listed = jobs.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].operation, SlotMigrationOperation::Import);
+        assert_eq!(listed[0].state, SlotMigrationJobState::Importing);
+        assert_eq!((listed[0].keys_sent, listed[0].bytes_sent), (10, 1_000));
+        assert_eq!(jobs.cancel_all(), 0, "an import is cancelled by its source");
+        jobs.import_ended(&from, Some(8), SlotMigrationJobState::Succeeded, "other");
+        assert!(jobs.list()[0].state.is_running(), "another migration's end");
+        jobs.import_ended(&from, Some(7), SlotMigrationJobState::Succeeded, "owned");
+        let listed = jobs.list();
+        assert_eq!(listed[0].state, SlotMigrationJobState::Succeeded);
+        assert_eq!(listed[0].message, "owned");
+        jobs.import_began(&from, 9, &ranges, NodeId([1; 20]), NodeId([2; 20]));
+        jobs.import_ended(&from, None, SlotMigrationJobState::Failed, "silent");
+        assert_eq!(jobs.list()[1].state, SlotMigrationJobState::Failed);
     }
 
     #[test]

@@ -51,6 +51,7 @@ use atomic_target::ImportLeases;
 use batch::{
     decode_frame, encode_frame, AckOutcome, Assembly, CompleteBatch, ImportRefusal, MigrationFrame,
 };
+use jobs::SlotMigrationJobs;
 
 /// Sources whose batches a target reassembles at once.
 pub(crate) const SOURCES_MAX: usize = 64;
@@ -135,6 +136,7 @@ pub(crate) async fn run_migration_stream(
     shared: Arc<NodeState>,
     hub: Arc<MigrationHub>,
     admin: Arc<dyn CoreAdmin>,
+    jobs: Arc<SlotMigrationJobs>,
     mut frames: mpsc::Receiver<InboundFrame>,
 ) {
     let mut assemblies: HashMap<PeerAddr, Assembly> = HashMap::new();
@@ -145,7 +147,7 @@ pub(crate) async fn run_migration_stream(
         let frame = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             _ = lease_check.tick() => {
-                expire_leases(&shared, &admin, &leases);
+                expire_leases(&shared, &admin, &leases, &jobs);
                 continue;
             }
             frame = frames.recv() => match frame {
@@ -173,13 +175,18 @@ pub(crate) async fn run_migration_stream(
                 let Ok(permit) = Arc::clone(&imports).acquire_owned().await else {
                     break;
                 };
-                let (shared, admin, leases) =
-                    (Arc::clone(&shared), Arc::clone(&admin), Arc::clone(&leases));
+                let (shared, admin, leases, jobs) = (
+                    Arc::clone(&shared),
+                    Arc::clone(&admin),
+                    Arc::clone(&leases),
+                    Arc::clone(&jobs),
+                );
                 tokio::spawn(async move {
                     let outcome = atomic_target::handle_request(
                         &shared,
                         admin.as_ref(),
                         &leases,
+                        &jobs,
                         &frame.from,
                         &request,
                     )
@@ -199,12 +206,21 @@ pub(crate) async fn run_migration_stream(
         };
         // Applied here, in the order the source sent (a tail round's newer state of a key
         // after its snapshot's older one); only the wait for the replicas runs beside.
+        let slots = complete.slots();
         let admitted = leases
             .lock()
-            .admit_batch(&frame.from, complete.batch, &complete.slots());
+            .admit_batch(&frame.from, complete.batch, &slots);
         let applied = admitted
             .map_err(AckOutcome::Refused)
             .and_then(|()| target::apply_batch(&shared, &complete));
+        if let Ok(imported) = &applied {
+            let bytes = complete
+                .entries
+                .iter()
+                .map(|entry| (entry.key.len() + entry.value.len()) as u64)
+                .sum();
+            jobs.import_received(&frame.from, &slots, u64::from(imported.keys), bytes);
+        }
         let shared = Arc::clone(&shared);
         let from = frame.from.clone();
         tokio::spawn(async move {
@@ -223,10 +239,13 @@ fn expire_leases(
     shared: &Arc<NodeState>,
     admin: &Arc<dyn CoreAdmin>,
     leases: &Mutex<ImportLeases>,
+    jobs: &SlotMigrationJobs,
 ) {
     let idle = shared.import_idle_timeout;
     for (from, ranges) in leases.lock().expired(std::time::Instant::now(), idle) {
         tracing::warn!(%from, ?ranges, "an atomic import's source went silent; abandoning it");
+        let message = format!("the source was silent for {} ms", idle.as_millis());
+        jobs.import_ended(&from, None, jobs::SlotMigrationJobState::Failed, &message);
         let (shared, admin) = (Arc::clone(shared), Arc::clone(admin));
         tokio::spawn(async move {
             atomic_target::abandon(&shared, admin.as_ref(), &ranges).await;

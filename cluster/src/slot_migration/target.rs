@@ -21,7 +21,8 @@ pub(crate) const REPLICA_ACK_TIMEOUT_MS: u64 = 5_000;
 /// ([`Imported::acknowledge`]).
 #[derive(Debug)]
 pub(crate) struct Imported {
-    keys: u32,
+    /// Keys written (the busy ones left out).
+    pub(crate) keys: u32,
     busy: Vec<u32>,
     offset: Option<u64>,
 }

@@ -4,15 +4,16 @@
 //! - `CLUSTER MIGRATESLOTS SLOTSRANGE a b [a b ...] NODE id [SLOTSRANGE ... NODE id ...]`:
 //!   one job per SLOTSRANGE ... NODE block, all started or none; `+OK`.
 //! - `CLUSTER GETSLOTMIGRATIONS`: one map per job of this node's log (running ones and the
-//!   latest finished), oldest first: `name`, `operation` (`EXPORT`), `slot_ranges`
-//!   (`a-b c-d`), `source_node`, `target_node`, `create_time` and `last_update_time` (unix
-//!   seconds), `state`, `message`, and `keys_sent` / `bytes_sent` beyond Valkey's fields.
-//! - `CLUSTER CANCELSLOTMIGRATIONS`: stops every running job here; `+OK`.
-//!
-//! The jobs run on the slots' master (the source); the target's side of each is not listed.
+//!   latest finished), oldest first: `name`, `operation` (`EXPORT` on the source, which
+//!   runs the job; `IMPORT` on the target), `slot_ranges` (`a-b c-d`), `source_node`,
+//!   `target_node`, `create_time` and `last_update_time` (unix seconds), `state`, `message`,
+//!   and beyond Valkey's fields `keys_sent` / `bytes_sent` (an import's
+//!   `keys_received` / `bytes_received`).
+//! - `CLUSTER CANCELSLOTMIGRATIONS`: stops every running export here (an import is
+//!   cancelled by its source); `+OK`.
 
 use slotkv_cluster::core::slots::SlotRange;
-use slotkv_cluster::{SlotMigrationJob, SlotMigrationOptions};
+use slotkv_cluster::{SlotMigrationJob, SlotMigrationOperation, SlotMigrationOptions};
 
 use super::cluster::{node_id, slot_ranges, Refusal};
 use crate::commands::is;
@@ -79,9 +80,13 @@ fn job_reply(job: &SlotMigrationJob) -> Reply {
         .collect();
     let field = |name: &str, value: Reply| (Reply::text(name.to_string()), value);
     let seconds = |ms: u64| Reply::Integer((ms / 1000) as i64);
+    let (keys, bytes) = match job.operation {
+        SlotMigrationOperation::Export => ("keys_sent", "bytes_sent"),
+        SlotMigrationOperation::Import => ("keys_received", "bytes_received"),
+    };
     Reply::Map(vec![
         field("name", Reply::text(job.name.clone())),
-        field("operation", Reply::text("EXPORT".to_string())),
+        field("operation", Reply::text(job.operation.name().to_string())),
         field("slot_ranges", Reply::text(ranges.join(" "))),
         field("source_node", Reply::text(job.source.to_hex())),
         field("target_node", Reply::text(job.target.to_hex())),
@@ -89,8 +94,8 @@ fn job_reply(job: &SlotMigrationJob) -> Reply {
         field("last_update_time", seconds(job.updated_unix_ms)),
         field("state", Reply::text(job.state.name().to_string())),
         field("message", Reply::text(job.message.clone())),
-        field("keys_sent", Reply::Integer(job.keys_sent as i64)),
-        field("bytes_sent", Reply::Integer(job.bytes_sent as i64)),
+        field(keys, Reply::Integer(job.keys_sent as i64)),
+        field(bytes, Reply::Integer(job.bytes_sent as i64)),
     ])
 }
 
