@@ -2,8 +2,11 @@
 # (3 masters + 3 replicas) of kvnode or of Debian's redis-server on 127.0.0.1 and stops
 # every process it started, by PID, on exit.
 #
-# Before sourcing: `cd` to the repository and build kvnode (target/release/kvnode).
-kvnode="$PWD/target/release/kvnode"
+# Before sourcing: `cd` to the repository and build kvnode (in cargo's target directory:
+# $CARGO_TARGET_DIR when set, else ./target).
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+kvnode="$target_dir/release/kvnode"
 work="$(mktemp -d)"
 pids=()
 cleanup() {

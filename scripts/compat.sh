@@ -64,6 +64,15 @@ wait_known() { # port
   done
   fail "node $base never learned of node $1 ($id)"
 }
+# Waits until node $1 says cluster_state:ok. A master that just started refuses writes and
+# imports for its writable delay (2 s, as Redis does) and until it sees the whole slot map.
+wait_ok() { # port
+  for _ in $(seq 1 150); do
+    redis-cli -p "$1" cluster info | grep -q "^cluster_state:ok" && return 0
+    sleep 0.2
+  done
+  fail "node $1 never reached cluster_state:ok"
+}
 # Reads every key back through node $1 (following redirections) and compares its value.
 check_keys() { # port after
   local wrong
@@ -133,6 +142,7 @@ redis-cli --cluster add-node "127.0.0.1:$new_replica" "127.0.0.1:$base" --cluste
   { cat "$work/add-replica.out"; fail "add-node of a replica"; }
 wait_known "$new_replica"
 wait_clean "add-node of a replica"
+wait_ok "$new_master"
 # A small weight: the new master gets a few hundred slots, which keeps the run short.
 redis-cli --cluster rebalance "127.0.0.1:$base" --cluster-use-empty-masters \
   --cluster-weight "$new_master_id=0.1" >"$work/rebalance-new.out" 2>&1 || { tail -n 20 "$work/rebalance-new.out"; fail "rebalance onto the new master"; }

@@ -111,6 +111,9 @@ pub(crate) enum ImportRefusal {
         /// The slot.
         slot: u16,
     },
+    /// The target's `cluster_state` is fail (it started less than the writable delay ago,
+    /// or sees itself in a minority): Redis's CLUSTERDOWN to a RESTORE-ASKING. Retry.
+    ClusterDown,
 }
 
 /// The target's answer to one batch.

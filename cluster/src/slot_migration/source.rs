@@ -115,6 +115,7 @@ pub(crate) fn refusal_text(refusal: &ImportRefusal) -> String {
         }
         ImportRefusal::NotMaster => "the target is not a master".to_string(),
         ImportRefusal::WritesPaused => "TRYAGAIN the target's writes are paused".to_string(),
+        ImportRefusal::ClusterDown => "CLUSTERDOWN The cluster is down".to_string(),
         ImportRefusal::Engine(text) => text.clone(),
         ImportRefusal::NotReplicated {
             acknowledged,

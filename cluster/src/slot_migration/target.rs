@@ -89,6 +89,9 @@ fn check_target(shared: &NodeState, slots: &[Slot]) -> Result<(), ImportRefusal>
     if !table.myself_is_master {
         return Err(ImportRefusal::NotMaster);
     }
+    if !table.cluster_ok {
+        return Err(ImportRefusal::ClusterDown);
+    }
     for slot in slots {
         let owned = table
             .owner(*slot)
