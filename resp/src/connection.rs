@@ -1,15 +1,14 @@
-//! One client connection: reads requests, runs them in order ([`crate::commands`]) and hands
-//! the encoded replies, a batch per read, to a writer task, so a pipelining client's replies
-//! go out in order and in few writes.
+//! One client connection: reads requests, runs them in order ([`crate::commands`]) and
+//! writes the encoded replies of each read at once, in one task, so a pipelining client's
+//! replies go out in order and in few writes.
 //!
 //! Bounds: the parser's ([`crate::RequestLimits`]); the replies a client leaves unread
 //! (`output_buffer_bytes_max`: past it the client is closed, its unread replies dropped, as
-//! Redis's `client-output-buffer-limit` does); a reply batch is handed to the writer once it
-//! passes [`REPLY_BATCH_BYTES`]; a closing connection waits at most [`DRAIN_TIMEOUT`] for
+//! Redis's `client-output-buffer-limit` does); replies are written once a batch passes
+//! [`REPLY_BATCH_BYTES`] even while requests remain buffered; a closing connection waits at most [`DRAIN_TIMEOUT`] for
 //! its last replies to be written. A protocol error is answered `-ERR Protocol error: ...`
 //! and the connection closed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,6 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::clients::ClientEntry;
 use crate::commands::{execute, Flow, Session};
@@ -60,40 +58,53 @@ enum End {
 }
 
 /// Serves one client until it closes or is closed.
+///
+/// One task reads, runs and writes: the replies of each read are written at once with a
+/// non-blocking write, and what the socket does not take waits in `output` (written when
+/// the socket is writable again, while reading goes on) — no hand-over to another task
+/// per request.
 pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<ClientEntry>) {
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
     let (limits, output_max) = {
         let config = gateway.config.lock();
         (config.limits, config.output_buffer_bytes_max)
     };
-    let unread = Arc::new(AtomicUsize::new(0));
-    let (replies, batches) = mpsc::unbounded_channel();
-    let mut writing = tokio::spawn(write_replies(writer, batches, Arc::clone(&unread)));
     let mut parser = RequestParser::new(limits);
     let mut session = Session::new(&gateway, Arc::clone(&entry));
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut output = Output::default();
     let mut parsed = Parsed::NeedInput;
     let end = loop {
         if parsed == Parsed::NeedInput {
-            let read = tokio::select! {
-                read = reader.read_buf(&mut buffer) => read,
+            let event = tokio::select! {
+                read = reader.read_buf(&mut buffer) => Wakeup::Read(read.map_or(0, |read| read)),
+                ready = writer.writable(), if !output.is_empty() => Wakeup::Writable(ready.is_ok()),
                 () = entry.kill.notified() => break End::Abort,
             };
-            match read {
-                Ok(0) | Err(_) => break End::Drain,
-                Ok(_) => {}
+            match event {
+                Wakeup::Read(0) => break End::Drain,
+                Wakeup::Read(_) => {}
+                Wakeup::Writable(false) => break End::Abort,
+                Wakeup::Writable(true) => {
+                    if output.write_ready(&writer).is_err() {
+                        break End::Abort;
+                    }
+                    continue;
+                }
             }
         }
-        let mut out = Vec::new();
-        parsed = run_parsed(&gateway, &mut session, &mut parser, &mut buffer, &mut out).await;
-        let batch_bytes = out.len();
-        if batch_bytes > 0 {
-            unread.fetch_add(batch_bytes, Ordering::AcqRel);
-            if replies.send(out).is_err() {
-                break End::Abort;
-            }
+        parsed = run_parsed(
+            &gateway,
+            &mut session,
+            &mut parser,
+            &mut buffer,
+            &mut output.bytes,
+        )
+        .await;
+        if output.write_ready(&writer).is_err() {
+            break End::Abort;
         }
-        if unread.load(Ordering::Acquire) > output_max {
+        if output.len() > output_max {
             tracing::info!(client = entry.id, address = %entry.address, limit = output_max,
                 "closing a client whose unread replies exceed the output buffer limit");
             break End::Abort;
@@ -102,16 +113,68 @@ pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<Cli
             break End::Drain;
         }
     };
-    drop(replies);
-    if end == End::Abort
-        || tokio::time::timeout(DRAIN_TIMEOUT, &mut writing)
-            .await
-            .is_err()
-    {
-        writing.abort();
+    if end == End::Abort {
+        return;
+    }
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        writer.write_all(output.unwritten()).await?;
+        writer.shutdown().await
+    })
+    .await;
+    if !matches!(drained, Ok(Ok(()))) {
         return;
     }
     let _ = tokio::time::timeout(LINGER_TIMEOUT, linger(&mut reader)).await;
+}
+
+/// What woke a connection waiting for input.
+enum Wakeup {
+    /// Bytes read (0: the client closed, or the read failed).
+    Read(usize),
+    /// The socket is writable again (false: it failed).
+    Writable(bool),
+}
+
+/// Encoded replies the socket has not taken yet: `bytes[written..]`.
+#[derive(Debug, Default)]
+struct Output {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Output {
+    fn is_empty(&self) -> bool {
+        self.written == self.bytes.len()
+    }
+
+    /// Bytes not yet written.
+    fn len(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    fn unwritten(&self) -> &[u8] {
+        &self.bytes[self.written..]
+    }
+
+    /// Writes what the socket takes without waiting; `Err` when the connection failed.
+    fn write_ready(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
+        while !self.is_empty() {
+            match writer.try_write(self.unwritten()) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.written += written,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+        }
+        if self.is_empty() {
+            self.bytes.clear();
+            self.written = 0;
+        } else if self.written >= REPLY_BATCH_BYTES {
+            self.bytes.drain(..self.written);
+            self.written = 0;
+        }
+        Ok(())
+    }
 }
 
 /// Reads and discards the client's input until it closes or [`LINGER_BYTES_MAX`].
@@ -146,6 +209,7 @@ async fn run_parsed(
     buffer: &mut BytesMut,
     out: &mut Vec<u8>,
 ) -> Parsed {
+    let started = out.len();
     loop {
         match parser.next_request(buffer) {
             Ok(Some(arguments)) => {
@@ -168,23 +232,8 @@ async fn run_parsed(
                 return Parsed::Close;
             }
         }
-        if out.len() >= REPLY_BATCH_BYTES {
+        if out.len() - started >= REPLY_BATCH_BYTES {
             return Parsed::BatchFull;
         }
     }
-}
-
-/// Writes reply batches in order until the connection closes.
-async fn write_replies(
-    mut writer: OwnedWriteHalf,
-    mut batches: mpsc::UnboundedReceiver<Vec<u8>>,
-    unread: Arc<AtomicUsize>,
-) {
-    while let Some(batch) = batches.recv().await {
-        if writer.write_all(&batch).await.is_err() {
-            return;
-        }
-        unread.fetch_sub(batch.len(), Ordering::AcqRel);
-    }
-    let _ = writer.shutdown().await;
 }
