@@ -2,7 +2,7 @@
 //! deletes; the replica ignores maxmemory (as Redis's `replica-ignore-maxmemory`), so it never
 //! evicts or refuses on its own and its keys stay the master's; promoted, it enforces
 //! maxmemory again, set in place on its engine. Sustained eviction never overflows the
-//! removal log into repeated full syncs.
+//! removal log into repeated full syncs. A WAIT asks the replica for its ack at once.
 
 mod node_support;
 
@@ -227,6 +227,33 @@ async fn sustained_eviction_does_not_restart_full_syncs() {
         "the removal log overflowed under sustained eviction"
     );
     assert_eq!(info.full_syncs_served, full_syncs, "{info:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A WAIT is answered by an ack the master asks for (GETACK), not by the replica's periodic
+/// ack (every 100 ms): replicas no longer ack every batch, so without the request each of
+/// these waits would last until the next periodic ack, about 50 ms on average.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_asks_the_replica_for_its_ack_at_once() {
+    let net = SimNet::new(11);
+    let nodes = start_pair(&net, 64 << 20).await;
+    let (master, replica) = (&nodes[0], &nodes[1]);
+    wait_until_streaming(master, replica).await;
+    let cluster = master.cluster();
+    const WAITS: u32 = 40;
+    let started = std::time::Instant::now();
+    for index in 0..WAITS as usize {
+        cluster.set(&key(index), b"v").await.unwrap();
+        assert_eq!(cluster.wait(1, Duration::from_secs(5)).await.unwrap(), 1);
+    }
+    let elapsed = started.elapsed();
+    // Periodic acks alone: about 40 × 50 ms = 2 s (at least ~1.3 s with near certainty).
+    assert!(
+        elapsed < Duration::from_millis(800),
+        "{WAITS} WAITs took {elapsed:?}: answered by periodic acks, not on request"
+    );
     for node in nodes {
         node.shutdown().await;
     }

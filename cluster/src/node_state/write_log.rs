@@ -18,7 +18,7 @@
 //! write.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -159,6 +159,13 @@ pub(crate) struct WriteLog {
     written: watch::Sender<u64>,
     /// Bumped on every acknowledgement (wakes WAIT).
     acknowledged: watch::Sender<u64>,
+    /// Bumped by every [`Self::wait`] that does not find its acks at once: the streams to
+    /// the replicas then ask for an ack (replicas otherwise ack every
+    /// `replica::ACK_INTERVAL_MS`, not per batch).
+    ack_requests: watch::Sender<u64>,
+    /// [`Self::wait`]s in progress: while any waits, each batch a stream sends is followed
+    /// by a GETACK, so a waiter arriving mid-stream is answered by the next batch's ack.
+    waiters: AtomicUsize,
     full_syncs_served: AtomicU64,
     partial_syncs_served: AtomicU64,
     /// The slots an atomic migration moves out of this node: their dirty keys (noted as
@@ -202,6 +209,8 @@ impl WriteLog {
             backlog_bytes_max,
             written: watch::channel(0).0,
             acknowledged: watch::channel(0).0,
+            ack_requests: watch::channel(0).0,
+            waiters: AtomicUsize::new(0),
             full_syncs_served: AtomicU64::new(0),
             partial_syncs_served: AtomicU64::new(0),
             outbound: OutboundSlots::default(),
@@ -410,10 +419,18 @@ impl WriteLog {
         let mut changes = self.acknowledged.subscribe();
         // A timeout too large for the clock (e.g. `Duration::MAX`) waits without a deadline.
         let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let mut requested = false;
+        let _waiting = Waiting::new(&self.waiters);
         loop {
             let count = self.replicas_at(offset);
             if count >= replicas {
                 return count;
+            }
+            if !requested {
+                // The ops up to `offset` are logged: a stream that sees this request
+                // sends them before it asks its replica for an ack.
+                requested = true;
+                self.ack_requests.send_modify(|generation| *generation += 1);
             }
             let changed = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, changes.changed()).await,
@@ -453,6 +470,33 @@ impl WriteLog {
     /// A receiver that changes whenever an op is written.
     pub(crate) fn subscribe_writes(&self) -> watch::Receiver<u64> {
         self.written.subscribe()
+    }
+
+    /// True while a [`Self::wait`] is in progress.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0
+    }
+
+    /// Changes when a [`Self::wait`] waits for acks (see `ack_requests`).
+    pub(crate) fn subscribe_ack_requests(&self) -> watch::Receiver<u64> {
+        self.ack_requests.subscribe()
+    }
+}
+
+/// Counts one [`WriteLog::wait`] in progress, until dropped (also when the wait's future
+/// is dropped unfinished).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

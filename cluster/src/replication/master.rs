@@ -157,7 +157,14 @@ async fn run_stream(
         _ => full_sync(shared, replica).await?,
     };
     let mut writes = shared.log.subscribe_writes();
+    let mut ack_requests = shared.log.subscribe_ack_requests();
+    ack_requests.borrow_and_update();
+    // An ack request seen (by `changed`) but not yet answered with a GETACK.
+    let mut ack_requested = false;
     loop {
+        // Read before the ops: a waiter counted here logged its ops already, so they are
+        // in this batch or an earlier one, and the GETACK after it answers the waiter.
+        let waiting = shared.log.has_waiters();
         let (replid, _) = shared.log.position();
         match shared.log.read_after(replid, sent, STREAM_BATCH_OPS_MAX) {
             BacklogRead::Gap => sent = full_sync(shared, replica).await?,
@@ -166,15 +173,37 @@ async fn run_stream(
                 sent = first_offset + ops.len() as u64 - 1;
                 let ops = ops.iter().map(WireOp::from).collect();
                 send(shared, replica, &StreamFrame::Ops { first_offset, ops }).await?;
+                if waiting {
+                    send(shared, replica, &StreamFrame::GetAck).await?;
+                }
+            }
+            // A waiter whose ops went out before it asked (the stream is idle): caught up,
+            // so every op it needs is sent.
+            BacklogRead::Ops { .. }
+                if ack_requested || ack_requests.has_changed().unwrap_or(false) =>
+            {
+                ack_requests.borrow_and_update();
+                ack_requested = false;
+                send(shared, replica, &StreamFrame::GetAck).await?;
             }
             BacklogRead::Ops { .. } => {
                 let idle = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => return Ok(()),
+                    requested = ack_requests.changed() => {
+                        if requested.is_err() {
+                            return Ok(());
+                        }
+                        ack_requested = true;
+                    }
                     changed = tokio::time::timeout(idle, writes.changed()) => {
                         if changed.is_err() {
                             let frame = StreamFrame::Heartbeat { offset: sent };
                             send(shared, replica, &frame).await?;
+                        } else {
+                            // Let the other ready tasks (clients' writes) run first, so one
+                            // frame carries the writes of many clients rather than one.
+                            tokio::task::yield_now().await;
                         }
                     }
                 }

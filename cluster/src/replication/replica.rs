@@ -4,7 +4,8 @@
 //! One task owns this state, so it needs no lock. It follows the role the driver publishes:
 //! - as a replica of M: sends PSYNC to M (again every [`PSYNC_RETRY_MS`] until the stream
 //!   starts, and after a gap), applies FULLSYNC/CONTINUE/OPS from M only, acknowledges its
-//!   offset after each applied batch and every [`ACK_INTERVAL_MS`], and reports the link up
+//!   offset every [`ACK_INTERVAL_MS`], after a full sync and when M asks (GETACK: someone
+//!   waits for the ack, as Redis's `REPLCONF GETACK`), and reports the link up
 //!   while frames arrive within [`MASTER_LINK_TIMEOUT_MS`];
 //! - as a master: serves PSYNC and ACK from replicas ([`MasterStreams`]), runs the engine's
 //!   active expiry and logs the engine's removals so they replicate as deletes. Becoming a
@@ -342,6 +343,7 @@ impl ReplicationTask {
             StreamFrame::Ops { first_offset, ops } if link.phase == Phase::Streaming => {
                 self.apply_ops(first_offset, ops).await;
             }
+            StreamFrame::GetAck if link.phase == Phase::Streaming => self.send_ack().await,
             StreamFrame::Heartbeat { offset }
                 if link.phase == Phase::Streaming && offset > self.shared.log.offset() =>
             {
@@ -392,7 +394,6 @@ impl ReplicationTask {
             offset += 1;
         }
         self.shared.log.set_applied((offset - 1).max(applied));
-        self.send_ack().await;
     }
 }
 

@@ -89,6 +89,10 @@ pub(crate) enum StreamFrame {
         /// The master's offset.
         offset: u64,
     },
+    /// Master: acknowledge your offset now (someone waits for it: WAIT, a write with
+    /// replica durability, an import). Sent after the ops the waiter needs; Redis's
+    /// `REPLCONF GETACK`.
+    GetAck,
 }
 
 impl From<&Op> for WireOp {
