@@ -621,6 +621,19 @@ fn cluster_reset_turns_a_replica_into_an_empty_master() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // ROLE, as Redis answers it on each side (what Sentinel-era clients and scripts read).
+    let role = on_replica.call(&["ROLE"]);
+    let lines: Vec<&str> = role.lines().collect();
+    let master_port = world.address(master).port();
+    assert_eq!(lines[0], "slave", "{role}");
+    assert_eq!(lines[2], format!(":{master_port}"), "{role}");
+    assert_eq!(lines[3], "connected", "{role}");
+    let role = on_master.call(&["ROLE"]);
+    let replica_port = world.address(replica).port().to_string();
+    assert!(
+        role.starts_with("master") && role.lines().any(|line| line == replica_port),
+        "{role}"
+    );
     assert_eq!(
         on_master.call(&["CLUSTER", "RESET", "SOFT"]),
         "-ERR CLUSTER RESET can't be called with master nodes containing keys"

@@ -136,7 +136,7 @@ pub(crate) async fn execute(
         "keys" | "scan" => (keys::keys(gateway, &name, rest), Flow::Continue),
         "function" => (functions::function(rest), Flow::Continue),
         "info" | "dbsize" | "flushall" | "config" | "wait" | "shutdown" | "save" | "bgsave"
-        | "lastsave" | "time" => server::server(gateway, session, &name, rest).await,
+        | "lastsave" | "time" | "role" => server::server(gateway, session, &name, rest).await,
         _ => connection::connection(gateway, session, &name, &args).await,
     }
 }

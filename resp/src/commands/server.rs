@@ -1,5 +1,5 @@
-//! The server's commands: INFO, DBSIZE, FLUSHALL, CONFIG GET / SET, SHUTDOWN, WAIT, SAVE,
-//! BGSAVE and TIME.
+//! The server's commands: INFO, ROLE, DBSIZE, FLUSHALL, CONFIG GET / SET, SHUTDOWN, WAIT,
+//! SAVE, BGSAVE and TIME.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -25,6 +25,7 @@ pub(crate) async fn server(
 ) -> (Reply, Flow) {
     let reply = match name {
         "info" => Reply::Verbatim("txt", info(gateway, rest).await.into()),
+        "role" if rest.is_empty() => role(gateway).await,
         "dbsize" if rest.is_empty() => Reply::Integer(gateway.node.memory().keys as i64),
         "flushall" => flushall(gateway, rest).await,
         "config" => config(gateway, session, rest),
@@ -212,25 +213,13 @@ async fn replication_section(gateway: &Gateway, text: &mut String) {
         );
         return;
     }
-    // The replicas' client addresses, by bus address (replication names them by the latter).
-    let known = node
-        .inspect(|core| {
-            core.nodes()
-                .map(|record| (record.bus_address(), record.ip.clone(), record.client_port))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+    let replicas = replica_clients(gateway, &replication.replicas).await;
     let _ = write!(
         text,
         "role:master\r\nconnected_slaves:{}\r\n",
-        replication.replicas.len()
+        replicas.len()
     );
-    for (index, (bus, offset)) in replication.replicas.iter().enumerate() {
-        let (ip, port) = known
-            .iter()
-            .find(|(address, _, _)| address == bus.as_str())
-            .map_or((bus.to_string(), 0), |(_, ip, port)| (ip.clone(), *port));
+    for (index, (ip, port, offset)) in replicas.iter().enumerate() {
         let lag = replication.offset.saturating_sub(*offset);
         let _ = write!(
             text,
@@ -242,6 +231,74 @@ async fn replication_section(gateway: &Gateway, text: &mut String) {
         "master_replid:{:040x}\r\nmaster_repl_offset:{}\r\n",
         replication.replid, replication.offset
     );
+}
+
+/// The replicas' client addresses (ip, RESP port) and acknowledged offsets, from their bus
+/// addresses (replication names replicas by the latter).
+async fn replica_clients(
+    gateway: &Gateway,
+    replicas: &[(slotkv_transport::PeerAddr, u64)],
+) -> Vec<(String, u16, u64)> {
+    let known = gateway
+        .node
+        .inspect(|core| {
+            core.nodes()
+                .map(|record| (record.bus_address(), record.ip.clone(), record.client_port))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    replicas
+        .iter()
+        .map(|(bus, offset)| {
+            let (ip, port) = known
+                .iter()
+                .find(|(address, _, _)| address == bus.as_str())
+                .map_or((bus.to_string(), 0), |(_, ip, port)| (ip.clone(), *port));
+            (ip, port, *offset)
+        })
+        .collect()
+}
+
+/// ROLE, as Redis answers it: `master`, its offset and its replicas (ip, port, offset), or
+/// `slave`, its master's ip and port, the link's state and its offset.
+async fn role(gateway: &Gateway) -> Reply {
+    let node = &gateway.node;
+    let replication = node.replication_info();
+    if let Some((_, address)) = node.master() {
+        let (host, port) = address.rsplit_once(':').unwrap_or((address.as_str(), "0"));
+        let state = if replication.sync_in_progress {
+            "sync"
+        } else if node.master_link_up() {
+            "connected"
+        } else {
+            "connecting"
+        };
+        return Reply::Array(vec![
+            Reply::text("slave"),
+            Reply::text(host),
+            Reply::Integer(port.parse().unwrap_or(0)),
+            Reply::text(state),
+            Reply::Integer(replication.offset as i64),
+        ]);
+    }
+    let replicas = replica_clients(gateway, &replication.replicas).await;
+    Reply::Array(vec![
+        Reply::text("master"),
+        Reply::Integer(replication.offset as i64),
+        Reply::Array(
+            replicas
+                .into_iter()
+                .map(|(ip, port, offset)| {
+                    Reply::Array(vec![
+                        Reply::text(ip),
+                        Reply::text(port.to_string()),
+                        Reply::text(offset.to_string()),
+                    ])
+                })
+                .collect(),
+        ),
+    ])
 }
 
 fn human_bytes(bytes: u64) -> String {
