@@ -3,6 +3,9 @@
 # Redis cluster of the same shape (Debian's redis-server), one after the other in one run;
 # prints both figures and the ratio.
 #
+# Then, when redis-py is installed (`pip install "redis>=5"`), 10,000 sequential SET + GET
+# pairs through redis-py's RedisCluster against each, timed.
+#
 # Usage: bash scripts/bench-vs-redis.sh [requests at -P 16, default 4000000] [requests at -P 1, default 1000000]
 # Needs redis-server, redis-cli and redis-benchmark; builds kvnode in release mode. Every
 # process it starts it stops, by PID.
@@ -30,4 +33,24 @@ for pipeline in 16 1; do
     printf '%-6s %-4s %14s %14s %7s\n' "$test" "$pipeline" "$ours" "$theirs" "$ratio"
   done
 done
+if python3 -c "import redis.cluster" 2>/dev/null; then
+  py_seconds() { # port -> seconds for 10,000 SET + GET pairs through RedisCluster
+    python3 - "$1" <<'PY'
+import sys, time
+from redis.cluster import RedisCluster
+client = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]))
+started = time.perf_counter()
+for i in range(10_000):
+    client.set(f"py:{i}", "v" * 64)
+    assert client.get(f"py:{i}") == b"v" * 64
+print(f"{time.perf_counter() - started:.2f}")
+PY
+  }
+  ours="$(py_seconds 7300)"
+  theirs="$(py_seconds 7400)"
+  ratio="$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", b / a }')"
+  printf '%-11s %14s %14s %7s\n' redis-py "${ours} s" "${theirs} s" "$ratio"
+else
+  echo "redis-py not installed (pip install \"redis>=5\"): its comparison skipped"
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
