@@ -29,6 +29,9 @@ const READ_BUFFER_BYTES: usize = 16 << 10;
 /// Replies encoded before they are handed to the writer, in bytes.
 pub(crate) const REPLY_BATCH_BYTES: usize = 64 << 10;
 
+/// Most capacity an emptied output buffer keeps, in bytes.
+const OUTPUT_RETAINED_BYTES_MAX: usize = 4 * REPLY_BATCH_BYTES;
+
 /// Longest a closing connection waits for its last replies to be written.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -169,6 +172,11 @@ impl Output {
         if self.is_empty() {
             self.bytes.clear();
             self.written = 0;
+            // A burst of replies (up to the output limit) does not keep its memory for the
+            // rest of the connection.
+            if self.bytes.capacity() > OUTPUT_RETAINED_BYTES_MAX {
+                self.bytes = Vec::new();
+            }
         } else if self.written >= REPLY_BATCH_BYTES {
             self.bytes.drain(..self.written);
             self.written = 0;

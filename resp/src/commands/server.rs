@@ -199,7 +199,7 @@ async fn replication_section(gateway: &Gateway, text: &mut String) {
     let replication = node.replication_info();
     text.push_str("# Replication\r\n");
     if let Some((_, address)) = node.master() {
-        let (host, port) = address.rsplit_once(':').unwrap_or((address.as_str(), "0"));
+        let (host, port) = host_and_port(&address);
         let link = if node.master_link_up() { "up" } else { "down" };
         let _ = write!(
             text,
@@ -231,6 +231,12 @@ async fn replication_section(gateway: &Gateway, text: &mut String) {
         "master_replid:{:040x}\r\nmaster_repl_offset:{}\r\n",
         replication.replid, replication.offset
     );
+}
+
+/// A master's client address (`ip:port`, as `Node::master` gives it) split for INFO and
+/// ROLE; port "0" when it has none.
+fn host_and_port(address: &str) -> (&str, &str) {
+    address.rsplit_once(':').unwrap_or((address, "0"))
 }
 
 /// The replicas' client addresses (ip, RESP port) and acknowledged offsets, from their bus
@@ -266,7 +272,7 @@ async fn role(gateway: &Gateway) -> Reply {
     let node = &gateway.node;
     let replication = node.replication_info();
     if let Some((_, address)) = node.master() {
-        let (host, port) = address.rsplit_once(':').unwrap_or((address.as_str(), "0"));
+        let (host, port) = host_and_port(&address);
         let state = if replication.sync_in_progress {
             "sync"
         } else if node.master_link_up() {
