@@ -866,3 +866,59 @@ async fn background_migrations_start_all_or_none_report_their_state_and_cancel()
     check_keys(&nodes[1], &preloaded(&keys)).await;
     shutdown_within_10s(nodes).await;
 }
+
+/// Several background migrations from one source to one target at once, each batch
+/// several frames long (300 KB values): the target keeps their batches apart, every job
+/// succeeds and every value arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_to_one_target_keep_their_batches_apart() {
+    let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let source = owner_of(&nodes, 0).await;
+    let target = owner_of(&nodes, 16_383).await;
+    let (source_node, target_id) = (&nodes[source], nodes[target].id());
+    let keys = keys_in(SlotRange { start: 0, end: 11 }, 96);
+    let value = |key: &[u8]| {
+        let mut value = key.to_vec();
+        value.resize(300_000, b'v');
+        value
+    };
+    let cache = nodes[1].cluster();
+    for key in &keys {
+        cache.set(key, &value(key)).await.unwrap();
+    }
+    let requests: Vec<_> = (0..6u16)
+        .map(|job| {
+            let range = SlotRange {
+                start: job * 2,
+                end: job * 2 + 1,
+            };
+            (vec![range], target_id)
+        })
+        .collect();
+    let names = source_node
+        .start_slot_migrations(&requests, SlotMigrationOptions::default())
+        .unwrap();
+    let finished = eventually(Duration::from_secs(20), || async {
+        source_node
+            .slot_migrations()
+            .iter()
+            .all(|job| !job.state.is_running())
+    })
+    .await;
+    let jobs = source_node.slot_migrations();
+    assert!(finished, "{jobs:?}");
+    assert_eq!(jobs.len(), names.len());
+    for job in &jobs {
+        assert_eq!(job.state, SlotMigrationJobState::Succeeded, "{jobs:?}");
+    }
+    for key in &keys {
+        let read = cache.get(key).await.unwrap();
+        assert_eq!(read.as_deref(), Some(&value(key)[..]), "{key:?}");
+        assert_eq!(
+            nodes[target].store().count_keys_in_slot(key_slot(key)),
+            Ok(keys.iter().filter(|k| key_slot(k) == key_slot(key)).count())
+        );
+    }
+    shutdown_within_10s(nodes).await;
+}

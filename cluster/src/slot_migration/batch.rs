@@ -12,9 +12,10 @@
 //! cancel; see `super::atomic_target`). Target → source: one [`MigrationFrame::Ack`] per
 //! committed batch or slots request. A batch's entries carry
 //! the key, its value and its remaining TTL in ms (as Redis's DUMP/RESTORE: no synchronised
-//! clocks needed). Batches of one source are sequential: the source waits for an ack (or
-//! gives up) before it starts the next, and a frame of a newer batch discards an unfinished
-//! one.
+//! clocks needed). A source sends one batch's frames to a target at a time (several
+//! batches may await their acks, and several migrations or MIGRATE calls may share a
+//! target: they take turns, see `super::MigrationHub::send_turn`), and a frame of another
+//! batch discards an unfinished one.
 
 use bincode::{Decode, Encode};
 use bytes::Bytes;

@@ -87,14 +87,33 @@ pub(crate) enum CoreAdminError {
 /// How often the stream task looks for imports whose source went silent.
 const LEASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The batches this node sent and awaits acks for, by batch id.
+/// Locks a source's batch senders take turns on, by a hash of the target: a target
+/// reassembles one batch per source at a time, so one batch's frames must not interleave
+/// with another's (two migrations, or two MIGRATE calls, to one target). Two targets that
+/// share a lock only take turns.
+pub(crate) const SEND_TURN_LOCKS: usize = 16;
+
+/// The batches this node sent and awaits acks for, by batch id, and the turns its batch
+/// senders take per target.
 #[derive(Default)]
 pub(crate) struct MigrationHub {
     next_batch: AtomicU64,
     pending: Mutex<HashMap<u64, (PeerAddr, oneshot::Sender<AckOutcome>)>>,
+    send_turns: [tokio::sync::Mutex<()>; SEND_TURN_LOCKS],
 }
 
 impl MigrationHub {
+    /// Waits for the turn to send one batch's frames to `target`; held until they are all
+    /// handed to the transport (take the batch's id inside it, so a target sees a source's
+    /// batches in id order).
+    pub(crate) async fn send_turn(&self, target: &PeerAddr) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        target.hash(&mut hasher);
+        let lock = (hasher.finish() % SEND_TURN_LOCKS as u64) as usize;
+        self.send_turns[lock].lock().await
+    }
+
     /// A fresh batch id and the receiver of its ack from `target`.
     pub(crate) fn expect_ack(&self, target: &PeerAddr) -> (u64, oneshot::Receiver<AckOutcome>) {
         let batch = self.next_batch.fetch_add(1, Ordering::Relaxed) + 1;

@@ -286,8 +286,9 @@ impl SentBatch {
     }
 }
 
-/// Sends the batch's frames within the timeout; its ack is awaited separately (so an
-/// atomic migration keeps a few batches in flight).
+/// Sends the batch's frames within the timeout, in this node's turn for the target (see
+/// [`MigrationHub::send_turn`]); its ack is awaited separately (so an atomic migration
+/// keeps a few batches in flight).
 pub(crate) async fn send_batch(
     shared: &NodeState,
     hub: &MigrationHub,
@@ -296,8 +297,11 @@ pub(crate) async fn send_batch(
     deletes: &[Bytes],
     options: MigrateOptions,
 ) -> Result<SentBatch, MigrateError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(options.timeout_ms);
+    let Ok(_turn) = tokio::time::timeout_at(deadline, hub.send_turn(target)).await else {
+        return Err(MigrateError::Io { writing: true });
+    };
     let (batch, ack) = hub.expect_ack(target);
-    let timeout = Duration::from_millis(options.timeout_ms);
     let sending = async {
         for frame in frames_of_batch(batch, options.replace, entries, deletes) {
             let bytes = Bytes::from(encode_frame(&frame));
@@ -305,7 +309,7 @@ pub(crate) async fn send_batch(
         }
         Ok::<(), slotkv_transport::SendError>(())
     };
-    match tokio::time::timeout(timeout, sending).await {
+    match tokio::time::timeout_at(deadline, sending).await {
         Ok(Ok(())) => Ok(SentBatch { batch, ack }),
         Ok(Err(error)) => {
             hub.forget(batch);
