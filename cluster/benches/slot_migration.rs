@@ -6,7 +6,9 @@
 //! atomic migration (`Node::migrate_slots`), then back key by key (`reshard`, Redis's
 //! MIGRATING / IMPORTING path); printed: keys/s, MB/s (key and value bytes), the atomic
 //! pause, and GET/SET round-trip latency (p50 / p99) of a caller on the moving slots
-//! during the atomic move against the same caller with no move.
+//! during the atomic move against the same caller with no move; then the pause's spread
+//! over `SLOTKV_BENCH_FLIPS` (30) atomic moves of the slots back and forth, the caller on
+//! them.
 //!
 //! - 200,000 keys of 64-byte values;
 //! - 2,000 keys of 16 KiB values.
@@ -14,7 +16,8 @@
 //! `cargo bench -p slotkv-cluster --bench slot_migration` (set `SLOTKV_BENCH_DATA_DIR` to
 //! a directory to give the nodes a nodes.conf there, so every slot-state change is
 //! fsynced as in production; without it nothing is written to disk;
-//! `SLOTKV_BENCH_IN_FLIGHT` sets `SlotMigrationOptions::batches_in_flight`).
+//! `SLOTKV_BENCH_IN_FLIGHT` sets `SlotMigrationOptions::batches_in_flight`,
+//! `SLOTKV_BENCH_BATCH_KEYS` its `batch_keys`).
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,6 +133,20 @@ fn percentiles(mut latencies: Vec<Duration>) -> String {
     )
 }
 
+fn pause_spread(mut pauses: Vec<Duration>) -> String {
+    if pauses.is_empty() {
+        return "none".to_string();
+    }
+    pauses.sort_unstable();
+    let at = |fraction: f64| pauses[((pauses.len() - 1) as f64 * fraction) as usize];
+    format!(
+        "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.90).as_secs_f64() * 1e3,
+        at(1.0).as_secs_f64() * 1e3,
+    )
+}
+
 async fn measure(quic: bool, count: usize, value_bytes: usize, run: usize) {
     let transport = if quic { "QUIC" } else { "TCP" };
     let nodes = cluster(quic, run).await;
@@ -174,6 +191,12 @@ async fn measure(quic: bool, count: usize, value_bytes: usize, run: usize) {
     {
         options.batches_in_flight = in_flight;
     }
+    if let Some(batch_keys) = std::env::var("SLOTKV_BENCH_BATCH_KEYS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        options.batch_keys = batch_keys;
+    }
     let report = nodes[source]
         .migrate_slots(&ranges, target_id, options, |_| ControlFlow::Continue(()))
         .await
@@ -198,12 +221,38 @@ async fn measure(quic: bool, count: usize, value_bytes: usize, run: usize) {
     let by_key = started.elapsed();
     let _ = target;
 
+    // The pause's spread: the slots go back and forth atomically, a caller on them.
+    let flips: usize = std::env::var("SLOTKV_BENCH_FLIPS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(30);
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller_keys: Vec<Vec<u8>> = keys.iter().step_by(97).cloned().collect();
+    let flipping = tokio::spawn(caller(nodes[2].cluster(), caller_keys, Arc::clone(&stop)));
+    let mut pauses = Vec::with_capacity(flips);
+    for flip in 0..flips {
+        let (from, to) = if flip % 2 == 0 {
+            (source, target_id)
+        } else {
+            (target, source_id)
+        };
+        let report = nodes[from]
+            .migrate_slots(&ranges, to, options, |_| ControlFlow::Continue(()))
+            .await
+            .expect("an atomic migration back or forth");
+        pauses.push(report.pause);
+    }
+    stop.store(true, Ordering::Release);
+    let flipping = flipping.await.expect("the caller");
+
     println!(
         "{transport}, {count} keys of {value_bytes} B in {SLOTS} slots:\n  \
          atomic:      {:>9.0} keys/s {:>7.1} MB/s  ({} keys in {:.3} s, pause {:.2} ms, {} tail rounds)\n  \
          key by key:  {:>9.0} keys/s {:>7.1} MB/s  ({} keys in {:.3} s)\n  \
          caller SET+GET, no move: {}\n  \
-         caller SET+GET, during the atomic move: {}",
+         caller SET+GET, during the atomic move: {}\n  \
+         pause over {flips} atomic moves back and forth: {}\n  \
+         caller SET+GET during them: {}",
         count as f64 / atomic.as_secs_f64(),
         bytes / atomic.as_secs_f64() / 1e6,
         report.keys_sent,
@@ -216,6 +265,8 @@ async fn measure(quic: bool, count: usize, value_bytes: usize, run: usize) {
         by_key.as_secs_f64(),
         percentiles(quiet),
         percentiles(busy),
+        pause_spread(pauses),
+        percentiles(flipping),
     );
     for node in nodes {
         node.shutdown().await;

@@ -55,7 +55,7 @@ pub use options::{
 pub use removal::{Removal, RemovalCause};
 pub use slot::{crc16, hash_tag, key_slot, Slot, SLOT_COUNT};
 pub use slots::{
-    ExportBatch, ExportCursor, ExportLimits, ExportedEntry, ImportReport,
+    ExportBatch, ExportCursor, ExportLimits, ExportedEntry, ImportReport, TakenSlot,
     DEFAULT_EXPORT_MAX_BYTES_PER_BATCH, DEFAULT_EXPORT_MAX_KEYS_PER_BATCH,
 };
 pub use store::Store;

@@ -275,16 +275,48 @@ impl Store {
     /// Removes every key of `slot` (fast: the table is swapped out under the lock and freed
     /// after); returns how many keys there were. Not reported to the removal log.
     pub fn drop_slot(&self, slot: Slot) -> Result<usize, CommandError> {
+        self.take_slot(slot).map(|taken| taken.len())
+    }
+
+    /// Removes every key of `slot` in O(1) and hands them over: the slot is empty (and its
+    /// memory no longer counted) on return, and the keys' memory is freed where the
+    /// [`TakenSlot`] is dropped, so a caller can free a large slot off its hot path. Not
+    /// reported to the removal log.
+    pub fn take_slot(&self, slot: Slot) -> Result<TakenSlot, CommandError> {
         let index = check_slot(slot)?;
         let mut table = self.slots[index].write();
         let memory_bytes = table.memory_bytes();
         let entries = table.take_all();
         self.account_dropped(entries.len(), memory_bytes);
         drop(table);
-        let count = entries.len();
-        drop(entries);
-        tracing::debug!(slot, keys = count, memory_bytes, "dropped slot");
-        Ok(count)
+        tracing::debug!(slot, keys = entries.len(), memory_bytes, "dropped slot");
+        Ok(TakenSlot { entries })
+    }
+}
+
+/// The keys [`Store::take_slot`] removed from a slot; dropping it frees their memory.
+pub struct TakenSlot {
+    entries: hashbrown::HashTable<crate::entry::Entry>,
+}
+
+impl TakenSlot {
+    /// How many keys the slot held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the slot held no key.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl std::fmt::Debug for TakenSlot {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TakenSlot")
+            .field("keys", &self.entries.len())
+            .finish()
     }
 }
 
@@ -344,6 +376,36 @@ mod tests {
         check_invariants(&store);
         assert_eq!(
             store.count_keys_in_slot(16_384),
+            Err(CommandError::InvalidSlot)
+        );
+    }
+
+    #[test]
+    fn a_taken_slot_is_gone_from_the_store_before_its_keys_are_freed() {
+        let (store, _) = store();
+        let before = store.used_memory_bytes();
+        for i in 0..100 {
+            store
+                .set(&tagged(i), &[b'v'; 1_000], SetOptions::default())
+                .unwrap();
+        }
+        let slot = key_slot(b"{slot}");
+        let taken = store.take_slot(slot).unwrap();
+        assert_eq!((taken.len(), taken.is_empty()), (100, false));
+        // Held, not freed yet: the store already neither counts nor serves them.
+        assert_eq!(store.count_keys_in_slot(slot), Ok(0));
+        assert_eq!(store.dbsize(), 0);
+        assert_eq!(store.used_memory_bytes(), before);
+        assert!(store.get(&tagged(7)).is_none());
+        store
+            .set(&tagged(7), b"new", SetOptions::default())
+            .unwrap();
+        std::thread::spawn(move || drop(taken)).join().unwrap();
+        assert_eq!(store.get(&tagged(7)).as_deref(), Some(&b"new"[..]));
+        check_invariants(&store);
+        assert!(store.take_slot(slot).is_ok_and(|taken| taken.len() == 1));
+        assert_eq!(
+            store.take_slot(16_384).map(|taken| taken.len()),
             Err(CommandError::InvalidSlot)
         );
     }

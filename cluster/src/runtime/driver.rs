@@ -93,6 +93,10 @@ pub(crate) struct Driver {
     pub(crate) streams: Arc<MasterStreams>,
     /// The answer to the hand-over step of the current input, sent after publishing.
     pub(crate) pending_hand_over: Option<HandOverAnswer>,
+    /// Slots the current input lost to other nodes, whose keys are deleted once the new
+    /// map is published and the answers are sent (an atomic migration's source waits on
+    /// its answer with the slots paused; the deletion is no part of that pause).
+    pub(crate) lost_slots: Vec<SlotRange>,
 }
 
 /// A hand-over step's answer and where it goes.
@@ -138,6 +142,8 @@ impl Driver {
             if let Some((reply, result)) = self.pending_hand_over.take() {
                 let _ = reply.send(result);
             }
+            // Before the next input: nothing can give the slots back in between.
+            self.drop_lost_slots();
         }
         let snapshot = self.core.snapshot();
         self.save(&snapshot).await;
@@ -234,7 +240,7 @@ impl Driver {
                 }
                 Output::DropSlots(ranges) => {
                     changed = true;
-                    self.drop_lost_slots(&ranges);
+                    self.lost_slots.extend(ranges);
                 }
                 Output::ReleasePeer { address, reason } => {
                     self.release_peer(&address, reason).await;
@@ -253,10 +259,18 @@ impl Driver {
     }
 
     /// Deletes the keys of slots this master lost (replicated as one op per slot). The new
-    /// slot map is published first, so the data path sends new writes to the new owner.
-    fn drop_lost_slots(&mut self, ranges: &[SlotRange]) {
-        self.publish();
-        let deleted = drop_lost_slots(&self.shared.log, &self.shared.store, ranges);
+    /// slot map is published first (the loop publishes after any `DropSlots`), so the data
+    /// path sends new writes to the new owner.
+    fn drop_lost_slots(&mut self) {
+        if self.lost_slots.is_empty() {
+            return;
+        }
+        let ranges = std::mem::take(&mut self.lost_slots);
+        let dropped = drop_lost_slots(&self.shared.log, &self.shared.store, &ranges);
+        let deleted = dropped.keys;
+        // Freeing a slot's keys takes milliseconds: off the driver, whose next input may be
+        // an atomic migration's request with its slots paused.
+        dropped.free_in_background();
         if deleted > 0 {
             tracing::info!(
                 ?ranges,

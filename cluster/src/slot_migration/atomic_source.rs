@@ -524,9 +524,14 @@ impl<P: FnMut(&SlotMigrationProgress) -> ControlFlow<()>> Run<P> {
                 });
             }
             // One round at least: the snapshot's last batches settle while it runs, so
-            // the pause covers only what the round's short span dirtied.
+            // the pause covers only what the round's short span dirtied. The batches in
+            // flight settle before the pause too (their acks wait for the target's
+            // replicas), so it waits on the last dirty keys' trip only.
             if round > 0 && dirty <= self.options.pause_at_dirty_keys {
-                return Ok(round);
+                self.drain().await?;
+                if outbound.dirty_count(&self.link.slots) <= self.options.pause_at_dirty_keys {
+                    return Ok(round);
+                }
             }
             if round >= self.options.tail_rounds_max {
                 return Err(SlotMigrationError::WritesOutran {
