@@ -119,32 +119,41 @@ async fn caller(
     latencies
 }
 
-fn percentiles(mut latencies: Vec<Duration>) -> String {
-    if latencies.is_empty() {
-        return "no calls".to_string();
+/// The durations at `fractions` (0.0–1.0) of `samples`, sorted; `None` if there are none.
+fn quantiles<const N: usize>(
+    mut samples: Vec<Duration>,
+    fractions: [f64; N],
+) -> Option<[Duration; N]> {
+    if samples.is_empty() {
+        return None;
     }
-    latencies.sort_unstable();
-    let at = |fraction: f64| latencies[((latencies.len() - 1) as f64 * fraction) as usize];
-    format!(
-        "p50 {:.0} µs, p99 {:.0} µs ({} calls)",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        latencies.len()
-    )
+    samples.sort_unstable();
+    let last = (samples.len() - 1) as f64;
+    Some(fractions.map(|fraction| samples[(last * fraction) as usize]))
 }
 
-fn pause_spread(mut pauses: Vec<Duration>) -> String {
-    if pauses.is_empty() {
-        return "none".to_string();
+fn percentiles(latencies: Vec<Duration>) -> String {
+    let calls = latencies.len();
+    match quantiles(latencies, [0.50, 0.99]) {
+        None => "no calls".to_string(),
+        Some([p50, p99]) => format!(
+            "p50 {:.0} µs, p99 {:.0} µs ({calls} calls)",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+        ),
     }
-    pauses.sort_unstable();
-    let at = |fraction: f64| pauses[((pauses.len() - 1) as f64 * fraction) as usize];
-    format!(
-        "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
-        at(0.50).as_secs_f64() * 1e3,
-        at(0.90).as_secs_f64() * 1e3,
-        at(1.0).as_secs_f64() * 1e3,
-    )
+}
+
+fn pause_spread(pauses: Vec<Duration>) -> String {
+    match quantiles(pauses, [0.50, 0.90, 1.0]) {
+        None => "none".to_string(),
+        Some([p50, p90, max]) => format!(
+            "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+            p50.as_secs_f64() * 1e3,
+            p90.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+        ),
+    }
 }
 
 async fn measure(quic: bool, count: usize, value_bytes: usize, run: usize) {
