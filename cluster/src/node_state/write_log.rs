@@ -540,50 +540,32 @@ pub(crate) fn record_removals(log: &WriteLog, store: &Store, max_events: usize) 
 /// keys, so replicas delete them too. Each slot is dropped under its write stripe, so no
 /// write to it is half logged; the engine swaps the slot's table out, so the data path
 /// waits for one slot's swap at a time, never for the whole drop. The keys' memory is
-/// freed where the returned [`DroppedSlots`] is dropped.
-pub(crate) fn drop_lost_slots(
-    log: &WriteLog,
-    stores: &StoreCell,
-    ranges: &[SlotRange],
-) -> DroppedSlots {
-    let mut dropped = DroppedSlots::default();
+/// freed on tokio's blocking pool (hundreds of thousands of keys take milliseconds to
+/// free: not on the driver, whose next input may be an atomic migration's request with its
+/// slots paused), or here when no runtime runs. Returns the keys deleted.
+pub(crate) fn drop_lost_slots(log: &WriteLog, stores: &StoreCell, ranges: &[SlotRange]) -> usize {
+    let mut deleted = 0;
+    let mut taken = Vec::new();
     for slot in ranges.iter().flat_map(SlotRange::slots) {
         let _stripe = log.lock_slot(slot);
         let store = stores.get();
         match store.take_slot(slot) {
-            Ok(taken) if taken.is_empty() => {}
-            Ok(taken) => {
-                dropped.keys += taken.len();
-                dropped.tables.push(taken);
+            Ok(keys) if keys.is_empty() => {}
+            Ok(keys) => {
+                deleted += keys.len();
+                taken.push(keys);
                 log.append(vec![Op::DropSlot { slot }]);
             }
             Err(error) => tracing::warn!(slot, %error, "could not drop a lost slot"),
         }
     }
-    dropped
-}
-
-/// The keys [`drop_lost_slots`] deleted: gone from the engine already, their memory
-/// freed when this is dropped.
-#[derive(Debug, Default)]
-pub(crate) struct DroppedSlots {
-    /// Keys deleted.
-    pub(crate) keys: usize,
-    tables: Vec<slotkv_engine::TakenSlot>,
-}
-
-impl DroppedSlots {
-    /// Frees the keys' memory on tokio's blocking pool (hundreds of thousands of keys take
-    /// milliseconds to free), or here when no runtime runs.
-    pub(crate) fn free_in_background(self) {
-        if self.tables.is_empty() {
-            return;
-        }
+    if !taken.is_empty() {
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(self))),
-            Err(_) => drop(self),
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(taken))),
+            Err(_) => drop(taken),
         }
     }
+    deleted
 }
 
 #[cfg(test)]

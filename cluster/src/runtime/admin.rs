@@ -189,8 +189,7 @@ impl Node {
                 &self.shared.log,
                 &self.shared.store,
                 &every_slot,
-            )
-            .keys;
+            );
             tracing::info!(deleted, "reset a replica into an empty master");
         }
         Ok(())
@@ -329,8 +328,7 @@ impl Node {
             &self.shared.log,
             &self.shared.store,
             &owned,
-        )
-        .keys)
+        ))
     }
 
     /// For a replica: its master's id and client (RESP) address, `ip:port`; `None` for a

@@ -266,11 +266,7 @@ impl Driver {
             return;
         }
         let ranges = std::mem::take(&mut self.lost_slots);
-        let dropped = drop_lost_slots(&self.shared.log, &self.shared.store, &ranges);
-        let deleted = dropped.keys;
-        // Freeing a slot's keys takes milliseconds: off the driver, whose next input may be
-        // an atomic migration's request with its slots paused.
-        dropped.free_in_background();
+        let deleted = drop_lost_slots(&self.shared.log, &self.shared.store, &ranges);
         if deleted > 0 {
             tracing::info!(
                 ?ranges,

@@ -365,7 +365,7 @@ impl Node {
             // Keys of slots another node owns (an atomic import this restart cut short) are
             // dropped before anything is served or shipped to a replica.
             let foreign = core.foreign_slot_ranges();
-            let dropped = drop_lost_slots(&shared.log, &shared.store, &foreign).keys;
+            let dropped = drop_lost_slots(&shared.log, &shared.store, &foreign);
             if dropped > 0 {
                 tracing::info!(keys = dropped, ranges = ?foreign, "dropped the loaded keys of \
                     slots another node owns (a partial copy of an interrupted import)");

@@ -217,8 +217,7 @@ pub(crate) async fn handle_request(
             match admin.run(command).await {
                 Ok(_) => {
                     let dropped = drop_lost_slots(&shared.log, &shared.store, &ranges);
-                    tracing::info!(%from, ?ranges, stale_keys_dropped = dropped.keys, "importing slots atomically");
-                    dropped.free_in_background();
+                    tracing::info!(%from, ?ranges, stale_keys_dropped = dropped, "importing slots atomically");
                     jobs.import_began(from, migration, &ranges, source, myself);
                     AckOutcome::Ready
                 }
@@ -297,11 +296,6 @@ pub(crate) async fn abandon(
         Ok(AdminReply::Still(epoch) | AdminReply::Bumped(epoch)) => AckOutcome::Owned { epoch },
         Ok(AdminReply::Ok) => {
             let dropped = drop_lost_slots(&shared.log, &shared.store, ranges);
-            let dropped = {
-                let keys = dropped.keys;
-                dropped.free_in_background();
-                keys
-            };
             tracing::info!(
                 ?ranges,
                 partial_keys_dropped = dropped,
