@@ -4,7 +4,8 @@
 # Usage: bash fuzz/run.sh [seconds per target, default 60] [targets...]
 # Crashes are written to fuzz/artifacts/<target>/; copy each into fuzz/regressions/<target>/
 # so `cargo test` replays it (cluster/tests/fuzz_corpus.rs, resp/tests/fuzz_corpus.rs) once it is fixed. Prints the
-# executions each target reached. FUZZ_WORK_DIR keeps the grown corpus and logs.
+# executions each target reached. FUZZ_WORK_DIR keeps the grown corpus and logs; FUZZ_RUNS=N
+# also stops a target after N executions (whichever of the two bounds comes first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -15,13 +16,17 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 work="${FUZZ_WORK_DIR:-$(mktemp -d)}"
+runs_bound=()
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  runs_bound=("-runs=$FUZZ_RUNS")
+fi
 for target in "${targets[@]}"; do
   # New inputs go to a scratch corpus; the repository's seeds are read, never grown.
   mkdir -p "$work/$target"
   log="$work/$target.log"
   # -rss_limit_mb bounds memory; -max_len bounds inputs (every decoder bounds lengths itself).
   if ! cargo +nightly fuzz run --release "$target" "$work/$target" "fuzz/corpus/$target" -- \
-      -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then
+      -max_total_time="$seconds" "${runs_bound[@]}" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz target $target failed (inputs in fuzz/artifacts/$target)" >&2
     exit 1

@@ -49,6 +49,7 @@ pub use runtime::cluster_shape::{
     add_node, rebalance, remove_node, MoveMethod, MoveSummary, RebalanceOptions, ShapeError,
     ShapeReport, DEFAULT_REBALANCE_THRESHOLD_PERCENT, DEFAULT_SHAPE_TIMEOUT,
 };
+pub use runtime::node_identity::node_identity_name;
 pub use runtime::reshard::{
     reshard, ReshardError, ReshardOptions, ReshardProgress, ReshardReport,
     DEFAULT_RESHARD_ATTEMPTS_MAX, DEFAULT_RESHARD_KEYS_PER_BATCH,

@@ -1,19 +1,22 @@
 //! Chaos on a real network: six node processes (three masters, each with a replica), each in
 //! its own network namespace on one bridge, bound to the wildcard address, with its own data
-//! directory (nodes.conf survives a kill; keys do not); a host node in
-//! the test's namespace (on the bridge address) writes with replica durability from three
-//! tasks and reads from a fourth, keeping a history. Meanwhile, at random (seeded), one
-//! fault at a time: SIGKILL a node and start it again (its keys are gone: it rejoins from
-//! its replica or master), cut a node's link for a while (a partition of that node from all
-//! others), partition a group of two or three nodes from the rest and the host node (a
-//! minority, or half the masters' side), or shape a link (`tc`: netem delay/loss/reordering where the kernel has it,
-//! else a token-bucket rate limit that delays and drops past its rate). After each fault
-//! the cluster is given time to repair (every replica synced) before the next. At the end:
-//! every acknowledged write reads back with its value or a later one of the same writer;
-//! every read returned a value some writer wrote for that key (no phantoms); three masters
-//! whose slots add up to the 16384 (no slot claimed twice or left out), the cluster ok on
-//! every node, every replica on its master's history. A summary is printed
-//! and any violation fails the run.
+//! directory (nodes.conf survives a kill; keys survive a graceful restart in a snapshot, not
+//! a kill); a host node in the test's namespace (on the bridge address) writes with replica
+//! durability from three tasks and reads from a fourth, keeping a history. Meanwhile, at
+//! random (seeded), one fault at a time: SIGKILL a node and start it again (its keys are
+//! gone: it rejoins from its replica or master); stop a node gracefully and start it again
+//! (a deploy: the hand-over, then its snapshot); cut a node's link for a while (a partition
+//! of that node from all others); partition a group of two or three nodes from the rest and
+//! the host node (a minority, or half the masters' side); shape a link (`tc`: netem
+//! delay/loss/reordering where the kernel has it, else a token-bucket rate limit that delays
+//! and drops past its rate); or move a random part of one master's slots to another by
+//! atomic migration, either waited for or in the background with its source or its target
+//! SIGKILLed a moment later. After each fault the cluster is given time to repair (every
+//! replica synced) before the next. At the end: every acknowledged write reads back with
+//! its value or a later one of the same writer (moved keys included); every read returned a
+//! value some writer wrote for that key (no phantoms); three masters whose slots add up to
+//! the 16384 (no slot claimed twice or left out), the cluster ok on every node, every
+//! replica on its master's history. A summary is printed and any violation fails the run.
 //!
 //! `SLOTKV_CHAOS_SECS` sets the fault phase (default 20 s), `SLOTKV_CHAOS_SEED` the seed.
 //! Needs root and iproute2 (see `node_support::netns`).
@@ -102,17 +105,47 @@ fn await_repaired(lab: &mut Lab) {
 #[derive(Default, Debug)]
 struct Faults {
     kills: u32,
+    graceful_restarts: u32,
     cuts: u32,
     partitions: u32,
     shaped: u32,
     shaping_kind: &'static str,
+    /// Atomic migrations that completed (waited for, or in the background and not killed).
+    migrations: u32,
+    /// Slots they moved.
+    slots_moved: usize,
+    /// Atomic migrations refused or failed with their slots left at the source.
+    migrations_refused: u32,
+    /// Background migrations whose source or target was SIGKILLed while they ran.
+    migrations_killed: u32,
+}
+
+/// The index, id and slot count of every running master, from their status.
+fn masters(lab: &mut Lab) -> Vec<(usize, String, usize)> {
+    (0..NODES)
+        .filter_map(|index| {
+            let status = lab.child(index).ask("status").ok()?;
+            let slots = status_field(&status, "slots").parse().ok()?;
+            (status_field(&status, "master") == "true")
+                .then(|| (index, lab.child(index).id.clone(), slots))
+        })
+        .collect()
 }
 
 /// One random fault, held for its time, then undone (a killed node restarted).
 fn inject(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults) {
     let index = rng.below(NODES as u64) as usize;
     let hold = Duration::from_millis(500 + rng.below(FAULT_MS_MAX));
-    match rng.below(4) {
+    match rng.below(7) {
+        4 => {
+            println!("fault: graceful restart of node {index}");
+            if let Some(child) = lab.children[index].take() {
+                child.shutdown();
+            }
+            lab.children[index] = Some(Child::spawn(&specs[index]));
+            faults.graceful_restarts += 1;
+        }
+        5 | 6 => migrate(lab, specs, rng, faults, hold),
         0 => {
             println!("fault: SIGKILL node {index}, restart after {hold:?}");
             lab.kill(index);
@@ -172,6 +205,62 @@ fn inject(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults
     }
 }
 
+/// An atomic migration of a random part of one master's slots to another; in the
+/// background with a SIGKILL of its source or target a moment later (restarted after
+/// `hold`), or waited for.
+fn migrate(lab: &mut Lab, specs: &[ChildSpec], rng: &mut Rng, faults: &mut Faults, hold: Duration) {
+    let masters = masters(lab);
+    let sources: Vec<_> = masters.iter().filter(|master| master.2 > 0).collect();
+    if masters.len() < 2 || sources.is_empty() {
+        return;
+    }
+    let (source, source_id, _) = sources[rng.below(sources.len() as u64) as usize].clone();
+    let targets: Vec<_> = masters
+        .iter()
+        .filter(|master| master.1 != source_id)
+        .collect();
+    let (target, target_id, _) = targets[rng.below(targets.len() as u64) as usize].clone();
+    let (skip, count) = (rng.below(16384), 100 + rng.below(3000));
+    let kill_after = rng
+        .below(2)
+        .eq(&0)
+        .then(|| Duration::from_millis(rng.below(80)));
+    let how = if kill_after.is_some() {
+        "background"
+    } else {
+        "wait"
+    };
+    let command = format!("migrate {skip} {count} {target_id} {how}");
+    let answer = lab.child(source).ask(&command);
+    println!("fault: node {source} migrates {count} slots to node {target} ({how}): {answer:?}");
+    let slots = |answer: &str| {
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|word| word.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    match (answer, kill_after) {
+        (Err(_), _) => faults.migrations_refused += 1,
+        (Ok(answer), None) => {
+            faults.migrations += 1;
+            faults.slots_moved += slots(&answer);
+        }
+        (Ok(_), Some(after)) => {
+            std::thread::sleep(after);
+            let victim = if rng.below(2) == 0 { source } else { target };
+            println!(
+                "fault: SIGKILL node {victim} {after:?} into the migration, restart after {hold:?}"
+            );
+            lab.kill(victim);
+            std::thread::sleep(hold);
+            lab.children[victim] = Some(Child::spawn(&specs[victim]));
+            faults.migrations_killed += 1;
+            faults.kills += 1;
+        }
+    }
+}
+
 #[test]
 fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
     if child::is_child() || !lab_available() {
@@ -189,6 +278,7 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
             std::fs::create_dir_all(&directory).unwrap();
             ChildSpec {
                 data_dir: Some(directory),
+                persist: true,
                 ..lab.spec(index)
             }
         })

@@ -57,6 +57,7 @@ impl Cluster {
                     bind: format!("127.0.0.1:{}", free_port()),
                     announce: None,
                     data_dir: Some(directory),
+                    persist: false,
                 }
             })
             .collect();

@@ -738,20 +738,40 @@ fn redis_tools_reshard_rebalance_add_and_delete_nodes_of_a_kvnode_cluster() {
     drop(nodes);
 }
 
-/// Writes a development CA and one certificate pair for every node into `dir`: `ca.pem`,
-/// `node.crt`, `node.key` (one pair serves every node: the cluster's name is what is
-/// checked).
-fn write_certificates(dir: &Path) {
+/// Writes a development CA's certificate into `dir` (`ca.pem`); returns the CA.
+fn write_ca(dir: &Path) -> slotkv_transport::tls::DevCertificateAuthority {
     let ca = slotkv_transport::tls::DevCertificateAuthority::generate().unwrap();
-    let (certificate, key) = ca.issue_node_pem().unwrap();
     std::fs::write(dir.join("ca.pem"), ca.certificate_pem()).unwrap();
-    std::fs::write(dir.join("node.crt"), certificate).unwrap();
-    std::fs::write(dir.join("node.key"), key).unwrap();
+    ca
+}
+
+/// Writes the certificate pair of the kvnode on `port` into `dir`, issued by `ca` and
+/// naming node id [`node_id_for`] of the port and 127.0.0.1 (per-node identity):
+/// `node-<port>.crt`, `node-<port>.key`.
+fn write_node_certificate(
+    ca: &slotkv_transport::tls::DevCertificateAuthority,
+    dir: &Path,
+    port: u16,
+) {
+    let id = slotkv_cluster::core::node::NodeId::parse_hex(&node_id_for(port)).unwrap();
+    let names = [
+        slotkv_cluster::node_identity_name(&id),
+        "127.0.0.1".to_string(),
+    ];
+    let (certificate, key) = ca.issue_named_node_pem(&names).unwrap();
+    std::fs::write(dir.join(format!("node-{port}.crt")), certificate).unwrap();
+    std::fs::write(dir.join(format!("node-{port}.key")), key).unwrap();
+}
+
+/// The node id the kvnode on `port` is started with (its certificate names it).
+fn node_id_for(port: u16) -> String {
+    format!("{port:040x}")
 }
 
 /// kvnode's process-level settings, with the real tools: three kvnodes started from
 /// redis.conf-style files (the command line overriding one directive) form a cluster over
-/// QUIC with `redis-cli --cluster create`; with `proxy-redirects yes` a plain client, with
+/// QUIC with per-node identity (each certificate naming its node's id and address) with
+/// `redis-cli --cluster create`; with `proxy-redirects yes` a plain client, with
 /// no cluster support, reads and writes every key through any one node; the pidfile and
 /// logfile are written; `save 1 1` saves a master's keys, and a master stopped by SIGTERM
 /// and started again from its file serves them again (its pidfile removed meanwhile).
@@ -762,8 +782,9 @@ fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_sa
     }
     let scratch = Scratch::new("config");
     let dir = scratch.0.clone();
-    write_certificates(&dir);
+    let ca = write_ca(&dir);
     let config_of = |port: u16| -> Vec<String> {
+        write_node_certificate(&ca, &dir, port);
         let node_dir = dir.join(format!("node-{port}"));
         std::fs::create_dir_all(&node_dir).unwrap();
         let file = dir.join(format!("kvnode-{port}.conf"));
@@ -776,9 +797,11 @@ fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_sa
              cluster-config-file \"nodes.conf\"\n\
              dir {node}\n\
              transport quic\n\
-             tls-cert-file {root}/node.crt\n\
-             tls-key-file {root}/node.key\n\
+             tls-cert-file {root}/node-{port}.crt\n\
+             tls-key-file {root}/node-{port}.key\n\
              tls-ca-cert-file {root}/ca.pem\n\
+             tls-node-identity yes\n\
+             cluster-node-id {id}\n\
              proxy-redirects yes\n\
              save \"\"\n\
              save 1 1\n\
@@ -789,6 +812,7 @@ fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_sa
              loglevel notice\n",
             node = node_dir.display(),
             root = dir.display(),
+            id = node_id_for(port),
         );
         std::fs::write(&file, text).unwrap();
         vec![

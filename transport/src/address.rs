@@ -64,6 +64,12 @@ impl PeerAddr {
         Some((host, port))
     }
 
+    /// The host of a `host:port` address (see [`PeerAddr::host_and_port`]); the whole
+    /// address when it has no numeric port.
+    pub fn host(&self) -> &str {
+        self.host_and_port().map_or(self.as_str(), |(host, _)| host)
+    }
+
     /// This address with its host replaced by `host` and, when given, its port by `port`:
     /// the address peers should use for a node bound here (e.g. bound `0.0.0.0:7000`,
     /// announced `10.0.0.5:7000`). `None` when the address is not `host:port`.

@@ -63,7 +63,7 @@ pub enum TransportEvent {
 }
 
 /// A frame received on [`Channel::Bus`] or [`Channel::Bulk`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct InboundFrame {
     /// The sender's listening address, as it announced it after authentication.
     pub from: PeerAddr,
@@ -71,4 +71,9 @@ pub struct InboundFrame {
     pub channel: Channel,
     /// The frame.
     pub payload: Bytes,
+    /// The certificate the sender proved on its link when the transport binds identities
+    /// ([`crate::tcp::TcpTls::binding_identities`]; it names `from`'s host): a message
+    /// claiming a sender the certificate does not name is an impostor's. `None`: the
+    /// transport binds none.
+    pub identity: Option<crate::tls::PeerIdentity>,
 }

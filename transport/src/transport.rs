@@ -62,6 +62,10 @@ pub struct AcceptedLink {
     pub remote: String,
     /// The link itself.
     pub link: FramedLink,
+    /// The certificate the dialer proved, when the transport binds identities (see
+    /// [`crate::tcp::TcpTls::binding_identities`]): its hello must claim a host the
+    /// certificate names. `None`: the transport binds none.
+    pub identity: Option<crate::tls::PeerIdentity>,
 }
 
 /// One outcome of [`Listener::accept`].

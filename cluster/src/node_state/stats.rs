@@ -15,6 +15,7 @@ pub(crate) struct NodeStats {
     bulk_frames_unroutable: AtomicU64,
     config_saves_failed: AtomicU64,
     bus_messages_withheld: AtomicU64,
+    bus_messages_impostor: AtomicU64,
     psyncs_from_strangers: AtomicU64,
     asks_answered: AtomicU64,
     moves_answered: AtomicU64,
@@ -56,6 +57,8 @@ pub(crate) enum Refusal {
     ConfigSaveFailed,
     /// A bus message not sent because the config it may rest on is not saved.
     BusMessageWithheld,
+    /// A bus message whose claimed sender the link's certificate does not name.
+    ImpostorBusMessage,
     /// A PSYNC from an address no known node has (a forgotten node, a stranger).
     PsyncFromStranger,
 }
@@ -80,6 +83,10 @@ pub struct NodeStatistics {
     pub config_saves_failed: u64,
     /// Bus messages withheld because the config they may rest on was not saved.
     pub bus_messages_withheld: u64,
+    /// Bus messages dropped because the certificate of the link they came on does not
+    /// name the node id they claim as sender (per-node identity: a member posing as
+    /// another).
+    pub bus_messages_impostor: u64,
     /// PSYNCs refused because no node of the cluster is at their address (a forgotten
     /// replica still running, a stranger): no stream, so no say in WAIT.
     pub psyncs_from_strangers: u64,
@@ -112,6 +119,7 @@ impl NodeStats {
             Refusal::UnroutableBulkFrame => &self.bulk_frames_unroutable,
             Refusal::ConfigSaveFailed => &self.config_saves_failed,
             Refusal::BusMessageWithheld => &self.bus_messages_withheld,
+            Refusal::ImpostorBusMessage => &self.bus_messages_impostor,
             Refusal::PsyncFromStranger => &self.psyncs_from_strangers,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +147,7 @@ impl NodeStats {
             bulk_frames_unroutable: self.bulk_frames_unroutable.load(Ordering::Relaxed),
             config_saves_failed: self.config_saves_failed.load(Ordering::Relaxed),
             bus_messages_withheld: self.bus_messages_withheld.load(Ordering::Relaxed),
+            bus_messages_impostor: self.bus_messages_impostor.load(Ordering::Relaxed),
             psyncs_from_strangers: self.psyncs_from_strangers.load(Ordering::Relaxed),
             links: LinkStatistics::default(),
             asks_answered: self.asks_answered.load(Ordering::Relaxed),

@@ -478,6 +478,7 @@ mod tests {
             from: PeerAddr::new(from).unwrap(),
             channel: slotkv_transport::Channel::Bulk,
             payload: bytes::Bytes::from(encoded).slice(1..),
+            identity: None,
         }
     }
 
@@ -586,6 +587,7 @@ mod tests {
             channel: slotkv_transport::Channel::Bulk,
             // Version byte, then a variant index no frame has.
             payload: bytes::Bytes::from_static(&[1, 0xEE]),
+            identity: None,
         };
         task.handle_frame(garbage).await;
         assert_eq!(shared.stats.snapshot().stream_frames_malformed, before + 1);

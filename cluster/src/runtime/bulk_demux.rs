@@ -89,6 +89,7 @@ mod tests {
             from: PeerAddr::new("peer:1").unwrap(),
             channel: Channel::Bulk,
             payload: Bytes::from_static(payload),
+            identity: None,
         }
     }
 

@@ -32,6 +32,7 @@ use crate::node_state::write_log::drop_lost_slots;
 use crate::node_state::{NodeState, RoutingTable};
 use crate::replication::master::MasterStreams;
 use crate::runtime::admin::refuse_while_keys_held;
+use crate::runtime::node_identity::sender_is_named;
 use crate::runtime::nodes_conf_file::save_conf;
 
 /// Capacity of the admin request channel.
@@ -123,10 +124,7 @@ impl Driver {
                     self.retry_unsaved().await;
                     self.handle_tick();
                 }
-                Some(frame) = self.bus.recv() => {
-                    let now_ms = self.shared.now_ms();
-                    let _ = self.core.handle_datagram(now_ms, frame.from.as_str(), &frame.payload);
-                }
+                Some(frame) = self.bus.recv() => self.handle_bus_frame(frame),
                 Some(event) = self.link_events.recv() => self.handle_link_event(event),
                 Some(request) = self.requests.recv() => self.handle_request(request),
             }
@@ -166,6 +164,31 @@ impl Driver {
         self.core.handle_tick(now_ms);
         // The tick republishes the map so liveness flags reach the data path.
         self.publish();
+    }
+
+    /// A bus message in; under per-node identity only if the link's certificate names the
+    /// sender it claims (see `node_identity`).
+    fn handle_bus_frame(&mut self, frame: InboundFrame) {
+        let now_ms = self.shared.now_ms();
+        let from = frame.from.as_str();
+        if frame.identity.is_none() {
+            let _ = self.core.handle_datagram(now_ms, from, &frame.payload);
+            return;
+        }
+        match wire::decode(&frame.payload) {
+            Ok(message) if sender_is_named(frame.identity.as_ref(), &message.header.sender) => {
+                self.core.handle_message(now_ms, from, message);
+            }
+            Ok(message) => {
+                self.shared.stats.count(Refusal::ImpostorBusMessage);
+                tracing::warn!(%from, sender = %message.header.sender, "dropped a bus message \
+                    whose sender the link's certificate does not name");
+            }
+            // The core counts and logs the malformed message.
+            Err(_) => {
+                let _ = self.core.handle_datagram(now_ms, from, &frame.payload);
+            }
+        }
     }
 
     fn handle_link_event(&mut self, event: TransportEvent) {

@@ -28,6 +28,7 @@ pub(crate) mod cluster_shape;
 pub(crate) mod config;
 pub(crate) mod driver;
 pub(crate) mod hand_over;
+pub(crate) mod node_identity;
 pub(crate) mod nodes_conf_file;
 pub(crate) mod reshard;
 pub(crate) mod server;
@@ -102,6 +103,10 @@ pub enum StartError {
     /// or a newer format); the message names the file and how to start anyway.
     #[error(transparent)]
     Snapshot(#[from] SnapshotLoadError),
+    /// Per-node identity is on and this node's certificate does not name its node id or
+    /// announced host; the message says which and how to issue it.
+    #[error("{0}")]
+    Identity(String),
     /// The data directory could not be created.
     #[error("cannot create data directory {}: {source}", path.display())]
     DataDir {
@@ -324,6 +329,12 @@ impl Node {
             Some(saved) => Core::restore(core_config, saved, 0)?,
             None => Core::new(core_config, 0),
         };
+        if let Err(problem) =
+            node_identity::check_own_identity(&config.transport, &core.myself_id(), local.host())
+        {
+            endpoint.close().await;
+            return Err(StartError::Identity(problem));
+        }
         let store = new_store(&config);
         let data_loaded = match &snapshot_path {
             Some(path) => {

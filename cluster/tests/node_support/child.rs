@@ -15,15 +15,16 @@
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Child as Process, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use slotkv_cluster::core::node::NodeId;
-use slotkv_cluster::core::slots::SlotRange;
+use slotkv_cluster::core::slots::{ranges_from_sorted_slots, slots_of_ranges, SlotRange};
 use slotkv_cluster::core::{AdminCommand, ClusterState};
-use slotkv_cluster::{Durability, Node};
+use slotkv_cluster::{Durability, Node, Persistence, SlotMigrationOptions};
 use slotkv_transport::PeerAddr;
 
 use super::{builder, eventually, tcp, NODE_TIMEOUT_MS};
@@ -34,6 +35,9 @@ pub(crate) const CHILD_BIND: &str = "SLOTKV_CHILD_BIND";
 pub(crate) const CHILD_ANNOUNCE: &str = "SLOTKV_CHILD_ANNOUNCE";
 /// Optional: its data directory (nodes.conf), kept across restarts of the process.
 pub(crate) const CHILD_DIR: &str = "SLOTKV_CHILD_DIR";
+/// Optional, with [`CHILD_DIR`]: keys persist in a snapshot across graceful restarts
+/// (`Persistence::Snapshot`).
+pub(crate) const CHILD_PERSIST: &str = "SLOTKV_CHILD_PERSIST";
 /// The name of the test every such binary defines as the child's entry point.
 const CHILD_TEST: &str = "child_node";
 /// Longest wait for one answer of a child.
@@ -68,12 +72,20 @@ async fn serve_commands(bind: String) {
     }
     if let Ok(directory) = std::env::var(CHILD_DIR) {
         builder = builder.data_dir(directory);
+        if std::env::var_os(CHILD_PERSIST).is_some() {
+            builder = builder.persistence(Persistence::Snapshot);
+        }
     }
     let node = builder.start().await.unwrap();
     println!("@@ready {} {}", node.id(), node.bus_address());
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        if line == "shutdown" {
+            // A graceful stop: the hand-over and (with persistence) the snapshot; the
+            // process exits once the node is down.
+            break;
+        }
         let answer = match obey(&node, &line).await {
             Ok(answer) => format!("@@ok {answer}"),
             Err(error) => format!("@@err {error}"),
@@ -169,8 +181,53 @@ async fn obey(node: &Node, line: &str) -> Result<String, String> {
                 })
             })
             .map_err(|error| fail(&error)),
+        ["migrate", skip, count, target, how] => {
+            let (skip, count): (usize, usize) = (
+                skip.parse().map_err(|error| fail(&error))?,
+                count.parse().map_err(|error| fail(&error))?,
+            );
+            let target = NodeId::parse_hex(target).map_err(|error| fail(&error))?;
+            let ranges = node
+                .inspect(move |core| pick_slots(&core.slots_of(&core.myself_id()), skip, count))
+                .await
+                .map_err(|error| fail(&error))?;
+            if ranges.is_empty() {
+                return Err("no slots to move".to_string());
+            }
+            let slots: usize = ranges.iter().map(|range| range.len()).sum();
+            if *how == "background" {
+                node.start_slot_migrations(&[(ranges, target)], SlotMigrationOptions::default())
+                    .map(|names| format!("{slots} slots, job {}", names.join(",")))
+                    .map_err(|error| fail(&error))
+            } else {
+                node.migrate_slots(&ranges, target, SlotMigrationOptions::default(), |_| {
+                    ControlFlow::Continue(())
+                })
+                .await
+                .map(|report| format!("{slots} slots, {} keys", report.keys_sent))
+                .map_err(|error| fail(&error))
+            }
+        }
         _ => Err(format!("unknown command {line:?}")),
     }
+}
+
+/// `count` of the slots of `owned` (in order), starting after the first `skip` of them
+/// (modulo their number), as ranges; wraps around to the start.
+fn pick_slots(owned: &[SlotRange], skip: usize, count: usize) -> Vec<SlotRange> {
+    let slots: Vec<u16> = slots_of_ranges(owned).collect();
+    if slots.is_empty() {
+        return Vec::new();
+    }
+    let mut picked: Vec<u16> = slots
+        .iter()
+        .cycle()
+        .skip(skip % slots.len())
+        .take(count.min(slots.len()))
+        .copied()
+        .collect();
+    picked.sort_unstable();
+    ranges_from_sorted_slots(picked)
 }
 
 /// How to start one child node.
@@ -184,6 +241,8 @@ pub(crate) struct ChildSpec {
     pub(crate) announce: Option<String>,
     /// Its data directory.
     pub(crate) data_dir: Option<PathBuf>,
+    /// Keys persist in a snapshot across graceful restarts (needs `data_dir`).
+    pub(crate) persist: bool,
 }
 
 /// One node process: commands go to its stdin, `@@` lines come back.
@@ -220,6 +279,9 @@ impl Child {
         }
         if let Some(directory) = &spec.data_dir {
             command.env(CHILD_DIR, directory);
+        }
+        if spec.persist {
+            command.env(CHILD_PERSIST, "1");
         }
         let mut process = command.spawn().expect("run the test binary as a node");
         let stdin = process.stdin.take().unwrap();
@@ -286,6 +348,20 @@ impl Child {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+
+    /// Stops the node gracefully (hand-over, snapshot) and waits for the process to exit;
+    /// SIGKILL if it has not within [`ANSWER_TIMEOUT`].
+    pub(crate) fn shutdown(mut self) {
+        let _ = writeln!(self.stdin, "shutdown");
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop within {ANSWER_TIMEOUT:?}", self.address);
     }
 
     /// SIGKILL, then reaps the process: a crash, nothing saved on the way out.

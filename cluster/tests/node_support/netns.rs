@@ -145,6 +145,7 @@ impl Lab {
             bind: format!("0.0.0.0:{NODE_PORT}"),
             announce: Some(host_of(index)),
             data_dir: None,
+            persist: false,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::endpoint::request::{decode_envelope, EnvelopeKind, Responder};
 use crate::endpoint::stats::LinkCounters;
 use crate::endpoint::{write_frames, EventSink};
 use crate::framing::decode_hello;
+use crate::tls::PeerIdentity;
 use crate::{
     Accept, AcceptedLink, Channel, Direction, EndpointConfig, FrameReader, FramedLink,
     InboundFrame, InboundRequest, LinkError, Listener, PeerAddr, TransportEvent,
@@ -95,11 +96,19 @@ async fn serve_inbound(
         channel,
         remote,
         mut link,
+        identity,
     } = accepted;
     let peer = tokio::select! {
         peer = read_hello(&mut link.reader, channel, context.config.hello_timeout_ms) => peer,
         () = context.shutdown.cancelled() => return,
     };
+    let peer = peer.and_then(|peer| match &identity {
+        // Per-node identity: the hello claims only what the dialer's certificate names.
+        Some(identity) if !identity.names(peer.host()) => Err(LinkError::Authentication(format!(
+            "the hello claims {peer}, which the peer's certificate does not name"
+        ))),
+        _ => Ok(peer),
+    });
     let peer = match peer {
         Ok(peer) => peer,
         Err(reason) => {
@@ -120,7 +129,7 @@ async fn serve_inbound(
         direction: Direction::Inbound,
     });
     let reason = tokio::select! {
-        reason = serve_channel(&peer, channel, link, &context) => reason,
+        reason = serve_channel(&peer, channel, link, identity, &context) => reason,
         () = context.shutdown.cancelled() => LinkError::LocalClose,
     };
     context.counters.count_closed(&reason);
@@ -154,11 +163,12 @@ async fn serve_channel(
     peer: &PeerAddr,
     channel: Channel,
     link: FramedLink,
+    identity: Option<PeerIdentity>,
     context: &InboundContext,
 ) -> LinkError {
     match channel {
-        Channel::Bus => forward_frames(peer, channel, link.reader, &context.bus).await,
-        Channel::Bulk => forward_frames(peer, channel, link.reader, &context.bulk).await,
+        Channel::Bus => forward_frames(peer, channel, link.reader, identity, &context.bus).await,
+        Channel::Bulk => forward_frames(peer, channel, link.reader, identity, &context.bulk).await,
         Channel::Request => serve_requests(peer, link, context).await,
     }
 }
@@ -169,6 +179,7 @@ async fn forward_frames(
     peer: &PeerAddr,
     channel: Channel,
     mut reader: FrameReader,
+    identity: Option<PeerIdentity>,
     queue: &mpsc::Sender<InboundFrame>,
 ) -> LinkError {
     loop {
@@ -181,6 +192,7 @@ async fn forward_frames(
             from: peer.clone(),
             channel,
             payload,
+            identity: identity.clone(),
         };
         if queue.send(frame).await.is_err() {
             tracing::trace!(%peer, %channel, "no receiver for inbound frames; frame discarded");

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use crate::tls;
+use crate::tls::{self, PeerIdentity};
 pub use crate::tls::{
     self_signed_node_identity, DevCertificateAuthority, NodeIdentity, TlsConfigError, TrustAnchor,
     ALPN_PROTOCOL, CLUSTER_SERVER_NAME_DEFAULT,
@@ -60,6 +60,11 @@ pub struct QuicConfig {
     /// refused at once and reported (default
     /// [`crate::tcp::HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT`]).
     pub handshakes_in_flight_per_source_max: NonZeroUsize,
+    /// Per-node identity (default off): each peer's certificate must name what it claims,
+    /// as [`crate::tcp::TcpTls::binding_identities`] describes: the dialed host, the host of
+    /// an accepted link's hello, and (checked by the cluster on each inbound frame's
+    /// [`crate::InboundFrame::identity`]) the node id its messages claim.
+    pub bind_identities: bool,
 }
 
 impl QuicConfig {
@@ -77,6 +82,7 @@ impl QuicConfig {
                 crate::tcp::HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX_DEFAULT,
             )
             .unwrap_or(NonZeroUsize::MIN),
+            bind_identities: false,
         }
     }
 }
@@ -92,6 +98,7 @@ pub struct QuicTransport {
     stream_open_timeout_ms: u64,
     handshake_timeout_ms: u64,
     handshakes_in_flight_per_source_max: NonZeroUsize,
+    bind_identities: bool,
     endpoint: Mutex<Option<quinn::Endpoint>>,
     /// The UDP address `listen` bound, released again by [`Transport::close`].
     bound: Mutex<Option<SocketAddr>>,
@@ -125,6 +132,7 @@ impl QuicTransport {
             stream_open_timeout_ms: config.stream_open_timeout_ms,
             handshake_timeout_ms: config.handshake_timeout_ms,
             handshakes_in_flight_per_source_max: config.handshakes_in_flight_per_source_max,
+            bind_identities: config.bind_identities,
             endpoint: Mutex::new(None),
             bound: Mutex::new(None),
             connections: Mutex::new(HashMap::new()),
@@ -257,6 +265,7 @@ impl Transport for QuicTransport {
             *self.bound.lock() = Some(socket);
             let (accepted, queue) = mpsc::channel(ACCEPT_QUEUE_LINKS_MAX);
             let bounds = ListenerBounds {
+                bind_identities: self.bind_identities,
                 stream_open_timeout_ms: self.stream_open_timeout_ms,
                 handshake_timeout_ms: self.handshake_timeout_ms,
                 handshakes: SourceBudget::new(
@@ -283,6 +292,14 @@ impl Transport for QuicTransport {
     ) -> BoxFuture<'a, Result<FramedLink, LinkError>> {
         Box::pin(async move {
             let connection = self.connection_to(peer.resolve().await?).await?;
+            if self.bind_identities
+                && !peer_identity(&connection).is_some_and(|identity| identity.names(peer.host()))
+            {
+                return Err(LinkError::Authentication(format!(
+                    "QUIC with {peer}: its certificate does not name {}",
+                    peer.host()
+                )));
+            }
             let (mut send, receive) = connection.open_bi().await.map_err(connection_error)?;
             send.write_all(&[channel.tag()])
                 .await
@@ -329,8 +346,18 @@ impl Listener for QuicListener {
     }
 }
 
+/// The identity proved by the connection's peer (its end-entity certificate), if any.
+fn peer_identity(connection: &quinn::Connection) -> Option<PeerIdentity> {
+    let certificates = connection
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certificates.first().cloned().map(PeerIdentity::new)
+}
+
 /// What the listener enforces on inbound connections.
 struct ListenerBounds {
+    bind_identities: bool,
     stream_open_timeout_ms: u64,
     handshake_timeout_ms: u64,
     handshakes: Arc<SourceBudget>,
@@ -361,8 +388,11 @@ async fn run_listener(
             }
         };
         let accepted = accepted.clone();
-        let (handshake_ms, stream_open_ms) =
-            (bounds.handshake_timeout_ms, bounds.stream_open_timeout_ms);
+        let (handshake_ms, stream_open_ms, bind_identities) = (
+            bounds.handshake_timeout_ms,
+            bounds.stream_open_timeout_ms,
+            bounds.bind_identities,
+        );
         connections.spawn(async move {
             let remote = remote.to_string();
             let handshake = tokio::time::timeout(Duration::from_millis(handshake_ms), incoming);
@@ -376,7 +406,15 @@ async fn run_listener(
             drop(permit);
             match connected {
                 Ok(connection) => {
-                    serve_connection(connection, remote, limits, stream_open_ms, accepted).await
+                    let identity = bind_identities
+                        .then(|| peer_identity(&connection))
+                        .flatten();
+                    let stream = StreamBounds {
+                        limits,
+                        timeout_ms: stream_open_ms,
+                        identity,
+                    };
+                    serve_connection(connection, remote, stream, accepted).await
                 }
                 Err(reason) => {
                     let _ = accepted.send(Accept::Rejected { remote, reason }).await;
@@ -393,28 +431,40 @@ async fn run_listener(
 async fn serve_connection(
     connection: quinn::Connection,
     remote: String,
-    limits: FrameLimits,
-    timeout_ms: u64,
+    bounds: StreamBounds,
     accepted: mpsc::Sender<Accept>,
 ) {
     let mut streams = tokio::task::JoinSet::new();
     while let Ok((send, receive)) = connection.accept_bi().await {
-        let (remote, accepted) = (remote.clone(), accepted.clone());
+        let (remote, accepted, bounds) = (remote.clone(), accepted.clone(), bounds.clone());
         streams.spawn(async move {
-            let outcome = open_stream(send, receive, remote, limits, timeout_ms).await;
+            let outcome = open_stream(send, receive, remote, bounds).await;
             let _ = accepted.send(outcome).await;
         });
         while streams.try_join_next().is_some() {}
     }
 }
 
+/// What each stream of one accepted connection gets: the frame limits, the bound on
+/// reading its tag, and the connection's proved identity (when identities are bound).
+#[derive(Clone)]
+struct StreamBounds {
+    limits: FrameLimits,
+    timeout_ms: u64,
+    identity: Option<PeerIdentity>,
+}
+
 async fn open_stream(
     send: quinn::SendStream,
     mut receive: quinn::RecvStream,
     remote: String,
-    limits: FrameLimits,
-    timeout_ms: u64,
+    bounds: StreamBounds,
 ) -> Accept {
+    let StreamBounds {
+        limits,
+        timeout_ms,
+        identity,
+    } = bounds;
     let tag = tokio::time::timeout(Duration::from_millis(timeout_ms), receive.read_u8()).await;
     let reason = match tag {
         Ok(Ok(tag)) => match Channel::from_tag(tag) {
@@ -424,6 +474,7 @@ async fn open_stream(
                     channel,
                     remote,
                     link,
+                    identity,
                 });
             }
             None => LinkError::Protocol(format!("unknown channel tag {tag}")),

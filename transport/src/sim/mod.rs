@@ -250,6 +250,7 @@ impl SimNet {
             channel,
             remote: dialer.to_string(),
             link: acceptor_end,
+            identity: None,
         });
         registration.queue.try_send(accepted).map_err(|_| {
             LinkError::Unreachable(format!(

@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 
 use crate::source_budget::SourceBudget;
 use crate::tls::{
-    self, NodeIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL_TCP, CLUSTER_SERVER_NAME_DEFAULT,
+    self, NodeIdentity, PeerIdentity, TlsConfigError, TrustAnchor, ALPN_PROTOCOL_TCP,
+    CLUSTER_SERVER_NAME_DEFAULT,
 };
 use crate::{
     framed_byte_link, Accept, AcceptedLink, Channel, ConfigError, FrameLimits, FramedLink,
@@ -86,6 +87,8 @@ pub struct TcpTls {
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
     server_name: rustls::pki_types::ServerName<'static>,
+    identity: NodeIdentity,
+    bind_identities: bool,
 }
 
 impl TcpTls {
@@ -108,13 +111,40 @@ impl TcpTls {
             server: Arc::new(tls::server_config(identity, trust, ALPN_PROTOCOL_TCP)?),
             client: Arc::new(tls::client_config(identity, trust, ALPN_PROTOCOL_TCP)?),
             server_name,
+            identity: identity.clone(),
+            bind_identities: false,
         })
+    }
+
+    /// The same settings binding each peer's certificate to what it claims (per-node
+    /// identity): a dialed listener's certificate must name the host dialed, an accepted
+    /// link's certificate must name the host its hello claims, and the certificate travels
+    /// with the link's frames ([`crate::InboundFrame::identity`]) so the cluster can check
+    /// the node id each message claims. Every node's certificate then names its announced
+    /// host (and, for the cluster's check, its node id).
+    pub fn binding_identities(mut self) -> TcpTls {
+        self.bind_identities = true;
+        self
+    }
+
+    /// Whether peers' certificates are bound to their claims ([`TcpTls::binding_identities`]).
+    pub fn binds_identities(&self) -> bool {
+        self.bind_identities
+    }
+
+    /// This node's own identity (to check it names what the node will claim).
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
     }
 }
 
 impl fmt::Debug for TcpTls {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "TcpTls(server name {:?})", self.server_name)
+        write!(
+            formatter,
+            "TcpTls(server name {:?}, binding identities: {})",
+            self.server_name, self.bind_identities
+        )
     }
 }
 
@@ -236,6 +266,16 @@ impl Transport for TcpTransport {
                             .connect(settings.server_name.clone(), stream)
                             .await
                             .map_err(|error| tls_refusal(peer, &error))?;
+                        if settings.bind_identities {
+                            let named = peer_identity(secured.get_ref().1.peer_certificates())
+                                .is_some_and(|identity| identity.names(peer.host()));
+                            if !named {
+                                return Err(LinkError::Authentication(format!(
+                                    "TLS with {peer}: its certificate does not name {}",
+                                    peer.host()
+                                )));
+                            }
+                        }
                         handshake::dial(&mut secured, key, channel).await?;
                         Ok::<_, LinkError>(secured)
                     };
@@ -248,6 +288,15 @@ impl Transport for TcpTransport {
             }
         })
     }
+}
+
+/// The identity proved by the end-entity certificate of `certificates`, if any.
+fn peer_identity(
+    certificates: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Option<PeerIdentity> {
+    certificates?
+        .first()
+        .map(|leaf| PeerIdentity::new(leaf.clone()))
 }
 
 /// A TLS handshake's failure as the link's error, naming the peer.
@@ -361,7 +410,11 @@ async fn handle_inbound_connection(
             };
             authenticated.await.map(|channel| {
                 let (reader, writer) = stream.into_split();
-                (channel, framed_byte_link(reader, writer, channel, limits))
+                (
+                    channel,
+                    framed_byte_link(reader, writer, channel, limits),
+                    None,
+                )
             })
         }
         Some(settings) => {
@@ -380,18 +433,24 @@ async fn handle_inbound_connection(
                 .map_err(timed_out)
             {
                 Ok(Ok((channel, secured))) => {
+                    let identity = settings
+                        .bind_identities
+                        .then(|| peer_identity(secured.get_ref().1.peer_certificates()))
+                        .flatten();
                     let (reader, writer) = tokio::io::split(secured);
-                    Ok((channel, framed_byte_link(reader, writer, channel, limits)))
+                    let link = framed_byte_link(reader, writer, channel, limits);
+                    Ok((channel, link, identity))
                 }
                 Ok(Err(error)) | Err(error) => Err(error),
             }
         }
     };
     match outcome {
-        Ok((channel, link)) => Accept::Link(AcceptedLink {
+        Ok((channel, link, identity)) => Accept::Link(AcceptedLink {
             channel,
             remote,
             link,
+            identity,
         }),
         Err(reason) => Accept::Rejected { remote, reason },
     }

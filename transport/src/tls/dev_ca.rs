@@ -67,11 +67,44 @@ impl DevCertificateAuthority {
         Ok((certificate.pem(), key.serialize_pem()))
     }
 
+    /// Issues a node certificate naming `names` (DNS names or IP addresses) besides the
+    /// cluster server name and `localhost`: for per-node identity, the node's announced
+    /// host and its node-id name.
+    pub fn issue_named_node_identity(
+        &self,
+        names: &[String],
+    ) -> Result<NodeIdentity, TlsConfigError> {
+        let (certificate, key) = self.issue_certificate(names)?;
+        let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok(NodeIdentity::from_der(
+            vec![certificate.der().clone()],
+            private_key,
+        ))
+    }
+
+    /// [`DevCertificateAuthority::issue_named_node_identity`] as PEM: the certificate and
+    /// the private key (PKCS #8).
+    pub fn issue_named_node_pem(
+        &self,
+        names: &[String],
+    ) -> Result<(String, String), TlsConfigError> {
+        let (certificate, key) = self.issue_certificate(names)?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
+
     fn issue_node_certificate(&self) -> Result<(rcgen::Certificate, KeyPair), TlsConfigError> {
-        let names = vec![
+        self.issue_certificate(&[])
+    }
+
+    fn issue_certificate(
+        &self,
+        extra_names: &[String],
+    ) -> Result<(rcgen::Certificate, KeyPair), TlsConfigError> {
+        let mut names = vec![
             CLUSTER_SERVER_NAME_DEFAULT.to_string(),
             "localhost".to_string(),
         ];
+        names.extend_from_slice(extra_names);
         let key = KeyPair::generate().map_err(generation_error)?;
         let mut params = CertificateParams::new(names).map_err(generation_error)?;
         params

@@ -6,6 +6,11 @@
 //! CA, and the client verifies the server against the same CA and the cluster server name.
 //! Certificates come from PEM files, PEM bytes or DER. `dev_ca.rs` makes such a CA for
 //! development and tests; `pinned.rs` trusts an exact set of certificates instead.
+//!
+//! Per-node identity ([`PeerIdentity`]): where a transport binds identities, a peer's
+//! certificate must also name what the peer claims to be (the address in its hello, and
+//! above the transport the node id in its messages), so a member holding a valid cluster
+//! certificate can no longer pose as another member.
 
 mod dev_ca;
 mod pinned;
@@ -88,6 +93,12 @@ impl NodeIdentity {
         self.cert_chain.first()
     }
 
+    /// Whether the leaf certificate names `name` (see [`PeerIdentity::names`]).
+    pub fn names(&self, name: &str) -> bool {
+        self.certificate()
+            .is_some_and(|certificate| certificate_names(certificate, name))
+    }
+
     /// An identity from DER certificates (leaf first) and a DER private key.
     pub fn from_der(
         cert_chain: Vec<CertificateDer<'static>>,
@@ -121,6 +132,41 @@ impl NodeIdentity {
     ) -> Result<NodeIdentity, TlsConfigError> {
         NodeIdentity::from_pem(&read(cert_chain_path)?, &read(private_key_path)?)
     }
+}
+
+/// The certificate a peer proved it holds on one link, for checking what the peer claims
+/// over that link: its address (the hello) and its node id (the cluster's messages). Cheap
+/// to clone (one shared certificate).
+#[derive(Clone, Debug)]
+pub struct PeerIdentity {
+    certificate: Arc<CertificateDer<'static>>,
+}
+
+impl PeerIdentity {
+    /// The identity proved by end-entity certificate `certificate`.
+    pub fn new(certificate: CertificateDer<'static>) -> PeerIdentity {
+        PeerIdentity {
+            certificate: Arc::new(certificate),
+        }
+    }
+
+    /// Whether the certificate names `name`: a DNS name among its DNS subject alternative
+    /// names, or an IP address among its IP ones (the checks of TLS server names).
+    pub fn names(&self, name: &str) -> bool {
+        certificate_names(&self.certificate, name)
+    }
+}
+
+/// Whether `certificate` names `name` (see [`PeerIdentity::names`]). `false` for a name that
+/// is neither a DNS name nor an IP address, or a certificate that does not parse.
+fn certificate_names(certificate: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(certificate) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &server_name).is_ok()
 }
 
 /// What a node trusts: a cluster CA, or an exact set of pinned node certificates.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
+use slotkv_cluster::core::node::NodeId;
 use slotkv_cluster::core::slots::SlotRange;
 use slotkv_cluster::{Node, NodeTransport, Persistence};
 use slotkv_engine::EvictionPolicy;
@@ -146,6 +147,16 @@ struct Flags {
     /// The DNS name every node's certificate carries, for --tls-cluster yes.
     #[arg(long, default_value = slotkv_transport::tls::CLUSTER_SERVER_NAME_DEFAULT)]
     tls_server_name: String,
+    /// yes: per-node identity on the bus (with --tls-cluster yes or --transport quic):
+    /// every node's certificate must also name its node id (`<id>.node.slotkv`) and its
+    /// announced host, and a peer claiming an address or node id its certificate does not
+    /// name is refused. Set the id of a new node with --cluster-node-id.
+    #[arg(long, default_value = "no")]
+    tls_node_identity: String,
+    /// The node id (40 hex digits) of a node starting without a nodes.conf (default: a
+    /// random one); a saved nodes.conf keeps its own.
+    #[arg(long)]
+    cluster_node_id: Option<String>,
 }
 
 /// A flag combination kvnode refuses, with what to change.
@@ -185,6 +196,7 @@ struct Settings {
     /// `(seconds, changes)` pairs of `save`; empty: no snapshots.
     save_points: Vec<(u64, u64)>,
     proxy_redirects: bool,
+    node_id: Option<NodeId>,
 }
 
 fn check(flags: &Flags) -> Result<Settings, FlagError> {
@@ -256,16 +268,38 @@ fn check(flags: &Flags) -> Result<Settings, FlagError> {
     };
     let secret = ClusterSecret::new(secret)
         .map_err(|_| invalid("masterauth", "(hidden)", "cannot make a bus secret of it"))?;
-    let transport = match flags.transport.as_str() {
-        "tcp" => {
-            let mut transport = TcpConfig::new(secret);
-            if let Some(tls) = bus_tls(flags)? {
-                transport = transport.with_tls(tls);
+    let bind_identities = yes_or_no("tls-node-identity", &flags.tls_node_identity)?;
+    let transport =
+        match flags.transport.as_str() {
+            "tcp" => {
+                let mut transport = TcpConfig::new(secret);
+                match bus_tls(flags)? {
+                    Some(tls) if bind_identities => {
+                        transport = transport.with_tls(tls.binding_identities());
+                    }
+                    Some(tls) => transport = transport.with_tls(tls),
+                    None if bind_identities => return Err(invalid(
+                        "tls-node-identity",
+                        "yes",
+                        "needs --tls-cluster yes or --transport quic (identities are certificates)",
+                    )),
+                    None => {}
+                }
+                NodeTransport::Tcp(transport)
             }
-            NodeTransport::Tcp(transport)
-        }
-        "quic" => NodeTransport::Quic(quic_config(flags)?),
-        other => return Err(invalid("transport", other, "must be tcp or quic")),
+            "quic" => {
+                let mut config = quic_config(flags)?;
+                config.bind_identities = bind_identities;
+                NodeTransport::Quic(config)
+            }
+            other => return Err(invalid("transport", other, "must be tcp or quic")),
+        };
+    let node_id = match &flags.cluster_node_id {
+        None => None,
+        Some(text) => Some(
+            NodeId::parse_hex(text)
+                .map_err(|_| invalid("cluster-node-id", text, "a node id is 40 hex digits"))?,
+        ),
     };
     if !LOG_LEVELS.contains(&flags.loglevel.as_str()) {
         return Err(invalid(
@@ -281,6 +315,7 @@ fn check(flags: &Flags) -> Result<Settings, FlagError> {
         transport,
         save_points,
         proxy_redirects,
+        node_id,
     })
 }
 
@@ -389,6 +424,9 @@ async fn run(flags: Flags, settings: Settings) -> Result<(), Box<dyn std::error:
     }
     if let Some(host) = &flags.cluster_announce_ip {
         builder = builder.announce_host(host.clone());
+    }
+    if let Some(id) = settings.node_id {
+        builder = builder.node_id(id);
     }
     if let Some(port) = flags.cluster_announce_bus_port {
         builder = builder.announce_port(port);
@@ -607,6 +645,8 @@ mod tests {
             (&["--transport", "udp"][..], "--transport udp"),
             (&["--transport", "quic"][..], "--tls-cert-file"),
             (&["--proxy-redirects", "maybe"][..], "yes or no"),
+            (&["--tls-node-identity", "yes"][..], "needs --tls-cluster yes"),
+            (&["--cluster-node-id", "xyz"][..], "--cluster-node-id xyz"),
         ] {
             let error = checked(arguments).err().expect("refused");
             assert!(error.to_string().contains(named), "{arguments:?}: {error}");
