@@ -9,13 +9,15 @@
 //! its last replies to be written. A protocol error is answered `-ERR Protocol error: ...`
 //! and the connection closed.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 
 use crate::clients::ClientEntry;
 use crate::commands::{execute, Flow, Session};
@@ -43,8 +45,62 @@ const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most bytes discarded while lingering.
 const LINGER_BYTES_MAX: usize = 4 << 20;
 
+/// The writing half of a client connection: written without waiting while it takes bytes,
+/// waited on only while replies are pending.
+pub(crate) trait ClientWrite: AsyncWrite + Unpin + Send {
+    /// Writes what the connection takes now; `WouldBlock` when it takes nothing.
+    fn write_now(&mut self, bytes: &[u8]) -> std::io::Result<usize>;
+
+    /// Pushes bytes taken but still buffered (a TLS session's) toward the socket without
+    /// waiting; whether none are left.
+    fn flush_now(&mut self) -> std::io::Result<bool>;
+
+    /// Resolves once the connection may take more (`Err`: it failed).
+    fn ready(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl ClientWrite for OwnedWriteHalf {
+    fn write_now(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.try_write(bytes)
+    }
+
+    fn flush_now(&mut self) -> std::io::Result<bool> {
+        Ok(true)
+    }
+
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.writable().await
+    }
+}
+
+/// A TLS connection's writing half: a write the socket cannot take now stays in the TLS
+/// session's buffer, and flushing that buffer is what waiting for room means.
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientWrite
+    for tokio::io::WriteHalf<tokio_rustls::server::TlsStream<S>>
+{
+    fn write_now(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut context = Context::from_waker(Waker::noop());
+        match Pin::new(self).poll_write(&mut context, bytes) {
+            Poll::Ready(written) => written,
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush_now(&mut self) -> std::io::Result<bool> {
+        let mut context = Context::from_waker(Waker::noop());
+        match Pin::new(self).poll_flush(&mut context) {
+            Poll::Ready(flushed) => flushed.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.flush().await
+    }
+}
+
 /// Answers a client beyond `maxclients` and closes it (Redis's wording).
-pub(crate) async fn refuse(mut stream: TcpStream) {
+pub(crate) async fn refuse(mut stream: impl AsyncWrite + Unpin) {
     let _ = stream
         .write_all(b"-ERR max number of clients reached\r\n")
         .await;
@@ -66,8 +122,12 @@ enum End {
 /// non-blocking write, and what the socket does not take waits in `output` (written when
 /// the socket is writable again, while reading goes on) — no hand-over to another task
 /// per request.
-pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<ClientEntry>) {
-    let (mut reader, mut writer) = stream.into_split();
+pub(crate) async fn run(
+    gateway: Arc<Gateway>,
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl ClientWrite,
+    entry: Arc<ClientEntry>,
+) {
     let (limits, output_max) = {
         let config = gateway.config.lock();
         (config.limits, config.output_buffer_bytes_max)
@@ -81,7 +141,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<Cli
         if parsed == Parsed::NeedInput {
             let event = tokio::select! {
                 read = reader.read_buf(&mut buffer) => Wakeup::Read(read.map_or(0, |read| read)),
-                ready = writer.writable(), if !output.is_empty() => Wakeup::Writable(ready.is_ok()),
+                ready = writer.ready(), if output.waiting() => Wakeup::Writable(ready.is_ok()),
                 () = entry.kill.notified() => break End::Abort,
             };
             match event {
@@ -89,7 +149,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<Cli
                 Wakeup::Read(_) => {}
                 Wakeup::Writable(false) => break End::Abort,
                 Wakeup::Writable(true) => {
-                    if output.write_ready(&writer).is_err() {
+                    if output.write_ready(&mut writer).is_err() {
                         break End::Abort;
                     }
                     continue;
@@ -104,7 +164,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, stream: TcpStream, entry: Arc<Cli
             &mut output.bytes,
         )
         .await;
-        if output.write_ready(&writer).is_err() {
+        if output.write_ready(&mut writer).is_err() {
             break End::Abort;
         }
         if output.len() > output_max {
@@ -143,9 +203,16 @@ enum Wakeup {
 struct Output {
     bytes: Vec<u8>,
     written: usize,
+    /// Bytes the writer took are still in its buffer (a TLS session's), not the socket's.
+    flush_pending: bool,
 }
 
 impl Output {
+    /// Whether anything waits for the connection to take more.
+    fn waiting(&self) -> bool {
+        !self.is_empty() || self.flush_pending
+    }
+
     fn is_empty(&self) -> bool {
         self.written == self.bytes.len()
     }
@@ -160,15 +227,16 @@ impl Output {
     }
 
     /// Writes what the socket takes without waiting; `Err` when the connection failed.
-    fn write_ready(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
+    fn write_ready(&mut self, writer: &mut impl ClientWrite) -> std::io::Result<()> {
         while !self.is_empty() {
-            match writer.try_write(self.unwritten()) {
+            match writer.write_now(self.unwritten()) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.written += written,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(error) => return Err(error),
             }
         }
+        self.flush_pending = !writer.flush_now()?;
         if self.is_empty() {
             self.bytes.clear();
             self.written = 0;
@@ -186,7 +254,7 @@ impl Output {
 }
 
 /// Reads and discards the client's input until it closes or [`LINGER_BYTES_MAX`].
-async fn linger(reader: &mut tokio::net::tcp::OwnedReadHalf) {
+async fn linger(reader: &mut (impl AsyncRead + Unpin)) {
     let mut scratch = vec![0u8; READ_BUFFER_BYTES];
     let mut discarded = 0;
     while discarded < LINGER_BYTES_MAX {

@@ -29,4 +29,6 @@ pub use commands::cluster::BUS_PORT_OFFSET;
 pub use frame::{ProtocolError, RequestParser};
 pub use limits::RequestLimits;
 pub use reply::{Protocol, Reply};
-pub use server::{RespConfig, RespListener, RespServer, RespStartError};
+pub use server::{
+    RespConfig, RespListener, RespServer, RespStartError, RespTls, TLS_HANDSHAKE_TIMEOUT,
+};

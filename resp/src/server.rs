@@ -10,10 +10,13 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use slotkv_cluster::{Cluster, Node};
+use slotkv_transport::tls::{
+    client_port_server_config, ClientCertificates, NodeIdentity, TlsConfigError,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -48,6 +51,39 @@ pub struct RespConfig {
     /// `save` as CONFIG GET shows it: the snapshot points of the host (kvnode's `save`),
     /// empty when the keys are not saved. Not acted on by the gateway.
     pub save: String,
+    /// TLS on the port (Redis's `tls-port`): every client connects with TLS first;
+    /// `None` (the default): plain TCP.
+    pub tls: Option<RespTls>,
+}
+
+/// Longest a client may take over its TLS handshake before it is closed (it holds one
+/// of the `maxclients` places meanwhile).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS for the client port: this node's certificate and what it asks of clients.
+#[derive(Clone)]
+pub struct RespTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl RespTls {
+    /// TLS with `identity`, client certificates as `clients` says (Redis's
+    /// `tls-auth-clients`).
+    pub fn new(
+        identity: &NodeIdentity,
+        clients: &ClientCertificates,
+    ) -> Result<RespTls, TlsConfigError> {
+        let config = client_port_server_config(identity, clients)?;
+        Ok(RespTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+impl std::fmt::Debug for RespTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("RespTls")
+    }
 }
 
 impl Default for RespConfig {
@@ -59,6 +95,7 @@ impl Default for RespConfig {
             output_buffer_bytes_max: OUTPUT_BUFFER_BYTES_MAX_DEFAULT,
             proxy_redirects: false,
             save: String::new(),
+            tls: None,
         }
     }
 }
@@ -224,13 +261,44 @@ async fn accept_loop(gateway: Arc<Gateway>, listener: TcpListener) {
 }
 
 async fn serve_client(gateway: Arc<Gateway>, stream: TcpStream, peer: SocketAddr) {
-    let max = gateway.config.lock().max_clients;
-    let local = stream.local_addr().unwrap_or(gateway.address);
-    let Some(entry) = gateway.clients.register(peer, local, max) else {
-        crate::connection::refuse(stream).await;
-        return;
+    let (max, tls) = {
+        let config = gateway.config.lock();
+        (config.max_clients, config.tls.clone())
     };
-    let id = entry.id;
-    crate::connection::run(Arc::clone(&gateway), stream, entry).await;
-    gateway.clients.remove(id);
+    let local = stream.local_addr().unwrap_or(gateway.address);
+    let entry = gateway.clients.register(peer, local, max);
+    match tls {
+        None => {
+            let Some(entry) = entry else {
+                crate::connection::refuse(stream).await;
+                return;
+            };
+            let id = entry.id;
+            let (reader, writer) = stream.into_split();
+            crate::connection::run(Arc::clone(&gateway), reader, writer, entry).await;
+            gateway.clients.remove(id);
+        }
+        Some(tls) => {
+            let id = entry.as_ref().map(|entry| entry.id);
+            let handshake =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+            match (handshake.await, entry) {
+                (Ok(Ok(secured)), Some(entry)) => {
+                    let (reader, writer) = tokio::io::split(secured);
+                    crate::connection::run(Arc::clone(&gateway), reader, writer, entry).await;
+                }
+                (Ok(Ok(secured)), None) => crate::connection::refuse(secured).await,
+                (Ok(Err(error)), _) => {
+                    tracing::info!(%peer, %error, "a RESP client's TLS handshake failed");
+                }
+                (Err(_), _) => {
+                    tracing::info!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT,
+                        "closing a RESP client that did not finish its TLS handshake");
+                }
+            }
+            if let Some(id) = id {
+                gateway.clients.remove(id);
+            }
+        }
+    }
 }

@@ -962,3 +962,169 @@ fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_sa
     drop(victim);
     drop(nodes);
 }
+
+/// RESP over TLS with the real tools: three kvnodes with `--port 0 --tls-port P`
+/// (`tls-auth-clients yes`) and the bus under TLS form with `redis-cli --tls --cluster
+/// create`; `redis-cli --tls -c` writes through one node and reads through every other,
+/// following MOVED to TLS ports; a TLS client without a certificate and a plain client are
+/// refused, and the nodes keep serving.
+#[test]
+fn kvnodes_serve_resp_over_tls_to_the_real_tools() {
+    if !tools_present() {
+        return;
+    }
+    let scratch = Scratch::new("tls");
+    let dir = scratch.0.clone();
+    let ca = write_ca(&dir);
+    let ports = free_ports(3);
+    let client_port = free_ports(1)[0];
+    write_node_certificate(&ca, &dir, client_port);
+    let root = dir.display().to_string();
+    let (ca_file, client_cert, client_key) = (
+        format!("{root}/ca.pem"),
+        format!("{root}/node-{client_port}.crt"),
+        format!("{root}/node-{client_port}.key"),
+    );
+    let mut nodes = Vec::new();
+    for &port in &ports {
+        write_node_certificate(&ca, &dir, port);
+        let arguments: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cluster",
+            "yes",
+            "--tls-cert-file",
+            &format!("{root}/node-{port}.crt"),
+            "--tls-key-file",
+            &format!("{root}/node-{port}.key"),
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--cluster-node-timeout",
+            "2000",
+            "--dir",
+            &root,
+        ]
+        .iter()
+        .map(|word| word.to_string())
+        .collect();
+        nodes.push(start(&dir, port, &arguments));
+    }
+    let tls_cli = |args: &[&str]| {
+        let mut all = vec![
+            "--tls",
+            "--cacert",
+            &ca_file,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+        ];
+        all.extend_from_slice(args);
+        cli(&all)
+    };
+    let port_texts: Vec<String> = ports.iter().map(u16::to_string).collect();
+    for port in &port_texts {
+        wait_until("the TLS port answers PING", Duration::from_secs(10), || {
+            text(&tls_cli(&["-p", port, "ping"])).contains("PONG")
+        });
+    }
+    let addresses: Vec<String> = port_texts
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addresses.iter().map(String::as_str));
+    create.push("--cluster-yes");
+    let created = tls_cli(&create);
+    assert!(
+        created.status.success(),
+        "create over TLS failed:\n{}",
+        text(&created)
+    );
+    for port in &port_texts {
+        wait_until("cluster_state:ok over TLS", Duration::from_secs(30), || {
+            text(&tls_cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok")
+        });
+    }
+    let slots = text(&tls_cli(&["-p", &port_texts[0], "cluster", "slots"]));
+    for port in &port_texts {
+        assert!(
+            slots.contains(port.as_str()),
+            "CLUSTER SLOTS names the TLS ports:\n{slots}"
+        );
+    }
+    for index in 0..30 {
+        let key = format!("tls-key-{index}");
+        let set = text(&tls_cli(&[
+            "-c",
+            "-p",
+            &port_texts[0],
+            "set",
+            &key,
+            &format!("v{index}"),
+        ]));
+        assert!(set.contains("OK"), "SET {key} over TLS: {set}");
+    }
+    for port in &port_texts[1..] {
+        for index in 0..30 {
+            let key = format!("tls-key-{index}");
+            let got = text(&tls_cli(&["-c", "-p", port, "get", &key]));
+            assert_eq!(
+                got.trim(),
+                format!("v{index}"),
+                "GET {key} through {port} over TLS"
+            );
+        }
+    }
+    // A value larger than the socket buffers both ways (the reply waits in the TLS session
+    // while the socket is full).
+    let big = "x".repeat(3 << 20);
+    let big_file = dir.join("big.txt");
+    std::fs::write(&big_file, &big).unwrap();
+    let set_big = Command::new("redis-cli")
+        .args([
+            "--tls",
+            "--cacert",
+            &ca_file,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+        ])
+        .args(["-c", "-p", &port_texts[0], "-x", "set", "big"])
+        .stdin(std::fs::File::open(&big_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        text(&set_big).contains("OK"),
+        "SET of 3 MiB over TLS: {}",
+        text(&set_big)
+    );
+    let got_big = tls_cli(&["-c", "-p", &port_texts[1], "get", "big"]);
+    assert_eq!(
+        String::from_utf8_lossy(&got_big.stdout).trim_end().len(),
+        big.len(),
+        "GET of 3 MiB over TLS"
+    );
+    // No client certificate: the handshake fails (tls-auth-clients yes).
+    let anonymous = cli(&["--tls", "--cacert", &ca_file, "-p", &port_texts[0], "ping"]);
+    assert!(
+        !text(&anonymous).contains("PONG"),
+        "a client without a certificate was served"
+    );
+    // A plain client gets no RESP answer from a TLS port.
+    let plain = raw_exchange(ports[0], b"PING\r\n");
+    assert!(
+        !plain.contains("PONG"),
+        "a plain client was served: {plain:?}"
+    );
+    for port in &port_texts {
+        assert!(
+            text(&tls_cli(&["-p", port, "ping"])).contains("PONG"),
+            "node {port} stopped serving"
+        );
+    }
+    drop(nodes);
+}

@@ -285,6 +285,53 @@ pub(crate) fn server_config(
     Ok(config)
 }
 
+/// Which certificates a TLS server for clients (a RESP port, not the bus) asks of them:
+/// Redis's `tls-auth-clients yes | optional | no`.
+#[derive(Clone, Debug)]
+pub enum ClientCertificates {
+    /// Every client presents a certificate `trust` accepts, or the handshake fails
+    /// (Redis's default, `yes`).
+    Required(TrustAnchor),
+    /// A client may present one, which must then be one `trust` accepts (`optional`); with
+    /// a pinned anchor, as `Required` (a pin admits exactly its certificate).
+    Optional(TrustAnchor),
+    /// None is asked for (`no`): any client completes the handshake (then AUTH applies).
+    NotRequested,
+}
+
+/// The server side of a port for clients (the RESP gateway's): TLS 1.2 or 1.3, our
+/// identity, client certificates as `clients` says; no ALPN is required.
+pub fn client_port_server_config(
+    identity: &NodeIdentity,
+    clients: &ClientCertificates,
+) -> Result<rustls::ServerConfig, TlsConfigError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?;
+    let builder = match clients {
+        ClientCertificates::Required(trust) => {
+            builder.with_client_cert_verifier(client_verifier(trust)?)
+        }
+        ClientCertificates::Optional(trust) if !trust.pinned => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(trust.root_store()?, provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(rustls_error)?,
+        ),
+        // A pin is an exact certificate: optional pinning would admit anyone.
+        ClientCertificates::Optional(trust) => {
+            builder.with_client_cert_verifier(client_verifier(trust)?)
+        }
+        ClientCertificates::NotRequested => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(
+            identity.cert_chain.clone(),
+            identity.private_key.clone_key(),
+        )
+        .map_err(rustls_error)
+}
+
 /// The client side: TLS 1.3, the server verified against `trust`, our identity presented.
 pub(crate) fn client_config(
     identity: &NodeIdentity,

@@ -21,10 +21,10 @@ use slotkv_cluster::{Node, NodeTransport, Persistence};
 use slotkv_engine::EvictionPolicy;
 use slotkv_resp::limits::parse_memory_bytes;
 use slotkv_resp::policy::policy_from_name;
-use slotkv_resp::{RespConfig, RespListener, RespServer, BUS_PORT_OFFSET};
+use slotkv_resp::{RespConfig, RespListener, RespServer, RespTls, BUS_PORT_OFFSET};
 use slotkv_transport::quic::QuicConfig;
 use slotkv_transport::tcp::{ClusterSecret, TcpConfig, TcpTls};
-use slotkv_transport::tls::{NodeIdentity, TrustAnchor};
+use slotkv_transport::tls::{ClientCertificates, NodeIdentity, TrustAnchor};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// The bus secret when neither `--masterauth` nor `--requirepass` is given (loopback only:
@@ -153,6 +153,14 @@ struct Flags {
     /// name is refused. Set the id of a new node with --cluster-node-id.
     #[arg(long, default_value = "no")]
     tls_node_identity: String,
+    /// TLS port for RESP clients (Redis's `tls-port`), with this node's --tls-cert-file and
+    /// --tls-key-file. kvnode serves one client port: give --port 0 with it.
+    #[arg(long)]
+    tls_port: Option<u16>,
+    /// Whether TLS clients must present a certificate of --tls-ca-cert-file: yes (Redis's
+    /// default), optional, or no.
+    #[arg(long, default_value = "yes")]
+    tls_auth_clients: String,
     /// The node id (40 hex digits) of a node starting without a nodes.conf (default: a
     /// random one); a saved nodes.conf keeps its own.
     #[arg(long)]
@@ -189,6 +197,10 @@ fn is_loopback(host: &str) -> bool {
 
 /// The checked settings derived from the flags.
 struct Settings {
+    /// The RESP port: `--port`, or `--tls-port` with `--port 0`.
+    client_port: u16,
+    /// TLS on it (`--tls-port`).
+    client_tls: Option<RespTls>,
     bus_port: u16,
     max_memory_bytes: u64,
     policy: EvictionPolicy,
@@ -243,12 +255,13 @@ fn check(flags: &Flags) -> Result<Settings, FlagError> {
             "a non-loopback address needs --requirepass (or --protected-mode no)",
         ));
     }
+    let (client_port, client_tls) = client_port(flags)?;
     let bus_port = match flags.cluster_port {
         Some(port) => port,
-        None => flags.port.checked_add(BUS_PORT_OFFSET).ok_or_else(|| {
+        None => client_port.checked_add(BUS_PORT_OFFSET).ok_or_else(|| {
             invalid(
                 "port",
-                &flags.port.to_string(),
+                &client_port.to_string(),
                 "port + 10000 is beyond 65535: set --cluster-port",
             )
         })?,
@@ -309,6 +322,8 @@ fn check(flags: &Flags) -> Result<Settings, FlagError> {
         ));
     }
     Ok(Settings {
+        client_port,
+        client_tls,
         bus_port,
         max_memory_bytes,
         policy,
@@ -361,6 +376,34 @@ fn bus_tls(flags: &Flags) -> Result<Option<TcpTls>, FlagError> {
     )?))
 }
 
+/// The RESP port and its TLS from `--port`, `--tls-port` and `--tls-auth-clients`.
+fn client_port(flags: &Flags) -> Result<(u16, Option<RespTls>), FlagError> {
+    let Some(tls_port) = flags.tls_port else {
+        return Ok((flags.port, None));
+    };
+    if flags.port != 0 {
+        return Err(invalid(
+            "tls-port",
+            &tls_port.to_string(),
+            "kvnode serves one client port: add --port 0 to serve RESP over TLS only",
+        ));
+    }
+    let (identity, trust) = tls_files(flags, "tls-port", &tls_port.to_string())?;
+    let clients = match flags.tls_auth_clients.as_str() {
+        "yes" => ClientCertificates::Required(trust),
+        "optional" => ClientCertificates::Optional(trust),
+        "no" => ClientCertificates::NotRequested,
+        other => {
+            return Err(invalid(
+                "tls-auth-clients",
+                other,
+                "must be yes, optional or no",
+            ))
+        }
+    };
+    Ok((tls_port, Some(RespTls::new(&identity, &clients)?)))
+}
+
 /// QUIC's settings from the `--tls-*` flags (QUIC is always mutual TLS).
 fn quic_config(flags: &Flags) -> Result<QuicConfig, FlagError> {
     let (identity, trust) = tls_files(flags, "transport", "quic")?;
@@ -404,14 +447,14 @@ fn log_filter(level: &str) -> tracing::Level {
 }
 
 async fn run(flags: Flags, settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = RespListener::bind(&format!("{}:{}", flags.bind, flags.port)).await?;
+    let listener = RespListener::bind(&format!("{}:{}", flags.bind, settings.client_port)).await?;
     let announced_client_port = flags
         .cluster_announce_port
         .unwrap_or(listener.local_addr().port());
     let file_name = flags
         .cluster_config_file
         .clone()
-        .unwrap_or_else(|| format!("nodes-{}.conf", flags.port));
+        .unwrap_or_else(|| format!("nodes-{}.conf", settings.client_port));
     let mut builder = Node::builder(settings.transport)
         .bind(format!("{}:{}", flags.bind, settings.bus_port))
         .client_port(announced_client_port)
@@ -437,6 +480,7 @@ async fn run(flags: Flags, settings: Settings) -> Result<(), Box<dyn std::error:
         max_clients: flags.maxclients,
         proxy_redirects: settings.proxy_redirects,
         save: flags.save.clone(),
+        tls: settings.client_tls.clone(),
         ..RespConfig::default()
     };
     let server = RespServer::start(listener, Arc::clone(&node), config);
@@ -645,8 +689,16 @@ mod tests {
             (&["--transport", "udp"][..], "--transport udp"),
             (&["--transport", "quic"][..], "--tls-cert-file"),
             (&["--proxy-redirects", "maybe"][..], "yes or no"),
-            (&["--tls-node-identity", "yes"][..], "needs --tls-cluster yes"),
+            (
+                &["--tls-node-identity", "yes"][..],
+                "needs --tls-cluster yes",
+            ),
             (&["--cluster-node-id", "xyz"][..], "--cluster-node-id xyz"),
+            (&["--tls-port", "7100"][..], "add --port 0"),
+            (
+                &["--port", "0", "--tls-port", "7100"][..],
+                "--tls-cert-file",
+            ),
         ] {
             let error = checked(arguments).err().expect("refused");
             assert!(error.to_string().contains(named), "{arguments:?}: {error}");
