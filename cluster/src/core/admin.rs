@@ -1037,3 +1037,208 @@ mod tests {
         assert_eq!(core.my_master(), None);
     }
 }
+
+/// The atomic import's slot states against a model: any sequence of ImportSlots,
+/// ClaimSlots and AbandonImport on a target, interleaved with newer claims of other masters
+/// (gossip racing the migration), leaves every slot exactly where the model says, and a
+/// refused command changes nothing.
+#[cfg(test)]
+mod migration_model {
+    use proptest::prelude::*;
+
+    use crate::core::slots::{SlotRange, SlotState};
+    use crate::core::testing::{add_node, core, drain, id, own};
+    use crate::core::{AdminCommand, AdminReply, Core};
+
+    /// Slots of the model; the last one is always the target's, so it stays a master.
+    const SLOTS: u16 = 48;
+
+    /// One input to the target (node 1). Masters 2 and 3 are the possible sources.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Import {
+            start: u16,
+            length: u16,
+            source: u8,
+        },
+        Claim {
+            start: u16,
+            length: u16,
+            source: u8,
+        },
+        Abandon {
+            start: u16,
+            length: u16,
+        },
+        /// Master `claimer` claims the range with an epoch above every one so far.
+        NewerClaim {
+            start: u16,
+            length: u16,
+            claimer: u8,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let range = (0..SLOTS - 1, 1..16u16);
+        prop_oneof![
+            (range.clone(), 2..=3u8).prop_map(|((start, length), source)| Step::Import {
+                start,
+                length,
+                source
+            }),
+            (range.clone(), 2..=3u8).prop_map(|((start, length), source)| Step::Claim {
+                start,
+                length,
+                source
+            }),
+            range
+                .clone()
+                .prop_map(|(start, length)| Step::Abandon { start, length }),
+            (range, 2..=3u8).prop_map(|((start, length), claimer)| Step::NewerClaim {
+                start,
+                length,
+                claimer
+            }),
+        ]
+    }
+
+    /// Each slot's owner (a node byte) and state, as the rules say.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Model {
+        slots: Vec<(u8, SlotState)>,
+    }
+
+    fn slots_of(start: u16, length: u16) -> std::ops::RangeInclusive<u16> {
+        start..=(start + length - 1).min(SLOTS - 2)
+    }
+
+    fn observed(core: &Core) -> Model {
+        Model {
+            slots: (0..SLOTS)
+                .map(|slot| {
+                    let owner = core.slot_owner(slot).map_or(0, |owner| owner.0[0]);
+                    (owner, core.slot_state(slot))
+                })
+                .collect(),
+        }
+    }
+
+    impl Model {
+        /// Applies `step`; whether the target's command succeeded (`None`: not a command).
+        fn apply(&mut self, step: &Step) -> Option<bool> {
+            match *step {
+                Step::Import {
+                    start,
+                    length,
+                    source,
+                } => {
+                    let range = slots_of(start, length);
+                    let allowed = range.clone().all(|slot| {
+                        let (owner, state) = self.slots[slot as usize];
+                        owner != 1 && state == SlotState::Stable
+                    });
+                    if allowed {
+                        for slot in range {
+                            self.slots[slot as usize].1 = SlotState::Importing(id(source));
+                        }
+                    }
+                    Some(allowed)
+                }
+                Step::Claim {
+                    start,
+                    length,
+                    source,
+                } => {
+                    let range = slots_of(start, length);
+                    let allowed = range.clone().all(|slot| match self.slots[slot as usize] {
+                        (_, SlotState::Importing(from)) => from == id(source),
+                        (owner, SlotState::Stable) => owner == 1,
+                        _ => false,
+                    });
+                    if allowed {
+                        for slot in range {
+                            self.slots[slot as usize] = (1, SlotState::Stable);
+                        }
+                    }
+                    Some(allowed)
+                }
+                Step::Abandon { start, length } => {
+                    let range = slots_of(start, length);
+                    if range.clone().any(|slot| self.slots[slot as usize].0 == 1) {
+                        return Some(true);
+                    }
+                    for slot in range {
+                        self.slots[slot as usize].1 = SlotState::Stable;
+                    }
+                    Some(true)
+                }
+                Step::NewerClaim {
+                    start,
+                    length,
+                    claimer,
+                } => {
+                    // Rule 2 with a greater epoch; an importing slot is not rebound.
+                    for slot in slots_of(start, length) {
+                        let entry = &mut self.slots[slot as usize];
+                        if !matches!(entry.1, SlotState::Importing(_)) {
+                            *entry = (claimer, SlotState::Stable);
+                        }
+                    }
+                    None
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn atomic_import_states_follow_the_model(steps in proptest::collection::vec(step(), 1..40)) {
+            let mut target = core(1);
+            target.nodes.get_mut(&id(1)).unwrap().config_epoch = 1;
+            add_node(&mut target, 2, None, 2);
+            add_node(&mut target, 3, None, 3);
+            target.current_epoch = 3;
+            own(&mut target, 2, 0..=23);
+            own(&mut target, 3, 24..=SLOTS - 2);
+            own(&mut target, 1, SLOTS - 1..=SLOTS - 1);
+            drain(&mut target);
+            let mut model = observed(&target);
+            let mut epoch = 3;
+            for step in &steps {
+                let expected = model.apply(step);
+                let epoch_before = target.myself().config_epoch;
+                let range = |start: u16, length: u16| {
+                    let slots = slots_of(start, length);
+                    vec![SlotRange::new(*slots.start(), *slots.end()).unwrap()]
+                };
+                let result = match *step {
+                    Step::Import { start, length, source } => Some(target.handle_command(
+                        1_000,
+                        AdminCommand::ImportSlots { ranges: range(start, length), source: id(source) },
+                    )),
+                    Step::Claim { start, length, source } => Some(target.handle_command(
+                        1_000,
+                        AdminCommand::ClaimSlots { ranges: range(start, length), source: id(source) },
+                    )),
+                    Step::Abandon { start, length } => Some(target.handle_command(
+                        1_000,
+                        AdminCommand::AbandonImport(range(start, length)),
+                    )),
+                    Step::NewerClaim { start, length, claimer } => {
+                        epoch += 1;
+                        target.nodes.get_mut(&id(claimer)).unwrap().config_epoch = epoch;
+                        target.update_slots_config_with(id(claimer), epoch, &range(start, length));
+                        None
+                    }
+                };
+                drain(&mut target);
+                prop_assert_eq!(result.as_ref().map(Result::is_ok), expected, "{:?}: {:?}", step, result);
+                if let Some(Ok(AdminReply::Bumped(bumped))) = result {
+                    prop_assert!(bumped > epoch_before, "a flip bumps the epoch once");
+                    epoch = epoch.max(bumped);
+                }
+                prop_assert_eq!(&observed(&target), &model, "after {:?}", step);
+            }
+        }
+    }
+}

@@ -350,12 +350,61 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use crate::core::slots::SlotRange;
     use crate::core::testing::{add_node, core, drain, header, id, own};
     use crate::core::{Event, Output, Role};
 
     fn range(start: u16, end: u16) -> SlotRange {
         SlotRange::new(start, end).unwrap()
+    }
+
+    /// Slots the merge property covers.
+    const MERGE_SLOTS: u16 = 256;
+
+    /// Claims as `(first slot, length)`, distinct epochs for their claimers (masters n2,
+    /// n3, ...), and an order of delivery.
+    fn claims_epochs_order() -> impl Strategy<Value = (Vec<(u16, u16)>, Vec<u64>, Vec<usize>)> {
+        proptest::collection::vec((0..MERGE_SLOTS, 1..64u16), 1..8).prop_flat_map(|claims| {
+            let count = claims.len();
+            let epochs = proptest::sample::subsequence((1..=16u64).collect::<Vec<_>>(), count)
+                .prop_shuffle();
+            let order = Just((0..count).collect::<Vec<usize>>()).prop_shuffle();
+            (Just(claims), epochs, order)
+        })
+    }
+
+    proptest! {
+        /// Rules 1 and 2 merge claims order-independently: whatever order the claims of
+        /// masters with distinct epochs arrive in, every slot ends bound to the
+        /// highest-epoch master claiming it, and a slot nobody claims stays unbound.
+        #[test]
+        fn slot_claims_converge_to_the_highest_epoch_in_any_order(
+            (claims, epochs, order) in claims_epochs_order()
+        ) {
+            let mut core = core(1);
+            for (index, epoch) in epochs.iter().enumerate() {
+                add_node(&mut core, index as u8 + 2, None, *epoch);
+            }
+            let ranges: Vec<SlotRange> = claims
+                .iter()
+                .map(|&(start, length)| range(start, (start + length - 1).min(MERGE_SLOTS - 1)))
+                .collect();
+            for &index in &order {
+                let claimer = id(index as u8 + 2);
+                core.update_slots_config_with(claimer, epochs[index], &ranges[index..=index]);
+            }
+            for slot in 0..MERGE_SLOTS {
+                let expected = ranges
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, range)| range.contains(slot))
+                    .max_by_key(|(index, _)| epochs[*index])
+                    .map(|(index, _)| id(index as u8 + 2));
+                prop_assert_eq!(core.slot_owner(slot), expected, "slot {}", slot);
+            }
+        }
     }
 
     #[test]
