@@ -239,26 +239,38 @@ fn wait_clean(address: &str, ports: &[String], after: &str) {
     }
 }
 
-/// `redis-cli --cluster create` of 3 masters and 3 replicas over six new kvnodes, waited
-/// until `check` is clean and every node's state is ok; the nodes, their ports and
-/// `127.0.0.1:port` addresses.
-fn form_cluster(dir: &Path) -> (Vec<Kvnode>, Vec<String>, Vec<String>) {
-    let nodes = start_all(dir, 6);
-    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
+/// `redis-cli --cluster create` (through `run`, which adds any TLS flags) of the nodes on
+/// `ports` with `replicas` replicas per master, asserting it covered every slot; the
+/// nodes' `127.0.0.1:port` addresses.
+fn cluster_create(
+    run: impl Fn(&[&str]) -> Output,
+    ports: &[String],
+    replicas: &str,
+) -> Vec<String> {
     let addresses: Vec<String> = ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
         .collect();
     let mut create = vec!["--cluster", "create"];
     create.extend(addresses.iter().map(String::as_str));
-    create.extend(["--cluster-replicas", "1", "--cluster-yes"]);
-    let created = cli(&create);
+    create.extend(["--cluster-replicas", replicas, "--cluster-yes"]);
+    let created = run(&create);
     let created_text = text(&created);
     assert!(created.status.success(), "create failed:\n{created_text}");
     assert!(
         created_text.contains("[OK] All 16384 slots covered."),
         "{created_text}"
     );
+    addresses
+}
+
+/// `redis-cli --cluster create` of 3 masters and 3 replicas over six new kvnodes, waited
+/// until `check` is clean and every node's state is ok; the nodes, their ports and
+/// `127.0.0.1:port` addresses.
+fn form_cluster(dir: &Path) -> (Vec<Kvnode>, Vec<String>, Vec<String>) {
+    let nodes = start_all(dir, 6);
+    let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
+    let addresses = cluster_create(cli, &ports, "1");
     wait_clean(&addresses[0], &ports, "create");
     (nodes, ports, addresses)
 }
@@ -823,19 +835,7 @@ fn kvnodes_from_config_files_form_a_quic_cluster_serve_plain_clients_and_keep_sa
     };
     let mut nodes = start_all_with(&dir, 3, config_of);
     let ports: Vec<String> = nodes.iter().map(|node| node.port.to_string()).collect();
-    let addresses: Vec<String> = ports
-        .iter()
-        .map(|port| format!("127.0.0.1:{port}"))
-        .collect();
-    let mut create = vec!["--cluster", "create"];
-    create.extend(addresses.iter().map(String::as_str));
-    create.push("--cluster-yes");
-    let created = cli(&create);
-    assert!(
-        created.status.success(),
-        "create failed:\n{}",
-        text(&created)
-    );
+    let addresses = cluster_create(cli, &ports, "0");
     wait_clean(&addresses[0], &ports, "create");
 
     for (index, node) in nodes.iter().enumerate() {
@@ -1030,19 +1030,7 @@ fn kvnodes_serve_resp_over_tls_to_the_real_tools() {
             text(&tls_cli(&["-p", port, "ping"])).contains("PONG")
         });
     }
-    let addresses: Vec<String> = port_texts
-        .iter()
-        .map(|port| format!("127.0.0.1:{port}"))
-        .collect();
-    let mut create = vec!["--cluster", "create"];
-    create.extend(addresses.iter().map(String::as_str));
-    create.push("--cluster-yes");
-    let created = tls_cli(&create);
-    assert!(
-        created.status.success(),
-        "create over TLS failed:\n{}",
-        text(&created)
-    );
+    cluster_create(&tls_cli, &port_texts, "0");
     for port in &port_texts {
         wait_until("cluster_state:ok over TLS", Duration::from_secs(30), || {
             text(&tls_cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok")
