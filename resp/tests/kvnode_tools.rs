@@ -1030,7 +1030,7 @@ fn kvnodes_serve_resp_over_tls_to_the_real_tools() {
             text(&tls_cli(&["-p", port, "ping"])).contains("PONG")
         });
     }
-    cluster_create(&tls_cli, &port_texts, "0");
+    cluster_create(tls_cli, &port_texts, "0");
     for port in &port_texts {
         wait_until("cluster_state:ok over TLS", Duration::from_secs(30), || {
             text(&tls_cli(&["-p", port, "cluster", "info"])).contains("cluster_state:ok")
