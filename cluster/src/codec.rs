@@ -15,7 +15,7 @@
 //! maps codes by hand must refuse unknown ones in its [`Validate`] or conversion, never fall
 //! back to a default. Pure: no IO, no clock, usable by the sans-IO core.
 
-use bincode::{Decode, Encode};
+use bincode::{BorrowDecode, Decode, Encode};
 
 /// Bounds and invariants of a decoded value that its type does not enforce.
 pub trait Validate {
@@ -129,6 +129,24 @@ impl<const LIMIT: usize> Format<LIMIT> {
 
     /// Decodes and validates one frame (see the module docs for the order of checks).
     pub fn decode<T: Decode<()> + Validate>(&self, frame: &[u8]) -> Result<T, DecodeError> {
+        let body = self.body(frame)?;
+        let decoded = bincode::decode_from_slice(body, Self::config());
+        self.finish(body, decoded)
+    }
+
+    /// [`Self::decode`] for a value that borrows from `frame` (byte strings as slices of
+    /// it: no copy, no allocation per field), with the same checks.
+    pub fn borrow_decode<'de, T: BorrowDecode<'de, ()> + Validate>(
+        &self,
+        frame: &'de [u8],
+    ) -> Result<T, DecodeError> {
+        let body = self.body(frame)?;
+        let decoded = bincode::borrow_decode_from_slice(body, Self::config());
+        self.finish(body, decoded)
+    }
+
+    /// The bincode body of `frame` once its length and version byte are checked.
+    fn body<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], DecodeError> {
         let format = self.name;
         let (&version, body) = frame.split_first().ok_or(DecodeError::Empty { format })?;
         if frame.len() > LIMIT {
@@ -145,13 +163,20 @@ impl<const LIMIT: usize> Format<LIMIT> {
                 expected: self.version,
             });
         }
-        let (value, used): (T, usize) =
-            bincode::decode_from_slice(body, Self::config()).map_err(|error| {
-                DecodeError::Malformed {
-                    format,
-                    reason: error.to_string(),
-                }
-            })?;
+        Ok(body)
+    }
+
+    /// Bincode's result for `body`, refused if malformed, not all of `body`, or invalid.
+    fn finish<T: Validate>(
+        &self,
+        body: &[u8],
+        decoded: Result<(T, usize), bincode::error::DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let format = self.name;
+        let (value, used) = decoded.map_err(|error| DecodeError::Malformed {
+            format,
+            reason: error.to_string(),
+        })?;
         if used != body.len() {
             return Err(DecodeError::TrailingBytes {
                 format,

@@ -14,7 +14,9 @@ use crate::core::slots::SlotRange;
 use crate::core::{nodes_conf, wire, AdminCommand, Config, Core, Output};
 use crate::node_state::bulk;
 use crate::node_state::store_cell::export_batches;
-use crate::replication::stream::{decode_frame, encode_frame, StreamFrame, WireOp};
+use crate::replication::stream::{
+    decode_frame, decode_ops_frame, encode_frame, is_ops_frame, StreamFrame, WireOp,
+};
 use crate::routing::protocol::{
     CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
 };
@@ -138,6 +140,24 @@ fn bulk_frame(data: &[u8]) {
     let Some((bulk::StreamKind::Replication, payload)) = bulk::split(&frame) else {
         return;
     };
+    if is_ops_frame(&payload) {
+        // The replica's borrowed decoder agrees with the owned one, refusals included.
+        let borrowed = decode_ops_frame(&payload).map(|frame| {
+            let ops: Vec<WireOp> = frame.ops.iter().map(|op| op.to_owned_op()).collect();
+            StreamFrame::Ops {
+                first_offset: frame.first_offset,
+                ops,
+            }
+        });
+        assert_eq!(
+            borrowed.is_ok(),
+            decode_frame(&payload).is_ok(),
+            "the borrowed and owned decoders disagree"
+        );
+        if let (Ok(borrowed), Ok(owned)) = (borrowed, decode_frame(&payload)) {
+            assert_eq!(borrowed, owned, "the borrowed decoder read other ops");
+        }
+    }
     if let Ok(decoded) = decode_frame(&payload) {
         let encoded = encode_frame(&decoded);
         let again = bulk::split(&bytes::Bytes::from(encoded))

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::node_state::store_cell::export_batches;
 use crate::node_state::write_log::{BacklogRead, Op};
 use crate::node_state::NodeState;
-use crate::replication::stream::{encode_frame, StreamFrame, WireOp};
+use crate::replication::stream::{encode_frame, encode_ops_frame, StreamFrame};
 
 /// Most ops read from the backlog per stream frame.
 pub(crate) const STREAM_BATCH_OPS_MAX: usize = 4_096;
@@ -171,8 +171,8 @@ async fn run_stream(
             BacklogRead::Ops { first_offset, ops } if !ops.is_empty() => {
                 let ops = bounded(ops);
                 sent = first_offset + ops.len() as u64 - 1;
-                let ops = ops.iter().map(WireOp::from).collect();
-                send(shared, replica, &StreamFrame::Ops { first_offset, ops }).await?;
+                let frame = Bytes::from(encode_ops_frame(first_offset, &ops));
+                shared.endpoint.send_bulk(replica, frame).await?;
                 if waiting {
                     send(shared, replica, &StreamFrame::GetAck).await?;
                 }

@@ -25,7 +25,9 @@ use crate::node_state::stats::Refusal;
 use crate::node_state::write_log::record_removals;
 use crate::node_state::NodeState;
 use crate::replication::master::MasterStreams;
-use crate::replication::stream::{decode_frame, encode_frame, StreamFrame, WireOp};
+use crate::replication::stream::{
+    decode_frame, decode_ops_frame, encode_frame, is_ops_frame, StreamFrame, WireOp, WireOpRef,
+};
 
 /// PSYNC is re-sent this often until the stream starts, in ms.
 pub(crate) const PSYNC_RETRY_MS: u64 = 1_000;
@@ -263,6 +265,20 @@ impl ReplicationTask {
     }
 
     async fn handle_frame(&mut self, frame: InboundFrame) {
+        if is_ops_frame(&frame.payload) {
+            // The stream's bulk: decoded borrowing from the frame, applied without copies.
+            match decode_ops_frame(&frame.payload) {
+                Ok(ops) => {
+                    self.handle_ops(&frame.from, ops.first_offset, &ops.ops)
+                        .await
+                }
+                Err(error) => {
+                    self.shared.stats.count(Refusal::MalformedStreamFrame);
+                    tracing::debug!(from = %frame.from, %error, "dropped a replication frame");
+                }
+            }
+            return;
+        }
         let decoded = match decode_frame(&frame.payload) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -341,7 +357,8 @@ impl ReplicationTask {
                 link.phase = Phase::Streaming;
             }
             StreamFrame::Ops { first_offset, ops } if link.phase == Phase::Streaming => {
-                self.apply_ops(first_offset, ops).await;
+                let ops: Vec<WireOpRef<'_>> = ops.iter().map(WireOp::as_ref).collect();
+                self.apply_ops(first_offset, &ops).await;
             }
             StreamFrame::GetAck if link.phase == Phase::Streaming => self.send_ack().await,
             StreamFrame::Heartbeat { offset }
@@ -371,7 +388,22 @@ impl ReplicationTask {
         }
     }
 
-    async fn apply_ops(&mut self, first_offset: u64, ops: Vec<WireOp>) {
+    /// A batch of ops from `from`: applied if it is our master's and we are streaming.
+    async fn handle_ops(&mut self, from: &PeerAddr, first_offset: u64, ops: &[WireOpRef<'_>]) {
+        let now_ms = self.shared.now_ms();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if link.address.as_ref() != Some(from) {
+            return;
+        }
+        link.last_frame_ms = now_ms;
+        if link.phase == Phase::Streaming {
+            self.apply_ops(first_offset, ops).await;
+        }
+    }
+
+    async fn apply_ops(&mut self, first_offset: u64, ops: &[WireOpRef<'_>]) {
         let applied = self.shared.log.offset();
         if first_offset > applied + 1 {
             tracing::debug!(first_offset, applied, "gap in the replication stream");
@@ -382,10 +414,10 @@ impl ReplicationTask {
         let mut offset = first_offset;
         for op in ops {
             if offset > applied {
-                let result = match &op {
-                    WireOp::Set(key, value, deadline) => store.apply_set(key, value, *deadline),
-                    WireOp::Del(key) => store.apply_del(key).map(|_| ()),
-                    WireOp::DropSlot(slot) => store.drop_slot(*slot).map(|_| ()),
+                let result = match *op {
+                    WireOpRef::Set(key, value, deadline) => store.apply_set(key, value, deadline),
+                    WireOpRef::Del(key) => store.apply_del(key).map(|_| ()),
+                    WireOpRef::DropSlot(slot) => store.drop_slot(slot).map(|_| ()),
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, "a replica could not apply an op");
