@@ -272,6 +272,12 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
     let started = Instant::now();
     let mut lab = Lab::new(NODES, "c");
     let root = temp_dir("chaos");
+    // Kept when the run fails: each node's log is `n<i>/node.log` there.
+    println!(
+        "node logs: {}/n<i>/{}",
+        root.display(),
+        child::CHILD_LOG_FILE
+    );
     let specs: Vec<ChildSpec> = (0..NODES)
         .map(|index| {
             let directory = root.join(format!("n{index}"));
@@ -331,6 +337,15 @@ fn random_faults_on_a_real_network_lose_no_acknowledged_write() {
         history.phantoms.len(),
         started.elapsed().as_millis()
     );
+    if !lost.is_empty() {
+        for index in 0..NODES {
+            let directory = root.join(format!("n{index}"));
+            eprintln!(
+                "--- node {index}'s log, last lines:\n{}",
+                child::log_tail(&directory, 60)
+            );
+        }
+    }
     assert!(history.acknowledged_writes > 0, "no write was acknowledged");
     assert!(
         lost.is_empty(),

@@ -38,6 +38,9 @@ pub(crate) const CHILD_DIR: &str = "SLOTKV_CHILD_DIR";
 /// Optional, with [`CHILD_DIR`]: keys persist in a snapshot across graceful restarts
 /// (`Persistence::Snapshot`).
 pub(crate) const CHILD_PERSIST: &str = "SLOTKV_CHILD_PERSIST";
+/// The log a child with a data directory appends to there (this process is the test
+/// binary, not the library: it may install a subscriber).
+pub(crate) const CHILD_LOG_FILE: &str = "node.log";
 /// The name of the test every such binary defines as the child's entry point.
 const CHILD_TEST: &str = "child_node";
 /// Longest wait for one answer of a child.
@@ -54,12 +57,39 @@ pub(crate) fn serve_if_child() {
     let Ok(bind) = std::env::var(CHILD_BIND) else {
         return;
     };
+    if let Ok(directory) = std::env::var(CHILD_DIR) {
+        log_to(&PathBuf::from(directory).join(CHILD_LOG_FILE));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(serve_commands(bind));
+}
+
+/// Sends this process's `info` and louder events to `path` (appended); nothing if it cannot
+/// be opened.
+fn log_to(path: &std::path::Path) {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
+/// The last `lines` lines of the log of the child whose data directory is `directory`.
+pub(crate) fn log_tail(directory: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(directory.join(CHILD_LOG_FILE)).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 async fn serve_commands(bind: String) {
