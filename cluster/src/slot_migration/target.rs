@@ -2,8 +2,10 @@
 //! and tail, which also deletes keys): imports a complete batch
 //! ([`super::batch::CompleteBatch`]) into its engine with MIGRATE's REPLACE semantics, logs
 //! each imported key to its write log (so its replicas receive it through normal
-//! replication), waits until every replica it streams to acknowledged them, and only then
-//! answers the source with an ack the source may delete on.
+//! replication), waits until its replicas acknowledged them — every one it streams to, and
+//! at least as many as the cluster lists healthy for it, so a replica still waiting for its
+//! first sync never lets the target become the keys' only copy — and only then answers the
+//! source with an ack the source may delete on.
 
 use std::time::Duration;
 
@@ -68,7 +70,12 @@ impl Imported {
 /// [`REPLICA_ACK_TIMEOUT_MS`]): what a target waits for before it acknowledges an import,
 /// or confirms an abandoned one's drop.
 pub(crate) async fn replicated(shared: &NodeState, offset: u64) -> Result<(), ImportRefusal> {
-    let wanted = shared.log.replicas_at(0);
+    let table = shared.routing.table();
+    // A healthy replica that is not streamed to yet (its sync not begun, or refused) holds
+    // none of the batch: counting only the streamed ones would make this master the
+    // keys' only copy, lost with it, though they were replicated at the source.
+    let listed = table.healthy_replicas_of(&table.myself).len();
+    let wanted = wanted_replicas(shared.log.replicas_at(0), listed);
     if wanted == 0 {
         return Ok(());
     }
@@ -81,6 +88,12 @@ pub(crate) async fn replicated(shared: &NodeState, offset: u64) -> Result<(), Im
         });
     }
     Ok(())
+}
+
+/// How many replicas must hold an imported batch: every one streamed to, and at least as
+/// many as the cluster lists healthy for this master.
+fn wanted_replicas(streamed: usize, listed_healthy: usize) -> usize {
+    streamed.max(listed_healthy)
 }
 
 /// A master that owns or imports every slot of the batch (a RESTORE-ASKING in Redis).

@@ -1,15 +1,20 @@
 //! A known failure, kept as its reproduction (ignored in ordinary runs): atomic migrations
-//! of 1,500 slots whose target crashes 0–80 ms in (after the flip, mostly) and restarts from
-//! its nodes.conf without data 2 s later, under writes with replica durability from a host
-//! node; after each round, every acknowledged write must read back. Some runs fail within
-//! 5–15 rounds (20–45 s), others pass all 16: the restarted master hears its only replica
-//! advertise offset 0 (in the header `note_restart_header` records), concludes that no
-//! replica holds its data and serves its slots empty; that replica then wins the election
-//! the crash had started and the shard's last writes read back absent. Before the crash
-//! every replica reports offsets in the thousands, so where the 0 comes from is the open
-//! question. Run it with `cargo test --release -p slotkv-cluster --test
-//! explore_migration_crash -- --ignored --nocapture` (`ROUNDS=N`, default 16); the log goes
-//! to /tmp/explore.log.
+//! of 1,500 slots whose target crashes 0–80 ms in (after the flip, mostly) and restarts
+//! from its nodes.conf without data 2 s later, round after round, under writes with replica
+//! durability from a host node; after each round every acknowledged write must read back.
+//!
+//! It reproduces the loss the 30-minute chaos run found. What it showed: the restarted
+//! target hears its only replica advertise offset 0 and serves its slots empty, rightly so,
+//! because that replica never held the data: the target had acknowledged imported batches
+//! without it. A target counted only the replicas it streamed to, so a replica the cluster
+//! lists but that is not streamed to yet let it become the only copy of keys that were
+//! replicated at the source. It now waits for as many replicas as the cluster lists healthy
+//! for it. Before that, three runs in four lost 53–144 keys within 5–15 rounds; since, three
+//! runs of 16 rounds passed and a fourth lost keys in round 4. So at least one more path
+//! remains: a replica the target lists as failing, or one its master never streams to (a
+//! PSYNC refused after a restart without data). Run it with `cargo test --release -p
+//! slotkv-cluster --test node_migration_crash -- --ignored --nocapture`
+//! (`SLOTKV_CRASH_ROUNDS=N`, default 8).
 
 mod node_support;
 
@@ -61,20 +66,15 @@ async fn repaired(nodes: &[Option<Node>]) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a known failure: see the module docs"]
 async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
-    let log = std::fs::File::create("/tmp/explore.log").unwrap();
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_thread_names(true)
-        .with_writer(std::sync::Mutex::new(log))
-        .try_init();
-    let rounds: u64 = std::env::var("ROUNDS")
+    let rounds: u64 = std::env::var("SLOTKV_CRASH_ROUNDS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let dirs: Vec<_> = (0..6).map(|i| temp_dir(&format!("explore-{i}"))).collect();
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(8);
+    let dirs: Vec<_> = (0..6)
+        .map(|index| temp_dir(&format!("migration-crash-{index}")))
+        .collect();
     let mut nodes: Vec<Option<Node>> = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
         nodes.push(Some(start(dir, "127.0.0.1:0", index as u64 + 1).await));
@@ -119,11 +119,9 @@ async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
             .start_slot_migrations(&[(ranges, target_id)], SlotMigrationOptions::default());
         let delay = (round * 5) % 80;
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        println!("round {round}: {source} -> {target} ({take} slots) {started:?}; crash {target} after {delay} ms");
-        tracing::warn!(
-            "ROUND {round}: {source} ({}) -> {target} ({}) crash after {delay} ms",
-            addresses[source],
-            addresses[target]
+        println!(
+            "round {round}: {source} -> {target} ({take} slots) {started:?}; \
+             crash {target} after {delay} ms"
         );
         for (index, node) in nodes.iter().enumerate() {
             let Some(node) = node else { continue };
