@@ -324,13 +324,9 @@ impl ReplicationTask {
 
     async fn handle_master_frame(&mut self, from: &PeerAddr, frame: StreamFrame) {
         let now_ms = self.shared.now_ms();
-        let Some(link) = self.link.as_mut() else {
+        let Some(link) = frame_from_master(&mut self.link, from, now_ms) else {
             return;
         };
-        if link.address.as_ref() != Some(from) {
-            return;
-        }
-        link.last_frame_ms = now_ms;
         match frame {
             StreamFrame::FullSyncStart { replid, offset } => {
                 // A fresh engine without maxmemory beside the old copy, which keeps serving
@@ -391,14 +387,9 @@ impl ReplicationTask {
     /// A batch of ops from `from`: applied if it is our master's and we are streaming.
     async fn handle_ops(&mut self, from: &PeerAddr, first_offset: u64, ops: &[WireOpRef<'_>]) {
         let now_ms = self.shared.now_ms();
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
-        if link.address.as_ref() != Some(from) {
-            return;
-        }
-        link.last_frame_ms = now_ms;
-        if link.phase == Phase::Streaming {
+        let streaming = frame_from_master(&mut self.link, from, now_ms)
+            .is_some_and(|link| link.phase == Phase::Streaming);
+        if streaming {
             self.apply_ops(first_offset, ops).await;
         }
     }
@@ -427,6 +418,21 @@ impl ReplicationTask {
         }
         self.shared.log.set_applied((offset - 1).max(applied));
     }
+}
+
+/// The link to our master when `from` is it, its last frame time set to `now_ms`; `None`
+/// for a frame from anyone else (a former master, a stranger) or with no master.
+fn frame_from_master<'a>(
+    link: &'a mut Option<ReplicaLink>,
+    from: &PeerAddr,
+    now_ms: u64,
+) -> Option<&'a mut ReplicaLink> {
+    let link = link.as_mut()?;
+    if link.address.as_ref() != Some(from) {
+        return None;
+    }
+    link.last_frame_ms = now_ms;
+    Some(link)
 }
 
 /// Nanoseconds of the wall clock, mixed into history ids: a node restarted with the same
