@@ -20,7 +20,7 @@ use crate::replication::stream::{
 use crate::routing::protocol::{
     CommandRequest, DownReason, Request, Response, REQUEST_FORMAT, RESPONSE_FORMAT,
 };
-use crate::runtime::snapshot::{load_snapshot, save_snapshot, SNAPSHOT_MAGIC};
+use crate::runtime::snapshot::{load_snapshot_bytes, snapshot_bytes, SNAPSHOT_MAGIC};
 use crate::slot_migration::batch::{
     self as migration, AckOutcome, Assembly, ImportRefusal, MigrationFrame, SlotsRequest,
     WireEntry, WireRange,
@@ -305,25 +305,6 @@ fn nodes_conf_text(data: &[u8]) {
 /// The clock of the snapshot target: fixed, so expiries are the same on every run.
 const SNAPSHOT_NOW_MS: u64 = 1_700_000_000_000;
 
-/// A scratch file for one snapshot run, unique per process and call (the replay test may
-/// run targets on several threads), removed on drop.
-struct ScratchFile(std::path::PathBuf);
-
-impl ScratchFile {
-    fn new() -> ScratchFile {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("slotkv-fuzz-snapshot-{}-{call}", std::process::id());
-        ScratchFile(std::env::temp_dir().join(name))
-    }
-}
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn snapshot_store() -> (Store, std::sync::Arc<ManualClock>) {
     let clock = std::sync::Arc::new(ManualClock::new(SNAPSHOT_NOW_MS));
     let store = Store::new(
@@ -355,33 +336,53 @@ fn snapshot_writer(data: &[u8]) -> NodeId {
 }
 
 fn snapshot(data: &[u8]) {
-    let file = ScratchFile::new();
+    // In memory, into two engines kept per thread (emptied before each use): building an
+    // engine of 16,384 slot tables per input would be most of the work.
+    thread_local! {
+        static STORES: [(Store, std::sync::Arc<ManualClock>); 2] =
+            [snapshot_store(), snapshot_store()];
+    }
+    STORES.with(|[(store, clock), (reloaded, _)]| {
+        for engine in [store, reloaded] {
+            empty(engine);
+        }
+        snapshot_round_trip(data, store, reloaded, clock.as_ref());
+    });
+}
+
+/// Drops every key of `store`, visiting only the slots that hold some.
+fn empty(store: &Store) {
+    let mut left = store.dbsize();
+    for slot in 0..slotkv_engine::SLOT_COUNT as u16 {
+        if left == 0 {
+            return;
+        }
+        if store.count_keys_in_slot(slot).unwrap_or(0) > 0 {
+            left = left.saturating_sub(store.drop_slot(slot).unwrap_or(0));
+        }
+    }
+}
+
+/// Loads `data` (with its checksum appended) into `store`; if accepted, saves it and loads
+/// the save into `reloaded`, which must then hold the same.
+fn snapshot_round_trip(data: &[u8], store: &Store, reloaded: &Store, clock: &dyn Clock) {
+    let path = std::path::Path::new("fuzz-input");
     let mut content = data.to_vec();
     content.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
-    if std::fs::write(&file.0, &content).is_err() {
-        return;
-    }
     let node = snapshot_writer(data);
-    let (store, clock) = snapshot_store();
-    if !matches!(
-        load_snapshot(&file.0, &store, clock.as_ref(), node),
-        Ok(Some(_))
-    ) {
+    if load_snapshot_bytes(path, &content, store, clock, node).is_err() {
         return;
     }
     // Accepted: what was loaded saves and loads back the same.
-    let again = ScratchFile::new();
-    let saved = save_snapshot(&again.0, &store, clock.as_ref(), node);
-    assert!(saved.is_ok(), "a loaded snapshot did not save: {saved:?}");
-    let (reloaded, clock) = snapshot_store();
-    let loaded = load_snapshot(&again.0, &reloaded, clock.as_ref(), node);
-    assert!(
-        matches!(loaded, Ok(Some(_))),
-        "a saved snapshot did not load: {loaded:?}"
-    );
+    let saved = snapshot_bytes(store, clock, node);
+    let Ok(saved) = saved else {
+        panic!("a loaded snapshot did not save: {saved:?}");
+    };
+    let loaded = load_snapshot_bytes(path, &saved, reloaded, clock, node);
+    assert!(loaded.is_ok(), "a saved snapshot did not load: {loaded:?}");
     assert_eq!(
-        dump(&reloaded),
-        dump(&store),
+        dump(reloaded),
+        dump(store),
         "a snapshot changed in a round trip"
     );
 }
@@ -405,11 +406,7 @@ fn snapshot_seeds() -> Vec<Vec<u8>> {
                 continue;
             }
         }
-        let file = ScratchFile::new();
-        if save_snapshot(&file.0, &store, clock.as_ref(), node).is_err() {
-            continue;
-        }
-        if let Ok(mut content) = std::fs::read(&file.0) {
+        if let Ok(mut content) = snapshot_bytes(&store, clock.as_ref(), node) {
             content.truncate(content.len().saturating_sub(4));
             seeds.push(content);
         }

@@ -85,10 +85,20 @@ fn await_repaired(lab: &mut Lab) {
                         && status_field(&statuses[index], "syncing") == "false"
                 })
             });
+        // A replica following its master's history but not streamed to yet (its sync not
+        // begun) holds nothing the master wrote since: the master is the only copy.
+        let streamed = masters.iter().all(|master| {
+            let following = (0..NODES)
+                .filter(|index| status_field(&statuses[*index], "following") == ids[*master])
+                .count();
+            status_field(&statuses[*master], "streams")
+                .parse::<usize>()
+                .is_ok_and(|streams| streams >= following)
+        });
         let ok = statuses
             .iter()
             .all(|status| status_field(status, "ok") == "true");
-        if ok && masters.len() == MASTERS && slots == 16384 && replicas_synced {
+        if ok && masters.len() == MASTERS && slots == 16384 && replicas_synced && streamed {
             return;
         }
         if Instant::now() > deadline {

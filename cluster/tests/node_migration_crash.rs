@@ -19,6 +19,7 @@
 mod node_support;
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slotkv_cluster::core::slots::SlotRange;
@@ -28,13 +29,38 @@ use slotkv_cluster::{Node, SlotMigrationOptions};
 use node_support::history::Clients;
 use node_support::{builder, eventually, form, tcp, temp_dir};
 
-async fn start(dir: &std::path::Path, bind: &str, seed: u64) -> Node {
-    builder(tcp(), seed)
+/// Every node's events, in order, with the time and the node's index (printed on failure).
+type EventLog = Arc<Mutex<Vec<String>>>;
+
+async fn start(dir: &std::path::Path, bind: &str, seed: u64, index: usize, log: &EventLog) -> Node {
+    let node = builder(tcp(), seed)
         .bind(bind.to_string())
         .data_dir(dir)
         .start()
         .await
-        .unwrap()
+        .unwrap();
+    let mut events = node.subscribe_events();
+    let log = Arc::clone(log);
+    let started = *EPOCH;
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let line = format!(
+                "{:>8.3}s node {index}: {event:?}",
+                started.elapsed().as_secs_f64()
+            );
+            let line: String = line.chars().take(300).collect();
+            log.lock().unwrap().push(line);
+        }
+    });
+    node
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn print_events(log: &EventLog) {
+    for line in log.lock().unwrap().iter() {
+        println!("{line}");
+    }
 }
 
 async fn masters(nodes: &[Option<Node>]) -> Vec<(usize, Vec<SlotRange>)> {
@@ -62,7 +88,41 @@ async fn repaired(nodes: &[Option<Node>]) -> bool {
             return false;
         }
     }
+    // Every replica streamed to by its master: one still waiting for its first sync holds
+    // none of its master's data, and a crash of that master then loses every copy (a
+    // double fault, outside the guarantee).
+    for master in nodes.iter().flatten() {
+        let replicas = nodes
+            .iter()
+            .flatten()
+            .filter(|node| node.master().is_some_and(|(id, _)| id == master.id()))
+            .count();
+        if master.replication_info().replicas.len() < replicas {
+            return false;
+        }
+    }
     masters(nodes).await.len() == 3
+}
+
+/// Prints each node's role, replication and streams.
+async fn dump(nodes: &[Option<Node>]) {
+    for (index, node) in nodes.iter().enumerate() {
+        let Some(node) = node else { continue };
+        let info = node.replication_info();
+        let master = node.master().map(|(id, _)| id.to_string()[..8].to_string());
+        let state = node.cluster_state().await;
+        println!(
+            "  node {index} {} at {}: master {master:?} state {state:?} offset {} replid {:x} \
+             syncing {} streams {} replicas {:?}",
+            &node.id().to_string()[..8],
+            node.bus_address(),
+            info.offset,
+            info.replid,
+            info.sync_in_progress,
+            info.master_streams,
+            info.replicas
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,9 +135,12 @@ async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
     let dirs: Vec<_> = (0..6)
         .map(|index| temp_dir(&format!("migration-crash-{index}")))
         .collect();
+    let log = EventLog::default();
     let mut nodes: Vec<Option<Node>> = Vec::new();
     for (index, dir) in dirs.iter().enumerate() {
-        nodes.push(Some(start(dir, "127.0.0.1:0", index as u64 + 1).await));
+        nodes.push(Some(
+            start(dir, "127.0.0.1:0", index as u64 + 1, index, &log).await,
+        ));
     }
     let addresses: Vec<String> = nodes
         .iter()
@@ -123,28 +186,33 @@ async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
             "round {round}: {source} -> {target} ({take} slots) {started:?}; \
              crash {target} after {delay} ms"
         );
-        for (index, node) in nodes.iter().enumerate() {
-            let Some(node) = node else { continue };
-            let info = node.replication_info();
-            let master = node.master().map(|(id, _)| id.to_string()[..8].to_string());
-            println!(
-                "  node {index} {}: master {master:?} offset {} syncing {} replicas {:?}",
-                &node.id().to_string()[..8],
-                info.offset,
-                info.sync_in_progress,
-                info.replicas
-            );
-        }
+        dump(&nodes).await;
+        let note = |what: String| {
+            let line = format!("{:>8.3}s {what}", EPOCH.elapsed().as_secs_f64());
+            log.lock().unwrap().push(line);
+        };
+        note(format!(
+            "round {round}: {source} -> {target}, crash {target}"
+        ));
         drop(nodes[target].take());
         tokio::time::sleep(Duration::from_millis(2_000)).await;
-        nodes[target] = Some(start(&dirs[target], &addresses[target], 50 + round).await);
+        nodes[target] =
+            Some(start(&dirs[target], &addresses[target], 50 + round, target, &log).await);
+        note(format!("round {round}: {target} restarted"));
         let deadline = Instant::now() + Duration::from_secs(40);
         while !repaired(&nodes).await {
-            assert!(Instant::now() < deadline, "round {round}: not repaired");
+            if Instant::now() > deadline {
+                dump(&nodes).await;
+                print_events(&log);
+                panic!("round {round}: not repaired");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let lost = clients.lost(&host.cluster()).await;
         println!("round {round}: {} lost", lost.len());
+        if !lost.is_empty() {
+            print_events(&log);
+        }
         assert!(
             lost.is_empty(),
             "round {round}: lost {:?}",

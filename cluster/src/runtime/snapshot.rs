@@ -330,17 +330,9 @@ pub(crate) fn load_snapshot(
         Err(error) => return Err(io_failure(path, "open")(error).into()),
     };
     let bytes = file.metadata().map_err(io_failure(path, "stat"))?.len();
-    let mut reader = Reader::new(path, file, bytes);
-    let (writer, created_unix_ms) = reader.header()?;
-    verify_checksum(path, bytes)?;
-    if writer != node {
-        return Err(SnapshotLoadError::OtherNode {
-            path: path.to_path_buf(),
-            found: writer,
-            expected: node,
-        });
-    }
-    let (keys, expired) = reader.entries(store, clock)?;
+    let reopen = || File::open(path).map_err(|error| io_failure(path, "open")(error).into());
+    let (keys, expired, created_unix_ms) =
+        read_snapshot(path, bytes, file, reopen, store, clock, node)?;
     Ok(Some(LoadedSnapshot {
         keys,
         expired,
@@ -350,14 +342,66 @@ pub(crate) fn load_snapshot(
     }))
 }
 
-/// Checks the CRC-32 at the end of the file against every byte before it (a first pass
-/// over the file, so nothing of a corrupt file reaches the engine).
-fn verify_checksum(path: &Path, bytes: u64) -> Result<(), SnapshotLoadError> {
-    let file = File::open(path).map_err(io_failure(path, "open"))?;
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+/// [`load_snapshot`] from bytes in memory (`path` only names them in errors): the fuzz
+/// target's way in, without the file system.
+pub(crate) fn load_snapshot_bytes(
+    path: &Path,
+    content: &[u8],
+    store: &Store,
+    clock: &dyn Clock,
+    node: NodeId,
+) -> Result<(u64, u64), SnapshotLoadError> {
+    let bytes = content.len() as u64;
+    let reopen = || Ok::<_, SnapshotLoadError>(content);
+    read_snapshot(path, bytes, content, reopen, store, clock, node)
+        .map(|(keys, expired, _)| (keys, expired))
+}
+
+/// [`save_snapshot`] into memory: the snapshot's bytes as a save would write them.
+pub(crate) fn snapshot_bytes(
+    store: &Store,
+    clock: &dyn Clock,
+    node: NodeId,
+) -> Result<Vec<u8>, SnapshotError> {
+    let mut content = Vec::new();
+    write_snapshot(&mut content, store, clock, node)
+        .map_err(|error| error.into_snapshot_error(Path::new("memory")))?;
+    Ok(content)
+}
+
+/// The load's two passes over a snapshot of `bytes` bytes: the header from `source`, the
+/// checksum over a second reader from `reopen`, then the writer's id, then the keys from
+/// `source`. Returns the keys loaded, those skipped as expired, and the creation time.
+fn read_snapshot<R: Read>(
+    path: &Path,
+    bytes: u64,
+    source: R,
+    reopen: impl FnOnce() -> Result<R, SnapshotLoadError>,
+    store: &Store,
+    clock: &dyn Clock,
+    node: NodeId,
+) -> Result<(u64, u64, u64), SnapshotLoadError> {
+    let mut reader = Reader::new(path, source, bytes);
+    let (writer, created_unix_ms) = reader.header()?;
+    verify_checksum(path, bytes, reopen()?)?;
+    if writer != node {
+        return Err(SnapshotLoadError::OtherNode {
+            path: path.to_path_buf(),
+            found: writer,
+            expected: node,
+        });
+    }
+    let (keys, expired) = reader.entries(store, clock)?;
+    Ok((keys, expired, created_unix_ms))
+}
+
+/// Checks the CRC-32 at the end of the snapshot against every byte before it (a first pass
+/// over it, so nothing of a corrupt file reaches the engine).
+fn verify_checksum<R: Read>(path: &Path, bytes: u64, source: R) -> Result<(), SnapshotLoadError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, source);
     let mut hasher = crc32fast::Hasher::new();
     let mut content = (&mut reader).take(bytes - CHECKSUM_BYTES);
-    let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+    let mut buffer = vec![0u8; READ_BUFFER_BYTES.min(bytes as usize)];
     loop {
         let read = content
             .read(&mut buffer)
@@ -387,20 +431,20 @@ fn verify_checksum(path: &Path, bytes: u64) -> Result<(), SnapshotLoadError> {
 }
 
 /// The parsing pass over a snapshot: reads within the bytes before the checksum.
-struct Reader<'a> {
+struct Reader<'a, R> {
     path: &'a Path,
-    inner: BufReader<File>,
+    inner: BufReader<R>,
     /// Size of the file.
     bytes: u64,
     /// Bytes left before the checksum.
     remaining: u64,
 }
 
-impl<'a> Reader<'a> {
-    fn new(path: &'a Path, file: File, bytes: u64) -> Reader<'a> {
+impl<'a, R: Read> Reader<'a, R> {
+    fn new(path: &'a Path, source: R, bytes: u64) -> Reader<'a, R> {
         Reader {
             path,
-            inner: BufReader::with_capacity(READ_BUFFER_BYTES, file),
+            inner: BufReader::with_capacity(READ_BUFFER_BYTES.min(bytes as usize), source),
             bytes,
             remaining: bytes.saturating_sub(CHECKSUM_BYTES),
         }

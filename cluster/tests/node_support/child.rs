@@ -163,10 +163,11 @@ async fn obey(node: &Node, line: &str) -> Result<String, String> {
         }
         ["status"] => {
             let replication = node.replication_info();
-            let (syncing, replid, offset) = (
+            let (syncing, replid, offset, streams) = (
                 replication.sync_in_progress,
                 replication.replid,
                 replication.offset,
+                replication.replicas.len(),
             );
             node.inspect(move |core| {
                 let known = core.nodes().filter(|record| !record.in_handshake()).count();
@@ -182,7 +183,8 @@ async fn obey(node: &Node, line: &str) -> Result<String, String> {
                     .map_or_else(|| "-".to_string(), |id| id.to_string());
                 format!(
                     "known={known} ok={ok} master={master} slots={slots} \
-                     following={following} syncing={syncing} replid={replid:x} offset={offset}"
+                     following={following} syncing={syncing} replid={replid:x} offset={offset} \
+                     streams={streams}"
                 )
             })
             .await

@@ -15,6 +15,8 @@ use slotkv_cluster::{Cluster, Durability};
 pub(crate) const KEYS_PER_WRITER: u64 = 200;
 /// Back-off after a refused call: some refusals come back at once (CLUSTERDOWN).
 const RETRY_BACKOFF: Duration = Duration::from_millis(20);
+/// Reads of one key the final check retries on an error (200 ms apart) before failing.
+const LOST_READ_ATTEMPTS: u32 = 50;
 
 /// What the clients did.
 #[derive(Default)]
@@ -112,7 +114,20 @@ impl Clients {
         let acknowledged = self.history.lock().acknowledged.clone();
         let mut lost = Vec::new();
         for (key, acknowledged) in acknowledged {
-            let value = reader.get(key.as_bytes()).await.unwrap();
+            // Unavailable for a moment (a paused slot resolving its flip, a failover) is
+            // not lost: retry for a while, then fail with the error.
+            let mut attempts = 0;
+            let value = loop {
+                match reader.get(key.as_bytes()).await {
+                    Ok(value) => break value,
+                    Err(error) if attempts < LOST_READ_ATTEMPTS => {
+                        attempts += 1;
+                        eprintln!("reading back {key} failed ({error}); retrying");
+                        tokio::time::sleep(RETRY_BACKOFF * 10).await;
+                    }
+                    Err(error) => panic!("reading back {key} failed {attempts} times: {error}"),
+                }
+            };
             let read =
                 value.and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u64>().ok());
             let held = read.is_some_and(|read| {
