@@ -212,6 +212,19 @@ async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
         println!("round {round}: {} lost", lost.len());
         if !lost.is_empty() {
             print_events(&log);
+            // Where each lost key's copies are: every node's engine, owner or not.
+            for (key, acknowledged, _) in lost.iter().take(10) {
+                let copies: Vec<String> = nodes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, node)| {
+                        let node = node.as_ref()?;
+                        let value = node.store().get(key.as_bytes())?;
+                        Some(format!("node {index}: {}", String::from_utf8_lossy(&value)))
+                    })
+                    .collect();
+                println!("{key} (acknowledged {acknowledged}): {copies:?}");
+            }
         }
         assert!(
             lost.is_empty(),

@@ -309,6 +309,7 @@ impl Core {
             }
         }
         self.manual = ManualFailover::default();
+        self.handover.promoted_from = Some(old_master);
         self.emit(Event::RoleChanged(Role::Master));
         self.update_cluster_state();
         self.save_config_now();

@@ -512,6 +512,10 @@ impl Core {
 
     /// Records `id` as a master (`None`) or as a replica of `master`.
     pub(crate) fn set_node_role(&mut self, id: NodeId, master: Option<NodeId>) {
+        if id == self.myself && master.is_some() {
+            // A replica again: its engine will be its new master's.
+            self.handover.promoted_from = None;
+        }
         if let Some(node) = self.nodes.get_mut(&id) {
             match master {
                 None => {

@@ -33,6 +33,14 @@
 //!   off rather than gone, and an empty master would make it throw its copy away at its
 //!   next sync, acknowledged writes included. CLUSTER FORGET of a replica gone for good
 //!   lets the node serve the slots empty.
+//! - **Slots no replica knew of.** A replica promoted in place of its master claims the
+//!   slots it knew that master to own; a slot the master claimed just before it went down
+//!   (an atomic migration's flip, whose data the replica holds by replication) stays with
+//!   the master, which restarts with no replica left. Before serving such slots empty it
+//!   asks every former replica (from nodes.conf) promoted since to adopt them
+//!   ([`HandOverMode::Adopt`]); the one promoted in its place takes them with an epoch
+//!   bump, and the master becomes its replica by the config rules. None within the
+//!   takeover bound: the slots are served empty.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +51,10 @@ use crate::core::{Core, Event};
 /// The takeover bound after a hand-over request without data: this many node timeouts,
 /// plus the election timeout.
 const TAKEOVER_NODE_TIMEOUTS: u64 = 2;
+
+/// How often, per node timeout, a master restarted without data asks its promoted former
+/// replicas to adopt the slots it kept, until one does or the takeover bound passes.
+const ADOPT_ASKS_PER_NODE_TIMEOUT: u64 = 4;
 
 /// Why a hand-over step was refused. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +76,12 @@ pub(crate) struct RestartWithoutData {
     heard: BTreeMap<NodeId, u64>,
     /// The replica asked to take over, and when (`now` ms).
     asked: Option<(NodeId, u64)>,
+    /// The replicas nodes.conf listed at the restart: one promoted since may hold the data
+    /// of slots this node kept (see [`HandOverMode::Adopt`]).
+    former_replicas: Vec<NodeId>,
+    /// When the promoted former replicas were first and last asked to adopt the slots
+    /// (`now` ms).
+    adopt_asked: Option<(u64, u64)>,
 }
 
 impl RestartWithoutData {
@@ -80,6 +98,11 @@ pub(crate) struct HandOverState {
     /// Writes are paused for the shutdown hand-over (for good: the node is stopping);
     /// inside, the paused offset once the caller reported it.
     shutdown_pause: Option<Option<u64>>,
+    /// The master this node replicated when it was promoted in its place, while it stays
+    /// a master since: its engine holds that master's data as of the promotion, so it may
+    /// adopt slots that master kept (see [`HandOverMode::Adopt`]). Not persisted: a
+    /// restart empties the engine.
+    pub(crate) promoted_from: Option<NodeId>,
 }
 
 impl HandOverState {
@@ -102,10 +125,13 @@ impl Core {
             slots = self.slots.count_of(&self.myself),
             "restarted as a master without its data: asking a replica to take over"
         );
+        let former_replicas = self.replicas_of(&self.myself).map(|node| node.id).collect();
         self.handover.restart = Some(RestartWithoutData {
             since_ms: self.now_ms,
             heard: BTreeMap::new(),
             asked: None,
+            former_replicas,
+            adopt_asked: None,
         });
     }
 
@@ -183,6 +209,11 @@ impl Core {
     /// A hand-over request from `sender`: taken only from my master, when my data is
     /// recent enough to fail over.
     pub(super) fn handle_hand_over(&mut self, sender: &NodeId, mode: HandOverMode) {
+        let without_data = match mode {
+            HandOverMode::Adopt => return self.handle_adopt(sender),
+            HandOverMode::Graceful => false,
+            HandOverMode::WithoutData => true,
+        };
         let Some(master) = self.my_master() else {
             return;
         };
@@ -194,16 +225,17 @@ impl Core {
         // (the manual failover then waits for the paused offset). Without data: the
         // master holds nothing, so this replica's data beats none however old it is, as
         // long as it is this master's.
-        let eligible = match mode {
-            HandOverMode::Graceful => self.replica_data_is_recent(),
-            HandOverMode::WithoutData => self.replica_holds_masters_data(),
+        let eligible = if without_data {
+            self.replica_holds_masters_data()
+        } else {
+            self.replica_data_is_recent()
         };
         if !eligible {
             tracing::info!(%sender, ?mode, "ignored a hand-over: my data cannot take over");
             return;
         }
         tracing::info!(%sender, ?mode, "my master hands its slots over");
-        self.start_manual_failover(mode == HandOverMode::WithoutData);
+        self.start_manual_failover(without_data);
     }
 
     /// Remembers a replica of mine heard from while withholding data after a restart.
@@ -244,7 +276,7 @@ impl Core {
         }
         let replicas: Vec<NodeId> = self.replicas_of(&self.myself).map(|node| node.id).collect();
         if replicas.is_empty() {
-            if elapsed_ms >= self.config.writable_delay_ms {
+            if elapsed_ms >= self.config.writable_delay_ms && !self.ask_to_adopt(&restart) {
                 self.serve_empty();
             }
             return;
@@ -286,6 +318,118 @@ impl Core {
             Body::HandOver {
                 mode: HandOverMode::WithoutData,
             },
+        );
+    }
+
+    /// No replica of this node is left, but former ones may have been promoted in its
+    /// place while it was down: their engines hold its data as of their promotion,
+    /// including slots it claimed just before (an atomic migration's flip) that they never
+    /// heard of. Asks every such master, not failing, to adopt the slots, again every
+    /// takeover bound; false once the bound passed with none adopting them, or when there
+    /// is none to ask (then the slots are served empty).
+    fn ask_to_adopt(&mut self, restart: &RestartWithoutData) -> bool {
+        let promoted: Vec<NodeId> = restart
+            .former_replicas
+            .iter()
+            .filter(|id| {
+                self.nodes.get(id).is_some_and(|node| {
+                    node.is_master() && !node.is_failing() && !node.in_handshake()
+                })
+            })
+            .copied()
+            .collect();
+        if promoted.is_empty() {
+            return false;
+        }
+        let bound_ms =
+            self.config.node_timeout_ms * TAKEOVER_NODE_TIMEOUTS + self.auth_timeout_ms();
+        let now_ms = self.now_ms;
+        let first_ms = match restart.adopt_asked {
+            Some((first_ms, _)) if now_ms.saturating_sub(first_ms) >= bound_ms => {
+                tracing::info!("no former replica adopted the slots");
+                return false;
+            }
+            // Asked lately: its answer is the claim, which takes a round trip. Again after
+            // a while (it may not have heard this node's claim of the slots yet).
+            Some((_, last_ms))
+                if now_ms.saturating_sub(last_ms)
+                    < self.config.node_timeout_ms / ADOPT_ASKS_PER_NODE_TIMEOUT =>
+            {
+                return true
+            }
+            Some((first_ms, _)) => first_ms,
+            None => now_ms,
+        };
+        if let Some(state) = self.handover.restart.as_mut() {
+            state.adopt_asked = Some((first_ms, now_ms));
+        }
+        for node in promoted {
+            tracing::info!(%node, "asking a promoted former replica to adopt my slots");
+            self.send(
+                node,
+                Body::HandOver {
+                    mode: HandOverMode::Adopt,
+                },
+            );
+        }
+        true
+    }
+
+    /// [`HandOverMode::Adopt`] from `sender`: taken only by a master promoted in place of
+    /// `sender` (so its engine holds `sender`'s data) and still one: it takes every slot
+    /// `sender` owns in its view with an epoch bump, and tells everyone.
+    fn handle_adopt(&mut self, sender: &NodeId) {
+        if self.handover.promoted_from != Some(*sender) || !self.myself().is_master() {
+            tracing::debug!(%sender, "ignored an adoption request: not promoted in its place");
+            return;
+        }
+        self.adopt_slots_of(sender);
+    }
+
+    /// After every tick of a master promoted in place of a master that is FAIL now and
+    /// still owns slots in this node's view with no healthy replica to fail over to (it
+    /// claimed them just before going down, unheard of here): no one else can serve their
+    /// data, and this node's engine holds it, so it adopts them as a failover would.
+    pub(super) fn handle_failed_former_master(&mut self) {
+        let Some(former) = self.handover.promoted_from else {
+            return;
+        };
+        let failed = self.nodes.get(&former).is_some_and(|node| node.is_failed());
+        if !failed || !self.myself().is_master() || self.slots.count_of(&former) == 0 {
+            return;
+        }
+        if self.replicas_of(&former).any(|node| !node.is_failing()) {
+            return;
+        }
+        tracing::info!(%former, "my former master failed with slots no replica of it holds");
+        self.adopt_slots_of(&former);
+    }
+
+    /// Takes every slot `former` owns in this node's view, with an epoch bump, and tells
+    /// everyone.
+    fn adopt_slots_of(&mut self, former: &NodeId) {
+        let ranges = self.slots.ranges_of(former);
+        if ranges.is_empty() {
+            return;
+        }
+        let myself = self.myself;
+        for range in &ranges {
+            for slot in range.slots() {
+                self.slots
+                    .set_state(slot, crate::core::slots::SlotState::Stable);
+                self.set_slot_owner(slot, Some(myself));
+            }
+        }
+        self.bump_epoch_without_consensus();
+        self.config_dirty = true;
+        self.update_cluster_state();
+        self.save_config_now();
+        self.broadcast_pong();
+        tracing::info!(
+            %former,
+            slots = ?ranges,
+            epoch = self.myself().config_epoch,
+            "adopted slots of the master I was promoted in place of"
         );
     }
 
@@ -672,5 +816,205 @@ mod tests {
         assert!(core.serves_data(), "a replica withholds nothing");
         assert!(hand_overs_without_data(&outputs).is_empty());
         assert!(restarted_events(&outputs).is_empty());
+    }
+
+    fn message_from(core: &mut Core, sender: u8, header: crate::core::wire::Header, body: Body) {
+        let now = core.now_ms();
+        core.handle_message(now, &format!("n{sender}:17000"), Message { header, body });
+    }
+
+    /// A tick at `now_ms` after n3 (master of 0..=99) and n4 (its replica) were heard.
+    fn tick_hearing_3_and_4(core: &mut Core, now_ms: u64) -> Vec<Output> {
+        core.handle_tick(now_ms);
+        message_from(
+            core,
+            3,
+            header(3, None, 5, &slots()),
+            Body::Pong(Vec::new()),
+        );
+        message_from(
+            core,
+            4,
+            header(4, Some(3), 5, &slots()),
+            Body::Pong(Vec::new()),
+        );
+        drain(core)
+    }
+
+    fn adoption_requests(outputs: &[Output]) -> Vec<String> {
+        sent(outputs, |message| {
+            message.body
+                == Body::HandOver {
+                    mode: HandOverMode::Adopt,
+                }
+        })
+    }
+
+    fn range(start: u16, end: u16) -> Vec<SlotRange> {
+        vec![SlotRange::new(start, end).unwrap()]
+    }
+
+    /// Node 1 (me) restarted without data, master of 0..=99 and of 200..=249 (claimed
+    /// just before it went down); while it was down replica 3 won an election (epoch 5)
+    /// for the slots it knew, 0..=99, and replica 4 follows 3 now.
+    fn restarted_after_a_claim_its_replicas_never_heard_of() -> Core {
+        let mut core = master();
+        core.config.writable_delay_ms = 2_000;
+        own(&mut core, 1, 200..=249);
+        core.nodes.get_mut(&id(1)).unwrap().config_epoch = 3;
+        core.note_restarted_without_data(10_000);
+        message_from(
+            &mut core,
+            3,
+            header(3, None, 5, &slots()),
+            Body::Pong(Vec::new()),
+        );
+        message_from(
+            &mut core,
+            4,
+            header(4, Some(3), 5, &slots()),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        assert!(core.is_voting_master(&id(1)), "it still owns 200..=249");
+        assert_eq!(core.replicas_of(&id(1)).count(), 0);
+        core
+    }
+
+    #[test]
+    fn slots_no_replica_knew_of_are_offered_to_the_promoted_former_replica_before_served_empty() {
+        let mut core = restarted_after_a_claim_its_replicas_never_heard_of();
+        let outputs = tick_hearing_3_and_4(&mut core, 11_000);
+        assert!(adoption_requests(&outputs).is_empty(), "the writable delay");
+        let outputs = tick_hearing_3_and_4(&mut core, 12_000);
+        assert_eq!(
+            adoption_requests(&outputs),
+            vec!["n3:17000".to_string()],
+            "n3 was promoted in its place; n4 is a replica"
+        );
+        assert!(restarted_events(&outputs).is_empty());
+        assert!(!core.serves_data());
+        // Asked again a quarter node timeout later, withheld until the takeover bound.
+        let outputs = tick_hearing_3_and_4(&mut core, 12_100);
+        assert!(adoption_requests(&outputs).is_empty());
+        let outputs = tick_hearing_3_and_4(&mut core, 12_250);
+        assert_eq!(adoption_requests(&outputs), vec!["n3:17000".to_string()]);
+        for now_ms in (12_300..16_000).step_by(100) {
+            let outputs = tick_hearing_3_and_4(&mut core, now_ms);
+            assert!(restarted_events(&outputs).is_empty(), "at {now_ms} ms");
+        }
+        assert!(!core.serves_data());
+        let expected = Event::RestartedWithoutData {
+            slots: range(200, 249),
+        };
+        let outputs = tick_hearing_3_and_4(&mut core, 16_000);
+        assert_eq!(restarted_events(&outputs), vec![expected]);
+    }
+
+    #[test]
+    fn once_the_former_replica_adopts_the_slots_the_restarted_master_follows_it() {
+        let mut core = restarted_after_a_claim_its_replicas_never_heard_of();
+        tick_hearing_3_and_4(&mut core, 12_000);
+        let mut slots = slots();
+        slots.extend(range(200, 249));
+        message_from(
+            &mut core,
+            3,
+            header(3, None, 6, &slots),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        assert_eq!(core.my_master(), Some(id(3)));
+        assert!(core.serves_data());
+        core.handle_tick(20_000);
+        assert!(restarted_events(&drain(&mut core)).is_empty());
+    }
+
+    /// Node 3 (me), promoted in place of master 1 (epoch 5), which then claims 200..=249 at
+    /// epoch 4 (before its crash, unheard of here) and asks 3 to adopt them.
+    fn promoted_replica_asked_to_adopt(asker: u8) -> Vec<Output> {
+        let mut core = replica();
+        core.replace_my_master(id(1), Some(5));
+        drain(&mut core);
+        message_from(
+            &mut core,
+            1,
+            header(1, None, 4, &range(200, 249)),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(1)));
+        let body = Body::HandOver {
+            mode: HandOverMode::Adopt,
+        };
+        let claim = core.slots_of(&id(asker));
+        message_from(&mut core, asker, header(asker, None, 4, &claim), body);
+        let outputs = drain(&mut core);
+        assert_eq!(core.slot_owner(200) == Some(id(3)), asker == 1);
+        assert!(core.myself().config_epoch > 4, "above the master's claim");
+        outputs
+    }
+
+    #[test]
+    fn the_replica_promoted_in_a_masters_place_adopts_the_slots_it_kept() {
+        let outputs = promoted_replica_asked_to_adopt(1);
+        let pongs = sent(&outputs, |message| {
+            matches!(message.body, Body::Pong(_))
+                && message.header.slots.iter().any(|range| range.contains(200))
+        });
+        assert!(!pongs.is_empty(), "tells everyone: {outputs:?}");
+    }
+
+    #[test]
+    fn only_the_replica_promoted_in_its_place_adopts_a_masters_slots() {
+        let mut core = replica();
+        core.replace_my_master(id(1), Some(5));
+        drain(&mut core);
+        let body = Body::HandOver {
+            mode: HandOverMode::Adopt,
+        };
+        assert_eq!(core.slot_owner(100), Some(id(2)));
+        message_from(
+            &mut core,
+            2,
+            header(2, None, 2, &range(100, 199)),
+            body.clone(),
+        );
+        drain(&mut core);
+        assert_eq!(core.slot_owner(100), Some(id(2)), "not promoted from n2");
+        // A replica again (of n2): its engine will be n2's; it adopts nothing of n1's.
+        core.set_my_master(id(2));
+        drain(&mut core);
+        message_from(&mut core, 1, header(1, None, 6, &range(200, 249)), body);
+        drain(&mut core);
+        assert_ne!(core.slot_owner(200), Some(id(3)));
+        assert_eq!(core.my_master(), Some(id(2)));
+    }
+
+    #[test]
+    fn a_promoted_replica_adopts_the_slots_its_failed_former_master_kept() {
+        let mut core = replica();
+        core.replace_my_master(id(1), Some(5));
+        drain(&mut core);
+        message_from(
+            &mut core,
+            1,
+            header(1, None, 4, &range(200, 249)),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(1)));
+        core.handle_tick(core.now_ms() + 10);
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(1)), "n1 is not failed");
+        core.nodes
+            .get_mut(&id(1))
+            .unwrap()
+            .flags
+            .insert(crate::core::node::NodeFlags::FAIL);
+        core.handle_tick(core.now_ms() + 10);
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(3)));
+        assert_eq!(core.slot_owner(0), Some(id(3)));
     }
 }

@@ -46,6 +46,7 @@ impl Core {
         }
         self.handle_replica_failover();
         self.handle_restart_progress();
+        self.handle_failed_former_master();
         self.finish_input();
     }
 

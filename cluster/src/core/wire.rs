@@ -157,6 +157,11 @@ pub enum HandOverMode {
     /// The master restarted without its data, so its offset means nothing: the replica
     /// starts the election with FORCEACK at once, like CLUSTER FAILOVER FORCE.
     WithoutData,
+    /// The master restarted without its data and kept slots that no replica of it holds,
+    /// while a former replica of it, promoted in its place, holds their data (a slot the
+    /// master claimed just before it went down, which the replica never heard of): sent
+    /// to that node, now a master, which takes the slots over with an epoch bump.
+    Adopt,
 }
 
 /// One bus message.
@@ -583,7 +588,11 @@ mod tests {
 
     #[test]
     fn a_hand_over_round_trips_and_an_unknown_mode_is_a_decode_error() {
-        for mode in [HandOverMode::Graceful, HandOverMode::WithoutData] {
+        for mode in [
+            HandOverMode::Graceful,
+            HandOverMode::WithoutData,
+            HandOverMode::Adopt,
+        ] {
             let message = Message {
                 body: Body::HandOver { mode },
                 ..sample_message(0)
@@ -600,7 +609,7 @@ mod tests {
         // The body is the last two bytes: its discriminant (9), then the mode's (1).
         let last = bytes.len() - 1;
         assert_eq!((bytes[last - 1], bytes[last]), (9, 1));
-        bytes[last] = 2;
+        bytes[last] = 3;
         assert!(matches!(decode(&bytes), Err(DecodeError::Malformed { .. })));
     }
 
