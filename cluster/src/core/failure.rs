@@ -176,6 +176,12 @@ impl Core {
         for (id, address) in due {
             self.released_failed.insert(id);
             self.release_peer(address, &id, ReleaseReason::Failed);
+            // A PING in flight dies with the link. Left pending, it would never be re-sent
+            // while the node's own PINGs keep arriving, and only a PONG clears FAIL: pinged
+            // afresh instead, on a new link, once it is due.
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.ping_sent_ms = 0;
+            }
         }
     }
 
@@ -396,5 +402,47 @@ mod tests {
         assert!(core.node(&id(5)).unwrap().is_failed());
         core.clear_fail_if_needed(&id(5));
         assert!(!core.node(&id(5)).unwrap().is_failed());
+    }
+
+    #[test]
+    fn a_released_failed_node_that_keeps_pinging_us_is_pinged_again_and_its_fail_clears() {
+        let mut core = cluster_of_four();
+        // No failure-report pushes: the silent n2 and n3 would make this node ping n4.
+        core.config.fast_failure_push = false;
+        // Our PING to n4 is in flight when it fails; then its link is released.
+        core.send_ping(id(4), crate::core::gossip::PingKind::Ping);
+        core.handle_fail_message(&id(2), &id(4));
+        drain(&mut core);
+        let pings_to_4 = |outputs: &[Output]| {
+            outputs
+                .iter()
+                .filter(|output| {
+                    matches!(output, Output::Transmit { to, message }
+                        if to.address == "n4:17000" && matches!(message.body, Body::Ping(_)))
+                })
+                .count()
+        };
+        let mut pinged = 0;
+        for now_ms in (10_100..=20_000).step_by(100) {
+            // n4 is back and pings us every tick: its PINGs are not PONGs.
+            let message = crate::core::wire::Message {
+                header: crate::core::testing::header(4, None, 4, &[]),
+                body: Body::Ping(Vec::new()),
+            };
+            core.handle_message(now_ms, "n4:17000", message);
+            core.handle_tick(now_ms);
+            pinged += pings_to_4(&drain(&mut core));
+        }
+        assert!(
+            pinged > 0,
+            "n4 was never pinged after its link was released"
+        );
+        let pong = crate::core::wire::Message {
+            header: crate::core::testing::header(4, None, 4, &[]),
+            body: Body::Pong(Vec::new()),
+        };
+        core.handle_message(20_100, "n4:17000", pong);
+        drain(&mut core);
+        assert!(!core.nodes[&id(4)].is_failed(), "its PONG clears FAIL");
     }
 }
