@@ -359,13 +359,7 @@ impl Core {
             // Flipped before (a repeated request): nothing changes.
             return Ok(AdminReply::Still(self.myself().config_epoch));
         }
-        for slot in slots_of_ranges(ranges) {
-            self.slots.set_state(slot, SlotState::Stable);
-            self.set_slot_owner(slot, Some(myself));
-        }
-        let bumped = self.bump_epoch_without_consensus();
-        self.broadcast_pong();
-        self.config_dirty = true;
+        let bumped = self.take_slots_with_epoch_bump(slots_of_ranges(ranges));
         let epoch = self.myself().config_epoch;
         tracing::info!(slots = claimed, epoch, %source, "took the slots of an atomic migration");
         Ok(if bumped {
@@ -470,9 +464,7 @@ impl Core {
         }
         if owner == myself {
             if let SlotState::Importing(_) = self.slots.state(slot) {
-                self.slots.set_state(slot, SlotState::Stable);
-                self.bump_epoch_without_consensus();
-                self.broadcast_pong();
+                self.take_slots_with_epoch_bump([slot]);
             }
         }
         Ok(())

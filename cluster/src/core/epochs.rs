@@ -168,13 +168,29 @@ impl Core {
         if finished.is_empty() || !self.myself().is_master() {
             return;
         }
+        self.take_slots_with_epoch_bump(finished);
+    }
+
+    /// Makes `slots` this master's, stable, with a configEpoch bump without consensus (an
+    /// import's end, an atomic flip, an adoption), saves the config, then tells every
+    /// node. True when it bumped (the configEpoch was already the unique maximum
+    /// otherwise).
+    pub(crate) fn take_slots_with_epoch_bump(
+        &mut self,
+        slots: impl IntoIterator<Item = Slot>,
+    ) -> bool {
         let myself = self.myself;
-        for slot in finished {
+        for slot in slots {
             self.slots.set_state(slot, SlotState::Stable);
             self.set_slot_owner(slot, Some(myself));
         }
-        self.bump_epoch_without_consensus();
+        let bumped = self.bump_epoch_without_consensus();
+        if self.config_dirty {
+            // Persisted before anyone hears of the claim.
+            self.save_config_now();
+        }
         self.broadcast_pong();
+        bumped
     }
 
     /// Sub-replica guard on state (as Valkey's): a replica whose master is itself a

@@ -412,19 +412,7 @@ impl Core {
         if ranges.is_empty() {
             return;
         }
-        let myself = self.myself;
-        for range in &ranges {
-            for slot in range.slots() {
-                self.slots
-                    .set_state(slot, crate::core::slots::SlotState::Stable);
-                self.set_slot_owner(slot, Some(myself));
-            }
-        }
-        self.bump_epoch_without_consensus();
-        self.config_dirty = true;
-        self.update_cluster_state();
-        self.save_config_now();
-        self.broadcast_pong();
+        self.take_slots_with_epoch_bump(crate::core::slots::slots_of_ranges(&ranges));
         tracing::info!(
             %former,
             slots = ?ranges,
@@ -931,8 +919,8 @@ mod tests {
     }
 
     /// Node 3 (me), promoted in place of master 1 (epoch 5), which then claims 200..=249 at
-    /// epoch 4 (before its crash, unheard of here) and asks 3 to adopt them.
-    fn promoted_replica_asked_to_adopt(asker: u8) -> Vec<Output> {
+    /// epoch 4 (before its crash, unheard of here).
+    fn promoted_while_the_former_master_kept_slots() -> Core {
         let mut core = replica();
         core.replace_my_master(id(1), Some(5));
         drain(&mut core);
@@ -944,6 +932,12 @@ mod tests {
         );
         drain(&mut core);
         assert_eq!(core.slot_owner(200), Some(id(1)));
+        core
+    }
+
+    /// [`promoted_while_the_former_master_kept_slots`], then `asker` asks 3 to adopt them.
+    fn promoted_replica_asked_to_adopt(asker: u8) -> Vec<Output> {
+        let mut core = promoted_while_the_former_master_kept_slots();
         let body = Body::HandOver {
             mode: HandOverMode::Adopt,
         };
@@ -993,17 +987,7 @@ mod tests {
 
     #[test]
     fn a_promoted_replica_adopts_the_slots_its_failed_former_master_kept() {
-        let mut core = replica();
-        core.replace_my_master(id(1), Some(5));
-        drain(&mut core);
-        message_from(
-            &mut core,
-            1,
-            header(1, None, 4, &range(200, 249)),
-            Body::Pong(Vec::new()),
-        );
-        drain(&mut core);
-        assert_eq!(core.slot_owner(200), Some(id(1)));
+        let mut core = promoted_while_the_former_master_kept_slots();
         core.handle_tick(core.now_ms() + 10);
         drain(&mut core);
         assert_eq!(core.slot_owner(200), Some(id(1)), "n1 is not failed");
