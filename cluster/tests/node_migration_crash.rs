@@ -218,6 +218,12 @@ async fn migrations_whose_target_crashes_lose_no_acknowledged_write() {
         println!("round {round}: {} lost", lost.len());
         if !lost.is_empty() {
             print_events(&log);
+            dump(&nodes).await;
+            for (index, node) in nodes.iter().enumerate() {
+                if let Some(node) = node {
+                    println!("node {index} migrations: {:?}", node.slot_migrations());
+                }
+            }
             // Where each lost key's copies are: every node's engine, owner or not.
             for (key, acknowledged, _) in lost.iter().take(10) {
                 let copies: Vec<String> = nodes

@@ -387,6 +387,18 @@ async fn a_target_dying_mid_migration_loses_no_key_and_a_rerun_finishes_on_its_r
     })
     .await;
     assert!(promoted, "the dead target's replica never took over");
+    // While the dead target may come back, the replica imports nothing it would hold alone
+    // (NOREPLICAS); the operator forgets the dead node, as a replacement does.
+    let replica_id = replica.id();
+    nodes[0].forget(dead).await.unwrap();
+    let forgotten = eventually(Duration::from_secs(10), || async {
+        replica
+            .inspect(move |core| core.nodes().all(|node| node.id != dead))
+            .await
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(forgotten, "{replica_id} still knows the dead target");
     let refs: Vec<&Node> = nodes.iter().collect();
     let options = ReshardOptions {
         retarget_from: Some(dead),

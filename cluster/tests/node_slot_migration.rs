@@ -429,6 +429,66 @@ async fn a_target_killed_mid_migration_leaves_the_slots_served_by_the_source() {
     shutdown_within_10s(nodes).await;
 }
 
+/// The 30-minute chaos run's loss: a replica promoted in place of a master that is down
+/// is its shard's only live member, so what it imports has one copy; it must refuse the
+/// import (the source keeps the slots and its replicated copy) rather than acknowledge it
+/// alone, where its crash would lose the keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_shard_has_a_member_down_refuses_an_import_it_would_hold_alone() {
+    let mut nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;
+    form(&nodes).await;
+    let range = SlotRange { start: 0, end: 99 };
+    let keys = keys_in(range, 2_000);
+    preload(&nodes[0].cluster(), &keys).await;
+    let source_id = nodes[owner_of(&nodes, 0).await].id();
+    let old_target = owner_of(&nodes, 16_383).await;
+    let promoted_id = nodes[replica_of(&nodes, nodes[old_target].id()).await].id();
+    drop(nodes.remove(old_target));
+    let source = nodes
+        .iter()
+        .position(|node| node.id() == source_id)
+        .unwrap();
+    let promoted = nodes
+        .iter()
+        .position(|node| node.id() == promoted_id)
+        .unwrap();
+    let took_over = eventually(Duration::from_secs(30), || async {
+        let at_source = nodes[source]
+            .inspect(|core| core.slot_owner(16_383))
+            .await
+            .unwrap();
+        let own = nodes[promoted]
+            .inspect(|core| {
+                core.myself().is_master() && core.slot_owner(16_383) == Some(core.myself_id())
+            })
+            .await
+            .unwrap();
+        own && at_source == Some(promoted_id)
+    })
+    .await;
+    assert!(took_over, "the replica did not take over");
+    let ranges = [range];
+    let result = nodes[source]
+        .migrate_slots(
+            &ranges,
+            promoted_id,
+            SlotMigrationOptions::default(),
+            |_| ControlFlow::Continue(()),
+        )
+        .await;
+    assert!(
+        result.is_err(),
+        "imported with no copy besides the target: {result:?}"
+    );
+    let kept = nodes[source]
+        .inspect(move |core| (0..100).all(|slot| core.slot_owner(slot) == Some(source_id)))
+        .await
+        .unwrap();
+    assert!(kept, "the source gave the slots away");
+    check_keys(&nodes[0], &preloaded(&keys)).await;
+    shutdown_within_10s(nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_migration_leaves_every_key_at_the_source_and_no_copy_at_the_target() {
     let nodes = start_nodes((0..6).map(|_| tcp()).collect()).await;

@@ -135,6 +135,17 @@ impl Core {
         });
     }
 
+    /// The master this node was promoted in place of, while that one is away from the
+    /// shard: known, a master owning no slot, not back as this node's replica (down, or
+    /// restarted and not yet following). It belongs to the shard but holds none of what
+    /// this node took since, so what must survive a crash of this node (an import) waits
+    /// for it as for a replica.
+    pub fn former_master_away(&self) -> Option<NodeId> {
+        let former = self.handover.promoted_from?;
+        let node = self.nodes.get(&former)?;
+        (node.is_master() && self.slots.count_of(&former) == 0).then_some(former)
+    }
+
     /// False while this node withholds its slots after a restart without data: it must
     /// not serve them, nor ship its (empty) engine to a replica.
     pub fn serves_data(&self) -> bool {

@@ -97,6 +97,9 @@ pub(crate) struct RoutingTable {
     /// False while this master withholds its slots after a restart without data: it
     /// neither serves them nor ships its engine to a replica.
     pub(crate) serves_data: bool,
+    /// The master this node was promoted in place of is away from the shard
+    /// ([`crate::core::Core::former_master_away`]).
+    pub(crate) former_master_away: bool,
     /// `cluster-allow-reads-when-down`.
     pub(crate) allow_reads_when_down: bool,
     owners: Vec<u16>,
@@ -149,6 +152,7 @@ impl RoutingTable {
             cluster_ok: core.cluster_state() == ClusterState::Ok,
             accepts_writes: core.accepts_writes(),
             serves_data: core.serves_data(),
+            former_master_away: core.former_master_away().is_some(),
             allow_reads_when_down: core.config().allow_reads_when_down,
             owners,
             states,
@@ -207,6 +211,13 @@ impl RoutingTable {
             .filter(|node| node.master == Some(*master))
             .map(|node| node.id)
             .collect()
+    }
+
+    /// The other members of this node's shard, failing or not: its replicas, and the
+    /// master it was promoted in place of while that one is away
+    /// ([`crate::core::Core::former_master_away`]).
+    pub(crate) fn shard_members_besides_myself(&self) -> usize {
+        self.replicas_of(&self.myself).len() + usize::from(self.former_master_away)
     }
 
     /// The replicas of `master` that are not failing.

@@ -87,12 +87,13 @@ pub(crate) enum ImportRefusal {
     WritesPaused,
     /// The engine refused a key (OOM, too large); the keys before it may be imported.
     Engine(String),
-    /// Imported, but fewer of the target's replicas acknowledged it than it streams to
-    /// within its bound; the source keeps its copy.
+    /// Imported, but fewer of the other members of the target's shard acknowledged it
+    /// (its replicas, failing ones included, and a former master it replaced that is away)
+    /// than it needs within its bound; the source keeps its copy.
     NotReplicated {
         /// Replicas that acknowledged.
         acknowledged: u32,
-        /// Replicas the target streams to.
+        /// Members whose acknowledgement it waited for.
         wanted: u32,
     },
     /// The frames of the batch did not add up (see [`AssemblyError`]).

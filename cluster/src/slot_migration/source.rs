@@ -121,7 +121,9 @@ pub(crate) fn refusal_text(refusal: &ImportRefusal) -> String {
             acknowledged,
             wanted,
         } => format!(
-            "NOREPLICAS {acknowledged} of the target's {wanted} replicas acknowledged the keys"
+            "NOREPLICAS {acknowledged} of the {wanted} other members of the target's shard \
+             acknowledged the keys (a member that is down counts: bring it back, or FORGET it \
+             if it is gone for good)"
         ),
         ImportRefusal::Incomplete => "the batch arrived incomplete".to_string(),
         ImportRefusal::SlotBusy { slot } => {
