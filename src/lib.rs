@@ -28,8 +28,8 @@ pub use slotkv_engine::key_slot;
 
 pub use slotkv_cluster::{create_cluster, AdminCallError, NodeMemory};
 pub use slotkv_cluster::{
-    Cluster, ClusterError, Durability, Node, NodeBuilder, NodeConfig, NodeTransport, Persistence,
-    ReadFrom, SnapshotError, SnapshotInfo, StartError,
+    AutopilotOptions, Cluster, ClusterError, Durability, Node, NodeBuilder, NodeConfig,
+    NodeTransport, Persistence, ReadFrom, SnapshotError, SnapshotInfo, StartError,
 };
 pub use slotkv_engine::{
     CommandError, EvictionPolicy, ExpireCondition, ExpireTime, GetExExpiry, SetCondition,

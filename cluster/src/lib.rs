@@ -37,13 +37,14 @@ pub(crate) mod slot_migration;
 pub mod views;
 
 pub use command::client::ClientReply;
+pub use core::slots::spread_slots;
 pub use node_state::slot_activity::SlotStatistics;
 pub use node_state::stats::NodeStatistics;
 pub use node_state::write_log::ReplicationInfo;
 pub use routing::client::{ClientFlags, ClientRefusal};
 pub use routing::protocol::DownReason;
 pub use routing::{Cluster, ClusterError, Durability, ReadFrom};
-pub use runtime::admin::{create_cluster, spread_slots, AdminCallError, NodeMemory};
+pub use runtime::admin::{create_cluster, AdminCallError, NodeMemory};
 pub use runtime::atomic_file::FileError;
 pub use runtime::cluster_shape::{
     add_node, rebalance, remove_node, MoveMethod, MoveSummary, RebalanceOptions, ShapeError,
@@ -59,7 +60,7 @@ pub use runtime::snapshot::{
     SNAPSHOT_FILE,
 };
 pub use runtime::{
-    ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError,
+    AutopilotOptions, ConfigFileError, Node, NodeBuilder, NodeConfig, NodeTransport, StartError,
     DEFAULT_HANDOVER_TIMEOUT, NODES_CONF_FILE, NODE_TIMEOUT_MS_MIN,
 };
 pub use slot_migration::atomic_source::{

@@ -4,6 +4,7 @@
 //! README says otherwise); the node builder and the simulator start from it. Every time is
 //! in milliseconds of the core's clock (`now`), every field's doc states its range.
 
+use crate::core::formation::FormationConfig;
 use crate::core::node::NodeId;
 
 /// Smallest meaningful `node_timeout_ms`: below it PFAIL would fire between two ticks of
@@ -68,6 +69,9 @@ pub struct Config {
     pub client_port: u16,
     /// Cluster bus port. Default 16379.
     pub bus_port: u16,
+    /// The autopilot: form the cluster from seeds, replicas join where lacking (see
+    /// [`crate::core::formation`]); `None` (the default) leaves it to the operator.
+    pub formation: Option<FormationConfig>,
 }
 
 impl Default for Config {
@@ -93,6 +97,7 @@ impl Default for Config {
             hostname: String::new(),
             client_port: 6379,
             bus_port: 16379,
+            formation: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! id; the first PONG from that address renames it to the peer's real id.
 
 use crate::core::node::{NodeFlags, NodeId, NodeRecord};
-use crate::core::wire::{Body, GossipEntry, Header, Message, MFLAG_PAUSED};
+use crate::core::wire::{Body, GossipEntry, Header, Message, MFLAG_PAUSED, MFLAG_STRANGER};
 use crate::core::{Core, ReleaseReason, MAX_KNOWN_NODES};
 
 /// Random candidates examined by the once-a-second ping (Redis: 5).
@@ -289,6 +289,9 @@ impl Core {
         }
         if is_pong {
             self.handle_pong_liveness(&header.sender);
+            if header.mflags & MFLAG_STRANGER != 0 {
+                self.meet_again(&header.sender);
+            }
         }
         self.update_sender_role(header);
         self.apply_sender_slots(header);
@@ -315,7 +318,7 @@ impl Core {
             address,
             id: Some(header.sender),
         };
-        self.send_to_peer(peer, Body::Pong(gossip));
+        self.send_to_peer_with_mflags(peer, Body::Pong(gossip), MFLAG_STRANGER);
     }
 
     /// A MEET from an unknown node: remember it as a handshake, which completes only when
@@ -384,6 +387,23 @@ impl Core {
         self.nodes.insert(header.sender, record);
         self.config_dirty = true;
         tracing::debug!(node = %header.sender, "handshake completed");
+    }
+
+    /// A known node answered us as a stranger: it dropped our handshake (or forgot us).
+    /// With the autopilot on, MEET it again (at the handshake messages' pace) until it
+    /// knows us: a node formed from seeds must not stay known by no one. Without it, as
+    /// in Redis, only an operator's MEET brings us back (a node forgotten on purpose
+    /// stays out).
+    fn meet_again(&mut self, id: &NodeId) {
+        if self.config.formation.is_none() {
+            return;
+        }
+        if let Some(node) = self.nodes.get_mut(id) {
+            if !node.flags.contains(NodeFlags::MEET) {
+                tracing::debug!(node = %id, "a known node does not know us; meeting it again");
+                node.flags.insert(NodeFlags::MEET);
+            }
+        }
     }
 
     /// A PONG from a known node: it is alive.

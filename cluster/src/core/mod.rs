@@ -20,6 +20,7 @@
 //! MEET/handshake, gossip), [`failure`] (PFAIL/FAIL, the failure-report rule), `failover`
 //! (elections, votes, manual failover), `epochs` (config rules 1-2, UPDATE, collisions),
 //! [`handover`] (shutdown hand-over, restart without data, the writes pause),
+//! [`formation`] (the autopilot: a cluster forming itself from seeds),
 //! `replica_migration`, `state` (cluster_state), [`admin`] (commands), [`rng`], `timers`,
 //! and [`nodes_conf`] (the nodes.conf text format). The views (CLUSTER NODES, SLOTS, ...)
 //! live outside the protocol state, in [`crate::views`].
@@ -29,6 +30,7 @@ pub mod config;
 mod epochs;
 mod failover;
 pub mod failure;
+pub mod formation;
 mod gossip;
 pub mod handover;
 pub mod node;
@@ -49,6 +51,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use admin::{AdminCommand, AdminError, AdminReply, FailoverMode, ResetMode, SetSlotAction};
 pub use config::{Config, NODE_TIMEOUT_MS_MIN};
 use failover::{FailoverState, ManualFailover};
+use formation::FormationState;
 pub use handover::HandOverError;
 use handover::HandOverState;
 pub use nodes_conf::NodesConf;
@@ -114,6 +117,8 @@ pub struct Core {
     failover: FailoverState,
     manual: ManualFailover,
     handover: HandOverState,
+    /// The autopilot's formation state (`formation`).
+    formation: FormationState,
     tracker: StateTracker,
     replication: ReplicationStatus,
     /// When each orphaned master was first seen orphaned (`now` ms).
@@ -201,6 +206,7 @@ impl Core {
             failover: FailoverState::default(),
             manual: ManualFailover::default(),
             handover: HandOverState::default(),
+            formation: FormationState::default(),
             tracker: StateTracker::default(),
             replication: ReplicationStatus::default(),
             orphaned_since: BTreeMap::new(),
@@ -383,6 +389,7 @@ impl Core {
                 self.handle_forgotten_node(&sender, node, *ttl_ms)
             }
             Body::HandOver { mode } => self.handle_hand_over(&sender, *mode),
+            Body::Formation(message) => self.handle_formation_message(&sender, message),
         }
         self.handle_replica_failover();
         self.handle_restart_progress();
@@ -515,6 +522,11 @@ impl Core {
     }
 
     fn send_to_peer(&mut self, to: Peer, body: Body) {
+        self.send_to_peer_with_mflags(to, body, 0);
+    }
+
+    /// [`Core::send_to_peer`] with extra `mflags` bits in the header.
+    fn send_to_peer_with_mflags(&mut self, to: Peer, body: Body, mflags: u8) {
         // Whatever the header advertises (a currentEpoch just learned, a new role or
         // configEpoch) reaches the disk first, as Redis's save in beforeSleep precedes
         // the socket write: a crash right after the send cannot roll it back.
@@ -522,10 +534,9 @@ impl Core {
             self.save_config_now();
         }
         self.stats.sent[body.message_type().index()] += 1;
-        let message = Message {
-            header: self.header(),
-            body,
-        };
+        let mut header = self.header();
+        header.mflags |= mflags;
+        let message = Message { header, body };
         self.outputs.push_back(Output::Transmit { to, message });
     }
 

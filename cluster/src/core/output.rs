@@ -68,6 +68,13 @@ pub enum Event {
         /// The slots it serves empty.
         slots: Vec<SlotRange>,
     },
+    /// The autopilot decided (see `crate::core::formation`).
+    Autopilot {
+        /// What it decided.
+        decision: crate::core::formation::AutopilotDecision,
+        /// Reported only: [`crate::core::formation::FormationConfig::dry_run`].
+        dry_run: bool,
+    },
 }
 
 /// Where a message goes: by bus address, and by id once known.

@@ -66,5 +66,6 @@ impl Core {
         self.handle_manual_failover_progress();
         self.handle_replica_migration();
         self.follow_master_of_master();
+        self.handle_formation();
     }
 }

@@ -16,6 +16,7 @@ use bincode::{Decode, Encode};
 
 pub use crate::codec::DecodeError;
 use crate::codec::{Format, Validate};
+use crate::core::formation::FormationMessage;
 use crate::core::node::{NodeFlags, NodeId};
 use crate::core::slots::{SlotRange, SLOT_COUNT};
 
@@ -42,8 +43,13 @@ pub const MAX_FORGOTTEN_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 pub const MFLAG_PAUSED: u8 = 1;
 /// `mflags` bit: vote even though the master is not FAIL (manual failover).
 pub const MFLAG_FORCEACK: u8 = 2;
+/// `mflags` bit (slotkv's own): a PONG from a node that does not know the receiver (its
+/// answer to a stranger's PING or MEET). A receiver with the autopilot on that knows the
+/// sender MEETs it again: a handshake the sender dropped (lost messages) would otherwise
+/// leave the receiver knowing everyone and known by no one.
+pub const MFLAG_STRANGER: u8 = 4;
 /// Every `mflags` bit this version knows; a message with any other bit is refused.
-pub const MFLAGS_KNOWN: u8 = MFLAG_PAUSED | MFLAG_FORCEACK;
+pub const MFLAGS_KNOWN: u8 = MFLAG_PAUSED | MFLAG_FORCEACK | MFLAG_STRANGER;
 
 /// The bus format: [`PROTOCOL_VERSION`] then bincode, at most [`MAX_MESSAGE_BYTES`].
 pub const BUS_FORMAT: Format<MAX_MESSAGE_BYTES> = Format::new("bus message", PROTOCOL_VERSION);
@@ -75,7 +81,7 @@ pub struct Header {
     pub bus_port: u16,
     /// Sender's view of the cluster state.
     pub cluster_ok: bool,
-    /// Message flags ([`MFLAG_PAUSED`], [`MFLAG_FORCEACK`]).
+    /// Message flags ([`MFLAG_PAUSED`], [`MFLAG_FORCEACK`], [`MFLAG_STRANGER`]).
     pub mflags: u8,
     /// Sender's shard id, when it has one.
     pub shard_id: Option<NodeId>,
@@ -145,6 +151,9 @@ pub enum Body {
         /// How the replica takes over.
         mode: HandOverMode,
     },
+    /// The autopilot's coordinator tells the members of a fresh cluster who masters which
+    /// slots and who replicates whom (slotkv's own message; see `crate::core::formation`).
+    Formation(FormationMessage),
 }
 
 /// How a replica takes over in a [`Body::HandOver`]. Decoding is strict: an unknown mode
@@ -196,11 +205,13 @@ pub enum MessageType {
     ForgottenNode,
     /// HANDOVER (slotkv's own).
     HandOver,
+    /// FORMATION (slotkv's own).
+    Formation,
 }
 
 impl MessageType {
     /// Number of message types.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every type, in counter-index order.
     pub const ALL: [MessageType; MessageType::COUNT] = [
         MessageType::Ping,
@@ -213,6 +224,7 @@ impl MessageType {
         MessageType::MfStart,
         MessageType::ForgottenNode,
         MessageType::HandOver,
+        MessageType::Formation,
     ];
 
     /// The name CLUSTER INFO uses (`cluster_stats_messages_<name>_sent`).
@@ -228,6 +240,7 @@ impl MessageType {
             MessageType::MfStart => "mfstart",
             MessageType::ForgottenNode => "forgotten-node",
             MessageType::HandOver => "handover",
+            MessageType::Formation => "formation",
         }
     }
 
@@ -251,6 +264,7 @@ impl Body {
             Body::MfStart => MessageType::MfStart,
             Body::ForgottenNode { .. } => MessageType::ForgottenNode,
             Body::HandOver { .. } => MessageType::HandOver,
+            Body::Formation(_) => MessageType::Formation,
         }
     }
 
@@ -284,6 +298,8 @@ pub fn redis_encoded_len(message: &Message) -> usize {
         Body::ForgottenNode { .. } => 8 + 40 + 8,
         // Redis has no such message; its nearest, MFSTART, is a bare header.
         Body::HandOver { .. } => REDIS_HEADER_BYTES,
+        // redis-cli sends each node its own ADDSLOTS / REPLICATE instead: about a header.
+        Body::Formation(_) => REDIS_HEADER_BYTES,
     }
 }
 
@@ -364,6 +380,9 @@ impl Validate for Message {
             if *config_epoch > MAX_EPOCH {
                 return Err("epoch beyond MAX_EPOCH");
             }
+        }
+        if let Body::Formation(message) = &self.body {
+            message.validate()?;
         }
         if let Body::ForgottenNode { ttl_ms, .. } = &self.body {
             if !(1..=MAX_FORGOTTEN_TTL_MS).contains(ttl_ms) {
@@ -683,7 +702,7 @@ mod tests {
     #[test]
     fn an_unknown_mflags_bit_is_invalid() {
         let mut message = sample_message(0);
-        for bit in 2..8 {
+        for bit in (0..8).filter(|bit| MFLAGS_KNOWN & (1 << bit) == 0) {
             message.header.mflags = MFLAG_PAUSED | 1 << bit;
             assert!(is_invalid(&message), "mflags bit {bit}");
         }

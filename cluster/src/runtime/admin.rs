@@ -19,7 +19,7 @@ use slotkv_transport::PeerAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::node::NodeId;
-use crate::core::slots::{slots_of_ranges, Slot, SlotRange};
+use crate::core::slots::{slots_of_ranges, spread_slots, Slot, SlotRange};
 use crate::core::{
     AdminCommand, AdminError, AdminReply, ClusterState, Core, FailoverMode, ResetMode,
     SetSlotAction,
@@ -410,26 +410,6 @@ pub(crate) fn refuse_while_keys_held(
         AdminCommand::FlushSlots if store.dbsize() > 0 => Err(AdminError::NotEmpty),
         _ => Ok(()),
     }
-}
-
-/// Splits the 16384 slots into `masters` contiguous ranges the way redis-cli does.
-pub fn spread_slots(masters: usize) -> Vec<SlotRange> {
-    let per_master = SLOT_COUNT as f64 / masters.max(1) as f64;
-    let mut ranges = Vec::with_capacity(masters);
-    let mut first = 0usize;
-    let mut cursor = 0f64;
-    for index in 0..masters {
-        let mut last = (cursor + per_master - 1.0).round() as usize;
-        if last >= SLOT_COUNT || index + 1 == masters {
-            last = SLOT_COUNT - 1;
-        }
-        if let Some(range) = SlotRange::new(first as Slot, last as Slot) {
-            ranges.push(range);
-        }
-        first = last + 1;
-        cursor += per_master;
-    }
-    ranges
 }
 
 /// Waits until `check` holds on every node, polling, or fails after `timeout`.

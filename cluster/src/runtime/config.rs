@@ -94,6 +94,74 @@ pub struct NodeConfig {
     /// (the source died or was cut off). Default
     /// [`crate::DEFAULT_IMPORT_IDLE_TIMEOUT`] (15 s).
     pub import_idle_timeout: Duration,
+    /// The autopilot: the cluster forms itself from seeds and late nodes join where a
+    /// master lacks replicas (`None`, the default: formed by the admin API).
+    pub autopilot: Option<AutopilotOptions>,
+}
+
+/// The autopilot's settings ([`NodeBuilder::autopilot`], [`NodeBuilder::seeds`]); see
+/// `slotkv_cluster::core::formation` for what it decides and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutopilotOptions {
+    /// Bus addresses (`host:port`) of nodes to meet while this node knows no other; every
+    /// node may list the same ones, its own included. At most
+    /// [`crate::core::formation::SEEDS_MAX`].
+    pub seeds: Vec<String>,
+    /// Nodes that must be present before the cluster forms, and the fewest masters it
+    /// forms with (at least 1). Default 3.
+    pub min_masters: usize,
+    /// Replicas wanted per master (at most
+    /// [`crate::core::formation::REPLICAS_PER_MASTER_MAX`]). Default 1.
+    pub replicas_per_master: usize,
+    /// Membership must stay unchanged this long before the cluster forms or a late node
+    /// joins (so a deployment's processes starting together land in one plan). Default
+    /// 2 s.
+    pub settle: Duration,
+    /// Report each decision (`Event::Autopilot` on `subscribe_events`, and the log)
+    /// without acting on it. Default false.
+    pub dry_run: bool,
+}
+
+impl Default for AutopilotOptions {
+    fn default() -> Self {
+        let core = crate::core::formation::FormationConfig::default();
+        AutopilotOptions {
+            seeds: Vec::new(),
+            min_masters: core.min_masters,
+            replicas_per_master: core.replicas_per_master,
+            settle: Duration::from_millis(core.settle_ms),
+            dry_run: core.dry_run,
+        }
+    }
+}
+
+impl AutopilotOptions {
+    /// The core's form of these settings; a seed that is not `host:port` or a bound
+    /// out of range is an error naming it.
+    pub(crate) fn to_core(&self) -> Result<crate::core::formation::FormationConfig, String> {
+        let seeds = self
+            .seeds
+            .iter()
+            .map(|seed| {
+                seed.rsplit_once(':')
+                    .and_then(|(host, port)| {
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        Some((host.to_string(), port.parse::<u16>().ok()?))
+                    })
+                    .filter(|(host, port)| !host.is_empty() && *port != 0)
+                    .ok_or_else(|| format!("autopilot seed {seed:?} is not host:port"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let config = crate::core::formation::FormationConfig {
+            seeds,
+            min_masters: self.min_masters,
+            replicas_per_master: self.replicas_per_master,
+            settle_ms: u64::try_from(self.settle.as_millis()).unwrap_or(u64::MAX),
+            dry_run: self.dry_run,
+        };
+        config.validate().map_err(|error| error.to_string())?;
+        Ok(config)
+    }
 }
 
 /// Default bound of the shutdown hand-over: an election takes a few round trips, the
@@ -139,6 +207,7 @@ impl NodeBuilder {
                 handover_timeout: DEFAULT_HANDOVER_TIMEOUT,
                 import_idle_timeout:
                     crate::slot_migration::atomic_target::DEFAULT_IMPORT_IDLE_TIMEOUT,
+                autopilot: None,
             },
         }
     }
@@ -269,6 +338,28 @@ impl NodeBuilder {
     /// replicates a batch).
     pub fn import_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.import_idle_timeout = timeout;
+        self
+    }
+
+    /// Turns the autopilot on with these settings: the cluster forms itself, no
+    /// operator needed (see [`AutopilotOptions`]).
+    pub fn autopilot(mut self, options: AutopilotOptions) -> Self {
+        self.config.autopilot = Some(options);
+        self
+    }
+
+    /// Turns the autopilot on (with its defaults unless [`NodeBuilder::autopilot`] set
+    /// them) and sets the seeds to meet: bus addresses, `host:port`.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let options = self
+            .config
+            .autopilot
+            .get_or_insert_with(AutopilotOptions::default);
+        options.seeds = seeds.into_iter().map(Into::into).collect();
         self
     }
 

@@ -66,7 +66,9 @@ use crate::slot_migration::jobs::SlotMigrationJobs;
 use crate::slot_migration::{run_migration_stream, MigrationHub};
 use atomic_file::FileError;
 use bulk_demux::{run_bulk_demux, BulkRoutes};
-pub use config::{NodeBuilder, NodeConfig, NodeTransport, DEFAULT_HANDOVER_TIMEOUT};
+pub use config::{
+    AutopilotOptions, NodeBuilder, NodeConfig, NodeTransport, DEFAULT_HANDOVER_TIMEOUT,
+};
 use driver::{Driver, DriverRequest, ADMIN_QUEUE_MAX, EVENT_QUEUE_MAX};
 pub use nodes_conf_file::ConfigFileError;
 use nodes_conf_file::{load, ConfigFileLock};
@@ -180,14 +182,20 @@ fn announce_for(config: &NodeConfig, bind: &PeerAddr) -> Result<Announce, StartE
     })
 }
 
-fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
+fn core_config(config: &NodeConfig, host: String, port: u16) -> Result<Config, StartError> {
+    let formation = config
+        .autopilot
+        .as_ref()
+        .map(AutopilotOptions::to_core)
+        .transpose()
+        .map_err(StartError::Config)?;
     let seed = config.rng_seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
         nanos ^ (u64::from(port) << 48)
     });
-    Config {
+    Ok(Config {
         node_timeout_ms: config.node_timeout_ms,
         replica_validity_factor: config.replica_validity_factor,
         migration_barrier: config.migration_barrier,
@@ -198,8 +206,9 @@ fn core_config(config: &NodeConfig, host: String, port: u16) -> Config {
         ip: host,
         client_port: config.client_port.unwrap_or(port),
         bus_port: port,
+        formation,
         ..Config::default()
-    }
+    })
 }
 
 /// The engine, with the node's memory limit and policy, on the system clock.
@@ -305,6 +314,9 @@ impl Node {
                 "node_timeout_ms must be at least {NODE_TIMEOUT_MS_MIN}"
             )));
         }
+        if let Some(autopilot) = &config.autopilot {
+            autopilot.to_core().map_err(StartError::Config)?;
+        }
         let snapshot_path = snapshot_path(&config)?;
         let data_dir = config.data_dir.clone();
         let file_name = config.config_file_name.clone();
@@ -322,7 +334,7 @@ impl Node {
         // The announced address is the node's identity on the bus, in streams and in views.
         let local = endpoint.local_addr().clone();
         let (host, port) = split_address(&local)?;
-        let core_config = core_config(&config, host, port);
+        let core_config = core_config(&config, host, port)?;
         let seed = core_config.rng_seed;
         let restored = saved.is_some();
         let mut core = match saved {

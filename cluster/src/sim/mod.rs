@@ -77,6 +77,8 @@ pub struct SimConfig {
     pub trace_capacity_lines: usize,
     /// Run every core with Redis's failover timings and no PFAIL push (a baseline).
     pub redis_failover_timing: bool,
+    /// The autopilot of every core (`None`: formed by hand, the default).
+    pub formation: Option<crate::core::formation::FormationConfig>,
 }
 
 impl SimConfig {
@@ -90,6 +92,7 @@ impl SimConfig {
             step_limit: DEFAULT_STEP_LIMIT,
             trace_capacity_lines: TRACE_CAPACITY_LINES,
             redis_failover_timing: false,
+            formation: None,
         }
     }
 }
@@ -184,6 +187,7 @@ impl Simulator {
                     bus_port: SIM_BUS_PORT,
                     redis_failover_timing: config.redis_failover_timing,
                     fast_failure_push: !config.redis_failover_timing,
+                    formation: config.formation.clone(),
                     ..Config::default()
                 };
                 SimNode {
