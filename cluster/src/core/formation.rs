@@ -68,6 +68,9 @@ pub const COMMIT_SLOW_RESEND_MS: u64 = 5_000;
 /// as long as the proposer may wait for acceptances, so by then it committed or abandoned
 /// (its Release may have been lost).
 pub const ACCEPTANCE_TTL_MS: u64 = 2 * PLAN_SENDS_MAX as u64 * PLAN_RESEND_MS;
+/// How often a fresh node in a formed cluster looks for a master lacking replicas, in ms
+/// (the look walks every node's replicas).
+pub const JOIN_CHECK_MS: u64 = 500;
 /// Most nodes one plan may name (masters plus replicas); a larger one is malformed
 /// (Redis recommends at most 1,000 nodes per cluster).
 pub const PLAN_NODES_MAX: usize = 1_000;
@@ -455,6 +458,9 @@ pub(crate) struct FormationState {
     pending: Option<FormationPlan>,
     /// A plan was applied (or, in a dry run, reported): no other is.
     decided: bool,
+    /// When a fresh node in a formed cluster looks for a master lacking replicas next
+    /// (`now` ms): at most every [`JOIN_CHECK_MS`].
+    next_join_check_ms: u64,
 }
 
 impl Core {
@@ -492,7 +498,10 @@ impl Core {
             0 => self.propose_formation(&config),
             // Every slot claimed: formed. In between, a plan is being applied, and this
             // node may be one of its masters whose commit is still on its way.
-            SLOT_COUNT => self.join_formed_cluster(&config),
+            SLOT_COUNT if self.now_ms >= self.formation.next_join_check_ms => {
+                self.formation.next_join_check_ms = self.now_ms + JOIN_CHECK_MS;
+                self.join_formed_cluster(&config);
+            }
             _ => {}
         }
     }
