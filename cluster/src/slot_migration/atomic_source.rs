@@ -72,7 +72,8 @@ pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
 pub const DEFAULT_SLOT_MIGRATION_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After an unanswered flip, how long the slots stay paused once the target is seen
-/// failing with no healthy replica, for any claim of them to reach this node.
+/// failing (or no longer a master) with no healthy replica, for any claim of them to reach
+/// this node.
 pub const FLIP_SETTLE: Duration = Duration::from_secs(2);
 
 /// Between two cancels while a flip is unresolved.
@@ -853,8 +854,8 @@ impl Detached {
     }
 
     /// The flip went unanswered: cancel until the target answers (`Some(epoch)`: it had
-    /// flipped; `None`: abandoned), or until it is failing with no healthy replica and the
-    /// settle time passed with the slots still mine (`None`). Another owner of the slots
+    /// flipped; `None`: abandoned), or until it is failing or a replica, with no healthy
+    /// replica of its own, and the settle time passed with the slots still mine (`None`). Another owner of the slots
     /// meanwhile completes the move.
     async fn resolve(&self) -> Result<Option<u64>, SlotMigrationError> {
         let shared = &self.parties.shared;
@@ -880,7 +881,14 @@ impl Detached {
                 return Ok(Some(0));
             }
             let table = shared.routing.table();
-            let orphaned = table.node(&self.target_id).is_none_or(|node| node.failing)
+            // A target that became a replica (restarted without its data, it handed its
+            // slots to its replica and follows it) answers every cancel with WritesPaused
+            // and can flip nothing: a claim of the slots would have reached this node with
+            // its new master's slots. Waiting on it kept the slots paused for good (the
+            // crash reproduction's reads unanswered at the source after a repair).
+            let orphaned = table
+                .node(&self.target_id)
+                .is_none_or(|node| node.failing || !node.is_master)
                 && table.healthy_replicas_of(&self.target_id).is_empty();
             match (orphaned, orphaned_since) {
                 (false, _) => orphaned_since = None,
