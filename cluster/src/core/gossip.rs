@@ -536,6 +536,12 @@ impl Core {
             // A replica again: its engine will be its new master's.
             self.handover.promoted_from = None;
         }
+        if master.is_some() && self.handover.promoted_from == Some(id) {
+            // The master this node was promoted in place of follows a master now (this
+            // node, or another shard's after a replica migration): what it claims later is
+            // no slot this engine holds the data of, so nothing of it is adopted.
+            self.handover.promoted_from = None;
+        }
         if let Some(node) = self.nodes.get_mut(&id) {
             match master {
                 None => {

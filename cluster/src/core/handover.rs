@@ -997,6 +997,44 @@ mod tests {
     }
 
     #[test]
+    fn a_former_master_that_followed_anyone_since_is_never_adopted() {
+        let mut core = replica();
+        core.replace_my_master(id(1), Some(5));
+        drain(&mut core);
+        // n1 comes back as a replica (here of n2, after a replica migration), later is
+        // promoted there and claims 200..=249, then fails: those are n2's shard's slots.
+        message_from(
+            &mut core,
+            1,
+            header(1, Some(2), 2, &range(100, 199)),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        message_from(
+            &mut core,
+            1,
+            header(1, None, 6, &range(200, 249)),
+            Body::Pong(Vec::new()),
+        );
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(1)));
+        core.nodes
+            .get_mut(&id(1))
+            .unwrap()
+            .flags
+            .insert(crate::core::node::NodeFlags::FAIL);
+        core.handle_tick(core.now_ms() + 10);
+        drain(&mut core);
+        assert_eq!(core.slot_owner(200), Some(id(1)), "not this engine's data");
+        let body = Body::HandOver {
+            mode: HandOverMode::Adopt,
+        };
+        message_from(&mut core, 1, header(1, None, 6, &range(200, 249)), body);
+        drain(&mut core);
+        assert_ne!(core.slot_owner(200), Some(id(3)));
+    }
+
+    #[test]
     fn a_promoted_replica_adopts_the_slots_its_failed_former_master_kept() {
         let mut core = promoted_while_the_former_master_kept_slots();
         core.handle_tick(core.now_ms() + 10);
