@@ -996,6 +996,17 @@ mod tests {
         assert_eq!(core.my_master(), Some(id(2)));
     }
 
+    /// Marks node `byte` FAIL in `core`'s view, then runs a tick.
+    fn fail_and_tick(core: &mut Core, byte: u8) {
+        core.nodes
+            .get_mut(&id(byte))
+            .unwrap()
+            .flags
+            .insert(crate::core::node::NodeFlags::FAIL);
+        core.handle_tick(core.now_ms() + 10);
+        drain(core);
+    }
+
     #[test]
     fn a_former_master_that_followed_anyone_since_is_never_adopted() {
         let mut core = replica();
@@ -1018,13 +1029,7 @@ mod tests {
         );
         drain(&mut core);
         assert_eq!(core.slot_owner(200), Some(id(1)));
-        core.nodes
-            .get_mut(&id(1))
-            .unwrap()
-            .flags
-            .insert(crate::core::node::NodeFlags::FAIL);
-        core.handle_tick(core.now_ms() + 10);
-        drain(&mut core);
+        fail_and_tick(&mut core, 1);
         assert_eq!(core.slot_owner(200), Some(id(1)), "not this engine's data");
         let body = Body::HandOver {
             mode: HandOverMode::Adopt,
@@ -1040,13 +1045,7 @@ mod tests {
         core.handle_tick(core.now_ms() + 10);
         drain(&mut core);
         assert_eq!(core.slot_owner(200), Some(id(1)), "n1 is not failed");
-        core.nodes
-            .get_mut(&id(1))
-            .unwrap()
-            .flags
-            .insert(crate::core::node::NodeFlags::FAIL);
-        core.handle_tick(core.now_ms() + 10);
-        drain(&mut core);
+        fail_and_tick(&mut core, 1);
         assert_eq!(core.slot_owner(200), Some(id(3)));
         assert_eq!(core.slot_owner(0), Some(id(3)));
     }
